@@ -1,0 +1,20 @@
+"""bptrain: a small, fast, exact backpropagation trainer for MNIST, in NumPy.
+
+    from bptrain import MLP, load_dataset, train, TrainSettings
+    data = load_dataset("data/mnist.pkl.gz")
+    model = MLP((784, 128, 64, 10), loss="ce", seed=0)
+    train(model, data, TrainSettings(lr=0.1, epochs=5))
+"""
+
+__version__ = "0.1.0"
+
+from .errors import BptrainError, ConfigError, DataError, ModelFileError, TrainingDiverged  # noqa: E402
+from .loader import Dataset, Split, load_dataset  # noqa: E402
+from .model_io import load_model, save_model  # noqa: E402
+from .network import MLP  # noqa: E402
+from .train import TrainSettings, train  # noqa: E402
+
+__all__ = [
+    "__version__", "MLP", "Dataset", "Split", "load_dataset", "load_model", "save_model", "train",
+    "TrainSettings", "BptrainError", "ConfigError", "DataError", "ModelFileError", "TrainingDiverged",
+]

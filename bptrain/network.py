@@ -1,0 +1,292 @@
+"""The multilayer perceptron: parameters, forward pass, backward pass, losses.
+
+Pure NumPy, no I/O. Rows are samples: a mini-batch X of shape (B, n_0) goes
+through layers l = 1..L as whole matrices (see ../GUIDE §2)::
+
+    Z_l = A_{l-1} W_l + b_l          W_l: (n_{l-1}, n_l), b_l: (n_l,)
+    A_l = σ(Z_l)                     hidden layers, and the output for loss "mse"
+    A_L = softmax(Z_L)               the output for loss "ce"
+
+    Δ_L = (A_L − Y) ⊙ A_L ⊙ (1 − A_L) / B     quadratic cost  C = ½‖A_L − Y‖² (mean over the batch)
+    Δ_L = (A_L − Y) / B                      cross-entropy   C = −Σ y log a   (mean over the batch)
+
+    ∂C/∂W_l = A_{l-1}ᵀ Δ_l      ∂C/∂b_l = Σ_rows Δ_l      Δ_{l-1} = (Δ_l W_lᵀ) ⊙ A_{l-1} ⊙ (1 − A_{l-1})
+
+Every array a step needs lives in a :class:`Workspace` made once per batch
+size, and every operation writes into it with ``out=``: a training step
+allocates nothing, which is most of what makes small batches fast.
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import numpy as np
+
+LOSSES = ("ce", "mse")
+INITS = ("xavier", "normal")
+DTYPES = {"float32": np.float32, "float64": np.float64}
+
+#: Rows per chunk when predicting on a whole data set: big enough for fast
+#: matrix products, small enough to keep memory flat (8192 x 128 floats = 4 MB).
+PREDICT_CHUNK = 8192
+
+
+class Workspace:
+    """Preallocated arrays for one batch size, reused by every step of that size.
+
+    ``z[l]`` holds Z_l and then, in place, A_l = σ(Z_l); ``delta[l]`` holds Δ_l;
+    ``grad_w``/``grad_b`` hold the (scaled) gradients. Index l runs over layers
+    1..L as 0..L-1.
+    """
+
+    def __init__(self, sizes: Sequence[int], batch_size: int, dtype):
+        self.batch_size = batch_size
+        layer_widths = sizes[1:]
+        self.z = [np.empty((batch_size, n), dtype) for n in layer_widths]
+        self.delta = [np.empty((batch_size, n), dtype) for n in layer_widths]
+        self.scratch = [np.empty((batch_size, n), dtype) for n in layer_widths]
+        self.grad_w = [np.empty((m, n), dtype) for m, n in zip(sizes[:-1], layer_widths)]
+        self.grad_b = [np.empty(n, dtype) for n in layer_widths]
+        self.ones = np.ones(batch_size, dtype)  # Σ_rows Δ as ones·Δ: one BLAS call, faster than .sum(axis=0)
+        self.row = np.empty((batch_size, 1), dtype)  # per-row max and sum of the softmax
+        self.log_row = np.empty((batch_size, 1), dtype)
+
+    def first_rows(self, n: int) -> "Workspace":
+        """A workspace for a smaller batch that shares this one's memory (for the last, partial batch)."""
+        if n == self.batch_size:
+            return self
+        view = object.__new__(Workspace)
+        view.batch_size = n
+        for name in ("z", "delta", "scratch"):
+            setattr(view, name, [a[:n] for a in getattr(self, name)])
+        view.grad_w, view.grad_b = self.grad_w, self.grad_b
+        view.ones, view.row, view.log_row = self.ones[:n], self.row[:n], self.log_row[:n]
+        return view
+
+
+def sigmoid(z: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+    """σ(z) = 1 / (1 + e^{-z}), in place when ``out is z``.
+
+    For z below about -88 (float32) e^{-z} overflows to inf and 1/(1+inf) = 0,
+    which is the exact limit; the overflow flag is silenced, not the result.
+    """
+    out = np.negative(z, out=out)
+    with np.errstate(over="ignore"):
+        np.exp(out, out=out)
+    out += 1
+    return np.reciprocal(out, out=out)
+
+
+def sigmoid_prime_from_output(a: np.ndarray, out: np.ndarray) -> np.ndarray:
+    """σ'(z) written with the layer's output a = σ(z): σ'(z) = a (1 − a)."""
+    np.subtract(1, a, out=out)
+    out *= a
+    return out
+
+
+def softmax(z: np.ndarray, work_row: np.ndarray, out: np.ndarray) -> np.ndarray:
+    """Row-wise softmax. Shifts z by its row maximum first (in place) so exp never overflows.
+
+    Afterwards ``z`` holds the shifted logits and ``work_row`` the row sums, from
+    which the cross-entropy is exact: −log a_y = log Σ − (z_y − max).
+    """
+    np.max(z, axis=1, keepdims=True, out=work_row)
+    z -= work_row
+    np.exp(z, out=out)
+    np.sum(out, axis=1, keepdims=True, out=work_row)
+    out /= work_row
+    return out
+
+
+class MLP:
+    """A fully connected sigmoid network trained by backpropagation.
+
+    ``sizes`` lists the layer widths, input first and classes last, e.g.
+    (784, 128, 64, 10). ``loss`` is "ce" (softmax output, cross-entropy) or
+    "mse" (sigmoid output, quadratic cost as in Nielsen's book).
+    """
+
+    def __init__(self, sizes, loss="ce", *, weights=None, biases=None, dtype=np.float32, init="xavier", seed=0):
+        sizes = tuple(int(n) for n in sizes)
+        if len(sizes) < 2 or min(sizes) < 1:
+            raise ValueError(f"sizes must list at least two positive widths, got {sizes}")
+        if loss not in LOSSES:
+            raise ValueError(f"loss must be one of {LOSSES}, got {loss!r}")
+        self.sizes = sizes
+        self.loss = loss
+        self.dtype = np.dtype(dtype)
+        if weights is None:
+            weights, biases = initial_parameters(sizes, init, seed)
+        self.weights = [np.ascontiguousarray(w, dtype=self.dtype) for w in weights]
+        self.biases = [np.ascontiguousarray(b, dtype=self.dtype) for b in biases]
+        for l, (w, b) in enumerate(zip(self.weights, self.biases)):
+            if w.shape != (sizes[l], sizes[l + 1]) or b.shape != (sizes[l + 1],):
+                raise ValueError(f"layer {l + 1}: expected W {(sizes[l], sizes[l + 1])} and b {(sizes[l + 1],)}, "
+                                 f"got {w.shape} and {b.shape}")
+        self._workspaces: dict[int, Workspace] = {}
+
+    # ------------------------------------------------------------------ basics
+    @property
+    def n_layers(self) -> int:
+        return len(self.weights)
+
+    @property
+    def n_parameters(self) -> int:
+        return sum(w.size + b.size for w, b in zip(self.weights, self.biases))
+
+    def astype(self, dtype) -> "MLP":
+        """A copy of this network whose parameters have another float type."""
+        return MLP(self.sizes, self.loss, weights=self.weights, biases=self.biases, dtype=dtype)
+
+    def workspace(self, batch_size: int) -> Workspace:
+        """The buffers for ``batch_size`` rows, made on first use and kept."""
+        work = self._workspaces.get(batch_size)
+        if work is None:
+            work = self._workspaces[batch_size] = Workspace(self.sizes, batch_size, self.dtype)
+        return work
+
+    # ------------------------------------------------------------ forward pass
+    def forward(self, x: np.ndarray, work: Workspace | None = None) -> list[np.ndarray]:
+        """Activations [A_0 = X, A_1, ..., A_L] of a batch, computed into ``work``.
+
+        The returned arrays belong to the workspace: copy them if you keep them
+        past the next call.
+        """
+        if work is None:
+            work = self.workspace(len(x))
+        activations = [x]
+        last = self.n_layers - 1
+        for l, (w, b) in enumerate(zip(self.weights, self.biases)):
+            z = work.z[l]
+            np.matmul(activations[-1], w, out=z)            # Z_l = A_{l-1} W_l
+            z += b                                           #       + b_l
+            if l == last and self.loss == "ce":
+                a = softmax(z, work.row, out=work.scratch[l])  # A_L = softmax(Z_L)
+            else:
+                a = sigmoid(z, out=z)                        # A_l = σ(Z_l)
+            activations.append(a)
+        return activations
+
+    # ----------------------------------------------------------- backward pass
+    def backward(self, activations, y_onehot, work: Workspace | None = None, scale: float = 1.0):
+        """Gradients (∂C/∂W_l, ∂C/∂b_l) for every layer, each multiplied by ``scale``.
+
+        C is the loss averaged over the batch. Training passes the learning rate
+        as ``scale``: multiplying the small Δ_L by it is cheaper than scaling
+        every weight gradient, and the chain rule carries it to all layers.
+        The returned lists belong to the workspace.
+        """
+        batch = len(y_onehot)
+        if work is None:
+            work = self.workspace(batch)
+        out_layer = self.n_layers - 1
+        a_out = activations[-1]
+        delta = work.delta[out_layer]
+        np.subtract(a_out, y_onehot, out=delta)                           # A_L − Y
+        if self.loss == "mse":
+            delta *= sigmoid_prime_from_output(a_out, work.scratch[out_layer])  # ⊙ A_L (1 − A_L)
+        delta *= scale / batch                                            # mean over the batch, times scale
+
+        for l in range(out_layer, -1, -1):
+            a_prev = activations[l]
+            _matmul_at_b(a_prev, delta, out=work.grad_w[l])                # ∂C/∂W_l = A_{l-1}ᵀ Δ_l
+            np.matmul(work.ones, delta, out=work.grad_b[l])                # ∂C/∂b_l = Σ_rows Δ_l
+            if l > 0:
+                prev = work.delta[l - 1]
+                np.matmul(delta, self.weights[l].T, out=prev)              # Δ_{l-1} = (Δ_l W_lᵀ)
+                prev *= sigmoid_prime_from_output(a_prev, work.scratch[l - 1])  # ⊙ A_{l-1} (1 − A_{l-1})
+                delta = prev
+        return work.grad_w, work.grad_b
+
+    def gradients(self, x, y):
+        """Forward and backward for labels ``y``; fresh copies of (grad_w, grad_b)."""
+        work = Workspace(self.sizes, len(x), self.dtype)
+        activations = self.forward(x, work)
+        grad_w, grad_b = self.backward(activations, one_hot(y, self.sizes[-1], self.dtype), work)
+        return [g.copy() for g in grad_w], [g.copy() for g in grad_b]
+
+    # ------------------------------------------------------------------ losses
+    def batch_loss_sum(self, activations, y_onehot, work: Workspace) -> float:
+        """The loss summed over the rows of a batch just sent through :meth:`forward`."""
+        out_layer = self.n_layers - 1
+        if self.loss == "mse":
+            error = np.subtract(activations[-1], y_onehot, out=work.delta[out_layer])
+            return 0.5 * float(np.vdot(error, error))
+        # −log a_y = log Σ_j e^{z_j − max} − (z_y − max); forward left both in the workspace.
+        np.log(work.row, out=work.log_row)
+        return float(work.log_row.sum() - np.vdot(y_onehot, work.z[out_layer]))
+
+    # --------------------------------------------------------- whole data sets
+    def evaluate(self, x: np.ndarray, y: np.ndarray, chunk: int = PREDICT_CHUNK):
+        """Mean loss and predicted classes over a data set, in chunks of ``chunk`` rows."""
+        n_classes = self.sizes[-1]
+        predictions = np.empty(len(x), np.int64)
+        total_loss = 0.0
+        work = self.workspace(min(chunk, len(x)))
+        onehot = np.zeros((work.batch_size, n_classes), self.dtype)
+        for start in range(0, len(x), chunk):
+            xb, yb = x[start:start + chunk], y[start:start + chunk]
+            part = work.first_rows(len(xb))
+            activations = self.forward(_as_dtype(xb, self.dtype), part)
+            yb_onehot = onehot[: len(xb)]
+            yb_onehot.fill(0)
+            yb_onehot[np.arange(len(yb)), yb] = 1
+            total_loss += self.batch_loss_sum(activations, yb_onehot, part)
+            np.argmax(activations[-1], axis=1, out=predictions[start:start + len(xb)])
+        return total_loss / len(x), predictions
+
+    def predict_proba(self, x: np.ndarray, chunk: int = PREDICT_CHUNK) -> np.ndarray:
+        """Output activations for every row of ``x`` (softmax probabilities for "ce")."""
+        result = np.empty((len(x), self.sizes[-1]), self.dtype)
+        work = self.workspace(min(chunk, len(x)))
+        for start in range(0, len(x), chunk):
+            xb = x[start:start + chunk]
+            result[start:start + len(xb)] = self.forward(_as_dtype(xb, self.dtype), work.first_rows(len(xb)))[-1]
+        return result
+
+    def predict(self, x: np.ndarray) -> np.ndarray:
+        """The most likely class of every row of ``x``."""
+        return self.predict_proba(x).argmax(axis=1)
+
+
+def _matmul_at_b(a: np.ndarray, b: np.ndarray, out: np.ndarray) -> np.ndarray:
+    """out = aᵀ b. For one-row batches an outer product: NumPy's matmul takes a
+    slow non-BLAS path for (n, 1) @ (1, m), a broadcast multiply does not."""
+    if len(a) == 1:
+        return np.multiply(a.T, b, out=out)
+    return np.matmul(a.T, b, out=out)
+
+
+def _as_dtype(x: np.ndarray, dtype) -> np.ndarray:
+    return x if x.dtype == dtype else x.astype(dtype)
+
+
+def one_hot(labels: np.ndarray, n_classes: int, dtype=np.float32) -> np.ndarray:
+    """Rows of zeros with a one in each label's column."""
+    labels = np.asarray(labels)
+    out = np.zeros((len(labels), n_classes), dtype)
+    out[np.arange(len(labels)), labels] = 1
+    return out
+
+
+def initial_parameters(sizes, init: str = "xavier", seed=0):
+    """Random starting weights and biases, drawn in float64 so every dtype starts alike.
+
+    "xavier": Glorot-uniform weights, zero biases; keeps sigmoid units out of
+    saturation at the start. "normal": standard-normal weights and biases, as in
+    the seed article (Nielsen's network.py).
+    """
+    if init not in INITS:
+        raise ValueError(f"init must be one of {INITS}, got {init!r}")
+    rng = np.random.default_rng(seed)
+    weights, biases = [], []
+    for fan_in, fan_out in zip(sizes[:-1], sizes[1:]):
+        if init == "xavier":
+            limit = np.sqrt(6.0 / (fan_in + fan_out))
+            weights.append(rng.uniform(-limit, limit, size=(fan_in, fan_out)))
+            biases.append(np.zeros(fan_out))
+        else:
+            weights.append(rng.standard_normal((fan_in, fan_out)))
+            biases.append(rng.standard_normal(fan_out))
+    return weights, biases

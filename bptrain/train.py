@@ -1,0 +1,167 @@
+"""The training loop: shuffled mini-batch SGD, metrics per epoch, progress, early stopping.
+
+Knows nothing about files or the command line; reports through callbacks so
+the CLI (or a notebook) decides what to print.
+"""
+
+from __future__ import annotations
+
+import math
+import sys
+import time
+from dataclasses import asdict, dataclass, field
+from typing import Callable
+
+import numpy as np
+from tqdm import tqdm
+
+from .errors import TrainingDiverged
+from .loader import Dataset
+from .network import MLP
+from .optim import SGD, learning_rate
+
+#: The progress bar and the divergence check run at most this many times per epoch,
+#: so their cost does not grow with the number of batches (50,000 at batch size 1).
+UPDATES_PER_EPOCH = 100
+
+
+@dataclass
+class TrainSettings:
+    """Everything that decides how a network is trained (and is recorded in the model file)."""
+
+    lr: float = 0.1
+    epochs: int = 30
+    batch_size: int = 32
+    seed: int = 0
+    momentum: float = 0.0
+    nesterov: bool = False
+    weight_decay: float = 0.0
+    schedule: str = "constant"
+    step_size: int = 10
+    gamma: float = 0.1
+    min_lr: float = 0.0
+    early_stopping: int = 0  # 0 = off; else stop after this many epochs without a better validation accuracy
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass
+class EpochRecord:
+    epoch: int
+    train_loss: float
+    val_loss: float
+    val_accuracy: float
+    lr: float
+    seconds: float
+
+
+@dataclass
+class TrainResult:
+    history: list[EpochRecord] = field(default_factory=list)
+    best_epoch: int = 0  # 1-based; 0 when no epoch finished
+    best_val_accuracy: float = float("nan")
+    stopped_early: bool = False
+    interrupted: bool = False
+
+
+def train(model: MLP, data: Dataset, settings: TrainSettings, *, progress: bool = True,
+          on_epoch: Callable[[EpochRecord, bool], None] | None = None, first_epoch: int = 1) -> TrainResult:
+    """Train ``model`` in place; leave it holding the parameters of its best validation epoch.
+
+    ``on_epoch(record, improved)`` is called after every epoch. A Ctrl-C stops
+    training cleanly: the result says ``interrupted`` and the model holds the
+    best parameters seen (or the current ones if no epoch finished).
+    """
+    x_train, y_train = data.train
+    n_samples, n_classes = len(x_train), model.sizes[-1]
+    batch_size = min(settings.batch_size, n_samples)
+    rng = np.random.default_rng(settings.seed)
+    optimizer = SGD(model.weights, model.biases, settings.momentum, settings.nesterov, settings.weight_decay)
+
+    # One shuffled copy of the training set per epoch, taken into the same buffers:
+    # every batch is then a contiguous slice, never a fancy-indexed gather.
+    shuffled_x = np.empty((n_samples, x_train.shape[1]), model.dtype)
+    shuffled_y = np.zeros((n_samples, n_classes), model.dtype)
+    x_source = x_train if x_train.dtype == model.dtype else x_train.astype(model.dtype)
+
+    result = TrainResult()
+    best = _snapshot(model)
+    epochs_without_improvement = 0
+    try:
+        for epoch in range(first_epoch, first_epoch + settings.epochs):
+            started = time.perf_counter()
+            lr = learning_rate(settings.schedule, settings.lr, epoch - first_epoch, settings.epochs,
+                               settings.step_size, settings.gamma, settings.min_lr)
+            order = rng.permutation(n_samples)
+            np.take(x_source, order, axis=0, out=shuffled_x)
+            shuffled_y.fill(0)
+            shuffled_y[np.arange(n_samples), y_train[order]] = 1
+
+            train_loss = _run_epoch(model, optimizer, shuffled_x, shuffled_y, batch_size, lr,
+                                    epoch, progress)
+            val_loss, predictions = model.evaluate(*data.validation)
+            val_accuracy = float(np.mean(predictions == data.validation.y))
+            record = EpochRecord(epoch, train_loss, val_loss, val_accuracy, lr, time.perf_counter() - started)
+            result.history.append(record)
+
+            improved = not (val_accuracy <= result.best_val_accuracy)  # the first epoch always counts
+            if improved:
+                result.best_val_accuracy, result.best_epoch = val_accuracy, epoch
+                best = _snapshot(model)
+                epochs_without_improvement = 0
+            else:
+                epochs_without_improvement += 1
+            if on_epoch is not None:
+                on_epoch(record, improved)
+            if settings.early_stopping and epochs_without_improvement >= settings.early_stopping:
+                result.stopped_early = True
+                break
+    except KeyboardInterrupt:
+        result.interrupted = True
+        if result.best_epoch == 0:
+            best = _snapshot(model)
+    _restore(model, best)
+    return result
+
+
+def _run_epoch(model: MLP, optimizer: SGD, x: np.ndarray, y_onehot: np.ndarray, batch_size: int,
+               lr: float, epoch: int, progress: bool) -> float:
+    """One pass over the (already shuffled) data; returns the mean training loss."""
+    n_samples = len(x)
+    n_batches = math.ceil(n_samples / batch_size)
+    work = model.workspace(batch_size)
+    batches_per_update = max(1, n_batches // UPDATES_PER_EPOCH)
+    bar = tqdm(total=n_batches, desc=f"epoch {epoch}", unit="batch", leave=False,
+               disable=not progress, mininterval=0.2, file=sys.stderr)
+    loss_sum = 0.0
+    done = 0
+    with bar, np.errstate(over="ignore"):
+        for first_batch in range(0, n_batches, batches_per_update):
+            last_batch = min(first_batch + batches_per_update, n_batches)
+            for start in range(first_batch * batch_size, min(last_batch * batch_size, n_samples), batch_size):
+                xb = x[start:start + batch_size]
+                yb = y_onehot[start:start + batch_size]
+                step_work = work if len(xb) == batch_size else work.first_rows(len(xb))
+                activations = model.forward(xb, step_work)
+                loss_sum += model.batch_loss_sum(activations, yb, step_work)
+                grad_w, grad_b = model.backward(activations, yb, step_work, scale=lr)
+                optimizer.step(grad_w, grad_b, lr)
+            done = min(last_batch * batch_size, n_samples)
+            if not math.isfinite(loss_sum):
+                raise TrainingDiverged(
+                    f"training diverged in epoch {epoch}: the loss became {loss_sum} "
+                    f"(learning rate {lr:g} is too large; try a smaller --lr)")
+            bar.update(last_batch - first_batch)
+            if not bar.disable:
+                bar.set_postfix(loss=f"{loss_sum / done:.4f}", refresh=False)
+    return loss_sum / n_samples
+
+
+def _snapshot(model: MLP):
+    return [w.copy() for w in model.weights], [b.copy() for b in model.biases]
+
+
+def _restore(model: MLP, snapshot) -> None:
+    for param, saved in zip(model.weights + model.biases, snapshot[0] + snapshot[1]):
+        param[...] = saved

@@ -310,6 +310,88 @@ def download_command(dest, force):
     click.echo(f"downloaded and verified {path}")
 
 
+# --------------------------------------------------------------------- bench
+@cli.command("bench")
+@click.option("--sizes", type=SizesType(), default="784,128,64,10", show_default=True)
+@click.option("--batch-size", "batch_sizes", type=click.IntRange(min=1), multiple=True, default=(1, 10, 128),
+              show_default=True, help="Repeat the option to time several batch sizes.")
+@click.option("--loss", type=click.Choice(LOSSES), default="ce", show_default=True)
+@click.option("--dtype", type=click.Choice(tuple(DTYPES)), default="float32", show_default=True)
+@click.option("--runs", type=click.IntRange(min=1), default=3, show_default=True,
+              help="Timed epochs per batch size (the median is reported).")
+@click.option("--warmup", type=click.IntRange(min=0), default=1, show_default=True,
+              help="Untimed epochs before the timed ones.")
+@click.option("--samples", type=click.IntRange(min=1), default=None,
+              help="Use only the first N training images [default: all].")
+@click.option("--data", type=click.Path(path_type=Path), default=None,
+              help="Data to time on [default: $BPTRAIN_DATA or data/mnist.pkl.gz; synthetic data of the "
+                   "same shape when absent].")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+def bench_command(sizes, batch_sizes, loss, dtype, runs, warmup, samples, data, as_json):
+    """Time training epochs and compare them with this machine's matrix-multiply peak."""
+    from . import bench
+
+    path = resolve_data_path(data)
+    if path.exists():
+        dataset = load_dataset(path)
+        x, y, source = dataset.train.x, dataset.train.y, str(path)
+        if sizes[0] != x.shape[1] or sizes[-1] < dataset.n_classes:
+            raise click.UsageError(f"--sizes {','.join(map(str, sizes))} does not fit {path} "
+                                   f"({x.shape[1]} features, {dataset.n_classes} classes)")
+    else:
+        if data is not None:
+            raise DataError(f"no data at {path}")
+        x, y = bench.synthetic_like(50_000, sizes[0], sizes[-1])
+        source = "synthetic (no data file found)"
+    if samples is not None:
+        x, y = x[:samples], y[:samples]
+    rows, peak = bench.bench(sizes, loss, x, y, batch_sizes, dtype=DTYPES[dtype], runs=runs, warmup=warmup)
+    if as_json:
+        click.echo(json.dumps({"sizes": list(sizes), "loss": loss, "dtype": dtype, "samples": len(x),
+                               "data": source, "gemm_peak_gflops": peak, "rows": [r.to_dict() for r in rows]}))
+        return
+    click.echo(f"{'-'.join(map(str, sizes))} {loss} {dtype}, {len(x)} samples per epoch from {source}")
+    click.echo(f"GEMM peak {peak:.1f} GFLOP/s -> matmul floor {rows[0].floor_seconds:.3f} s/epoch")
+    click.echo(f"{'batch':>6} {'s/epoch':>9} {'samples/s':>11} {'GFLOP/s':>8} {'x floor':>8}  runs")
+    for r in rows:
+        click.echo(f"{r.batch_size:>6} {r.seconds_per_epoch:>9.3f} {r.samples_per_second:>11,.0f} "
+                   f"{r.gflops:>8.1f} {r.ratio_to_floor:>8.2f}  {' '.join(f'{t:.3f}' for t in r.runs)}")
+
+
+# ----------------------------------------------------------------- gradcheck
+@cli.command("gradcheck")
+@click.option("--sizes", type=SizesType(), default="784,30,10", show_default=True)
+@click.option("--loss", type=click.Choice(LOSSES), default="ce", show_default=True)
+@click.option("--batch-size", type=click.IntRange(min=1), default=8, show_default=True)
+@click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True)
+@click.option("--max-entries", type=click.IntRange(min=0), default=500, show_default=True,
+              help="Entries compared per array, chosen at random (0: all of them).")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+def gradcheck_command(sizes, loss, batch_size, seed, max_entries, as_json):
+    """Compare backprop's gradients with central differences, layer by layer (float64).
+
+    Exits with code 1 if any relative error reaches the tolerance.
+    """
+    from .gradcheck import TOLERANCE, gradient_check
+
+    rows = gradient_check(sizes, loss, batch_size, seed, max_entries or None)
+    passed = all(row.passed for row in rows)
+    if as_json:
+        click.echo(json.dumps({"sizes": list(sizes), "loss": loss, "tolerance": TOLERANCE, "passed": passed,
+                               "rows": [{**vars(r), "shape": list(r.shape), "passed": r.passed} for r in rows]}))
+    else:
+        click.echo(f"gradient check of {'-'.join(map(str, sizes))} ({loss}, float64, batch {batch_size}): "
+                   f"backprop vs central differences")
+        click.echo(f"{'layer':>5} {'param':>5} {'shape':>12} {'checked':>8} {'rel. error':>11}  result")
+        for r in rows:
+            shape = "x".join(map(str, r.shape))
+            click.echo(f"{r.layer:>5} {r.name:>5} {shape:>12} {r.checked:>8} {r.relative_error:>11.2e}  "
+                       f"{'pass' if r.passed else 'FAIL'}")
+        click.echo(f"{'all passed' if passed else 'FAILED'} (tolerance {TOLERANCE:g})")
+    if not passed:
+        raise SystemExit(1)
+
+
 # ---------------------------------------------------------------------- info
 @cli.command("info")
 @click.argument("model_path", metavar="MODEL", type=click.Path(path_type=Path))

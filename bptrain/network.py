@@ -71,9 +71,14 @@ def sigmoid(z: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
     For z below about -88 (float32) e^{-z} overflows to inf and 1/(1+inf) = 0,
     which is the exact limit; the overflow flag is silenced, not the result.
     """
-    out = np.negative(z, out=out)
     with np.errstate(over="ignore"):
-        np.exp(out, out=out)
+        return _sigmoid(z, out)
+
+
+def _sigmoid(z, out):
+    """:func:`sigmoid` without its errstate (callers hold one open: it costs microseconds)."""
+    out = np.negative(z, out=out)
+    np.exp(out, out=out)
     out += 1
     return np.reciprocal(out, out=out)
 
@@ -157,15 +162,16 @@ class MLP:
             work = self.workspace(len(x))
         activations = [x]
         last = self.n_layers - 1
-        for l, (w, b) in enumerate(zip(self.weights, self.biases)):
-            z = work.z[l]
-            np.matmul(activations[-1], w, out=z)            # Z_l = A_{l-1} W_l
-            z += b                                           #       + b_l
-            if l == last and self.loss == "ce":
-                a = softmax(z, work.row, out=work.scratch[l])  # A_L = softmax(Z_L)
-            else:
-                a = sigmoid(z, out=z)                        # A_l = σ(Z_l)
-            activations.append(a)
+        with np.errstate(over="ignore"):  # see sigmoid()
+            for l, (w, b) in enumerate(zip(self.weights, self.biases)):
+                z = work.z[l]
+                np.matmul(activations[-1], w, out=z)              # Z_l = A_{l-1} W_l
+                z += b                                             #       + b_l
+                if l == last and self.loss == "ce":
+                    a = softmax(z, work.row, out=work.scratch[l])  # A_L = softmax(Z_L)
+                else:
+                    a = _sigmoid(z, out=z)                         # A_l = σ(Z_l)
+                activations.append(a)
         return activations
 
     # ----------------------------------------------------------- backward pass

@@ -98,7 +98,7 @@ def train(model: MLP, data: Dataset, settings: TrainSettings, *, progress: bool 
             shuffled_y.fill(0)
             shuffled_y[np.arange(n_samples), y_train[order]] = 1
 
-            train_loss = _run_epoch(model, optimizer, shuffled_x, shuffled_y, batch_size, lr,
+            train_loss = run_epoch(model, optimizer, shuffled_x, shuffled_y, batch_size, lr,
                                     epoch, progress)
             val_loss, predictions = model.evaluate(*data.validation)
             val_accuracy = float(np.mean(predictions == data.validation.y))
@@ -125,7 +125,7 @@ def train(model: MLP, data: Dataset, settings: TrainSettings, *, progress: bool 
     return result
 
 
-def _run_epoch(model: MLP, optimizer: SGD, x: np.ndarray, y_onehot: np.ndarray, batch_size: int,
+def run_epoch(model: MLP, optimizer: SGD, x: np.ndarray, y_onehot: np.ndarray, batch_size: int,
                lr: float, epoch: int, progress: bool) -> float:
     """One pass over the (already shuffled) data; returns the mean training loss."""
     n_samples = len(x)

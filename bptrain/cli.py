@@ -358,6 +358,83 @@ def bench_command(sizes, batch_sizes, loss, dtype, runs, warmup, samples, data, 
                    f"{r.gflops:>8.1f} {r.ratio_to_floor:>8.2f}  {' '.join(f'{t:.3f}' for t in r.runs)}")
 
 
+# ------------------------------------------------------------------- predict
+@cli.command("predict")
+@click.argument("model_path", metavar="MODEL", type=click.Path(path_type=Path))
+@click.argument("input_path", metavar="INPUT", type=click.Path(path_type=Path))
+@click.option("--top-k", type=click.IntRange(min=1), default=1, show_default=True,
+              help="How many most likely classes to show per image.")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+def predict_command(model_path, input_path, top_k, as_json):
+    """Classify images: a .npy array ((N, 784) or (N, 28, 28); uint8 0-255 or float 0-1) or an IDX file.
+
+    Prints, per image, the predicted class and its probability (softmax output
+    for ce models; for mse models the sigmoid outputs normalised to sum to 1).
+    """
+    from .inputs import read_images
+
+    model, _ = load_model(model_path)
+    images = read_images(input_path, expected_width=model.sizes[0])
+    scores = model.predict_proba(images).astype(np.float64)
+    if model.loss == "mse":
+        scores /= np.maximum(scores.sum(axis=1, keepdims=True), np.finfo(np.float64).tiny)
+    top_k = min(top_k, model.sizes[-1])
+    ranked = np.argsort(-scores, axis=1, kind="stable")[:, :top_k]
+    if as_json:
+        click.echo(json.dumps({"model": str(model_path), "input": str(input_path), "predictions": [
+            {"index": i, "class": int(ranked[i, 0]),
+             "top": [{"class": int(c), "probability": float(scores[i, c])} for c in ranked[i]]}
+            for i in range(len(images))]}))
+        return
+    for i in range(len(images)):
+        shown = "  ".join(f"{c} ({100 * scores[i, c]:.1f}%)" for c in ranked[i])
+        click.echo(f"{i}: {shown}")
+
+
+# ---------------------------------------------------------------------- plot
+@cli.command("plot")
+@click.argument("source", metavar="MODEL_OR_HISTORY", type=click.Path(path_type=Path))
+@click.option("--out-dir", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Where to write the PNG files [default: next to the input].")
+@data_options
+@click.option("--split", type=click.Choice(SPLIT_NAMES), default="test", show_default=True,
+              help="Split for the confusion matrix and the mistakes.")
+def plot_command(source, out_dir, data, no_download, split):
+    """Draw PNGs: learning curves from a history .json; for a model .npy, also its confusion
+    matrix, the digits it gets most confidently wrong, and its first layer's weights."""
+    from . import plot
+
+    plot.require_matplotlib()
+    out_dir = out_dir or source.parent
+    if not out_dir.is_dir():
+        raise click.UsageError(f"output directory {out_dir} does not exist")
+    stem = source.name.removesuffix(".json").removesuffix(".history").removesuffix(".npy")
+    written = []
+    if source.suffix == ".json":
+        written.append(plot.plot_history(plot.load_history(source), out_dir / f"{stem}.curves.png"))
+    else:
+        model, _ = load_model(source)
+        dataset = obtain_dataset(data, no_download, progress=sys.stderr.isatty())
+        check_model_fits_data(model, dataset, str(source))
+        x, y = dataset.split(split)
+        probabilities = model.predict_proba(x)
+        predictions = probabilities.argmax(axis=1)
+        confusion = confusion_matrix(y, predictions, model.sizes[-1])
+        written.append(plot.plot_confusion(confusion, out_dir / f"{stem}.confusion.png",
+                                           title=f"Confusion matrix, {split} split "
+                                                 f"({100 * np.mean(predictions == y):.2f}% correct)"))
+        wrong = plot.most_confident_mistakes(probabilities, y)
+        written.append(plot.plot_mistakes(x[wrong], y[wrong], predictions[wrong],
+                                          probabilities[wrong, predictions[wrong]],
+                                          out_dir / f"{stem}.mistakes.png"))
+        written.append(plot.plot_weights(model.weights[0], out_dir / f"{stem}.weights.png"))
+        history = _history_path(source)
+        if history.exists():
+            written.append(plot.plot_history(plot.load_history(history), out_dir / f"{stem}.curves.png"))
+    for path in written:
+        click.echo(f"wrote {path}")
+
+
 # ----------------------------------------------------------------- gradcheck
 @cli.command("gradcheck")
 @click.option("--sizes", type=SizesType(), default="784,30,10", show_default=True)

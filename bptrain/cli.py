@@ -119,6 +119,11 @@ def check_writable(path: Path, what: str) -> None:
                                f"({exc.strerror or exc})") from None
 
 
+def _given(ctx: click.Context, name: str) -> bool:
+    """Whether the user set option ``name`` (on the command line or in a config), not just its default."""
+    return ctx.get_parameter_source(name) not in (click.core.ParameterSource.DEFAULT, None)
+
+
 def _history_path(out: Path) -> Path:
     name = out.name[:-4] if out.name.endswith(".npy") else out.name
     return out.with_name(name + ".history.json")
@@ -182,10 +187,12 @@ def train_command(sizes, lr, epochs, batch_size, seed, loss, init, dtype, moment
     first_epoch = 1
     if resume is not None:
         model, meta = load_model(resume, dtype=DTYPES[dtype])
-        explicit_sizes = ctx.get_parameter_source("sizes") not in (click.core.ParameterSource.DEFAULT, None)
-        if explicit_sizes and tuple(sizes) != model.sizes:
+        if _given(ctx, "sizes") and tuple(sizes) != model.sizes:
             raise click.UsageError(f"--sizes {','.join(map(str, sizes))} conflicts with the resumed model's "
                                    f"sizes {','.join(map(str, model.sizes))}; drop --sizes when resuming")
+        if _given(ctx, "loss") and loss != model.loss:
+            raise click.UsageError(f"--loss {loss} conflicts with the resumed model's loss {model.loss}; "
+                                   "drop --loss when resuming")
         first_epoch = int(meta.get("epochs_trained", 0)) + 1
     else:
         model = MLP(sizes, loss, dtype=DTYPES[dtype], init=init, seed=seed)

@@ -160,19 +160,34 @@ class MLP:
         """
         if work is None:
             work = self.workspace(len(x))
+        with np.errstate(over="ignore"):  # see sigmoid()
+            return self._forward(x, work)
+
+    def _forward(self, x, work):
         activations = [x]
         last = self.n_layers - 1
-        with np.errstate(over="ignore"):  # see sigmoid()
-            for l, (w, b) in enumerate(zip(self.weights, self.biases)):
-                z = work.z[l]
-                np.matmul(activations[-1], w, out=z)              # Z_l = A_{l-1} W_l
-                z += b                                             #       + b_l
-                if l == last and self.loss == "ce":
-                    a = softmax(z, work.row, out=work.scratch[l])  # A_L = softmax(Z_L)
-                else:
-                    a = _sigmoid(z, out=z)                         # A_l = σ(Z_l)
-                activations.append(a)
+        for l, (w, b) in enumerate(zip(self.weights, self.biases)):
+            z = work.z[l]
+            np.matmul(activations[-1], w, out=z)              # Z_l = A_{l-1} W_l
+            z += b                                             #       + b_l
+            if l == last and self.loss == "ce":
+                a = softmax(z, work.row, out=work.scratch[l])  # A_L = softmax(Z_L)
+            else:
+                a = _sigmoid(z, out=z)                         # A_l = σ(Z_l)
+            activations.append(a)
         return activations
+
+    def train_step(self, x, y_onehot, work: Workspace, lr: float):
+        """Forward, loss and backward of one batch; returns (loss summed over rows, grad_w, grad_b).
+
+        The gradients are already multiplied by ``lr`` (see :meth:`backward`).
+        Call it inside ``np.errstate(over="ignore")``, as the training loop does
+        once per epoch: an errstate per step would cost more than a small layer.
+        """
+        activations = self._forward(x, work)
+        loss_sum = self.batch_loss_sum(activations, y_onehot, work)
+        grad_w, grad_b = self.backward(activations, y_onehot, work, scale=lr)
+        return loss_sum, grad_w, grad_b
 
     # ----------------------------------------------------------- backward pass
     def backward(self, activations, y_onehot, work: Workspace | None = None, scale: float = 1.0):

@@ -143,9 +143,8 @@ def run_epoch(model: MLP, optimizer: SGD, x: np.ndarray, y_onehot: np.ndarray, b
                 xb = x[start:start + batch_size]
                 yb = y_onehot[start:start + batch_size]
                 step_work = work if len(xb) == batch_size else work.first_rows(len(xb))
-                activations = model.forward(xb, step_work)
-                loss_sum += model.batch_loss_sum(activations, yb, step_work)
-                grad_w, grad_b = model.backward(activations, yb, step_work, scale=lr)
+                batch_loss, grad_w, grad_b = model.train_step(xb, yb, step_work, lr)
+                loss_sum += batch_loss
                 optimizer.step(grad_w, grad_b, lr)
             done = min(last_batch * batch_size, n_samples)
             if not math.isfinite(loss_sum):

@@ -49,6 +49,7 @@ class Workspace:
         self.grad_w = [np.empty((m, n), dtype) for m, n in zip(sizes[:-1], layer_widths)]
         self.grad_b = [np.empty(n, dtype) for n in layer_widths]
         self.ones = np.ones(batch_size, dtype)  # Σ_rows Δ as ones·Δ: one BLAS call, faster than .sum(axis=0)
+        self.ones_column = self.ones.reshape(batch_size, 1)
         self.row = np.empty((batch_size, 1), dtype)  # per-row max and sum of the softmax
         self.log_row = np.empty((batch_size, 1), dtype)
 
@@ -62,6 +63,7 @@ class Workspace:
             setattr(view, name, [a[:n] for a in getattr(self, name)])
         view.grad_w, view.grad_b = self.grad_w, self.grad_b
         view.ones, view.row, view.log_row = self.ones[:n], self.row[:n], self.log_row[:n]
+        view.ones_column = self.ones_column[:n]
         return view
 
 
@@ -178,25 +180,26 @@ class MLP:
         return activations
 
     def train_step(self, x, y_onehot, work: Workspace, lr: float):
-        """Forward, loss and backward of one batch; returns (loss summed over rows, grad_w, grad_b).
+        """Forward, loss and backward of one batch; returns (loss summed over rows, activations, deltas).
 
-        The gradients are already multiplied by ``lr`` (see :meth:`backward`).
+        The deltas are already multiplied by ``lr`` (see :meth:`backward`).
         Call it inside ``np.errstate(over="ignore")``, as the training loop does
         once per epoch: an errstate per step would cost more than a small layer.
         """
         activations = self._forward(x, work)
         loss_sum = self.batch_loss_sum(activations, y_onehot, work)
-        grad_w, grad_b = self.backward(activations, y_onehot, work, scale=lr)
-        return loss_sum, grad_w, grad_b
+        return loss_sum, activations, self.backward(activations, y_onehot, work, scale=lr)
 
     # ----------------------------------------------------------- backward pass
     def backward(self, activations, y_onehot, work: Workspace | None = None, scale: float = 1.0):
-        """Gradients (∂C/∂W_l, ∂C/∂b_l) for every layer, each multiplied by ``scale``.
+        """The deltas [Δ_1, ..., Δ_L] of a batch, each multiplied by ``scale``.
 
-        C is the loss averaged over the batch. Training passes the learning rate
-        as ``scale``: multiplying the small Δ_L by it is cheaper than scaling
-        every weight gradient, and the chain rule carries it to all layers.
-        The returned lists belong to the workspace.
+        C is the loss averaged over the batch. The gradients follow from them as
+        ∂C/∂W_l = A_{l-1}ᵀ Δ_l and ∂C/∂b_l = Σ_rows Δ_l (:meth:`weight_gradients`);
+        training leaves those products to the optimizer, which fuses them into
+        the update. Training passes the learning rate as ``scale``: multiplying
+        the small Δ_L by it is cheaper than scaling every weight gradient, and
+        the chain rule carries it to all layers. The arrays belong to ``work``.
         """
         batch = len(y_onehot)
         if work is None:
@@ -204,27 +207,30 @@ class MLP:
         out_layer = self.n_layers - 1
         a_out = activations[-1]
         delta = work.delta[out_layer]
-        np.subtract(a_out, y_onehot, out=delta)                           # A_L − Y
+        np.subtract(a_out, y_onehot, out=delta)                                # A_L − Y
         if self.loss == "mse":
             delta *= sigmoid_prime_from_output(a_out, work.scratch[out_layer])  # ⊙ A_L (1 − A_L)
-        delta *= scale / batch                                            # mean over the batch, times scale
+        delta *= scale / batch                                                 # mean over the batch, × scale
 
-        for l in range(out_layer, -1, -1):
-            a_prev = activations[l]
-            _matmul_at_b(a_prev, delta, out=work.grad_w[l])                # ∂C/∂W_l = A_{l-1}ᵀ Δ_l
-            np.matmul(work.ones, delta, out=work.grad_b[l])                # ∂C/∂b_l = Σ_rows Δ_l
-            if l > 0:
-                prev = work.delta[l - 1]
-                np.matmul(delta, self.weights[l].T, out=prev)              # Δ_{l-1} = (Δ_l W_lᵀ)
-                prev *= sigmoid_prime_from_output(a_prev, work.scratch[l - 1])  # ⊙ A_{l-1} (1 − A_{l-1})
-                delta = prev
+        for l in range(out_layer, 0, -1):
+            prev = work.delta[l - 1]
+            np.matmul(work.delta[l], self.weights[l].T, out=prev)               # Δ_{l-1} = (Δ_l W_lᵀ)
+            prev *= sigmoid_prime_from_output(activations[l], work.scratch[l - 1])  # ⊙ A_{l-1} (1 − A_{l-1})
+        return work.delta
+
+    def weight_gradients(self, activations, deltas, work: Workspace):
+        """(∂C/∂W_l, ∂C/∂b_l) for every layer from the deltas; arrays of ``work``."""
+        for l in range(self.n_layers):
+            _matmul_at_b(activations[l], deltas[l], out=work.grad_w[l])    # ∂C/∂W_l = A_{l-1}ᵀ Δ_l
+            np.matmul(work.ones, deltas[l], out=work.grad_b[l])            # ∂C/∂b_l = Σ_rows Δ_l
         return work.grad_w, work.grad_b
 
     def gradients(self, x, y):
         """Forward and backward for labels ``y``; fresh copies of (grad_w, grad_b)."""
         work = Workspace(self.sizes, len(x), self.dtype)
         activations = self.forward(x, work)
-        grad_w, grad_b = self.backward(activations, one_hot(y, self.sizes[-1], self.dtype), work)
+        deltas = self.backward(activations, one_hot(y, self.sizes[-1], self.dtype), work)
+        grad_w, grad_b = self.weight_gradients(activations, deltas, work)
         return [g.copy() for g in grad_w], [g.copy() for g in grad_b]
 
     # ------------------------------------------------------------------ losses

@@ -143,9 +143,9 @@ def run_epoch(model: MLP, optimizer: SGD, x: np.ndarray, y_onehot: np.ndarray, b
                 xb = x[start:start + batch_size]
                 yb = y_onehot[start:start + batch_size]
                 step_work = work if len(xb) == batch_size else work.first_rows(len(xb))
-                batch_loss, grad_w, grad_b = model.train_step(xb, yb, step_work, lr)
+                batch_loss, activations, deltas = model.train_step(xb, yb, step_work, lr)
                 loss_sum += batch_loss
-                optimizer.step(grad_w, grad_b, lr)
+                optimizer.step(activations, deltas, step_work, lr)
             done = min(last_batch * batch_size, n_samples)
             if not math.isfinite(loss_sum):
                 raise TrainingDiverged(

@@ -40,6 +40,9 @@ _ALLOWED_GLOBALS = frozenset(
         ("numpy._core.numeric", "_frombuffer"),
         ("numpy", "ndarray"),
         ("numpy", "dtype"),
+        # Python 3 pickles of protocol < 3 have no bytes opcode and write the raw array
+        # data as _codecs.encode(text, "latin1"); it only encodes a string.
+        ("_codecs", "encode"),
     }
 )
 
@@ -184,7 +187,8 @@ def validate_splits(splits, source: str = "", n_classes: int | None = None) -> D
             raise DataError(f"{where}: {name} x has dtype {x.dtype}, expected numbers")
         if not np.issubdtype(y.dtype, np.integer):
             raise DataError(f"{where}: {name} labels have dtype {y.dtype}; labels must be integers")
-        x = np.ascontiguousarray(x, dtype=np.float32)
+        with np.errstate(over="ignore", invalid="ignore"):  # values beyond float32 become inf, refused next
+            x = np.ascontiguousarray(x, dtype=np.float32)
         if not np.isfinite(x).all():
             raise DataError(f"{where}: {name} x contains NaN or infinite values")
         low, high = int(y.min()), int(y.max())

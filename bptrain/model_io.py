@@ -24,6 +24,7 @@ from .network import DTYPES, LOSSES, MLP
 
 FORMAT_VERSION = 1
 FORMAT_NAME = "bptrain-mlp"
+NPY_MAGIC = b"\x93NUMPY"
 
 
 def model_record(model: MLP, metadata: dict | None = None) -> np.ndarray:
@@ -92,6 +93,13 @@ def read_model_record(path: str | os.PathLike):
         raise ModelFileError(f"{path} is a directory, not a model file")
     if path.stat().st_size == 0:
         raise ModelFileError(f"{path} is empty, not a model file")
+    try:
+        with open(path, "rb") as handle:
+            magic = handle.read(len(NPY_MAGIC))
+    except OSError as exc:
+        raise ModelFileError(f"cannot read model file {path}: {exc.strerror or exc}") from None
+    if magic != NPY_MAGIC:  # without this check np.load takes any other file for a pickle
+        raise ModelFileError(f"{path} is not a .npy file (bptrain models are .npy files written by `bptrain train`)")
     try:
         record = np.load(path, allow_pickle=False)
     except ValueError as exc:

@@ -28,11 +28,36 @@ from .optim import SCHEDULES
 from .train import TrainSettings, train
 
 EXIT_INTERRUPTED = 130
+_NO_ARGS_IS_HELP = getattr(click.exceptions, "NoArgsIsHelpError", ())  # click >= 8.2
 DEFAULTS = TrainSettings()
 
 
 class BptrainGroup(click.Group):
-    """A click group that reports our own errors as one clean line (exit 1)."""
+    """A click group that reports every user error as one clean line on stderr.
+
+    Our own errors (BptrainError) exit with 1, click's usage errors with 2;
+    click's usual "Usage: ... Try --help" preamble is folded into one line.
+    """
+
+    def main(self, args=None, prog_name=None, complete_var=None, standalone_mode=True, **extra):
+        if not standalone_mode:
+            return super().main(args, prog_name, complete_var, standalone_mode, **extra)
+        try:
+            result = super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
+        except _NO_ARGS_IS_HELP as exc:  # plain `bptrain`: show the help, as click does
+            click.echo(exc.format_message())
+            sys.exit(0)
+        except click.UsageError as exc:
+            command = exc.ctx.command_path if exc.ctx is not None else (prog_name or "bptrain")
+            click.echo(f"Error: {exc.format_message()} (see '{command} --help')", err=True)
+            sys.exit(exc.exit_code)
+        except click.ClickException as exc:
+            click.echo(f"Error: {exc.format_message()}", err=True)
+            sys.exit(exc.exit_code)
+        except click.Abort:
+            click.echo("Aborted!", err=True)
+            sys.exit(1)
+        sys.exit(result if isinstance(result, int) else 0)
 
     def invoke(self, ctx):
         try:

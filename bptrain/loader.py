@@ -127,7 +127,14 @@ class _NumpyOnlyUnpickler(pickle.Unpickler):
                 f"refusing to load: the pickle names {module}.{name}, which a data file never needs "
                 "(only numpy arrays are allowed; the file may be malicious)"
             )
+        if (module, name) == ("numpy", "dtype"):
+            return _dtype_from_py2_pickle
         return super().find_class(module, name)
+
+
+def _dtype_from_py2_pickle(obj, align=False, copy=False):
+    """numpy.dtype as old pickles call it: dtype('f4', 0, 1). NumPy 2.4 deprecates int flags."""
+    return np.dtype(obj, align=bool(align), copy=bool(copy))
 
 
 def _read_pickle_splits(path: Path):

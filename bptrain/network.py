@@ -73,7 +73,7 @@ def sigmoid(z: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
     For z below about -88 (float32) e^{-z} overflows to inf and 1/(1+inf) = 0,
     which is the exact limit; the overflow flag is silenced, not the result.
     """
-    with np.errstate(over="ignore"):
+    with np.errstate(over="ignore", under="ignore"):
         return _sigmoid(z, out)
 
 
@@ -162,7 +162,7 @@ class MLP:
         """
         if work is None:
             work = self.workspace(len(x))
-        with np.errstate(over="ignore"):  # see sigmoid()
+        with np.errstate(over="ignore", under="ignore"):  # see sigmoid()
             return self._forward(x, work)
 
     def _forward(self, x, work):

@@ -23,6 +23,9 @@ from .optim import SGD, learning_rate
 #: The progress bar and the divergence check run at most this many times per epoch,
 #: so their cost does not grow with the number of batches (50,000 at batch size 1).
 UPDATES_PER_EPOCH = 100
+#: Training has diverged when the running loss is this many times the loss of
+#: guessing (uniform outputs): far past anything a learning network produces.
+DIVERGENCE_FACTOR = 100.0
 
 
 @dataclass
@@ -136,7 +139,10 @@ def run_epoch(model: MLP, optimizer: SGD, x: np.ndarray, y_onehot: np.ndarray, b
                disable=not progress, mininterval=0.2, file=sys.stderr)
     loss_sum = 0.0
     done = 0
-    with bar, np.errstate(over="ignore"):
+    divergence_limit = DIVERGENCE_FACTOR * guessing_loss(model)
+    # exp overflows to inf in saturated sigmoids (harmless, see network.sigmoid); a
+    # diverging run makes NaNs, which the loss check below reports in one clear line.
+    with bar, np.errstate(over="ignore", under="ignore", invalid="ignore"):
         for first_batch in range(0, n_batches, batches_per_update):
             last_batch = min(first_batch + batches_per_update, n_batches)
             for start in range(first_batch * batch_size, min(last_batch * batch_size, n_samples), batch_size):
@@ -147,14 +153,24 @@ def run_epoch(model: MLP, optimizer: SGD, x: np.ndarray, y_onehot: np.ndarray, b
                 loss_sum += batch_loss
                 optimizer.step(activations, deltas, step_work, lr)
             done = min(last_batch * batch_size, n_samples)
-            if not math.isfinite(loss_sum):
+            running_loss = loss_sum / done
+            if not running_loss < divergence_limit:  # also true for NaN
                 raise TrainingDiverged(
-                    f"training diverged in epoch {epoch}: the loss became {loss_sum} "
-                    f"(learning rate {lr:g} is too large; try a smaller --lr)")
+                    f"training diverged in epoch {epoch}: the loss reached {running_loss:.4g} "
+                    f"(guessing scores {guessing_loss(model):.3g}); the learning rate {lr:g} is too large, "
+                    f"try a smaller --lr")
             bar.update(last_batch - first_batch)
             if not bar.disable:
-                bar.set_postfix(loss=f"{loss_sum / done:.4f}", refresh=False)
+                bar.set_postfix(loss=f"{running_loss:.4f}", refresh=False)
     return loss_sum / n_samples
+
+
+def guessing_loss(model: MLP) -> float:
+    """The loss of a network that knows nothing: uniform softmax (ce) or outputs of ½ (mse)."""
+    n_classes = model.sizes[-1]
+    if model.loss == "ce":
+        return max(math.log(n_classes), math.log(2))
+    return 0.125 * n_classes  # ½‖a − y‖² with every a_j = ½
 
 
 def _snapshot(model: MLP):

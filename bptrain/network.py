@@ -52,6 +52,7 @@ class Workspace:
         self.ones_column = self.ones.reshape(batch_size, 1)
         self.row = np.empty((batch_size, 1), dtype)  # per-row max and sum of the softmax
         self.log_row = np.empty((batch_size, 1), dtype)
+        self.scale = np.empty((), dtype)  # η / B as a 0-d array: cheaper operand than a Python float
 
     def first_rows(self, n: int) -> "Workspace":
         """A workspace for a smaller batch that shares this one's memory (for the last, partial batch)."""
@@ -64,6 +65,7 @@ class Workspace:
         view.grad_w, view.grad_b = self.grad_w, self.grad_b
         view.ones, view.row, view.log_row = self.ones[:n], self.row[:n], self.log_row[:n]
         view.ones_column = self.ones_column[:n]
+        view.scale = np.empty((), self.scale.dtype)
         return view
 
 
@@ -81,13 +83,22 @@ def _sigmoid(z, out):
     """:func:`sigmoid` without its errstate (callers hold one open: it costs microseconds)."""
     out = np.negative(z, out=out)
     np.exp(out, out=out)
-    out += 1
+    out += _one(out.dtype)
     return np.reciprocal(out, out=out)
+
+
+# NumPy converts a Python scalar operand on every call (a microsecond, as much as
+# the whole operation on a small batch); a 0-d array of the right type is free.
+_ONES = {np.dtype(t): np.ones((), t) for t in (np.float32, np.float64)}
+
+
+def _one(dtype):
+    return _ONES.get(dtype, 1)
 
 
 def sigmoid_prime_from_output(a: np.ndarray, out: np.ndarray) -> np.ndarray:
     """σ'(z) written with the layer's output a = σ(z): σ'(z) = a (1 − a)."""
-    np.subtract(1, a, out=out)
+    np.subtract(_one(a.dtype), a, out=out)
     out *= a
     return out
 
@@ -98,10 +109,11 @@ def softmax(z: np.ndarray, work_row: np.ndarray, out: np.ndarray) -> np.ndarray:
     Afterwards ``z`` holds the shifted logits and ``work_row`` the row sums, from
     which the cross-entropy is exact: −log a_y = log Σ − (z_y − max).
     """
-    np.max(z, axis=1, keepdims=True, out=work_row)
+    # ufunc.reduce directly: np.max / np.sum add microseconds of Python wrapping per call
+    np.maximum.reduce(z, axis=1, keepdims=True, out=work_row)
     z -= work_row
     np.exp(z, out=out)
-    np.sum(out, axis=1, keepdims=True, out=work_row)
+    np.add.reduce(out, axis=1, keepdims=True, out=work_row)
     out /= work_row
     return out
 
@@ -210,7 +222,8 @@ class MLP:
         np.subtract(a_out, y_onehot, out=delta)                                # A_L − Y
         if self.loss == "mse":
             delta *= sigmoid_prime_from_output(a_out, work.scratch[out_layer])  # ⊙ A_L (1 − A_L)
-        delta *= scale / batch                                                 # mean over the batch, × scale
+        work.scale[...] = scale / batch
+        delta *= work.scale                                                    # mean over the batch, × scale
 
         for l in range(out_layer, 0, -1):
             prev = work.delta[l - 1]
@@ -242,7 +255,7 @@ class MLP:
             return 0.5 * float(np.vdot(error, error))
         # −log a_y = log Σ_j e^{z_j − max} − (z_y − max); forward left both in the workspace.
         np.log(work.row, out=work.log_row)
-        return float(work.log_row.sum() - np.vdot(y_onehot, work.z[out_layer]))
+        return float(np.add.reduce(work.log_row, axis=None) - np.vdot(y_onehot, work.z[out_layer]))
 
     # --------------------------------------------------------- whole data sets
     def evaluate(self, x: np.ndarray, y: np.ndarray, chunk: int = PREDICT_CHUNK):

@@ -14,8 +14,9 @@ from bptrain import blas
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("rows", [1, 2, 7])
 @pytest.mark.parametrize("alpha,beta", [(-1.0, 1.0), (1.0, 0.9), (-1.0, 0.99), (0.5, 0.0)])
-def test_gemm_at_b_matches_numpy(dtype, rows, alpha, beta):
+def test_gemm_at_b_matches_numpy(monkeypatch, dtype, rows, alpha, beta):
     rng = np.random.default_rng(rows)
+    monkeypatch.setattr(blas, "FUSED_MIN_SIZE", 0)  # exercise the BLAS path on small matrices
     a = rng.standard_normal((rows, 13)).astype(dtype)
     b = rng.standard_normal((rows, 6)).astype(dtype)
     c = rng.standard_normal((13, 6)).astype(dtype)
@@ -26,7 +27,8 @@ def test_gemm_at_b_matches_numpy(dtype, rows, alpha, beta):
     np.testing.assert_allclose(c, expected, rtol=tolerance, atol=tolerance)
 
 
-def test_views_of_contiguous_rows_are_used_in_place():
+def test_views_of_contiguous_rows_are_used_in_place(monkeypatch):
+    monkeypatch.setattr(blas, "FUSED_MIN_SIZE", 0)
     """Batches are row slices of a bigger buffer; the update must read the slice, not the buffer."""
     rng = np.random.default_rng(0)
     big = rng.standard_normal((10, 8)).astype(np.float32)
@@ -64,6 +66,7 @@ def test_training_steps_agree_with_and_without_fused_blas(monkeypatch, momentum,
             optimizer.step(activations, deltas, work, 0.5)
         return model.weights + model.biases
 
+    monkeypatch.setattr(blas, "FUSED_MIN_SIZE", 0)
     fused = run()
     monkeypatch.setattr(blas, "_BLAS", None)
     plain = run()

@@ -30,6 +30,9 @@ from .train import TrainSettings, train
 EXIT_INTERRUPTED = 130
 _NO_ARGS_IS_HELP = getattr(click.exceptions, "NoArgsIsHelpError", ())  # click >= 8.2
 DEFAULTS = TrainSettings()
+# The library leaves augmentation off (it needs square images); the command, made for MNIST, turns it on
+# and turns it off again, with a note, for inputs that are not square images.
+CLI_AUGMENT = 1
 
 
 class BptrainGroup(click.Group):
@@ -189,6 +192,8 @@ def _history_path(out: Path) -> Path:
               help="Final learning rate of the cosine schedule.")
 @click.option("--early-stopping", type=click.IntRange(min=0), default=DEFAULTS.early_stopping,
               show_default=True, metavar="N", help="Stop after N epochs without a better validation accuracy (0: off).")
+@click.option("--augment", type=click.IntRange(min=0, max=4), default=CLI_AUGMENT, show_default=True,
+              metavar="PIXELS", help="Shift each training image by up to PIXELS, anew each epoch (0: off).")
 @data_options
 @click.option("--out", type=click.Path(path_type=Path), default=Path("model.npy"), show_default=True,
               help="Where to save the model (.npy).")
@@ -198,8 +203,8 @@ def _history_path(out: Path) -> Path:
               help="Continue training the model in this file (its architecture and loss are used).")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar and no per-epoch lines.")
 def train_command(sizes, lr, epochs, batch_size, seed, loss, init, dtype, momentum, nesterov, weight_decay,
-                  schedule, step_size, gamma, min_lr, early_stopping, data, no_download, out, history, resume,
-                  quiet):
+                  schedule, step_size, gamma, min_lr, early_stopping, augment, data, no_download, out, history,
+                  resume, quiet):
     """Train a network and save it (the best epoch by validation accuracy) to a .npy file."""
     ctx = click.get_current_context()
     out = Path(out)
@@ -207,6 +212,7 @@ def train_command(sizes, lr, epochs, batch_size, seed, loss, init, dtype, moment
     check_writable(out, "model file")
     check_writable(history, "history file")
     say = (lambda *a, **k: None) if quiet else click.echo
+    note = (lambda text: None) if quiet else (lambda text: click.echo(text, err=True))
     progress = not quiet and sys.stderr.isatty()
 
     first_epoch = 1
@@ -225,14 +231,19 @@ def train_command(sizes, lr, epochs, batch_size, seed, loss, init, dtype, moment
     dataset = obtain_dataset(data, no_download, progress)
     check_model_fits_data(model, dataset, "--sizes" if resume is None else str(resume))
     n_train = len(dataset.train.x)
+    if augment and not _given(ctx, "augment") and math.isqrt(dataset.n_features) ** 2 != dataset.n_features:
+        note(f"note: the {dataset.n_features}-feature inputs are not square images; augmentation is off")
+        augment = 0
     if batch_size > n_train:
+        # shown even with --quiet: it changes what the user asked for
         click.echo(f"note: --batch-size {batch_size} is larger than the {n_train} training samples; "
                    f"using {n_train}", err=True)
         batch_size = n_train
 
     settings = TrainSettings(lr=lr, epochs=epochs, batch_size=batch_size, seed=seed, momentum=momentum,
                              nesterov=nesterov, weight_decay=weight_decay, schedule=schedule,
-                             step_size=step_size, gamma=gamma, min_lr=min_lr, early_stopping=early_stopping)
+                             step_size=step_size, gamma=gamma, min_lr=min_lr, early_stopping=early_stopping,
+                             augment=augment)
     say(f"training {'-'.join(map(str, model.sizes))} ({model.loss}, {model.dtype.name}) on {n_train} images "
         f"from {dataset.source}: {epochs} epochs, batch {batch_size}, lr {lr:g}")
     last_epoch = first_epoch + epochs - 1

@@ -62,6 +62,7 @@ KEYS = {
     "gamma": (_NUMBER, _positive_float),
     "min_lr": (_NUMBER, _non_negative_float),
     "early_stopping": (_INTEGER, _non_negative_int),
+    "augment": (_INTEGER, lambda value: None if 0 <= value <= 4 else "must be 0..4 pixels"),
     "data": ("a string", None),
     "out": ("a string", None),
     "history": ("a string", None),

@@ -15,6 +15,7 @@ from typing import Callable
 import numpy as np
 from tqdm import tqdm
 
+from .augment import image_side, shift_images
 from .errors import TrainingDiverged
 from .loader import Dataset
 from .network import MLP
@@ -32,18 +33,20 @@ DIVERGENCE_FACTOR = 100.0
 class TrainSettings:
     """Everything that decides how a network is trained (and is recorded in the model file)."""
 
+    # The defaults of `bptrain train`, chosen on the validation split (README, "How the defaults were chosen").
     lr: float = 0.1
-    epochs: int = 30
+    epochs: int = 20
     batch_size: int = 32
     seed: int = 0
-    momentum: float = 0.0
+    momentum: float = 0.9
     nesterov: bool = False
-    weight_decay: float = 0.0
-    schedule: str = "constant"
+    weight_decay: float = 1e-4
+    schedule: str = "cosine"
     step_size: int = 10
     gamma: float = 0.1
     min_lr: float = 0.0
     early_stopping: int = 0  # 0 = off; else stop after this many epochs without a better validation accuracy
+    augment: int = 0  # 0 = off; else shift each (square) training image by up to this many pixels, anew each epoch
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -80,6 +83,8 @@ def train(model: MLP, data: Dataset, settings: TrainSettings, *, progress: bool 
     n_samples, n_classes = len(x_train), model.sizes[-1]
     batch_size = min(settings.batch_size, n_samples)
     rng = np.random.default_rng(settings.seed)
+    if settings.augment:
+        image_side(x_train.shape[1])  # refuse non-square images before any work
     optimizer = SGD(model.weights, model.biases, settings.momentum, settings.nesterov, settings.weight_decay)
 
     # One shuffled copy of the training set per epoch, taken into the same buffers:
@@ -98,6 +103,7 @@ def train(model: MLP, data: Dataset, settings: TrainSettings, *, progress: bool 
                                settings.step_size, settings.gamma, settings.min_lr)
             order = rng.permutation(n_samples)
             np.take(x_source, order, axis=0, out=shuffled_x)
+            shift_images(shuffled_x, rng, settings.augment)
             shuffled_y.fill(0)
             shuffled_y[np.arange(n_samples), y_train[order]] = 1
 

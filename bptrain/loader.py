@@ -132,9 +132,14 @@ class _NumpyOnlyUnpickler(pickle.Unpickler):
         return super().find_class(module, name)
 
 
-def _dtype_from_py2_pickle(obj, align=False, copy=False):
-    """numpy.dtype as old pickles call it: dtype('f4', 0, 1). NumPy 2.4 deprecates int flags."""
-    return np.dtype(obj, align=bool(align), copy=bool(copy))
+def _dtype_from_py2_pickle(obj, align=False, copy=True):
+    """numpy.dtype as old pickles call it: dtype('f4', 0, 1) (NumPy 2.4 deprecates int flags).
+
+    Always a fresh copy: the pickle's next opcode (BUILD) sets the dtype's state,
+    and on a shared dtype such as float32 a hostile state would corrupt NumPy for
+    the rest of the process.
+    """
+    return np.dtype(obj, align=bool(align), copy=True)
 
 
 def _read_pickle_splits(path: Path):

@@ -81,7 +81,7 @@ def time_epochs(sizes, loss: str, x: np.ndarray, y: np.ndarray, batch_size: int,
     for run in range(warmup + runs):
         started = time.perf_counter()
         order = rng.permutation(n_samples)  # the shuffle is part of an epoch's cost
-        np.take(x, order, axis=0, out=shuffled_x)
+        np.take(x, order, axis=0, out=shuffled_x, mode="clip")
         shuffled_y.fill(0)
         shuffled_y[np.arange(n_samples), y[order]] = 1
         run_epoch(model, optimizer, shuffled_x, shuffled_y, batch_size, lr, epoch=run + 1, progress=False)

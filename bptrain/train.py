@@ -102,7 +102,9 @@ def train(model: MLP, data: Dataset, settings: TrainSettings, *, progress: bool 
             lr = learning_rate(settings.schedule, settings.lr, epoch - first_epoch, settings.epochs,
                                settings.step_size, settings.gamma, settings.min_lr)
             order = rng.permutation(n_samples)
-            np.take(x_source, order, axis=0, out=shuffled_x)
+            # mode="clip": with the default "raise", take() first copies into a hidden temporary
+            # as big as the data set (157 MB for MNIST); a permutation has no bad index to clip.
+            np.take(x_source, order, axis=0, out=shuffled_x, mode="clip")
             shift_images(shuffled_x, rng, settings.augment)
             shuffled_y.fill(0)
             shuffled_y[np.arange(n_samples), y_train[order]] = 1

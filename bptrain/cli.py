@@ -231,7 +231,10 @@ def train_command(sizes, lr, epochs, batch_size, seed, loss, init, dtype, moment
     dataset = obtain_dataset(data, no_download, progress)
     check_model_fits_data(model, dataset, "--sizes" if resume is None else str(resume))
     n_train = len(dataset.train.x)
-    if augment and not _given(ctx, "augment") and math.isqrt(dataset.n_features) ** 2 != dataset.n_features:
+    if augment and math.isqrt(dataset.n_features) ** 2 != dataset.n_features:
+        if _given(ctx, "augment"):
+            raise click.UsageError(f"--augment shifts square images, but the inputs of {dataset.source} have "
+                                   f"{dataset.n_features} features; use --augment 0")
         note(f"note: the {dataset.n_features}-feature inputs are not square images; augmentation is off")
         augment = 0
     if batch_size > n_train:
@@ -263,8 +266,10 @@ def train_command(sizes, lr, epochs, batch_size, seed, loss, init, dtype, moment
         "bptrain_version": __version__,
         "init": init if resume is None else meta.get("init"),
         "settings": settings.to_dict(),
-        # the saved parameters are those of the best epoch (epochs are numbered across resumes)
+        # the saved parameters are those of the best epoch: that many epochs trained them
+        # (epochs are numbered across resumes, so --resume continues from here)
         "epochs_trained": result.best_epoch or first_epoch - 1,
+        "epochs_run": trained_epochs,
         "best_epoch": result.best_epoch,
         "val_accuracy": None if math.isnan(result.best_val_accuracy) else result.best_val_accuracy,
         "data": dataset.source,
@@ -466,11 +471,15 @@ def plot_command(source, out_dir, data, no_download, split):
         written.append(plot.plot_confusion(confusion, out_dir / f"{stem}.confusion.png",
                                            title=f"Confusion matrix, {split} split "
                                                  f"({100 * np.mean(predictions == y):.2f}% correct)"))
-        wrong = plot.most_confident_mistakes(probabilities, y)
-        written.append(plot.plot_mistakes(x[wrong], y[wrong], predictions[wrong],
-                                          probabilities[wrong, predictions[wrong]],
-                                          out_dir / f"{stem}.mistakes.png"))
-        written.append(plot.plot_weights(model.weights[0], out_dir / f"{stem}.weights.png"))
+        if math.isqrt(model.sizes[0]) ** 2 == model.sizes[0]:
+            wrong = plot.most_confident_mistakes(probabilities, y)
+            written.append(plot.plot_mistakes(x[wrong], y[wrong], predictions[wrong],
+                                              probabilities[wrong, predictions[wrong]],
+                                              out_dir / f"{stem}.mistakes.png"))
+            written.append(plot.plot_weights(model.weights[0], out_dir / f"{stem}.weights.png"))
+        else:
+            click.echo(f"note: the {model.sizes[0]}-feature inputs are not square images; "
+                       "no pictures of digits or weights", err=True)
         history = _history_path(source)
         if history.exists():
             written.append(plot.plot_history(plot.load_history(history), out_dir / f"{stem}.curves.png"))
@@ -529,8 +538,8 @@ def info_command(model_path, as_json):
     click.echo(f"parameters   {model.n_parameters:,}")
     click.echo(f"dtype        {meta.get('dtype')}   format version {meta.get('format_version')}")
     if meta.get("val_accuracy") is not None:
-        click.echo(f"validation   {100 * meta['val_accuracy']:.2f}% (best epoch {meta.get('best_epoch')}, "
-                   f"{meta.get('epochs_trained')} epochs trained)")
+        run = f" of {meta['epochs_run']} run" if meta.get("epochs_run") else ""
+        click.echo(f"validation   {100 * meta['val_accuracy']:.2f}% (the best epoch, {meta.get('best_epoch')}{run})")
     settings = meta.get("settings") or {}
     if settings:
         click.echo("settings     " + ", ".join(f"{k}={v}" for k, v in settings.items()))

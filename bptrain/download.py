@@ -49,7 +49,7 @@ def download_mnist(
     dest_dir: Path,
     *,
     force: bool = False,
-    mirrors=MIRRORS,
+    mirrors=None,
     expected_size: int | None = MNIST_SIZE,
     expected_md5: str | None = MNIST_MD5,
     progress: bool = True,
@@ -60,8 +60,10 @@ def download_mnist(
     An existing file is returned untouched (no network) unless ``force``.
     Mirrors are tried in order; a mirror's download counts only if its size
     and MD5 match. Raises :class:`DownloadError` (one line, listing what went
-    wrong with each mirror) when none works.
+    wrong with each mirror) when none works. ``mirrors`` defaults to
+    :data:`MIRRORS`, looked up at call time.
     """
+    mirrors = MIRRORS if mirrors is None else mirrors
     dest_dir = Path(dest_dir)
     final_path = dest_dir / MNIST_FILENAME
     if final_path.exists() and not force:

@@ -65,7 +65,7 @@ class EpochRecord:
 @dataclass
 class TrainResult:
     history: list[EpochRecord] = field(default_factory=list)
-    best_epoch: int = 0  # 1-based; 0 when no epoch finished
+    best_epoch: int = 0  # 1-based; 0 when no epoch finished (first_epoch - 1 when resuming and none beat the start)
     best_val_accuracy: float = float("nan")
     stopped_early: bool = False
     interrupted: bool = False
@@ -75,6 +75,8 @@ def train(model: MLP, data: Dataset, settings: TrainSettings, *, progress: bool 
           on_epoch: Callable[[EpochRecord, bool], None] | None = None, first_epoch: int = 1) -> TrainResult:
     """Train ``model`` in place; leave it holding the parameters of its best validation epoch.
 
+    Epochs are numbered from ``first_epoch``; above 1 the run continues a saved
+    model, whose own validation accuracy is the one to beat.
     ``on_epoch(record, improved)`` is called after every epoch. A Ctrl-C stops
     training cleanly: the result says ``interrupted`` and the model holds the
     best parameters seen (or the current ones if no epoch finished).
@@ -95,6 +97,11 @@ def train(model: MLP, data: Dataset, settings: TrainSettings, *, progress: bool 
 
     result = TrainResult()
     best = _snapshot(model)
+    if first_epoch > 1:
+        # Resuming: the model we were given is the one to beat, so a worse run never replaces it.
+        _, predictions = model.evaluate(*data.validation)
+        result.best_val_accuracy = float(np.mean(predictions == data.validation.y))
+        result.best_epoch = first_epoch - 1
     epochs_without_improvement = 0
     try:
         for epoch in range(first_epoch, first_epoch + settings.epochs):

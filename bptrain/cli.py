@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import sys
 import tempfile
 from pathlib import Path
@@ -19,7 +18,7 @@ import numpy as np
 
 from . import __version__
 from .config import load_config, parse_sizes
-from .errors import BptrainError, DataError, ModelFileError, TrainingDiverged
+from .errors import BptrainError, DataError, TrainingDiverged
 from .loader import DEFAULT_DATA_PATH, SPLIT_NAMES, load_dataset, resolve_data_path
 from .metrics import confusion_matrix, format_confusion, format_per_class, per_class_accuracy
 from .model_io import atomic_write, load_model, save_model

@@ -8,8 +8,11 @@ tested on the same opcodes it meets in the wild without any real data in the rep
 
 from __future__ import annotations
 
+import contextlib
 import gzip
+import http.server
 import os
+import threading
 import pickle
 import struct
 from pathlib import Path
@@ -156,3 +159,42 @@ def real_mnist_path() -> Path:
     if not path.is_file():
         pytest.skip(f"real MNIST not found at {path} (set BPTRAIN_SHARED_DATA to a directory holding mnist.pkl.gz)")
     return path
+
+
+# ------------------------------------------------------------------ CLI helpers
+def invoke(runner, *args):
+    """Run `bptrain ARGS...` in-process (paths and numbers may be given as objects)."""
+    from bptrain.cli import cli
+
+    return runner.invoke(cli, [str(a) for a in args])
+
+
+def assert_clean_error(result, phrase: str | None = None, exit_code: int | None = None) -> str:
+    """Non-zero exit through click, one Error line (containing ``phrase``), no traceback. Returns the line."""
+    assert result.exit_code != 0, f"expected a failure, got exit 0:\n{result.output}"
+    if exit_code is not None:
+        assert result.exit_code == exit_code, result.output
+    assert isinstance(result.exception, SystemExit), f"an exception escaped: {result.exception!r}"
+    assert "Traceback" not in result.output and "Traceback" not in result.stderr
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    errors = [line for line in lines if line.startswith("Error:")]
+    assert len(errors) == 1 and lines == errors, f"expected one error line on stderr, got:\n{result.stderr}"
+    if phrase is not None:
+        assert phrase in errors[0], errors[0]
+    return errors[0]
+
+
+# ------------------------------------------------------------------ a web server on 127.0.0.1
+@contextlib.contextmanager
+def local_http_server(handler_class):
+    """Serve ``handler_class`` on 127.0.0.1 (a free port) in a thread; yields the base URL. Never leaves the machine."""
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler_class)
+    httpd.daemon_threads = True
+    thread = threading.Thread(target=httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{httpd.server_address[1]}"
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
+        thread.join(timeout=5)

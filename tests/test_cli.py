@@ -25,30 +25,12 @@ from bptrain.cli import cli
 from bptrain.model_io import load_model, save_model
 from bptrain.network import MLP
 
-from conftest import make_blobs, write_gz, write_py2_pickle
+from conftest import assert_clean_error, invoke, make_blobs, write_gz, write_py2_pickle
 
 SIZES = "20,16,3"
 FAST = ["--sizes", SIZES, "--epochs", "3", "--lr", "0.5", "--batch-size", "16"]
 
 
-def invoke(runner, *args):
-    return runner.invoke(cli, [str(a) for a in args])
-
-
-def assert_clean_error(result, phrase: str | None = None, exit_code: int | None = None) -> str:
-    """Non-zero exit through click, one Error line (containing ``phrase``), no traceback. Returns the line."""
-    assert result.exit_code != 0, f"expected a failure, got exit 0:\n{result.output}"
-    if exit_code is not None:
-        assert result.exit_code == exit_code, result.output
-    assert isinstance(result.exception, SystemExit), f"an exception escaped: {result.exception!r}"
-    assert "Traceback" not in result.output and "Traceback" not in result.stderr
-    lines = result.stderr.splitlines()
-    errors = [line for line in lines if line.startswith("Error:")]
-    assert len(errors) == 1, f"expected one error line on stderr, got:\n{result.stderr}"
-    assert [line for line in lines if line.strip()] == errors, f"more than one line on stderr:\n{result.stderr}"
-    if phrase is not None:
-        assert phrase in errors[0], errors[0]
-    return errors[0]
 
 
 def run(*args, cwd=None, timeout=60, env=None):

@@ -15,7 +15,6 @@ import json
 import re
 import struct
 import sys
-import threading
 from pathlib import Path
 
 import numpy as np
@@ -28,36 +27,17 @@ from bptrain import gradcheck as gradcheck_module
 from bptrain.cli import cli
 from bptrain.download import MNIST_FILENAME
 from bptrain.loader import load_dataset
-from bptrain.model_io import load_model
 from bptrain.model_io import load_model, save_model
 from bptrain.network import MLP
 from bptrain.train import TrainSettings, train
 
-from conftest import make_blobs, py2_pickle_bytes, write_py2_pickle
+from conftest import assert_clean_error, invoke, local_http_server, make_blobs, py2_pickle_bytes, write_py2_pickle
 
 SIZES = "20,16,3"
 FAST = ["--sizes", SIZES, "--epochs", "3", "--lr", "0.5", "--batch-size", "16", "--augment", "0"]
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
 
-# ------------------------------------------------------------------ helpers (as in test_cli.py)
-def invoke(runner, *args):
-    return runner.invoke(cli, [str(a) for a in args])
-
-
-def assert_clean_error(result, phrase: str | None = None, exit_code: int | None = None) -> str:
-    """Non-zero exit through click, one Error line (containing ``phrase``), no traceback. Returns the line."""
-    assert result.exit_code != 0, f"expected a failure, got exit 0:\n{result.output}"
-    if exit_code is not None:
-        assert result.exit_code == exit_code, result.output
-    assert isinstance(result.exception, SystemExit), f"an exception escaped: {result.exception!r}"
-    assert "Traceback" not in result.output and "Traceback" not in result.stderr
-    lines = [line for line in result.stderr.splitlines() if line.strip()]
-    errors = [line for line in lines if line.startswith("Error:")]
-    assert len(errors) == 1 and lines == errors, f"expected one error line on stderr, got:\n{result.stderr}"
-    if phrase is not None:
-        assert phrase in errors[0], errors[0]
-    return errors[0]
 
 
 def ok(result):
@@ -420,23 +400,15 @@ def mirror(monkeypatch):
     """A local mirror of PAYLOAD made the only one `bptrain download` knows; yields the request log."""
     requests: list[str] = []
     handler = type("Handler", (Mirror,), {"requests": requests})
-    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    httpd.daemon_threads = True
-    thread = threading.Thread(target=httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
-    thread.start()
-    monkeypatch.setattr(download_module, "MIRRORS", (f"http://127.0.0.1:{httpd.server_address[1]}/mnist.pkl.gz",))
-    monkeypatch.setattr(download_module, "MNIST_SIZE", len(PAYLOAD))
-    monkeypatch.setattr(download_module, "MNIST_MD5", PAYLOAD_MD5)
-    # the size and checksum defaults are bound when download_mnist is defined
-    defaults = download_module.download_mnist.__kwdefaults__
-    monkeypatch.setitem(defaults, "expected_size", len(PAYLOAD))
-    monkeypatch.setitem(defaults, "expected_md5", PAYLOAD_MD5)
-    try:
+    with local_http_server(handler) as base_url:
+        monkeypatch.setattr(download_module, "MIRRORS", (f"{base_url}/mnist.pkl.gz",))
+        monkeypatch.setattr(download_module, "MNIST_SIZE", len(PAYLOAD))
+        monkeypatch.setattr(download_module, "MNIST_MD5", PAYLOAD_MD5)
+        # the size and checksum defaults are bound when download_mnist is defined
+        defaults = download_module.download_mnist.__kwdefaults__
+        monkeypatch.setitem(defaults, "expected_size", len(PAYLOAD))
+        monkeypatch.setitem(defaults, "expected_md5", PAYLOAD_MD5)
         yield requests
-    finally:
-        httpd.shutdown()
-        httpd.server_close()
-        thread.join(timeout=5)
 
 
 def test_download_then_already_there_then_force(runner, tmp_path, mirror):

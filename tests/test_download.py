@@ -9,11 +9,12 @@ import hashlib
 import http.server
 import os
 import socket
-import threading
 import time
 from pathlib import Path
 
 import pytest
+
+from conftest import local_http_server
 
 from bptrain import download
 from bptrain.download import MNIST_FILENAME, download_mnist, ensure_data
@@ -72,16 +73,8 @@ def server():
     """A threaded HTTP server on 127.0.0.1 (random port); yields (base_url, list of request paths)."""
     requests: list[str] = []
     handler = type("Handler", (FakeMirror,), {"requests": requests})
-    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    httpd.daemon_threads = True
-    thread = threading.Thread(target=httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{httpd.server_address[1]}", requests
-    finally:
-        httpd.shutdown()
-        httpd.server_close()
-        thread.join(timeout=5)
+    with local_http_server(handler) as base_url:
+        yield base_url, requests
 
 
 @pytest.fixture

@@ -4,6 +4,8 @@ Reads the classic `mnist.pkl.gz` (a gzip-compressed Python 2 pickle of three
 ``(x, y)`` splits) or a directory of the four original IDX files, and returns a
 :class:`Dataset` of float32 ``(N, n_features)`` images and int64 labels.
 
+Arrays read from a pickle are read-only views of the file's bytes (no second
+copy of the 157 MB training images); ``np.array(x)`` gives a writable copy.
 The loader knows nothing about networks. It checks what it read and says
 precisely what is wrong, because a bad data file otherwise surfaces much later
 as a baffling shape error deep inside training.
@@ -14,7 +16,6 @@ from __future__ import annotations
 import gzip
 import io
 import os
-import pickle
 import zlib
 from pathlib import Path
 from typing import NamedTuple
@@ -22,30 +23,13 @@ from typing import NamedTuple
 import numpy as np
 
 from .errors import DataError
+from .safe_pickle import PickleFormatError, UnsafePickleError, load_arrays
 
 #: Where the data set is looked for when neither --data nor BPTRAIN_DATA says.
 DEFAULT_DATA_PATH = Path("data") / "mnist.pkl.gz"
 DATA_ENV_VAR = "BPTRAIN_DATA"
 SPLIT_NAMES = ("train", "validation", "test")
 GZIP_MAGIC = b"\x1f\x8b"
-
-# The only globals a pickle of numpy arrays needs. Python 2 era files name
-# numpy.core.multiarray._reconstruct; numpy 2 writes numpy._core.*. Anything
-# else named in the file (os.system, builtins.eval, ...) is refused unrun.
-_ALLOWED_GLOBALS = frozenset(
-    {
-        ("numpy.core.multiarray", "_reconstruct"),
-        ("numpy._core.multiarray", "_reconstruct"),
-        ("numpy.core.numeric", "_frombuffer"),
-        ("numpy._core.numeric", "_frombuffer"),
-        ("numpy", "ndarray"),
-        ("numpy", "dtype"),
-        # Python 3 pickles of protocol < 3 have no bytes opcode and write the raw array
-        # data as _codecs.encode(text, "latin1"); it only encodes a string.
-        ("_codecs", "encode"),
-    }
-)
-
 
 class Split(NamedTuple):
     """One part of the data set: images ``x`` (N, n_features) and labels ``y`` (N,)."""
@@ -113,35 +97,6 @@ def missing_data_message(path: Path) -> str:
     )
 
 
-class _NumpyOnlyUnpickler(pickle.Unpickler):
-    """An unpickler that can rebuild numpy arrays and nothing else.
-
-    ``pickle.load`` calls whatever callable the file names; a downloaded file
-    could name ``os.system``. Refusing every other global means a hostile file
-    fails before any of its code runs.
-    """
-
-    def find_class(self, module: str, name: str):
-        if (module, name) not in _ALLOWED_GLOBALS:
-            raise DataError(
-                f"refusing to load: the pickle names {module}.{name}, which a data file never needs "
-                "(only numpy arrays are allowed; the file may be malicious)"
-            )
-        if (module, name) == ("numpy", "dtype"):
-            return _dtype_from_py2_pickle
-        return super().find_class(module, name)
-
-
-def _dtype_from_py2_pickle(obj, align=False, copy=True):
-    """numpy.dtype as old pickles call it: dtype('f4', 0, 1) (NumPy 2.4 deprecates int flags).
-
-    Always a fresh copy: the pickle's next opcode (BUILD) sets the dtype's state,
-    and on a shared dtype such as float32 a hostile state would corrupt NumPy for
-    the rest of the process.
-    """
-    return np.dtype(obj, align=bool(align), copy=True)
-
-
 def _read_pickle_splits(path: Path):
     with open(path, "rb") as raw:
         head = raw.read(2)
@@ -151,9 +106,11 @@ def _read_pickle_splits(path: Path):
         raise DataError(f"{path} is not a gzip file (expected a gzip-compressed pickle like mnist.pkl.gz)")
     try:
         with gzip.open(path, "rb") as stream:
-            return _NumpyOnlyUnpickler(io.BufferedReader(stream, 1 << 20), encoding="latin1").load()
-    except DataError:
-        raise
+            return load_arrays(io.BufferedReader(stream, 1 << 20))
+    except UnsafePickleError as exc:
+        raise DataError(f"refusing to load {path}: {exc}") from None
+    except PickleFormatError as exc:
+        raise DataError(f"{path} is not a readable pickle of numpy arrays: {exc}") from None
     except (EOFError, gzip.BadGzipFile, zlib.error) as exc:
         raise DataError(f"{path} is truncated or corrupt ({_describe(exc)}); delete it and download it again") from None
     except MemoryError:

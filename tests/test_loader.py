@@ -272,7 +272,7 @@ def test_float_labels(tmp_path):
 
 
 def test_non_numeric_pixels(tmp_path):
-    assert "expected numbers" in bad_structure(tmp_path, good(test_x=np.full((15, 20), "a")))
+    assert "only bools, integers and floats" in bad_structure(tmp_path, good(test_x=np.full((15, 20), "a")))
 
 
 def test_length_mismatch(tmp_path):

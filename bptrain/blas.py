@@ -56,7 +56,16 @@ def _load_ger(library: ctypes.CDLL, prefix: str, suffix: str, integer) -> dict:
 def _ger(functions, c, a, b, alpha) -> None:
     """C += alpha · a₀ ⊗ b₀ for one-row a (1, m) and b (1, n); C (m, n). All C-contiguous, one dtype."""
     m, n = c.shape
-    functions[c.dtype](_ROW_MAJOR, m, n, alpha, a.ctypes.data, 1, b.ctypes.data, 1, c.ctypes.data, n)
+    functions[c.dtype](_ROW_MAJOR, m, n, alpha, _address(a), 1, _address(b), 1, _address(c), n)
+
+
+def _address(array: np.ndarray) -> int:
+    """Where ``array``'s data starts. ``ndarray.ctypes.data`` builds a helper object (3 µs);
+    taking the address of a ctypes view of the buffer costs a third of that."""
+    try:
+        return ctypes.addressof(ctypes.c_char.from_buffer(array))
+    except (TypeError, ValueError):  # read-only or empty buffers
+        return array.ctypes.data
 
 
 def _self_test(functions) -> bool:

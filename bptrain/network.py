@@ -1,7 +1,7 @@
 """The multilayer perceptron: parameters, forward pass, backward pass, losses.
 
 Pure NumPy, no I/O. Rows are samples: a mini-batch X of shape (B, n_0) goes
-through layers l = 1..L as whole matrices (see ../GUIDE §2)::
+through layers l = 1..L as whole matrices (README, "The math")::
 
     Z_l = A_{l-1} W_l + b_l          W_l: (n_{l-1}, n_l), b_l: (n_l,)
     A_l = σ(Z_l)                     hidden layers, and the output for loss "mse"
@@ -208,8 +208,8 @@ class MLP:
 
         C is the loss averaged over the batch. The gradients follow from them as
         ∂C/∂W_l = A_{l-1}ᵀ Δ_l and ∂C/∂b_l = Σ_rows Δ_l (:meth:`weight_gradients`);
-        training leaves those products to the optimizer, which fuses them into
-        the update. Training passes the learning rate as ``scale``: multiplying
+        training leaves those products to the optimizer, which forms each one
+        where the update needs it. Training passes the learning rate as ``scale``: multiplying
         the small Δ_L by it is cheaper than scaling every weight gradient, and
         the chain rule carries it to all layers. The arrays belong to ``work``.
         """

@@ -1,8 +1,8 @@
 """Parameter updates and learning-rate schedules for mini-batch SGD.
 
 The network hands us deltas already multiplied by the learning rate (see
-``MLP.backward(scale=lr)``), so the plain SGD update of a layer is one fused
-matrix product: W ← W − A_{l-1}ᵀ(ηΔ_l).
+``MLP.backward(scale=lr)``), so the plain SGD update of a layer is a matrix
+product and a subtraction, W ← W − A_{l-1}ᵀ(ηΔ_l), with no gradient to scale.
 """
 
 from __future__ import annotations
@@ -29,8 +29,8 @@ class SGD:
         Nesterov:   v ← μ v + g + ηλ W;     W ← (1 − ηλ) W − g − μ v
 
     This is PyTorch's SGD with the learning rate inside the velocity. Each
-    product A_{l-1}ᵀ(ηΔ_l) is added straight into W or v by one BLAS call
-    (see :mod:`bptrain.blas`), never stored as a gradient matrix.
+    product A_{l-1}ᵀ(ηΔ_l) is formed and added into W or v by
+    :func:`bptrain.blas.gemm_at_b` (one BLAS pass for one-row batches).
     """
 
     def __init__(self, weights, biases, momentum: float = 0.0, nesterov: bool = False, weight_decay: float = 0.0):

@@ -198,3 +198,13 @@ def local_http_server(handler_class):
         httpd.shutdown()
         httpd.server_close()
         thread.join(timeout=5)
+
+
+# ------------------------------------------------------------------ errors
+def one_line_error(error_type, function, *args) -> str:
+    """Call ``function(*args)``, expect ``error_type``, and return its message, checked to be one line."""
+    with pytest.raises(error_type) as caught:
+        function(*args)
+    message = str(caught.value)
+    assert message and "\n" not in message, message
+    return message

@@ -12,7 +12,7 @@ from bptrain.cli import cli
 from bptrain.config import check_config, load_config, parse_sizes
 from bptrain.errors import ConfigError
 
-from conftest import REPO_ROOT
+from conftest import REPO_ROOT, one_line_error
 
 
 def write(tmp_path: Path, text: str, name="config.toml") -> Path:
@@ -22,11 +22,7 @@ def write(tmp_path: Path, text: str, name="config.toml") -> Path:
 
 
 def config_error(path) -> str:
-    with pytest.raises(ConfigError) as info:
-        load_config(path)
-    message = str(info.value)
-    assert "\n" not in message
-    return message
+    return one_line_error(ConfigError, load_config, path)
 
 
 # ====================================================================== good files

@@ -16,6 +16,8 @@ from bptrain.errors import DataError
 from bptrain.idx import load_idx_directory, read_idx
 from bptrain.loader import load_dataset
 
+from conftest import one_line_error
+
 N_TRAIN, N_TEST, ROWS, COLS = 70, 20, 28, 28
 
 
@@ -109,11 +111,7 @@ def test_mixed_plain_and_gzipped_files(tmp_path):
 
 
 def load_error(directory: Path) -> str:
-    with pytest.raises(DataError) as caught:
-        load_idx_directory(directory)
-    message = str(caught.value)
-    assert "\n" not in message
-    return message
+    return one_line_error(DataError, load_idx_directory, directory)
 
 
 def test_missing_files_are_named(tmp_path):

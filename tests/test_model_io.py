@@ -14,6 +14,8 @@ from bptrain.errors import BptrainError, ModelFileError
 from bptrain.model_io import FORMAT_NAME, FORMAT_VERSION, load_model, save_model
 from bptrain.network import MLP
 
+from conftest import one_line_error
+
 
 @pytest.fixture
 def model():
@@ -57,10 +59,7 @@ def write_record(path: Path, layers: dict, meta) -> Path:
 
 
 def model_error(path) -> str:
-    with pytest.raises(ModelFileError) as info:
-        load_model(path)
-    message = str(info.value)
-    assert "\n" not in message
+    message = one_line_error(ModelFileError, load_model, path)
     assert str(path) in message
     return message
 

@@ -16,13 +16,17 @@ import numpy as np
 from .errors import BptrainError
 
 
+def is_square_image(n_features: int) -> bool:
+    """Whether ``n_features`` pixels can be a square image (784 = 28 x 28)."""
+    return math.isqrt(n_features) ** 2 == n_features
+
+
 def image_side(n_features: int) -> int:
     """The side of a square image with ``n_features`` pixels, or an error if it is not square."""
-    side = math.isqrt(n_features)
-    if side * side != n_features:
+    if not is_square_image(n_features):
         raise BptrainError(f"--augment shifts square images, but the inputs have {n_features} features "
                            "(not a perfect square)")
-    return side
+    return math.isqrt(n_features)
 
 
 def shift_images(images: np.ndarray, rng: np.random.Generator, max_shift: int) -> None:

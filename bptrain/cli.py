@@ -17,6 +17,7 @@ import click
 import numpy as np
 
 from . import __version__
+from .augment import is_square_image
 from .config import load_config, parse_sizes
 from .errors import BptrainError, DataError, TrainingDiverged
 from .loader import DEFAULT_DATA_PATH, SPLIT_NAMES, load_dataset, resolve_data_path
@@ -230,7 +231,7 @@ def train_command(sizes, lr, epochs, batch_size, seed, loss, init, dtype, moment
     dataset = obtain_dataset(data, no_download, progress)
     check_model_fits_data(model, dataset, "--sizes" if resume is None else str(resume))
     n_train = len(dataset.train.x)
-    if augment and math.isqrt(dataset.n_features) ** 2 != dataset.n_features:
+    if augment and not is_square_image(dataset.n_features):
         if _given(ctx, "augment"):
             raise click.UsageError(f"--augment shifts square images, but the inputs of {dataset.source} have "
                                    f"{dataset.n_features} features; use --augment 0")
@@ -470,7 +471,7 @@ def plot_command(source, out_dir, data, no_download, split):
         written.append(plot.plot_confusion(confusion, out_dir / f"{stem}.confusion.png",
                                            title=f"Confusion matrix, {split} split "
                                                  f"({100 * np.mean(predictions == y):.2f}% correct)"))
-        if math.isqrt(model.sizes[0]) ** 2 == model.sizes[0]:
+        if is_square_image(model.sizes[0]):
             wrong = plot.most_confident_mistakes(probabilities, y)
             written.append(plot.plot_mistakes(x[wrong], y[wrong], predictions[wrong],
                                               probabilities[wrong, predictions[wrong]],

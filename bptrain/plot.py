@@ -23,6 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .augment import is_square_image
 from .errors import BptrainError
 
 MISSING_MATPLOTLIB = "plotting needs matplotlib: pip install 'bptrain[plot]'"
@@ -395,7 +396,6 @@ def _tile_figure(tiles: np.ndarray, labels, cell_inches: float, fontsize: float,
 
 
 def _square_side(width: int, what: str) -> int:
-    side = math.isqrt(width)
-    if width == 0 or side * side != width:
+    if width == 0 or not is_square_image(width):
         raise BptrainError(f"{what} have width {width}, not a perfect square; they cannot be drawn as square images")
-    return side
+    return math.isqrt(width)

@@ -127,10 +127,16 @@ def test_force_replaces_existing_file(server, tmp_path):
     assert leftovers(tmp_path) == []
 
 
-def test_checksum_mismatch_leaves_nothing(server, tmp_path):
+@pytest.mark.parametrize("route,problem", [
+    ("/wrong-bytes", "checksum mismatch"),
+    ("/cut-short", "cut short"),
+    ("/too-long-no-length", "more than the expected"),  # a server sending too much is stopped
+    ("/wrong-length", "offers 100 bytes"),  # an announced wrong size is refused up front
+])
+def test_bad_transfer_is_refused_and_leaves_nothing(server, tmp_path, route, problem):
     base, _ = server
-    with pytest.raises(DownloadError, match="checksum mismatch"):
-        fetch(tmp_path, [f"{base}/wrong-bytes"])
+    with pytest.raises(DownloadError, match=problem):
+        fetch(tmp_path, [f"{base}{route}"])
     assert list(tmp_path.iterdir()) == []
 
 
@@ -142,27 +148,6 @@ def test_failed_forced_download_keeps_good_file(server, tmp_path):
         fetch(tmp_path, [f"{base}/wrong-bytes", f"{base}/cut-short"], force=True)
     assert existing.read_bytes() == PAYLOAD
     assert leftovers(tmp_path) == []
-
-
-def test_truncated_transfer_leaves_nothing(server, tmp_path):
-    base, _ = server
-    with pytest.raises(DownloadError, match="cut short"):
-        fetch(tmp_path, [f"{base}/cut-short"])
-    assert list(tmp_path.iterdir()) == []
-
-
-def test_server_sending_too_much_is_stopped(server, tmp_path):
-    base, _ = server
-    with pytest.raises(DownloadError, match="more than the expected"):
-        fetch(tmp_path, [f"{base}/too-long-no-length"])
-    assert list(tmp_path.iterdir()) == []
-
-
-def test_announced_wrong_size_is_refused(server, tmp_path):
-    base, _ = server
-    with pytest.raises(DownloadError, match="offers 100 bytes"):
-        fetch(tmp_path, [f"{base}/wrong-length"])
-    assert list(tmp_path.iterdir()) == []
 
 
 def test_server_error_falls_through_to_next_mirror(server, tmp_path):

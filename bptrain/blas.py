@@ -1,21 +1,22 @@
-"""The update C ← α·AᵀB + β·C, with a one-pass BLAS path for one-row batches.
+"""The update C ← α·AᵀB + β·C in one BLAS call, with a NumPy fallback.
 
 Why: the SGD update of a layer is W ← W − Aᵀ(ηΔ). NumPy's ``matmul`` cannot
 accumulate into its output, so NumPy does it as a product into a scratch
-matrix and a subtraction, streaming the weight matrix through memory three
-times. For a one-row batch (batch size 1) the product is an outer product,
-and BLAS's ger adds it into C in one pass: on the 784x128 first layer of an
-MNIST network that is the biggest single cost of a step, and ger saves ~40%
-of it. (A fused gemm for 10-row batches measured no faster than NumPy here,
-so every other case uses NumPy.)
+matrix and a subtraction: two calls, and the weight matrix streamed through
+memory three times. BLAS's gemm takes β and adds the product into C as it
+goes. On the 784x128 first layer of an MNIST network that is the biggest
+single cost of a step: at batch size 10 the fused call takes ~40 µs where
+matmul + subtract take 70-100 µs. For a one-row batch the product is an
+outer product, and ger does it (NumPy's matmul even takes a slow non-BLAS
+loop for (m, 1) @ (1, n)).
 
 How: NumPy wheels bundle OpenBLAS as ``scipy_openblas`` with prefixed CBLAS
-symbols; we call its ``cblas_?ger`` through ctypes. Only libraries whose
-integer width is known from the symbol name are used, and a self-test against
-NumPy runs before first use. Where none is found (NumPy built against MKL,
-Accelerate, a system BLAS, ...) :func:`gemm_at_b` does the same with NumPy:
-same result up to float rounding, just slower. ``BPTRAIN_NO_FUSED_BLAS=1``
-forces the NumPy path.
+symbols; we call its ``cblas_?gemm`` and ``cblas_?ger`` through ctypes. Only
+libraries whose integer width is known from the symbol name are used, and a
+self-test against NumPy runs before first use. Where none is found (NumPy
+built against MKL, Accelerate, a system BLAS, ...) :func:`gemm_at_b` does
+the same with NumPy: same result up to float rounding, just slower.
+``BPTRAIN_NO_FUSED_BLAS=1`` forces the NumPy path.
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ import os
 
 import numpy as np
 
-_ROW_MAJOR = 101
+_ROW_MAJOR, _NO_TRANS, _TRANS = 101, 111, 112
 
 # (library file pattern relative to numpy's package dir, symbol prefix, symbol suffix, integer type)
 _CANDIDATES = (
@@ -36,27 +37,36 @@ _CANDIDATES = (
     (".dylibs/libscipy_openblas.dylib", "scipy_cblas_", "", ctypes.c_int32),
 )
 
-#: Below this many elements in C the NumPy path is faster: a ctypes call and
-#: the three array addresses it needs cost ~15 µs, a small NumPy update ~5 µs.
+#: Below this many elements in C the NumPy path is faster: a ctypes call and the
+#: three array addresses it needs cost ~7 µs, more than the 128x64 layer's whole
+#: NumPy update at batch size 10. Measured per layer of 784-128-64-10: only the
+#: 784x128 first layer (100,352 elements) gains, at every batch size.
 FUSED_MIN_SIZE = 16384
 
 
-def _load_ger(library: ctypes.CDLL, prefix: str, suffix: str, integer) -> dict:
-    """cblas_sger and cblas_dger of ``library``, keyed by the NumPy dtype they work on."""
-    functions = {}
-    for letter, dtype, scalar in (("s", np.float32, ctypes.c_float), ("d", np.float64, ctypes.c_double)):
-        ger = getattr(library, f"{prefix}{letter}ger{suffix}")
-        ger.restype = None
-        ger.argtypes = [ctypes.c_int, integer, integer, scalar, ctypes.c_void_p, integer, ctypes.c_void_p,
-                        integer, ctypes.c_void_p, integer]
-        functions[np.dtype(dtype)] = ger
-    return functions
+class _Routines:
+    """cblas ?gemm and ?ger of one library for one float type."""
 
+    def __init__(self, library: ctypes.CDLL, prefix: str, suffix: str, integer, letter: str, scalar):
+        self.gemm = getattr(library, f"{prefix}{letter}gemm{suffix}")
+        self.gemm.restype = None
+        self.gemm.argtypes = [ctypes.c_int, ctypes.c_int, ctypes.c_int, integer, integer, integer, scalar,
+                              ctypes.c_void_p, integer, ctypes.c_void_p, integer, scalar, ctypes.c_void_p, integer]
+        self.ger = getattr(library, f"{prefix}{letter}ger{suffix}")
+        self.ger.restype = None
+        self.ger.argtypes = [ctypes.c_int, integer, integer, scalar, ctypes.c_void_p, integer, ctypes.c_void_p,
+                             integer, ctypes.c_void_p, integer]
 
-def _ger(functions, c, a, b, alpha) -> None:
-    """C += alpha · a₀ ⊗ b₀ for one-row a (1, m) and b (1, n); C (m, n). All C-contiguous, one dtype."""
-    m, n = c.shape
-    functions[c.dtype](_ROW_MAJOR, m, n, alpha, _address(a), 1, _address(b), 1, _address(c), n)
+    def update(self, c: np.ndarray, a: np.ndarray, b: np.ndarray, alpha: float, beta: float) -> None:
+        """C ← alpha·aᵀb + beta·C for C-contiguous a (k, m), b (k, n), C (m, n)."""
+        (m, n), k = c.shape, len(a)
+        if k == 1:
+            if beta != 1.0:
+                c *= beta
+            self.ger(_ROW_MAJOR, m, n, alpha, _address(a), 1, _address(b), 1, _address(c), n)
+        else:
+            self.gemm(_ROW_MAJOR, _TRANS, _NO_TRANS, m, n, k, alpha, _address(a), m, _address(b), n,
+                      beta, _address(c), n)
 
 
 def _address(array: np.ndarray) -> int:
@@ -68,41 +78,48 @@ def _address(array: np.ndarray) -> int:
         return array.ctypes.data
 
 
-def _self_test(functions) -> bool:
-    """Compare with NumPy on a small matrix in both dtypes before trusting the library."""
+def _load(library: ctypes.CDLL, prefix: str, suffix: str, integer) -> dict:
+    """The routines of ``library``, keyed by the NumPy dtype they work on."""
+    return {np.dtype(np.float32): _Routines(library, prefix, suffix, integer, "s", ctypes.c_float),
+            np.dtype(np.float64): _Routines(library, prefix, suffix, integer, "d", ctypes.c_double)}
+
+
+def _self_test(routines) -> bool:
+    """Compare with NumPy in both dtypes, for one-row and several-row products, before trusting the library."""
     rng = np.random.default_rng(0)
-    for dtype in (np.float32, np.float64):
-        a = rng.standard_normal((1, 5)).astype(dtype)
-        b = rng.standard_normal((1, 4)).astype(dtype)
-        c = rng.standard_normal((5, 4)).astype(dtype)
-        expected = -0.5 * (a.T @ b) + c
-        _ger(functions, c, a, b, -0.5)
-        if not np.allclose(c, expected, rtol=1e-4, atol=1e-5):
-            return False
+    for dtype, functions in routines.items():
+        for rows in (1, 3):
+            a = rng.standard_normal((rows, 5)).astype(dtype)
+            b = rng.standard_normal((rows, 4)).astype(dtype)
+            c = rng.standard_normal((5, 4)).astype(dtype)
+            expected = -0.5 * (a.T @ b) + 0.75 * c
+            functions.update(c, a, b, -0.5, 0.75)
+            if not np.allclose(c, expected, rtol=1e-4, atol=1e-5):
+                return False
     return True
 
 
-def _find_ger():
+def _find_routines():
     if os.environ.get("BPTRAIN_NO_FUSED_BLAS"):
         return None
     numpy_dir = os.path.dirname(np.__file__)
     for pattern, prefix, suffix, integer in _CANDIDATES:
         for path in sorted(glob.glob(os.path.join(numpy_dir, pattern))):
             try:
-                functions = _load_ger(ctypes.CDLL(path), prefix, suffix, integer)
+                routines = _load(ctypes.CDLL(path), prefix, suffix, integer)
             except (OSError, AttributeError):
                 continue
-            if _self_test(functions):
-                return functions
+            if _self_test(routines):
+                return routines
     return None
 
 
-_GER = _find_ger()
+_ROUTINES = _find_routines()
 
 
 def available() -> bool:
-    """Whether the one-pass BLAS path is in use (else NumPy does every update)."""
-    return _GER is not None
+    """Whether the one-call BLAS path is in use (else NumPy does every update)."""
+    return _ROUTINES is not None
 
 
 def gemm_at_b(c: np.ndarray, a: np.ndarray, b: np.ndarray, alpha: float, beta: float,
@@ -111,12 +128,10 @@ def gemm_at_b(c: np.ndarray, a: np.ndarray, b: np.ndarray, alpha: float, beta: f
 
     a: (rows, m), b: (rows, n), C: (m, n).
     """
-    if (_GER is not None and len(a) == 1 and c.size >= FUSED_MIN_SIZE and c.dtype in _GER
-            and a.dtype == b.dtype == c.dtype and c.flags.c_contiguous and a.flags.c_contiguous
-            and b.flags.c_contiguous):
-        if beta != 1.0:
-            c *= beta
-        _ger(_GER, c, a, b, alpha)
+    routines = _ROUTINES.get(c.dtype) if _ROUTINES is not None and c.size >= FUSED_MIN_SIZE else None
+    if (routines is not None and a.dtype == b.dtype == c.dtype and c.flags.c_contiguous
+            and a.flags.c_contiguous and b.flags.c_contiguous):
+        routines.update(c, a, b, alpha, beta)
         return c
     if len(a) == 1:  # NumPy's matmul takes a slow non-BLAS loop for (m, 1) @ (1, n)
         np.multiply(a.T, b, out=scratch)

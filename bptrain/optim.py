@@ -30,7 +30,7 @@ class SGD:
 
     This is PyTorch's SGD with the learning rate inside the velocity. Each
     product A_{l-1}ᵀ(ηΔ_l) is formed and added into W or v by
-    :func:`bptrain.blas.gemm_at_b` (one BLAS pass for one-row batches).
+    :func:`bptrain.blas.gemm_at_b` (one BLAS call on large layers).
     """
 
     def __init__(self, weights, biases, momentum: float = 0.0, nesterov: bool = False, weight_decay: float = 0.0):

@@ -50,9 +50,18 @@ class Workspace:
         self.grad_b = [np.empty(n, dtype) for n in layer_widths]
         self.ones = np.ones(batch_size, dtype)  # Σ_rows Δ as ones·Δ: one BLAS call, faster than .sum(axis=0)
         self.ones_column = self.ones.reshape(batch_size, 1)
-        self.row = np.empty((batch_size, 1), dtype)  # per-row max and sum of the softmax
-        self.log_row = np.empty((batch_size, 1), dtype)
+        self.row = np.empty((batch_size, 1), dtype)  # per-row max, then sum, of the softmax
         self.scale = np.empty((), dtype)  # η / B as a 0-d array: cheaper operand than a Python float
+
+    def keep_outputs(self, outputs: np.ndarray, row_sums: np.ndarray) -> None:
+        """Let the next forward pass leave its output layer in ``outputs`` and ``row_sums``.
+
+        They are rows of larger buffers: the loss of many steps is then computed
+        in one go from what they hold (:meth:`MLP.loss_sum`), instead of three
+        small NumPy calls in every step.
+        """
+        self.z[-1] = outputs
+        self.row = row_sums
 
     def first_rows(self, n: int) -> "Workspace":
         """A workspace for a smaller batch that shares this one's memory (for the last, partial batch)."""
@@ -63,7 +72,7 @@ class Workspace:
         for name in ("z", "delta", "scratch"):
             setattr(view, name, [a[:n] for a in getattr(self, name)])
         view.grad_w, view.grad_b = self.grad_w, self.grad_b
-        view.ones, view.row, view.log_row = self.ones[:n], self.row[:n], self.log_row[:n]
+        view.ones, view.row = self.ones[:n], self.row[:n]
         view.ones_column = self.ones_column[:n]
         view.scale = np.empty((), self.scale.dtype)
         return view
@@ -192,15 +201,16 @@ class MLP:
         return activations
 
     def train_step(self, x, y_onehot, work: Workspace, lr: float):
-        """Forward, loss and backward of one batch; returns (loss summed over rows, activations, deltas).
+        """Forward and backward of one batch; returns (activations, deltas).
 
         The deltas are already multiplied by ``lr`` (see :meth:`backward`).
-        Call it inside ``np.errstate(over="ignore")``, as the training loop does
-        once per epoch: an errstate per step would cost more than a small layer.
+        The loss is left to the caller (:meth:`batch_loss_sum`, or
+        :meth:`loss_sum` over many steps). Call it inside
+        ``np.errstate(over="ignore")``, as the training loop does once per
+        epoch: an errstate per step would cost more than a small layer.
         """
         activations = self._forward(x, work)
-        loss_sum = self.batch_loss_sum(activations, y_onehot, work)
-        return loss_sum, activations, self.backward(activations, y_onehot, work, scale=lr)
+        return activations, self.backward(activations, y_onehot, work, scale=lr)
 
     # ----------------------------------------------------------- backward pass
     def backward(self, activations, y_onehot, work: Workspace | None = None, scale: float = 1.0):
@@ -249,13 +259,20 @@ class MLP:
     # ------------------------------------------------------------------ losses
     def batch_loss_sum(self, activations, y_onehot, work: Workspace) -> float:
         """The loss summed over the rows of a batch just sent through :meth:`forward`."""
-        out_layer = self.n_layers - 1
+        return self.loss_sum(work.z[-1], work.row, y_onehot)
+
+    def loss_sum(self, outputs: np.ndarray, row_sums: np.ndarray, y_onehot: np.ndarray) -> float:
+        """The loss summed over rows, from what the forward pass left in a workspace's output layer.
+
+        For "mse" ``outputs`` holds A_L and the loss is ½‖A_L − Y‖². For "ce" it
+        holds the shifted logits Z_L − max and ``row_sums`` the softmax
+        denominators Σ_j e^{z_j − max}, so −log a_y = log Σ − (z_y − max): exact
+        even where a_y underflows to 0.
+        """
         if self.loss == "mse":
-            error = np.subtract(activations[-1], y_onehot, out=work.delta[out_layer])
+            error = outputs - y_onehot
             return 0.5 * float(np.vdot(error, error))
-        # −log a_y = log Σ_j e^{z_j − max} − (z_y − max); forward left both in the workspace.
-        np.log(work.row, out=work.log_row)
-        return float(np.add.reduce(work.log_row, axis=None) - np.vdot(y_onehot, work.z[out_layer]))
+        return float(np.add.reduce(np.log(row_sums), axis=None) - np.vdot(y_onehot, outputs))
 
     # --------------------------------------------------------- whole data sets
     def evaluate(self, x: np.ndarray, y: np.ndarray, chunk: int = PREDICT_CHUNK):

@@ -153,28 +153,35 @@ def run_epoch(model: MLP, optimizer: SGD, x: np.ndarray, y_onehot: np.ndarray, b
     bar = tqdm(total=n_batches, desc=f"epoch {epoch}", unit="batch", leave=False,
                disable=not progress, mininterval=0.2, file=sys.stderr)
     loss_sum = 0.0
-    done = 0
     divergence_limit = DIVERGENCE_FACTOR * guessing_loss(model)
+    # Each step leaves its output layer in these rows; the loss of the whole group
+    # of batches is then one vectorised computation (see Workspace.keep_outputs).
+    group_rows = batches_per_update * batch_size
+    kept_outputs = np.empty((group_rows, model.sizes[-1]), model.dtype)
+    kept_row_sums = np.empty((group_rows, 1), model.dtype)
     # exp overflows to inf in saturated sigmoids (harmless, see network.sigmoid); a
     # diverging run makes NaNs, which the loss check below reports in one clear line.
     with bar, np.errstate(over="ignore", under="ignore", invalid="ignore"):
         for first_batch in range(0, n_batches, batches_per_update):
-            last_batch = min(first_batch + batches_per_update, n_batches)
-            for start in range(first_batch * batch_size, min(last_batch * batch_size, n_samples), batch_size):
+            group_start = first_batch * batch_size
+            group_stop = min((first_batch + batches_per_update) * batch_size, n_samples)
+            for start in range(group_start, group_stop, batch_size):
                 xb = x[start:start + batch_size]
                 yb = y_onehot[start:start + batch_size]
                 step_work = work if len(xb) == batch_size else work.first_rows(len(xb))
-                batch_loss, activations, deltas = model.train_step(xb, yb, step_work, lr)
-                loss_sum += batch_loss
+                row = start - group_start
+                step_work.keep_outputs(kept_outputs[row:row + len(xb)], kept_row_sums[row:row + len(xb)])
+                activations, deltas = model.train_step(xb, yb, step_work, lr)
                 optimizer.step(activations, deltas, step_work, lr)
-            done = min(last_batch * batch_size, n_samples)
-            running_loss = loss_sum / done
+            rows = group_stop - group_start
+            loss_sum += model.loss_sum(kept_outputs[:rows], kept_row_sums[:rows], y_onehot[group_start:group_stop])
+            running_loss = loss_sum / group_stop
             if not running_loss < divergence_limit:  # also true for NaN
                 raise TrainingDiverged(
                     f"training diverged in epoch {epoch}: the loss reached {running_loss:.4g} "
                     f"(guessing scores {guessing_loss(model):.3g}); the learning rate {lr:g} is too large, "
                     f"try a smaller --lr")
-            bar.update(last_batch - first_batch)
+            bar.update(math.ceil(rows / batch_size))
             if not bar.disable:
                 bar.set_postfix(loss=f"{running_loss:.4f}", refresh=False)
     return loss_sum / n_samples

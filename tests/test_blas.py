@@ -61,7 +61,7 @@ def test_training_steps_agree_with_and_without_fused_blas(monkeypatch, momentum,
         optimizer = SGD(model.weights, model.biases, momentum, nesterov, weight_decay)
         for start in range(0, 12, batch_size):
             work = model.workspace(batch_size)
-            _, activations, deltas = model.train_step(x[start:start + batch_size], y[start:start + batch_size],
+            activations, deltas = model.train_step(x[start:start + batch_size], y[start:start + batch_size],
                                                       work, 0.5)
             optimizer.step(activations, deltas, work, 0.5)
         return model.weights + model.biases

@@ -9,6 +9,7 @@
 
 from __future__ import annotations
 
+import importlib
 import math
 import warnings
 
@@ -303,6 +304,22 @@ def test_train_matches_reference(loss, opt, batch_size, sizes):
     assert_params_close(model, weights, biases)
     assert [r.train_loss for r in result.history] == pytest.approx(losses, rel=1e-12)
     assert [r.epoch for r in result.history] == [1, 2, 3]
+
+
+@pytest.mark.parametrize("loss", LOSSES)
+@pytest.mark.parametrize("batch_size", [1, 4, 7])
+def test_loss_over_groups_of_batches_matches_reference(monkeypatch, loss, batch_size):
+    """The training loss is computed once per group of batches from kept outputs; groups of several
+    batches, and a last group ending in a partial batch, must give the reference's per-batch sum."""
+    monkeypatch.setattr(importlib.import_module("bptrain.train"), "UPDATES_PER_EPOCH", 2)
+    x, y = small_problem(n=30)
+    data = as_dataset(x, y)
+    settings = TrainSettings(lr=0.5, epochs=2, batch_size=batch_size, seed=5)
+    model = MLP((6, 5, 3), loss, dtype=np.float64, seed=4)
+    result = train(model, data, settings, progress=False)
+    (weights, biases), losses = reference_training(4, data, settings, loss, (6, 5, 3))
+    assert_params_close(model, weights, biases)
+    assert [r.train_loss for r in result.history] == pytest.approx(losses, rel=1e-12)
 
 
 @pytest.mark.parametrize("loss", LOSSES)

@@ -58,14 +58,17 @@ class _Routines:
                              integer, ctypes.c_void_p, integer]
 
     def update(self, c: np.ndarray, a: np.ndarray, b: np.ndarray, alpha: float, beta: float) -> None:
-        """C ← alpha·aᵀb + beta·C for C-contiguous a (k, m), b (k, n), C (m, n)."""
+        """C ← alpha·aᵀb + beta·C for a (k, m) in C or Fortran order, C-contiguous b (k, n) and C (m, n)."""
         (m, n), k = c.shape, len(a)
         if k == 1:
             if beta != 1.0:
                 c *= beta
             self.ger(_ROW_MAJOR, m, n, alpha, _address(a), 1, _address(b), 1, _address(c), n)
-        else:
+        elif a.flags.c_contiguous:
             self.gemm(_ROW_MAJOR, _TRANS, _NO_TRANS, m, n, k, alpha, _address(a), m, _address(b), n,
+                      beta, _address(c), n)
+        else:  # Fortran order: aᵀ is a C-contiguous (m, k) matrix
+            self.gemm(_ROW_MAJOR, _NO_TRANS, _NO_TRANS, m, n, k, alpha, _address(a), k, _address(b), n,
                       beta, _address(c), n)
 
 
@@ -88,8 +91,8 @@ def _self_test(routines) -> bool:
     """Compare with NumPy in both dtypes, for one-row and several-row products, before trusting the library."""
     rng = np.random.default_rng(0)
     for dtype, functions in routines.items():
-        for rows in (1, 3):
-            a = rng.standard_normal((rows, 5)).astype(dtype)
+        for rows, order in ((1, "C"), (3, "C"), (3, "F")):
+            a = np.asarray(rng.standard_normal((rows, 5)), dtype, order=order)
             b = rng.standard_normal((rows, 4)).astype(dtype)
             c = rng.standard_normal((5, 4)).astype(dtype)
             expected = -0.5 * (a.T @ b) + 0.75 * c
@@ -130,7 +133,7 @@ def gemm_at_b(c: np.ndarray, a: np.ndarray, b: np.ndarray, alpha: float, beta: f
     """
     routines = _ROUTINES.get(c.dtype) if _ROUTINES is not None and c.size >= FUSED_MIN_SIZE else None
     if (routines is not None and a.dtype == b.dtype == c.dtype and c.flags.c_contiguous
-            and a.flags.c_contiguous and b.flags.c_contiguous):
+            and (a.flags.c_contiguous or a.flags.f_contiguous) and b.flags.c_contiguous):
         routines.update(c, a, b, alpha, beta)
         return c
     if len(a) == 1:  # NumPy's matmul takes a slow non-BLAS loop for (m, 1) @ (1, n)

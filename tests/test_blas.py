@@ -14,10 +14,11 @@ from bptrain import blas
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("rows", [1, 2, 7])
 @pytest.mark.parametrize("alpha,beta", [(-1.0, 1.0), (1.0, 0.9), (-1.0, 0.99), (0.5, 0.0)])
-def test_gemm_at_b_matches_numpy(monkeypatch, dtype, rows, alpha, beta):
+@pytest.mark.parametrize("order", ["C", "F"])  # hidden activations of small batches are column-major
+def test_gemm_at_b_matches_numpy(monkeypatch, dtype, rows, alpha, beta, order):
     rng = np.random.default_rng(rows)
     monkeypatch.setattr(blas, "FUSED_MIN_SIZE", 0)  # exercise the BLAS path on small matrices
-    a = rng.standard_normal((rows, 13)).astype(dtype)
+    a = np.asarray(rng.standard_normal((rows, 13)), dtype, order=order)
     b = rng.standard_normal((rows, 6)).astype(dtype)
     c = rng.standard_normal((13, 6)).astype(dtype)
     expected = alpha * (a.astype(np.float64).T @ b.astype(np.float64)) + beta * c.astype(np.float64)

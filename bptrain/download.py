@@ -68,30 +68,44 @@ def download_mnist(
     final_path = dest_dir / MNIST_FILENAME
     if final_path.exists() and not force:
         return final_path
+    created = [parent for parent in (dest_dir, *dest_dir.parents) if not parent.exists()]
     try:
         dest_dir.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise DownloadError(f"cannot create directory {dest_dir}: {_describe(exc)}") from None
 
     failures = []
-    for url in mirrors:
-        try:
-            _download_from(
-                url,
-                final_path,
-                expected_size=expected_size,
-                expected_md5=expected_md5,
-                progress=progress,
-                timeout=timeout,
-            )
-            return final_path
-        except _MirrorFailed as exc:
-            failures.append(f"{url}: {exc}")
+    try:
+        for url in mirrors:
+            try:
+                _download_from(
+                    url,
+                    final_path,
+                    expected_size=expected_size,
+                    expected_md5=expected_md5,
+                    progress=progress,
+                    timeout=timeout,
+                )
+                return final_path
+            except _MirrorFailed as exc:
+                failures.append(f"{url}: {exc}")
+    finally:
+        if not final_path.exists():
+            _remove_empty(created)  # a failed download leaves no empty data/ behind
     by_hand = f"download {MNIST_FILENAME} from {mirrors[0]} and save it as {final_path}" if mirrors else ""
     raise DownloadError(
         f"could not download {MNIST_FILENAME} ({'; '.join(failures) or 'no mirrors given'}); "
         f"{by_hand + ', ' if by_hand else ''}or pass --data PATH to use a copy you already have"
     )
+
+
+def _remove_empty(directories) -> None:
+    """Remove the directories we created (deepest first) as long as they are still empty."""
+    for directory in directories:
+        try:
+            directory.rmdir()
+        except OSError:
+            return
 
 
 def ensure_data(path: Path, *, allow_download: bool, progress: bool = True) -> Path:

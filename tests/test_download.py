@@ -176,6 +176,14 @@ def test_nothing_listening_gives_download_error(dead_url, tmp_path):
         fetch(tmp_path, [dead_url])
 
 
+def test_failed_download_removes_the_directories_it_made(dead_url, tmp_path):
+    keep = tmp_path / "existing"
+    keep.mkdir()
+    with pytest.raises(DownloadError):
+        fetch(keep / "data" / "mnist", [dead_url])
+    assert list(tmp_path.iterdir()) == [keep] and list(keep.iterdir()) == []
+
+
 def test_timeout_moves_on(server, tmp_path):
     base, _ = server
     with pytest.raises(DownloadError, match="timed out"):

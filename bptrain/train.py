@@ -15,6 +15,7 @@ from typing import Callable
 import numpy as np
 from tqdm import tqdm
 
+from . import blas
 from .augment import image_side, shift_images
 from .errors import TrainingDiverged
 from .loader import Dataset
@@ -161,7 +162,8 @@ def run_epoch(model: MLP, optimizer: SGD, x: np.ndarray, y_onehot: np.ndarray, b
     kept_row_sums = np.empty((group_rows, 1), model.dtype)
     # exp overflows to inf in saturated sigmoids (harmless, see network.sigmoid); a
     # diverging run makes NaNs, which the loss check below reports in one clear line.
-    with bar, np.errstate(over="ignore", under="ignore", invalid="ignore"):
+    with bar, np.errstate(over="ignore", under="ignore", invalid="ignore"), \
+            blas.threads_at_most(1 if batch_size == 1 else None):
         for first_batch in range(0, n_batches, batches_per_update):
             group_start = first_batch * batch_size
             group_stop = min((first_batch + batches_per_update) * batch_size, n_samples)

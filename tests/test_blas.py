@@ -75,3 +75,42 @@ def test_training_steps_agree_with_and_without_fused_blas(monkeypatch, momentum,
     plain = run()
     for a, b in zip(fused, plain):
         np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-14)
+
+
+def test_threads_at_most_limits_and_restores():
+    if blas._THREADS is None:
+        pytest.skip("NumPy's BLAS here is not the bundled OpenBLAS: thread count is left alone")
+    get, set_ = blas._THREADS
+    before = get()
+    with blas.threads_at_most(1):
+        assert get() == 1
+    assert get() == before
+    with pytest.raises(RuntimeError), blas.threads_at_most(1):
+        raise RuntimeError("restored even when the block fails")
+    assert get() == before
+    with blas.threads_at_most(None):
+        assert get() == before
+
+
+@pytest.mark.parametrize("batch_size,limit", [(1, 1), (4, None)])
+def test_one_row_batches_train_on_one_blas_thread(monkeypatch, batch_size, limit):
+    """Batch size 1 makes every product matrix-vector: one thread is faster (see blas.threads_at_most)."""
+    import contextlib
+
+    from bptrain.network import MLP
+    from bptrain.optim import SGD
+    from bptrain.train import run_epoch
+
+    limits = []
+
+    @contextlib.contextmanager
+    def record(value):
+        limits.append(value)
+        yield
+
+    monkeypatch.setattr(blas, "threads_at_most", record)
+    model = MLP((4, 3, 2), "ce", dtype=np.float64)
+    x = np.random.default_rng(0).random((8, 4))
+    y = np.eye(2)[np.arange(8) % 2]
+    run_epoch(model, SGD(model.weights, model.biases), x, y, batch_size, 0.1, 1, False)
+    assert limits == [limit]

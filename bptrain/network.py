@@ -23,6 +23,8 @@ from typing import Sequence
 
 import numpy as np
 
+from .blas import matmul_into
+
 LOSSES = ("ce", "mse")
 INITS = ("xavier", "normal")
 DTYPES = {"float32": np.float32, "float64": np.float64}
@@ -196,7 +198,7 @@ class MLP:
         last = self.n_layers - 1
         for l, (w, b) in enumerate(zip(self.weights, self.biases)):
             z = work.z[l]
-            np.matmul(activations[-1], w, out=z)              # Z_l = A_{l-1} W_l
+            matmul_into(activations[-1], w, z)                # Z_l = A_{l-1} W_l
             z += b                                             #       + b_l
             if l == last and self.loss == "ce":
                 a = softmax(z, work.row, out=work.scratch[l])  # A_L = softmax(Z_L)
@@ -242,7 +244,7 @@ class MLP:
 
         for l in range(out_layer, 0, -1):
             prev = work.delta[l - 1]
-            np.matmul(work.delta[l], self.weights[l].T, out=prev)               # Δ_{l-1} = (Δ_l W_lᵀ)
+            matmul_into(work.delta[l], self.weights[l].T, prev)                 # Δ_{l-1} = (Δ_l W_lᵀ)
             prev *= sigmoid_prime_from_output(activations[l], work.scratch[l - 1])  # ⊙ A_{l-1} (1 − A_{l-1})
         return work.delta
 

@@ -114,3 +114,17 @@ def test_one_row_batches_train_on_one_blas_thread(monkeypatch, batch_size, limit
     y = np.eye(2)[np.arange(8) % 2]
     run_epoch(model, SGD(model.weights, model.biases), x, y, batch_size, 0.1, 1, False)
     assert limits == [limit]
+
+
+@pytest.mark.parametrize("layout", ["C", "F", "rows of F", "float64 out"])
+def test_matmul_into_fills_every_output_layout(layout):
+    """dot for C-ordered outputs, the transposed product for column-major ones, matmul for the rest."""
+    rng = np.random.default_rng(0)
+    a = rng.standard_normal((6, 5)).astype(np.float32)
+    b = rng.standard_normal((5, 4)).astype(np.float32)
+    out = {"C": np.empty((6, 4), np.float32),
+           "F": np.empty((6, 4), np.float32, order="F"),
+           "rows of F": np.empty((9, 4), np.float32, order="F")[:6],  # neither C nor F contiguous
+           "float64 out": np.empty((6, 4), np.float64)}[layout]
+    assert blas.matmul_into(a, b, out) is out
+    np.testing.assert_allclose(out, a.astype(np.float64) @ b, rtol=1e-5, atol=1e-6)

@@ -103,18 +103,27 @@ def _self_test(routines) -> bool:
     return True
 
 
-def _find_routines():
-    if os.environ.get("BPTRAIN_NO_FUSED_BLAS"):
-        return None
+def _bundled_libraries():
+    """(library, symbol prefix, symbol suffix, integer type) of each OpenBLAS bundled with NumPy that loads."""
     numpy_dir = os.path.dirname(np.__file__)
     for pattern, prefix, suffix, integer in _CANDIDATES:
         for path in sorted(glob.glob(os.path.join(numpy_dir, pattern))):
             try:
-                routines = _load(ctypes.CDLL(path), prefix, suffix, integer)
-            except (OSError, AttributeError):
+                yield ctypes.CDLL(path), prefix, suffix, integer
+            except OSError:
                 continue
-            if _self_test(routines):
-                return routines
+
+
+def _find_routines():
+    if os.environ.get("BPTRAIN_NO_FUSED_BLAS"):
+        return None
+    for library, prefix, suffix, integer in _bundled_libraries():
+        try:
+            routines = _load(library, prefix, suffix, integer)
+        except AttributeError:
+            continue
+        if _self_test(routines):
+            return routines
     return None
 
 
@@ -123,18 +132,15 @@ _ROUTINES = _find_routines()
 
 def _find_thread_control():
     """OpenBLAS's get/set_num_threads from NumPy's bundled library, or None (other BLAS: left alone)."""
-    numpy_dir = os.path.dirname(np.__file__)
-    for pattern, _prefix, suffix, _integer in _CANDIDATES:
-        for path in sorted(glob.glob(os.path.join(numpy_dir, pattern))):
-            try:
-                library = ctypes.CDLL(path)
-                get = getattr(library, f"scipy_openblas_get_num_threads{suffix}")
-                set_ = getattr(library, f"scipy_openblas_set_num_threads{suffix}")
-            except (OSError, AttributeError):
-                continue
-            get.restype, get.argtypes = ctypes.c_int, []
-            set_.restype, set_.argtypes = None, [ctypes.c_int]
-            return get, set_
+    for library, _prefix, suffix, _integer in _bundled_libraries():
+        try:
+            get = getattr(library, f"scipy_openblas_get_num_threads{suffix}")
+            set_ = getattr(library, f"scipy_openblas_set_num_threads{suffix}")
+        except AttributeError:
+            continue
+        get.restype, get.argtypes = ctypes.c_int, []
+        set_.restype, set_.argtypes = None, [ctypes.c_int]
+        return get, set_
     return None
 
 
@@ -189,6 +195,14 @@ def matmul_into(a: np.ndarray, b: np.ndarray, out: np.ndarray) -> np.ndarray:
     return out
 
 
+def matmul_at_b(a: np.ndarray, b: np.ndarray, out: np.ndarray) -> np.ndarray:
+    """out = aᵀb. For a one-row a it is an outer product, which NumPy's matmul
+    computes in a slow non-BLAS loop for (m, 1) @ (1, n); a broadcast multiply does not."""
+    if len(a) == 1:
+        return np.multiply(a.T, b, out=out)
+    return matmul_into(a.T, b, out)
+
+
 def gemm_at_b(c: np.ndarray, a: np.ndarray, b: np.ndarray, alpha: float, beta: float,
               scratch: np.ndarray) -> np.ndarray:
     """C ← alpha·aᵀb + beta·C, in place. ``scratch`` (shaped like C) is used only by the NumPy path.
@@ -200,10 +214,7 @@ def gemm_at_b(c: np.ndarray, a: np.ndarray, b: np.ndarray, alpha: float, beta: f
             and (a.flags.c_contiguous or a.flags.f_contiguous) and b.flags.c_contiguous):
         routines.update(c, a, b, alpha, beta)
         return c
-    if len(a) == 1:  # NumPy's matmul takes a slow non-BLAS loop for (m, 1) @ (1, n)
-        np.multiply(a.T, b, out=scratch)
-    else:
-        matmul_into(a.T, b, scratch)
+    matmul_at_b(a, b, scratch)
     if beta != 1.0:
         c *= beta
     if alpha == -1.0:

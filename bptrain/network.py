@@ -23,7 +23,7 @@ from typing import Sequence
 
 import numpy as np
 
-from .blas import matmul_into
+from .blas import matmul_at_b, matmul_into
 
 LOSSES = ("ce", "mse")
 INITS = ("xavier", "normal")
@@ -252,7 +252,7 @@ class MLP:
     def weight_gradients(self, activations, deltas, work: Workspace):
         """(∂C/∂W_l, ∂C/∂b_l) for every layer from the deltas; arrays of ``work``."""
         for l in range(self.n_layers):
-            _matmul_at_b(activations[l], deltas[l], out=work.grad_w[l])    # ∂C/∂W_l = A_{l-1}ᵀ Δ_l
+            matmul_at_b(activations[l], deltas[l], work.grad_w[l])         # ∂C/∂W_l = A_{l-1}ᵀ Δ_l
             np.matmul(work.ones, deltas[l], out=work.grad_b[l])            # ∂C/∂b_l = Σ_rows Δ_l
         return work.grad_w, work.grad_b
 
@@ -314,13 +314,6 @@ class MLP:
         """The most likely class of every row of ``x``."""
         return self.predict_proba(x).argmax(axis=1)
 
-
-def _matmul_at_b(a: np.ndarray, b: np.ndarray, out: np.ndarray) -> np.ndarray:
-    """out = aᵀ b. For one-row batches an outer product: NumPy's matmul takes a
-    slow non-BLAS path for (n, 1) @ (1, m), a broadcast multiply does not."""
-    if len(a) == 1:
-        return np.multiply(a.T, b, out=out)
-    return np.matmul(a.T, b, out=out)
 
 
 def _as_dtype(x: np.ndarray, dtype) -> np.ndarray:

@@ -18,21 +18,17 @@ import numpy as np
 
 from . import __version__
 from .augment import is_square_image
-from .config import load_config, parse_sizes
+from .config import load_config
 from .errors import BptrainError, DataError, TrainingDiverged
 from .loader import DEFAULT_DATA_PATH, SPLIT_NAMES, load_dataset, resolve_data_path
 from .metrics import confusion_matrix, format_confusion, format_per_class, per_class_accuracy
 from .model_io import atomic_write, load_model, save_model
-from .network import DTYPES, INITS, LOSSES, MLP
-from .optim import SCHEDULES
+from .network import DTYPES, LOSSES, MLP
+from .options import SETTINGS_FIELDS, TRAIN_OPTIONS, GroupedHelpCommand, SizesType, click_options
 from .train import TrainSettings, train
 
 EXIT_INTERRUPTED = 130
 _NO_ARGS_IS_HELP = getattr(click.exceptions, "NoArgsIsHelpError", ())  # click >= 8.2
-DEFAULTS = TrainSettings()
-# The library leaves augmentation off (it needs square images); the command, made for MNIST, turns it on
-# and turns it off again, with a note, for inputs that are not square images.
-CLI_AUGMENT = 1
 
 
 class BptrainGroup(click.Group):
@@ -69,30 +65,6 @@ class BptrainGroup(click.Group):
             raise click.ClickException(str(exc)) from None
         except MemoryError:
             raise click.ClickException("out of memory; try a smaller --batch-size or network") from None
-
-
-class SizesType(click.ParamType):
-    """Layer widths written as 784,128,64,10."""
-
-    name = "SIZES"
-
-    def convert(self, value, param, ctx):
-        if isinstance(value, tuple):
-            return value
-        try:
-            return parse_sizes(str(value))
-        except ValueError as exc:
-            self.fail(str(exc), param, ctx)
-
-
-class FiniteFloat(click.FloatRange):
-    """A float range that also refuses nan and inf (click's FloatRange lets nan through)."""
-
-    def convert(self, value, param, ctx):
-        number = super().convert(value, param, ctx)
-        if not math.isfinite(number):
-            self.fail(f"{value!r} is not a finite number.", param, ctx)
-        return number
 
 
 def _load_config_defaults(ctx: click.Context, param, value):
@@ -158,53 +130,12 @@ def _history_path(out: Path) -> Path:
 
 
 # --------------------------------------------------------------------- train
-@cli.command("train")
+@cli.command("train", cls=GroupedHelpCommand)
 @click.option("--config", type=click.Path(dir_okay=False, path_type=Path), is_eager=True, expose_value=False,
               callback=_load_config_defaults, help="TOML file of settings; explicit flags override it.")
-@click.option("--sizes", type=SizesType(), default="784,128,64,10", show_default=True,
-              help="Layer widths: input, hidden..., classes.")
-@click.option("--lr", type=FiniteFloat(min=0, min_open=True), default=DEFAULTS.lr, show_default=True,
-              help="Learning rate (initial, if a schedule is used).")
-@click.option("--epochs", type=click.IntRange(min=1), default=DEFAULTS.epochs, show_default=True)
-@click.option("--batch-size", type=click.IntRange(min=1), default=DEFAULTS.batch_size, show_default=True,
-              help="Mini-batch size; clamped to the training set size with a notice.")
-@click.option("--seed", type=click.IntRange(min=0), default=DEFAULTS.seed, show_default=True,
-              help="Seeds initialisation and shuffling: same seed, same model file.")
-@click.option("--loss", type=click.Choice(LOSSES), default="ce", show_default=True,
-              help="ce: softmax output, cross-entropy. mse: sigmoid output, quadratic cost.")
-@click.option("--init", type=click.Choice(INITS), default="xavier", show_default=True,
-              help="xavier: Glorot-uniform weights. normal: standard normal weights and biases.")
-@click.option("--dtype", type=click.Choice(tuple(DTYPES)), default="float32", show_default=True,
-              help="float32 is twice as fast; float64 for exactness work.")
-@click.option("--momentum", type=FiniteFloat(min=0, max=1, max_open=True), default=DEFAULTS.momentum,
-              show_default=True)
-@click.option("--nesterov/--no-nesterov", default=DEFAULTS.nesterov, show_default=True,
-              help="Nesterov momentum instead of classical.")
-@click.option("--weight-decay", type=FiniteFloat(min=0), default=DEFAULTS.weight_decay, show_default=True,
-              help="L2 penalty on the weights (not the biases).")
-@click.option("--schedule", type=click.Choice(SCHEDULES), default=DEFAULTS.schedule, show_default=True,
-              help="Learning-rate schedule over the epochs.")
-@click.option("--step-size", type=click.IntRange(min=1), default=DEFAULTS.step_size, show_default=True,
-              help="Epochs between decays of the step schedule.")
-@click.option("--gamma", type=FiniteFloat(min=0, min_open=True), default=DEFAULTS.gamma, show_default=True,
-              help="Decay factor of the step schedule.")
-@click.option("--min-lr", type=FiniteFloat(min=0), default=DEFAULTS.min_lr, show_default=True,
-              help="Final learning rate of the cosine schedule.")
-@click.option("--early-stopping", type=click.IntRange(min=0), default=DEFAULTS.early_stopping,
-              show_default=True, metavar="N", help="Stop after N epochs without a better validation accuracy (0: off).")
-@click.option("--augment", type=click.IntRange(min=0, max=4), default=CLI_AUGMENT, show_default=True,
-              metavar="PIXELS", help="Shift each training image by up to PIXELS, anew each epoch (0: off).")
-@data_options
-@click.option("--out", type=click.Path(path_type=Path), default=Path("model.npy"), show_default=True,
-              help="Where to save the model (.npy).")
-@click.option("--history", type=click.Path(path_type=Path), default=None,
-              help="Where to write the per-epoch history JSON [default: next to --out, as NAME.history.json].")
-@click.option("--resume", type=click.Path(path_type=Path), default=None,
-              help="Continue training the model in this file (its architecture and loss are used).")
-@click.option("-q", "--quiet", is_flag=True, help="No progress bar and no per-epoch lines.")
-def train_command(sizes, lr, epochs, batch_size, seed, loss, init, dtype, momentum, nesterov, weight_decay,
-                  schedule, step_size, gamma, min_lr, early_stopping, augment, data, no_download, out, history,
-                  resume, quiet):
+@click_options(TRAIN_OPTIONS)
+def train_command(sizes, loss, init, dtype, epochs, batch_size, augment, data, no_download, out, history,
+                  resume, seed, quiet, **learning):
     """Train a network and save it (the best epoch by validation accuracy) to a .npy file."""
     ctx = click.get_current_context()
     out = Path(out)
@@ -243,10 +174,9 @@ def train_command(sizes, lr, epochs, batch_size, seed, loss, init, dtype, moment
                    f"using {n_train}", err=True)
         batch_size = n_train
 
-    settings = TrainSettings(lr=lr, epochs=epochs, batch_size=batch_size, seed=seed, momentum=momentum,
-                             nesterov=nesterov, weight_decay=weight_decay, schedule=schedule,
-                             step_size=step_size, gamma=gamma, min_lr=min_lr, early_stopping=early_stopping,
-                             augment=augment)
+    settings = TrainSettings(epochs=epochs, batch_size=batch_size, seed=seed, augment=augment,
+                             **{name: learning[name] for name in SETTINGS_FIELDS & learning.keys()})
+    lr = settings.lr
     say(f"training {'-'.join(map(str, model.sizes))} ({model.loss}, {model.dtype.name}) on {n_train} images "
         f"from {dataset.source}: {epochs} epochs, batch {batch_size}, lr {lr:g}")
     last_epoch = first_epoch + epochs - 1

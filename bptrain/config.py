@@ -8,65 +8,11 @@ naming the file and the key, not a surprise later. Explicit CLI flags win.
 
 from __future__ import annotations
 
-import math
 import tomllib
 from pathlib import Path
 
 from .errors import ConfigError
-from .network import DTYPES, INITS, LOSSES
-from .optim import SCHEDULES
-
-# key -> (what it must be, check). Checks return an error text or None.
-_NUMBER = "a number"
-_INTEGER = "an integer"
-
-
-def _positive_int(value):
-    return None if value >= 1 else "must be at least 1"
-
-
-def _non_negative_int(value):
-    return None if value >= 0 else "must be 0 or more"
-
-
-def _positive_float(value):
-    return None if math.isfinite(value) and value > 0 else "must be a finite number above 0"
-
-
-def _non_negative_float(value):
-    return None if math.isfinite(value) and value >= 0 else "must be a finite number, 0 or more"
-
-
-def _fraction(value):
-    return None if 0 <= value < 1 else "must be in [0, 1)"
-
-
-def _choice(options):
-    return lambda value: None if value in options else f"must be one of {', '.join(options)}"
-
-
-KEYS = {
-    "sizes": ("sizes", None),
-    "lr": (_NUMBER, _positive_float),
-    "epochs": (_INTEGER, _positive_int),
-    "batch_size": (_INTEGER, _positive_int),
-    "seed": (_INTEGER, _non_negative_int),
-    "loss": ("a string", _choice(LOSSES)),
-    "init": ("a string", _choice(INITS)),
-    "dtype": ("a string", _choice(tuple(DTYPES))),
-    "momentum": (_NUMBER, _fraction),
-    "nesterov": ("true or false", None),
-    "weight_decay": (_NUMBER, _non_negative_float),
-    "schedule": ("a string", _choice(SCHEDULES)),
-    "step_size": (_INTEGER, _positive_int),
-    "gamma": (_NUMBER, _positive_float),
-    "min_lr": (_NUMBER, _non_negative_float),
-    "early_stopping": (_INTEGER, _non_negative_int),
-    "augment": (_INTEGER, lambda value: None if 0 <= value <= 4 else "must be 0..4 pixels"),
-    "data": ("a string", None),
-    "out": ("a string", None),
-    "history": ("a string", None),
-}
+from .options import CONFIG_OPTIONS, parse_sizes  # noqa: F401  (parse_sizes is part of this module's API)
 
 
 def load_config(path: str | Path) -> dict:
@@ -87,34 +33,24 @@ def load_config(path: str | Path) -> dict:
 
 
 def check_config(raw: dict, where: str = "config") -> dict:
+    """Check every key and value with the option's own rules (bptrain.options); names with underscores."""
     settings = {}
     for key, value in raw.items():
         name = key.replace("-", "_")
-        if name not in KEYS:
-            raise ConfigError(f"{where}: unknown key {key!r} (known keys: {', '.join(sorted(KEYS))})")
-        expected, check = KEYS[name]
+        option = CONFIG_OPTIONS.get(name)
+        if option is None:
+            raise ConfigError(f"{where}: unknown key {key!r} (known keys: {', '.join(sorted(CONFIG_OPTIONS))})")
+        kind = option.kind
         if name == "sizes":
             value = _check_sizes(value, where)
-        elif not _has_type(value, expected):
-            raise ConfigError(f"{where}: {key} must be {expected}, got {value!r}")
-        elif check is not None and (problem := check(value)) is not None:
+        elif not kind.has_type(value):
+            raise ConfigError(f"{where}: {key} must be {kind.expected}, got {value!r}")
+        elif (problem := kind.check(value)) is not None:
             raise ConfigError(f"{where}: {key} {problem}, got {value!r}")
-        if expected == _NUMBER:
+        if kind.expected == "a number":
             value = float(value)
         settings[name] = value
     return settings
-
-
-def _has_type(value, expected: str) -> bool:
-    if isinstance(value, bool):
-        return expected == "true or false"
-    if expected == _NUMBER:
-        return isinstance(value, (int, float))
-    if expected == _INTEGER:
-        return isinstance(value, int)
-    if expected == "a string":
-        return isinstance(value, str)
-    return False
 
 
 def _check_sizes(value, where: str) -> tuple[int, ...]:
@@ -126,19 +62,3 @@ def _check_sizes(value, where: str) -> tuple[int, ...]:
         return parse_sizes(value)
     except ValueError as exc:
         raise ConfigError(f"{where}: sizes: {exc}") from None
-
-
-def parse_sizes(text: str) -> tuple[int, ...]:
-    """"784,128,10" -> (784, 128, 10); at least two positive widths. Raises ValueError."""
-    parts = [part.strip() for part in text.split(",")]
-    if any(part == "" for part in parts):
-        raise ValueError(f"{text!r} has an empty entry; write widths like 784,128,10")
-    try:
-        sizes = tuple(int(part) for part in parts)
-    except ValueError:
-        raise ValueError(f"{text!r} is not a comma-separated list of integers like 784,128,10") from None
-    if len(sizes) < 2:
-        raise ValueError(f"{text!r} needs at least two widths (input and classes), like 784,10")
-    if min(sizes) < 1:
-        raise ValueError(f"{text!r}: every width must be at least 1")
-    return sizes

@@ -1,0 +1,60 @@
+"""The option table is the one source of the train command's options, the config keys and the defaults."""
+
+from __future__ import annotations
+
+from dataclasses import fields
+from pathlib import Path
+
+import pytest
+
+from bptrain.cli import cli
+from bptrain.config import check_config
+from bptrain.errors import ConfigError
+from bptrain.options import CLI_AUGMENT, CONFIG_OPTIONS, GROUPS, OPTIONS_BY_NAME, TRAIN_OPTIONS
+from bptrain.train import TrainSettings
+
+
+def test_every_training_setting_is_an_option():
+    missing = {f.name for f in fields(TrainSettings)} - OPTIONS_BY_NAME.keys()
+    assert not missing, f"TrainSettings fields without an option: {missing}"
+
+
+def test_train_command_takes_exactly_the_table():
+    params = {p.name for p in cli.commands["train"].params} - {"config", "help"}
+    assert params == set(OPTIONS_BY_NAME)
+
+
+def test_cli_defaults_are_the_settings_defaults():
+    defaults = TrainSettings()
+    params = {p.name: p for p in cli.commands["train"].params}
+    for f in fields(TrainSettings):
+        expected = CLI_AUGMENT if f.name == "augment" else getattr(defaults, f.name)
+        assert params[f.name].default == expected, f.name
+
+
+def test_help_lists_options_under_their_groups(runner):
+    result = runner.invoke(cli, ["train", "--help"])
+    assert result.exit_code == 0
+    positions = [result.output.index(f"\n{group}:\n") for group in GROUPS]
+    assert positions == sorted(positions)
+    for option in TRAIN_OPTIONS:  # each option sits in its own group's section
+        at = result.output.index(option.cli_name if option.flag is None else option.flag.split(",")[-1].split("/")[0])
+        group_at = result.output.index(f"\n{option.group}:\n")
+        later = [result.output.index(f"\n{g}:\n") for g in GROUPS if result.output.index(f"\n{g}:\n") > group_at]
+        assert group_at < at < min(later, default=len(result.output)), option.name
+
+
+@pytest.mark.parametrize("name", sorted(n for n, o in CONFIG_OPTIONS.items() if o.default_value() is not None))
+def test_every_config_key_accepts_its_default(name):
+    value = CONFIG_OPTIONS[name].default_value()
+    assert name in check_config({name: str(value) if isinstance(value, Path) else value})
+
+
+def test_config_and_command_line_refuse_the_same_values(runner, tmp_path):
+    # one rule, two doors: a config value and a flag that break it are both refused
+    for name, bad in (("batch_size", 0), ("momentum", 1.0), ("lr", -1.0), ("augment", 5)):
+        with pytest.raises(ConfigError):
+            check_config({name: bad})
+        result = runner.invoke(cli, ["train", OPTIONS_BY_NAME[name].cli_name, str(bad),
+                                     "--out", str(tmp_path / "m.npy"), "--no-download", "--data", "nowhere"])
+        assert result.exit_code == 2, (name, result.output)

@@ -68,7 +68,8 @@ def check_npy_size(path: str | os.PathLike, error: type[BptrainError], what: str
     claimed = header.data_offset + header.data_bytes
     held = Path(path).stat().st_size
     if claimed > held:
-        raise error(f"{what + ' ' if what else ''}{path} is truncated or corrupt: its header claims {format_bytes(claimed)} "
+        name = f"{what} {path}" if what else str(path)
+        raise error(f"{name} is truncated or corrupt: its header claims {format_bytes(claimed)} "
                     f"({_describe(header)}) but the file holds {format_bytes(held)}")
     return header
 

@@ -239,3 +239,9 @@ def test_npy_header_claiming_400_gb_is_a_corrupt_file_not_out_of_memory(tmp_path
     monkeypatch.setattr(np, "load", lambda *a, **k: pytest.fail("np.load was called: it would allocate 400 GB"))
     assert error(path) == (f"{path} is truncated or corrupt: its header claims 400.0 GB "
                            f"(shape (100000, 1000000) float32) but the file holds 1.1 KB")
+
+
+def test_a_complete_npy_too_big_for_memory_is_called_that(tmp_path, monkeypatch):
+    path = save(tmp_path, PIXELS)
+    monkeypatch.setattr(np, "load", lambda *a, **k: (_ for _ in ()).throw(MemoryError("Unable to allocate")))
+    assert "does not fit in memory; split the images into smaller files" in error(path)

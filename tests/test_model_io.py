@@ -318,3 +318,13 @@ def test_a_header_claiming_more_than_the_file_holds_is_a_corrupt_file(tmp_path, 
     message = one_line_error(ModelFileError, load_model, path)
     assert message.startswith(f"model file {path} is truncated or corrupt: its header claims {claim}")
     assert " KB" in message.split("but the file holds")[1] and "memory" not in message
+
+
+def test_a_complete_file_too_big_for_memory_is_called_that(saved, monkeypatch):
+    """The header told the truth: then running out of memory is the machine's limit, not a broken file."""
+    def out_of_memory(*args, **kwargs):
+        raise MemoryError("Unable to allocate")
+
+    monkeypatch.setattr(np, "load", out_of_memory)
+    message = one_line_error(ModelFileError, load_model, saved)
+    assert message == f"model file {saved} ({saved.stat().st_size} bytes) does not fit in memory"

@@ -165,11 +165,11 @@ def _data_label(data: Path | None) -> str:
 
 def check_paths(inputs: dict, outputs: dict, allow=(), replaceable=()) -> None:
     """Before any work: no output may be an input or another output (see bptrain.paths), and an existing
-    output is replaced only if it holds what its option writes. ``replaceable``: (option, path, test, what)."""
+    output is replaced only if it holds what its option writes. ``replaceable``: check_replaceable's arguments."""
     try:
         check_no_clash(inputs, outputs, allow)
-        for option, path, holds_ours, what in replaceable:
-            check_replaceable(option, path, holds_ours, what)
+        for replaced in replaceable:
+            check_replaceable(*replaced)
     except PathClash as exc:
         raise click.UsageError(str(exc), ctx=click.get_current_context()) from None
 
@@ -535,7 +535,8 @@ def plot_command(source, out_dir, data, no_download, split):
                         "the history": [None if is_history else _history_path(source)],
                         _data_label(data): [] if is_history else data_files(resolve_data_path(data))},
                 outputs={"--out-dir": [pictures]},
-                replaceable=[("--out-dir", path, is_png_file, "a PNG picture") for path in pictures.files()])
+                replaceable=[("--out-dir", path, is_png_file, "a PNG picture", f"{path}, which --out-dir {out_dir} "
+                              "would write,") for path in pictures.files()])
     written = []
     if is_history:
         written.append(plot.plot_history(plot.load_history(source), out_dir / f"{stem}.curves.png"))

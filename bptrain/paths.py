@@ -34,17 +34,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterable, Mapping
 
-from .errors import BptrainError
+from .errors import PathClash
 from .idx import IDX_NAMES
 from .npyfile import read_npy_header
 
 #: A history JSON larger than this is not one bptrain wrote (a year of epochs is ~100 MB).
 MAX_HISTORY_BYTES = 256 * 1024 * 1024
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
-
-
-class PathClash(BptrainError):
-    """An output would overwrite an input, another output, or a file that is not ours to replace."""
 
 
 @dataclass(frozen=True)
@@ -112,7 +108,7 @@ def check_no_clash(inputs: Mapping[str, Iterable[Path | None]], outputs: Mapping
                 raise PathClash(f"{shown} is the same file as {in_option} {in_path}; choose another {out_option}")
     for dir_option, directory in open_dirs:
         for in_option, in_path, _ in input_ids:
-            if same_file(in_path.parent, directory.path) and (dir_option, in_option) not in allowed:
+            if same_file(in_path.resolve().parent, directory.path) and (dir_option, in_option) not in allowed:
                 raise PathClash(f"{dir_option} {directory.path} is the directory of {in_option} {in_path}, and "
                                 f"the files written there could replace it; choose another {dir_option}")
 
@@ -122,7 +118,7 @@ def check_no_clash(inputs: Mapping[str, Iterable[Path | None]], outputs: Mapping
                 raise PathClash(f"{shown} is the same file as {earlier_shown}; choose another {out_option}")
     for dir_option, directory in open_dirs:
         for out_option, out_path, shown, _ in output_files:
-            if same_file(out_path.parent, directory.path):
+            if same_file(out_path.resolve().parent, directory.path):
                 raise PathClash(f"{shown} is inside {dir_option} {directory.path}, whose files could replace it; "
                                 f"choose another {out_option}")
 
@@ -135,11 +131,13 @@ def _output_files(option: str, output: Output) -> list[tuple[Path, str]]:
     return [(path, f"{option} {path}")]
 
 
-def check_replaceable(option: str, path: Path | None, holds_ours: Callable[[Path], bool], what: str) -> None:
+def check_replaceable(option: str, path: Path | None, holds_ours: Callable[[Path], bool], what: str,
+                      shown: str | None = None) -> None:
     """Refuse to replace an existing ``path`` unless it is empty or ``holds_ours(path)``.
 
     ``what`` names what ``option`` writes ("a bptrain model"). A file that is
     not one is somebody's data, config or other work: never ours to replace.
+    ``shown`` names the file in the message [default: "OPTION PATH"].
     """
     if path is None:
         return
@@ -150,8 +148,9 @@ def check_replaceable(option: str, path: Path | None, holds_ours: Callable[[Path
     except OSError:
         return
     if not holds_ours(path):
-        raise PathClash(f"{option} {path} already exists and is not {what}; bptrain replaces only its own "
-                        f"files: choose another {option}, or move {path} away first")
+        shown = shown or f"{option} {path}"
+        raise PathClash(f"{shown} already exists and is not {what}; bptrain replaces only its own files: "
+                        f"choose another {option}, or move {path} away first")
 
 
 def is_model_file(path: Path) -> bool:

@@ -94,6 +94,9 @@ def test_output_directory_whose_names_come_later(tmp_path):
         check_no_clash({"INPUT": [images]}, {"--save-preprocessed": [OutputDir(tmp_path)]})
     (tmp_path / "elsewhere").mkdir()
     check_no_clash({"INPUT": [images]}, {"--save-preprocessed": [OutputDir(tmp_path / "elsewhere")]})
+    (tmp_path / "elsewhere" / "link.npy").symlink_to(images)  # the file it points to is what counts
+    with pytest.raises(PathClash, match="is the directory of INPUT"):
+        check_no_clash({"INPUT": [tmp_path / "elsewhere" / "link.npy"]}, {"--save-preprocessed": [OutputDir(tmp_path)]})
     with pytest.raises(PathClash, match="is inside --save-preprocessed"):
         check_no_clash({}, {"--save-preprocessed": [OutputDir(tmp_path)], "--out": [tmp_path / "m.npy"]})
 
@@ -249,6 +252,8 @@ def test_plot_refuses_to_replace_an_input_or_a_file_that_is_not_a_png(runner, tm
             phrase="is the same file as the history")
     (pictures / "m.curves.png").unlink()
     (pictures / "m.curves.png").write_text("my drawing")
-    refused(runner, "plot", history, "--out-dir", pictures, phrase="already exists and is not a PNG picture")
+    refused(runner, "plot", history, "--out-dir", pictures,
+            phrase=f"{pictures / 'm.curves.png'}, which --out-dir {pictures} would write, already exists and is not "
+                   f"a PNG picture; bptrain replaces only its own files: choose another --out-dir")
     assert (pictures / "m.curves.png").read_text() == "my drawing"
     assert json.loads(history.read_text())["epochs"]

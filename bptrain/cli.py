@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import json
 import math
+import os
+import signal
 import sys
 import tempfile
 from pathlib import Path
@@ -20,14 +22,18 @@ from . import __version__
 from .augment import is_square_image
 from .config import load_config
 from .errors import BptrainError, DataError, TrainingDiverged
-from .loader import DEFAULT_DATA_PATH, SPLIT_NAMES, load_dataset, resolve_data_path
+from .loader import DATA_ENV_VAR, DEFAULT_DATA_PATH, SPLIT_NAMES, load_dataset, resolve_data_path
 from .metrics import confusion_matrix, format_confusion, format_per_class, per_class_accuracy
 from .model_io import atomic_write, load_model, save_model
 from .network import DTYPES, LOSSES, MLP
 from .options import SETTINGS_FIELDS, TRAIN_OPTIONS, GroupedHelpCommand, SizesType, click_options
+from .paths import PathClash, OutputDir, check_no_clash, check_replaceable, data_files
+from .paths import is_history_file, is_model_file, is_png_file
+from .stopping import StopSignals, Stopped, exit_status, signal_name
 from .train import TrainSettings, train
 
 EXIT_INTERRUPTED = 130
+CONFIG_PATH_KEY = "bptrain.config_path"
 _NO_ARGS_IS_HELP = getattr(click.exceptions, "NoArgsIsHelpError", ())  # click >= 8.2
 
 
@@ -63,8 +69,9 @@ class BptrainGroup(click.Group):
             return super().invoke(ctx)
         except BptrainError as exc:
             raise click.ClickException(str(exc)) from None
-        except MemoryError:
-            raise click.ClickException("out of memory; try a smaller --batch-size or network") from None
+        except MemoryError as exc:  # training's own advice is given by `train`; elsewhere just the fact
+            detail = str(exc).splitlines()[0] if str(exc) else ""
+            raise click.ClickException(f"out of memory{f' ({detail})' if detail else ''}") from None
 
 
 def _load_config_defaults(ctx: click.Context, param, value):
@@ -75,6 +82,7 @@ def _load_config_defaults(ctx: click.Context, param, value):
         except BptrainError as exc:
             raise click.BadParameter(str(exc), ctx=ctx, param=param) from None
         ctx.default_map = {**(ctx.default_map or {}), **settings}
+        ctx.meta[CONFIG_PATH_KEY] = value  # an input of the command: no output may replace it
     return value
 
 
@@ -100,8 +108,42 @@ def obtain_dataset(data: Path | None, no_download: bool, progress: bool, n_class
     if not path.exists():
         from .download import ensure_data
 
-        path = ensure_data(path, allow_download=not no_download, progress=progress)
+        path = stoppable_download(ensure_data, path, allow_download=not no_download, progress=progress)
     return load_dataset(path, n_classes=n_classes)
+
+
+def stoppable_download(download, *args, **kwargs):
+    """Run ``download`` so that Ctrl-C, SIGTERM and SIGHUP stop it cleanly: its temporary file is removed
+    (its own cleanup runs, which SIGTERM's default action would skip) and the exit status names the signal."""
+    with StopSignals() as stop:
+        try:
+            return download(*args, **kwargs)
+        except Stopped:
+            pass
+    click.echo(f"{_stopped_by(stop.signum)}: the download was cancelled; no partial file was left", err=True)
+    click.get_current_context().exit(exit_status(stop.signum))
+
+
+def _stopped_by(signum: int | None) -> str:
+    return "interrupted" if signum in (None, signal.SIGINT) else f"terminated by {signal_name(signum)}"
+
+
+def _data_label(data: Path | None) -> str:
+    """How to name the data in a message: the user may not have given --data at all."""
+    if data is not None:
+        return "--data"
+    return f"${DATA_ENV_VAR}" if os.environ.get(DATA_ENV_VAR) else "the default --data"
+
+
+def check_paths(inputs: dict, outputs: dict, allow=(), replaceable=()) -> None:
+    """Before any work: no output may be an input or another output (see bptrain.paths), and an existing
+    output is replaced only if it holds what its option writes. ``replaceable``: check_replaceable's arguments."""
+    try:
+        check_no_clash(inputs, outputs, allow)
+        for replaced in replaceable:
+            check_replaceable(*replaced)
+    except PathClash as exc:
+        raise click.UsageError(str(exc), ctx=click.get_current_context()) from None
 
 
 def check_writable(path: Path, what: str) -> None:
@@ -136,12 +178,22 @@ def _history_path(out: Path) -> Path:
 @click_options(TRAIN_OPTIONS)
 def train_command(sizes, loss, init, dtype, epochs, batch_size, augment, data, no_download, out, history,
                   resume, seed, quiet, **learning):
-    """Train a network and save it (the best epoch by validation accuracy) to a .npy file."""
+    """Train a network and save it (the best epoch by validation accuracy) to a .npy file.
+
+    No output may be an input (--data, --config; --resume only for --out: that continues the model in
+    place). Ctrl-C, SIGTERM and SIGHUP save the best model so far and exit with 128 + the signal number.
+    """
     ctx = click.get_current_context()
     out = Path(out)
     history = Path(history) if history else _history_path(out)
     check_writable(out, "model file")
     check_writable(history, "history file")
+    check_paths(inputs={_data_label(data): data_files(resolve_data_path(data)),
+                        "--config": [ctx.meta.get(CONFIG_PATH_KEY)], "--resume": [resume]},
+                outputs={"--out": [out], "--history": [history]},
+                allow={("--out", "--resume")},  # continuing in place: written atomically, and only when better
+                replaceable=[("--out", out, is_model_file, "a bptrain model"),
+                             ("--history", history, is_history_file, "a bptrain history JSON")])
     say = (lambda *a, **k: None) if quiet else click.echo
     note = (lambda text: None) if quiet else (lambda text: click.echo(text, err=True))
     progress = not quiet and sys.stderr.isatty()
@@ -157,7 +209,11 @@ def train_command(sizes, loss, init, dtype, epochs, batch_size, augment, data, n
                                    "drop --loss when resuming")
         first_epoch = int(meta.get("epochs_trained", 0)) + 1
     else:
-        model = MLP(sizes, loss, dtype=DTYPES[dtype], init=init, seed=seed)
+        try:
+            model = MLP(sizes, loss, dtype=DTYPES[dtype], init=init, seed=seed)
+        except MemoryError:
+            raise click.ClickException(f"out of memory creating a {'-'.join(map(str, sizes))} network; "
+                                       f"try a smaller network") from None
 
     dataset = obtain_dataset(data, no_download, progress)
     check_model_fits_data(model, dataset, "--sizes" if resume is None else str(resume))
@@ -186,31 +242,44 @@ def train_command(sizes, loss, init, dtype, epochs, batch_size, augment, data, n
             f"val loss {record.val_loss:.4f}  val acc {100 * record.val_accuracy:6.2f}%  "
             f"lr {record.lr:.4g}  {record.seconds:5.1f}s{'  *' if improved else ''}")
 
-    try:
-        result = train(model, dataset, settings, progress=progress, on_epoch=report, first_epoch=first_epoch)
-    except TrainingDiverged as exc:
-        raise click.ClickException(f"{exc}; {out} was not written") from None
-
-    trained_epochs = first_epoch - 1 + len(result.history)
-    metadata = {
-        "bptrain_version": __version__,
-        "init": init if resume is None else meta.get("init"),
-        "settings": settings.to_dict(),
-        # the saved parameters are those of the best epoch: that many epochs trained them
-        # (epochs are numbered across resumes, so --resume continues from here)
-        "epochs_trained": result.best_epoch or first_epoch - 1,
-        "epochs_run": trained_epochs,
-        "best_epoch": result.best_epoch,
-        "val_accuracy": None if math.isnan(result.best_val_accuracy) else result.best_val_accuracy,
-        "data": dataset.source,
-    }
-    save_model(model, out, metadata)
-    _write_history(history, result, metadata)
-    if result.interrupted:
-        where = (f"the best so far, epoch {result.best_epoch}" if result.best_epoch
-                 else "mid-epoch, before any validation")
-        click.echo(f"interrupted: saved the model reached so far ({where}) to {out}", err=True)
-        ctx.exit(EXIT_INTERRUPTED)
+    # Ctrl-C, SIGTERM and SIGHUP stop training the same way; once one arrived, or once saving starts,
+    # further signals wait until the model and its history are saved (bptrain.stopping).
+    with StopSignals() as signals:
+        try:
+            result = train(model, dataset, settings, progress=progress, on_epoch=report, first_epoch=first_epoch)
+        except TrainingDiverged as exc:
+            raise click.ClickException(f"{exc}; {out} was not written") from None
+        except MemoryError:
+            raise click.ClickException("out of memory while training; try a smaller --batch-size or network") from None
+        except Stopped:  # before training started (resume's first evaluation) or after it returned
+            click.echo(f"{_stopped_by(signals.signum)} before the model could be saved; {out} was not written",
+                       err=True)
+            ctx.exit(exit_status(signals.signum))
+        signals.defer()
+        trained_epochs = first_epoch - 1 + len(result.history)
+        metadata = {
+            "bptrain_version": __version__,
+            "init": init if resume is None else meta.get("init"),
+            "settings": settings.to_dict(),
+            # the saved parameters are those of the best epoch: that many epochs trained them
+            # (epochs are numbered across resumes, so --resume continues from here)
+            "epochs_trained": result.best_epoch or first_epoch - 1,
+            "epochs_run": trained_epochs,
+            "best_epoch": result.best_epoch,
+            "val_accuracy": None if math.isnan(result.best_val_accuracy) else result.best_val_accuracy,
+            "data": dataset.source,
+        }
+        save_model(model, out, metadata)
+        _write_history(history, result, metadata)
+    if result.interrupted or signals.stopped:
+        if result.interrupted:
+            where = (f"the best so far, epoch {result.best_epoch}" if result.best_epoch
+                     else "mid-epoch, before any validation")
+            click.echo(f"{_stopped_by(signals.signum)}: saved the model reached so far ({where}) to {out}", err=True)
+        else:  # the signal came while a finished run was being saved: the save completed first
+            click.echo(f"{_stopped_by(signals.signum)} while saving; {out} and {history} were saved completely",
+                       err=True)
+        ctx.exit(exit_status(signals.signum) if signals.stopped else EXIT_INTERRUPTED)
     stop = " (early stopping)" if result.stopped_early else ""
     say(f"saved {out}: best validation accuracy {100 * result.best_val_accuracy:.2f}% at epoch "
         f"{result.best_epoch} of {trained_epochs}{stop}; history in {history}")
@@ -284,7 +353,7 @@ def download_command(dest, force):
     if target.exists() and not force:
         click.echo(f"{target} is already there; use --force to download it again")
         return
-    path = download_mnist(dest, force=force, progress=sys.stderr.isatty())
+    path = stoppable_download(download_mnist, dest, force=force, progress=sys.stderr.isatty())
     click.echo(f"downloaded and verified {path}")
 
 
@@ -373,7 +442,8 @@ def predict_command(model_path, input_path, top_k, as_json):
 @cli.command("plot")
 @click.argument("source", metavar="MODEL_OR_HISTORY", type=click.Path(path_type=Path))
 @click.option("--out-dir", type=click.Path(file_okay=False, path_type=Path), default=None,
-              help="Where to write the PNG files [default: next to the input].")
+              help="Where to write the PNG files [default: next to the input]. Existing files of the same "
+                   "names are replaced only if they are PNGs.")
 @data_options
 @click.option("--split", type=click.Choice(SPLIT_NAMES), default="test", show_default=True,
               help="Split for the confusion matrix and the mistakes.")
@@ -387,8 +457,17 @@ def plot_command(source, out_dir, data, no_download, split):
     if not out_dir.is_dir():
         raise click.UsageError(f"output directory {out_dir} does not exist")
     stem = source.name.removesuffix(".json").removesuffix(".history").removesuffix(".npy")
+    is_history = source.suffix == ".json"
+    kinds = ("curves",) if is_history else ("confusion", "mistakes", "weights", "curves")
+    pictures = OutputDir(out_dir, tuple(f"{stem}.{kind}.png" for kind in kinds))
+    check_paths(inputs={"MODEL_OR_HISTORY": [source],
+                        "the history": [None if is_history else _history_path(source)],
+                        _data_label(data): [] if is_history else data_files(resolve_data_path(data))},
+                outputs={"--out-dir": [pictures]},
+                replaceable=[("--out-dir", path, is_png_file, "a PNG picture", f"{path}, which --out-dir {out_dir} "
+                              "would write,") for path in pictures.files()])
     written = []
-    if source.suffix == ".json":
+    if is_history:
         written.append(plot.plot_history(plot.load_history(source), out_dir / f"{stem}.curves.png"))
     else:
         model, _ = load_model(source)

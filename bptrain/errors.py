@@ -28,3 +28,10 @@ class ConfigError(BptrainError):
 
 class TrainingDiverged(BptrainError):
     """The loss became NaN or infinite: the learning rate is too large."""
+
+
+class PathClash(BptrainError):
+    """An output would replace an input, another output, or a file that is not bptrain's to replace.
+
+    A usage error: the command line reports it with exit code 2, before any work.
+    """

@@ -38,6 +38,7 @@ from pathlib import Path
 import numpy as np
 
 from .errors import DataError
+from .npyfile import check_npy_size, format_bytes
 
 #: The input width of an MNIST model; the default for ``expected_width``.
 MNIST_WIDTH = 784
@@ -112,6 +113,7 @@ def _gzip_head(path: Path) -> bytes:
 
 
 def _load_npy(path: Path) -> np.ndarray:
+    check_npy_size(path, DataError)  # before np.load, which would try to allocate what the header claims
     try:
         array = np.load(path, allow_pickle=False)
     except ValueError as exc:
@@ -121,8 +123,9 @@ def _load_npy(path: Path) -> np.ndarray:
         raise DataError(f"{path} is not a readable .npy array ({_first_line(exc)})") from None
     except (OSError, EOFError) as exc:
         raise DataError(f"{path} is not a readable .npy array (truncated or corrupt: {_first_line(exc)})") from None
-    except MemoryError:
-        raise DataError(f"{path} claims more data than fits in memory; it is not an image array") from None
+    except MemoryError:  # the file does hold what its header claims (checked above): it is just too big
+        raise DataError(f"{path} ({format_bytes(path.stat().st_size)}) does not fit in memory; "
+                        f"split the images into smaller files") from None
     if not isinstance(array, np.ndarray):  # pragma: no cover - np.load of .npy always gives an ndarray
         raise DataError(f"{path} is not a single .npy array")
     return array

@@ -21,6 +21,7 @@ import numpy as np
 
 from .errors import ModelFileError
 from .network import DTYPES, LOSSES, MLP
+from .npyfile import check_npy_size, format_bytes
 
 FORMAT_VERSION = 1
 FORMAT_NAME = "bptrain-mlp"
@@ -100,6 +101,7 @@ def read_model_record(path: str | os.PathLike):
         raise ModelFileError(f"cannot read model file {path}: {exc.strerror or exc}") from None
     if magic != NPY_MAGIC:  # without this check np.load takes any other file for a pickle
         raise ModelFileError(f"{path} is not a .npy file (bptrain models are .npy files written by `bptrain train`)")
+    check_npy_size(path, ModelFileError, "model file")  # before np.load would allocate what the header claims
     try:
         record = np.load(path, allow_pickle=False)
     except ValueError as exc:
@@ -109,6 +111,9 @@ def read_model_record(path: str | os.PathLike):
         raise ModelFileError(f"{path} is not a readable .npy model file ({exc})") from None
     except (OSError, EOFError) as exc:
         raise ModelFileError(f"{path} is not a readable .npy model file (truncated or corrupt: {exc})") from None
+    except MemoryError:  # the file does hold what its header claims (checked above): it is just too big
+        size = format_bytes(path.stat().st_size)
+        raise ModelFileError(f"model file {path} ({size}) does not fit in memory") from None
     if not isinstance(record, np.ndarray) or record.dtype.names is None or "meta" not in record.dtype.names:
         raise ModelFileError(f"{path} is a .npy file but not a bptrain model (no metadata record)")
     if record.shape != ():

@@ -203,9 +203,11 @@ TRAIN_OPTIONS: tuple[Option, ...] = (
                          "[default: $BPTRAIN_DATA or data/mnist.pkl.gz]", "Files", show_default=False),
     Option("no_download", FLAG, "Do not download mnist.pkl.gz when it is missing from the default location.",
            "Files", flag="--no-download", in_config=False),
-    Option("out", PATH, "Where to save the model (.npy).", "Files", default=Path("model.npy")),
-    Option("history", PATH, "Where to write the per-epoch history JSON "
-                            "[default: next to --out, as NAME.history.json].", "Files", show_default=False),
+    Option("out", PATH, "Where to save the model (.npy). An existing file is replaced only if it is a bptrain "
+                        "model.", "Files", default=Path("model.npy")),
+    Option("history", PATH, "Where to write the per-epoch history JSON [default: next to --out, as "
+                            "NAME.history.json]. An existing file is replaced only if it is a bptrain history.",
+           "Files", show_default=False),
     Option("resume", PATH, "Continue training the model in this file (its architecture and loss are used).",
            "Files", in_config=False),
     # other

@@ -476,9 +476,9 @@ def wait_for_line(proc, prefix: str) -> list[str]:
     raise AssertionError(f"no line starting with {prefix!r}; stdout: {''.join(seen)}; stderr: {proc.stderr.read()}")
 
 
-def interrupt(proc, watchdog):
+def interrupt(proc, watchdog, signum=signal.SIGINT):
     try:
-        proc.send_signal(signal.SIGINT)
+        proc.send_signal(signum)
         stdout, stderr = proc.communicate(timeout=30)
     finally:
         watchdog.cancel()
@@ -514,3 +514,125 @@ def test_ctrl_c_in_the_first_epoch_saves_and_exits_130(tmp_path):
     assert "Traceback" not in stderr
     assert "saved the model reached so far" in stderr
     load_model(tmp_path / "m.npy")
+
+
+# ====================================================================== SIGTERM, SIGHUP: like Ctrl-C
+POSIX_SIGNALS = pytest.mark.skipif(not hasattr(signal, "SIGHUP"), reason="POSIX signals")
+
+
+@POSIX_SIGNALS
+@pytest.mark.parametrize("name, status", [("SIGTERM", 143), ("SIGHUP", 129)])
+def test_kill_after_an_epoch_saves_like_ctrl_c(tmp_path, name, status):
+    """`kill`, `timeout`, a scheduler's time limit (SIGTERM) or a closed terminal (SIGHUP) keep the model."""
+    data = write_py2_pickle(tmp_path / "syn.pkl.gz", make_blobs())
+    proc, watchdog = start_training(tmp_path, data, "--epochs", "100000", "--batch-size", "8")
+    wait_for_line(proc, "epoch ")
+    _, stderr = interrupt(proc, watchdog, getattr(signal, name))
+    assert proc.returncode == status, stderr
+    assert "Traceback" not in stderr
+    assert f"terminated by {name}: saved the model reached so far (the best so far, epoch" in stderr
+    model, meta = load_model(tmp_path / "m.npy")
+    assert model.sizes == (20, 16, 3) and meta["best_epoch"] >= 1
+    history = json.loads((tmp_path / "m.history.json").read_text())
+    assert history["interrupted"] is True and len(history["epochs"]) >= 1
+    assert not [p for p in tmp_path.iterdir() if p.name.endswith(".tmp")]
+
+
+#: Runs `bptrain` with every atomic write sending this process SIGTERM and SIGINT half-way through
+#: writing the temporary file: a second (and third) signal arriving during the save.
+SIGNAL_DURING_SAVE = """
+import os, signal, sys
+import bptrain.cli, bptrain.model_io
+
+real_atomic_write = bptrain.model_io.atomic_write
+
+def atomic_write(path, write):
+    def write_then_signal(handle):
+        handle.write(b"half")
+        handle.flush()
+        os.kill(os.getpid(), signal.SIGTERM)
+        os.kill(os.getpid(), signal.SIGINT)
+        handle.seek(0)
+        handle.truncate()
+        write(handle)
+    real_atomic_write(path, write_then_signal)
+
+bptrain.model_io.atomic_write = bptrain.cli.atomic_write = atomic_write
+sys.argv[0] = "bptrain"
+bptrain.cli.main()
+"""
+
+
+def run_with_signals_during_save(tmp_path, *args):
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    return subprocess.Popen([sys.executable, "-c", SIGNAL_DURING_SAVE, "train", "--out", "m.npy", "--sizes", SIZES,
+                             *map(str, args)], cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True, env=env)
+
+
+@POSIX_SIGNALS
+def test_signals_during_the_save_of_a_finished_run_wait_for_it(tmp_path):
+    data = write_py2_pickle(tmp_path / "syn.pkl.gz", make_blobs())
+    old = save_model(MLP((20, 16, 3)), tmp_path / "m.npy", {"note": "old"})
+    proc = run_with_signals_during_save(tmp_path, "--data", data, "--epochs", "2", "--batch-size", "16", "-q")
+    _, stderr = proc.communicate(timeout=60)
+    assert proc.returncode == 143, stderr
+    assert stderr.strip() == "terminated by SIGTERM while saving; m.npy and m.history.json were saved completely"
+    model, meta = load_model(old)
+    assert "note" not in meta and meta["epochs_run"] == 2  # the complete new file, not the old one
+    assert json.loads((tmp_path / "m.history.json").read_text())["interrupted"] is False
+    assert not [p for p in tmp_path.iterdir() if p.name.endswith(".tmp")]
+
+
+@POSIX_SIGNALS
+def test_second_signal_during_the_save_after_a_sigterm_does_not_cut_it_short(tmp_path):
+    data = write_py2_pickle(tmp_path / "syn.pkl.gz", make_blobs())
+    proc = run_with_signals_during_save(tmp_path, "--data", data, "--epochs", "100000", "--batch-size", "8")
+    watchdog = threading.Timer(60, proc.kill)
+    watchdog.start()
+    wait_for_line(proc, "epoch ")
+    _, stderr = interrupt(proc, watchdog, signal.SIGTERM)
+    assert proc.returncode == 143, stderr
+    assert "terminated by SIGTERM: saved the model reached so far" in stderr and "Traceback" not in stderr
+    load_model(tmp_path / "m.npy")
+    assert json.loads((tmp_path / "m.history.json").read_text())["interrupted"] is True
+    assert not [p for p in tmp_path.iterdir() if p.name.endswith(".tmp")]
+
+
+# ====================================================================== corrupt headers, out of memory
+def write_lying_npy(path: Path) -> Path:
+    """1 KB whose .npy header claims a (100000, 1000000) float32 array: 400 GB."""
+    with open(path, "wb") as handle:
+        np.lib.format.write_array_header_1_0(handle, {"descr": "<f4", "fortran_order": False,
+                                                      "shape": (100000, 1000000)})
+        handle.write(bytes(1000))
+    return path
+
+
+def test_eval_and_predict_call_a_lying_header_a_corrupt_file_not_out_of_memory(runner, tmp_path, trained):
+    data, model, _ = trained
+    lying = write_lying_npy(tmp_path / "big.npy")
+    for args in (("eval", lying, "--data", data), ("predict", lying, lying), ("predict", model, lying),
+                 ("info", lying)):
+        line = assert_clean_error(invoke(runner, *args), exit_code=1)
+        assert f"{lying} is truncated or corrupt: its header claims 400.0 GB" in line
+        assert "memory" not in line and "--batch-size" not in line
+
+
+def test_out_of_memory_advice_only_where_training_runs_out(runner, tmp_path, synthetic_data, trained, monkeypatch):
+    import bptrain.cli as cli_module
+
+    def out_of_memory(*args, **kwargs):
+        raise MemoryError("Unable to allocate 3.00 GiB for an array with shape (50000, 16000) and data type float32")
+
+    monkeypatch.setattr(cli_module, "train", out_of_memory)
+    assert_clean_error(invoke(runner, "train", "--data", synthetic_data, "--out", tmp_path / "m.npy", *FAST, "-q"),
+                       "out of memory while training; try a smaller --batch-size or network")
+    monkeypatch.setattr(cli_module, "MLP", out_of_memory)
+    assert_clean_error(invoke(runner, "train", "--data", synthetic_data, "--out", tmp_path / "m.npy", *FAST, "-q"),
+                       "out of memory creating a 20-16-3 network; try a smaller network")
+    monkeypatch.setattr(cli_module, "load_dataset", out_of_memory)
+    line = assert_clean_error(invoke(runner, "eval", trained[1], "--data", synthetic_data))
+    assert line == ("Error: out of memory (Unable to allocate 3.00 GiB for an array with shape (50000, 16000) "
+                    "and data type float32)")
+    assert not (tmp_path / "m.npy").exists()

@@ -8,7 +8,10 @@ from __future__ import annotations
 import hashlib
 import http.server
 import os
+import signal
 import socket
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -252,3 +255,59 @@ def test_ensure_data_never_downloads_to_a_user_given_path(tmp_path, monkeypatch)
 
 def _must_not_download(*args, **kwargs):
     raise AssertionError("download_mnist must not be called")
+
+
+# ====================================================================== a signal mid-download
+class Trickle(http.server.BaseHTTPRequestHandler):
+    """Announces the full MNIST size, then sends a little at a time until the client goes away."""
+
+    def do_GET(self):
+        self.send_response(200)
+        self.send_header("Content-Length", str(download.MNIST_SIZE))
+        self.end_headers()
+        try:
+            for _ in range(6000):  # at most a minute
+                self.wfile.write(bytes(4096))
+                self.wfile.flush()
+                time.sleep(0.01)
+        except (BrokenPipeError, ConnectionResetError):
+            pass
+
+    def log_message(self, *args):
+        pass
+
+
+DOWNLOAD_FROM = """
+import sys
+import bptrain.download, bptrain.cli
+bptrain.download.MIRRORS = (sys.argv.pop(1),)
+sys.argv[0] = "bptrain"
+bptrain.cli.main()
+"""
+
+
+@pytest.mark.skipif(not hasattr(signal, "SIGHUP"), reason="POSIX signals")
+@pytest.mark.parametrize("name, status", [("SIGTERM", 143), ("SIGINT", 130)])
+def test_a_signal_during_download_leaves_no_partial_file(tmp_path, name, status):
+    """SIGTERM's default action would skip the cleanup; bptrain turns it into a clean stop."""
+    dest = tmp_path / "new" / "data"
+    with local_http_server(Trickle) as base:
+        proc = subprocess.Popen([sys.executable, "-c", DOWNLOAD_FROM, f"{base}/mnist.pkl.gz", "download",
+                                 "--dest", str(dest)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        try:
+            for _ in range(3000):  # wait (up to a minute) until bytes have reached the partial file
+                parts = list(dest.glob(".mnist.*.part")) if dest.exists() else []
+                if parts and parts[0].stat().st_size > 0:
+                    break
+                time.sleep(0.02)
+            else:
+                raise AssertionError("the download never started")
+            proc.send_signal(getattr(signal, name))
+            _, stderr = proc.communicate(timeout=30)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+    assert proc.returncode == status, stderr
+    assert "the download was cancelled; no partial file was left" in stderr and "Traceback" not in stderr
+    assert not (tmp_path / "new").exists()  # neither the partial file nor the directories it made

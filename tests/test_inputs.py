@@ -203,7 +203,7 @@ def test_not_npy_garbage(tmp_path, content):
 def test_truncated_npy(tmp_path):
     path = save(tmp_path, PIXELS)
     path.write_bytes(path.read_bytes()[:300])
-    assert "not a readable .npy array" in error(path)
+    assert "truncated or corrupt: its header claims" in error(path)
 
 
 def test_gzip_of_something_else(tmp_path):
@@ -228,3 +228,20 @@ def test_truncated_idx(tmp_path):
     path = tmp_path / "t10k-images-idx3-ubyte"
     path.write_bytes(idx_bytes(PIXELS)[:-5])
     assert "truncated" in error(path)
+
+
+def test_npy_header_claiming_400_gb_is_a_corrupt_file_not_out_of_memory(tmp_path, monkeypatch):
+    path = tmp_path / "digits.npy"
+    with open(path, "wb") as handle:
+        np.lib.format.write_array_header_1_0(handle, {"descr": "<f4", "fortran_order": False,
+                                                      "shape": (100000, 1000000)})
+        handle.write(bytes(1000))
+    monkeypatch.setattr(np, "load", lambda *a, **k: pytest.fail("np.load was called: it would allocate 400 GB"))
+    assert error(path) == (f"{path} is truncated or corrupt: its header claims 400.0 GB "
+                           f"(shape (100000, 1000000) float32) but the file holds 1.1 KB")
+
+
+def test_a_complete_npy_too_big_for_memory_is_called_that(tmp_path, monkeypatch):
+    path = save(tmp_path, PIXELS)
+    monkeypatch.setattr(np, "load", lambda *a, **k: (_ for _ in ()).throw(MemoryError("Unable to allocate")))
+    assert "does not fit in memory; split the images into smaller files" in error(path)

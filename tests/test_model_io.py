@@ -288,3 +288,43 @@ def test_non_finite_or_non_float_weights(tmp_path, bad):
 def test_model_errors_are_bptrain_errors(tmp_path):
     with pytest.raises(BptrainError):
         load_model(tmp_path / "nothing.npy")
+
+
+# ====================================================================== a header that lies about the size
+def lying_npy(path: Path, dtype, shape) -> Path:
+    """A .npy file of 1 KB whose header claims an array of ``shape`` and ``dtype``."""
+    header = {"descr": np.lib.format.dtype_to_descr(np.dtype(dtype)), "fortran_order": False, "shape": shape}
+    with open(path, "wb") as handle:
+        np.lib.format.write_array_header_1_0(handle, header)
+        handle.write(bytes(1000))
+    return path
+
+
+@pytest.fixture
+def no_np_load(monkeypatch):
+    """np.load must not even be called: it would try to allocate what the header claims."""
+    def refuse(*args, **kwargs):
+        raise AssertionError("np.load was called on a file whose header lies")
+
+    monkeypatch.setattr(np, "load", refuse)
+
+
+@pytest.mark.parametrize("dtype, shape, claim", [
+    (np.float32, (100000, 1000000), "400.0 GB"),
+    ([("W1", "<f4", (784, 10**5)), ("b1", "<f4", (10**5,)), ("meta", "S100")], (), "314.0 MB"),
+])
+def test_a_header_claiming_more_than_the_file_holds_is_a_corrupt_file(tmp_path, no_np_load, dtype, shape, claim):
+    path = lying_npy(tmp_path / "model.npy", dtype, shape)
+    message = one_line_error(ModelFileError, load_model, path)
+    assert message.startswith(f"model file {path} is truncated or corrupt: its header claims {claim}")
+    assert " KB" in message.split("but the file holds")[1] and "memory" not in message
+
+
+def test_a_complete_file_too_big_for_memory_is_called_that(saved, monkeypatch):
+    """The header told the truth: then running out of memory is the machine's limit, not a broken file."""
+    def out_of_memory(*args, **kwargs):
+        raise MemoryError("Unable to allocate")
+
+    monkeypatch.setattr(np, "load", out_of_memory)
+    message = one_line_error(ModelFileError, load_model, saved)
+    assert message == f"model file {saved} ({saved.stat().st_size} bytes) does not fit in memory"

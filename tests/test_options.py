@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import fields
 from pathlib import Path
 
@@ -38,7 +39,8 @@ def test_help_lists_options_under_their_groups(runner):
     positions = [result.output.index(f"\n{group}:\n") for group in GROUPS]
     assert positions == sorted(positions)
     for option in TRAIN_OPTIONS:  # each option sits in its own group's section
-        at = result.output.index(option.cli_name if option.flag is None else option.flag.split(",")[-1].split("/")[0])
+        spelling = option.cli_name if option.flag is None else option.flag.split(",")[-1].split("/")[0]
+        at = re.search(rf"^ +(-q, )?{spelling}\b", result.output, re.MULTILINE).start()
         group_at = result.output.index(f"\n{option.group}:\n")
         later = [result.output.index(f"\n{g}:\n") for g in GROUPS if result.output.index(f"\n{g}:\n") > group_at]
         assert group_at < at < min(later, default=len(result.output)), option.name

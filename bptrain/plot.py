@@ -143,6 +143,10 @@ def validate_history(history, source: str = "the history") -> dict:
         best = int(result["epoch"][np.nanargmax(accuracy)]) if np.isfinite(accuracy).any() else None
     elif isinstance(best, bool) or not isinstance(best, int):
         raise BptrainError(f"{source}: best_epoch = {best!r}, expected an integer epoch number")
+    elif best < result["epoch"][0]:
+        # a resumed run none of whose epochs beat the model it started from: the best is the
+        # resumed model itself, which this history does not hold, so no epoch is marked
+        best = None
     elif best not in result["epoch"]:
         raise BptrainError(f"{source}: best_epoch {best} is not one of its epochs "
                            f"({int(result['epoch'][0])}..{int(result['epoch'][-1])})")

@@ -252,3 +252,15 @@ def test_failed_save_leaves_nothing_and_keeps_old_file(mpl, tmp_path, monkeypatc
         plot.plot_weights(np.zeros((784, 1)), out)
     assert out.read_bytes() == b"old picture"
     assert [p.name for p in tmp_path.iterdir()] == ["w.png"]
+
+
+def test_resumed_history_whose_best_is_the_starting_model_plots(tmp_path):
+    # --resume m.npy --out m.npy where no new epoch beat the model: best_epoch is the resumed model's
+    document = history_document()
+    for record in document["epochs"]:
+        record["epoch"] += 13
+    document["best_epoch"] = 13
+    assert plot.validate_history(document)["best_epoch"] is None
+    pytest.importorskip("matplotlib")
+    path = plot.plot_history(document, tmp_path / "resumed.curves.png")
+    assert path.read_bytes().startswith(b"\x89PNG")

@@ -409,3 +409,17 @@ def image_to_input(source: str | os.PathLike | bytes, name: str | None = None, s
 def _first_line(exc: BaseException) -> str:
     text = str(exc).splitlines()[0] if str(exc) else ""
     return text or type(exc).__name__
+
+
+def save_input_png(vector: np.ndarray, path: str | os.PathLike) -> None:
+    """Write a model input (side * side values in [0, 1]) as a grey PNG, white ink on black like MNIST.
+
+    The file is created exclusively: an existing file is never overwritten (FileExistsError).
+    """
+    Image = require_pillow()
+    side = math.isqrt(vector.size)
+    pixels = np.round(np.clip(vector.reshape(side, side), 0, 1) * 255).astype(np.uint8)
+    buffer = io.BytesIO()
+    Image.fromarray(pixels).save(buffer, format="PNG")  # uint8 (H, W): mode L
+    with open(path, "xb") as handle:
+        handle.write(buffer.getvalue())

@@ -590,6 +590,33 @@ def info_command(model_path, as_json):
         click.echo(f"data         {meta['data']}")
 
 
+# --------------------------------------------------------------------- serve
+@cli.command("serve")
+@click.argument("model_path", metavar="MODEL", type=click.Path(path_type=Path))
+@click.option("--host", default="127.0.0.1", show_default=True,
+              help="Address to listen on. Anything but loopback lets other machines use the page.")
+@click.option("--port", type=click.IntRange(min=0, max=65535), default=8000, show_default=True,
+              help="Port to listen on (0: any free port; the URL printed says which).")
+@click.option("--open", "open_browser", is_flag=True, help="Open the page in the default web browser.")
+@click.option("-v", "--verbose", is_flag=True, help="Log every request on stderr.")
+def serve_command(model_path, host, port, open_browser, verbose):
+    """Serve a page to draw digits on and watch MODEL read them (Ctrl-C stops).
+
+    The page shows the prediction, the ten class probabilities, the 28x28 image the network sees
+    and every hidden layer's activations; image files can be uploaded or dropped on it too.
+    """
+    from . import images, server
+
+    images.require_pillow()
+    model, meta = load_model(model_path)
+    predictor = server.Predictor(model, meta)
+    if not server.is_loopback(host):
+        click.echo(f"warning: listening on {host}, not loopback: anyone who can reach this machine "
+                   "can use the page", err=True)
+    httpd = server.make_server(predictor, host, port, verbose=verbose)
+    server.serve(httpd, open_browser=open_browser, say=click.echo)
+
+
 def main():
     """Console-script entry point."""
     cli(prog_name="bptrain")

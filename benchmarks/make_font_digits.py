@@ -9,7 +9,8 @@ sizes (the digit about 24, 80 and 300 px tall), at a random place on a canvas 1.
 turned by up to 8 degrees. Each is written as one of three kinds, in turn:
 
 - ``png``: a clean grey PNG;
-- ``jpeg``: an RGB photo: tinted paper tone, uneven lighting, Gaussian noise, JPEG quality 60-85;
+- ``jpeg``: an RGB photo: tinted paper tone, uneven light (one side up to about half as bright as the
+  other), Gaussian noise, JPEG quality 60-85;
 - ``rgba``: the strokes alone on a transparent canvas (the colour under transparent pixels is black).
 
 The file name carries the groups and the true digit: ``FONT__POLARITY__SIZE__KIND__dN.EXT``. Fonts
@@ -75,14 +76,14 @@ def as_png(coverage: np.ndarray, polarity: str, rng) -> Image.Image:
 
 
 def as_photo(coverage: np.ndarray, polarity: str, rng) -> Image.Image:
-    """A poor phone photo: tinted paper, a lighting gradient, sensor noise (JPEG-compressed on save)."""
+    """A poor phone photo: tinted paper, light falling off across it (by up to half), sensor noise, JPEG."""
     height, width = coverage.shape
     if polarity == "dark":
         paper, ink = rng.uniform(0.7, 0.92), rng.uniform(0.05, 0.3)
     else:
         paper, ink = rng.uniform(0.08, 0.3), rng.uniform(0.7, 0.95)
     ys, xs = np.mgrid[0:height, 0:width] / max(height, width)
-    lighting = 1 + 0.12 * (np.cos(rng.uniform(0, 2 * np.pi)) * xs + np.sin(rng.uniform(0, 2 * np.pi)) * ys - 0.5)
+    lighting = 1 + 0.25 * (np.cos(rng.uniform(0, 2 * np.pi)) * xs + np.sin(rng.uniform(0, 2 * np.pi)) * ys - 0.5)
     gray = (paper + (ink - paper) * coverage) * lighting
     tint = np.array([1.0, rng.uniform(0.95, 1.0), rng.uniform(0.85, 1.0)])  # warm paper / light
     rgb = gray[..., None] * tint + rng.normal(0, 0.035, (height, width, 3))

@@ -44,6 +44,10 @@ MAX_PIXELS = 50_000_000
 #: the digit ends up 20 px tall, so more detail is of no use and would only cost memory and time.
 WORK_SIDE = 2048
 
+#: The paper's level is fitted on a copy shrunk to at most this many pixels on its longer side, in at
+#: most this many rounds (see paper_surface).
+FIT_SIDE = 64
+MAX_FIT_ROUNDS = 10
 #: MNIST's digit box is 20 px in a 28 px field; other sides keep the proportion.
 BOX_FRACTION = 20 / 28
 #: Border ring used to find the paper: this fraction of the shorter side (at least one pixel).
@@ -216,8 +220,8 @@ def _reduce(image):
 def preprocess(gray: np.ndarray, side: int = 28, name: str = "the image") -> np.ndarray:
     """Luminance (H, W) in [0, 1] (1 = white) -> float32 (side, side) white ink on black, as MNIST was made.
 
-    Find the paper (the border's majority colour) and so the ink's polarity; turn the picture into ink
-    intensity; drop paper tone and faint noise; crop to the ink's bounding box; scale its longer side to
+    Find the paper's level (under uneven light too) and the ink's polarity (the side that stands out
+    from the paper); turn the picture into ink intensity; drop paper tone and faint noise; crop to the ink's bounding box; scale its longer side to
     ``round(side * 20 / 28)`` preserving the aspect ratio, with anti-aliasing; place it in the field so
     that its centre of mass is at the centre. ``name`` is used in the error for an image without ink.
     """
@@ -226,8 +230,10 @@ def preprocess(gray: np.ndarray, side: int = 28, name: str = "the image") -> np.
         raise DataError(f"{name} is not a 2-D grey image (shape {gray.shape})")
     if not np.isfinite(gray).all():
         raise DataError(f"{name} contains NaN or infinite values")
-    paper, noise = paper_level(gray)
-    ink = ink_intensity(gray, paper)
+    dark_ink = ink_is_dark(gray)
+    paper = paper_surface(gray, dark_ink)
+    noise = paper_noise(gray, paper)
+    ink = ink_intensity(gray, paper, dark_ink)
     ink = remove_faint(ink, noise)
     if ink is None:
         raise DataError(f"no ink found in {name} (it is all one colour, or the marks are too faint)")
@@ -248,26 +254,97 @@ def border_pixels(gray: np.ndarray) -> np.ndarray:
                            gray[ring:-ring, :ring].ravel(), gray[ring:-ring, -ring:].ravel()])
 
 
-def paper_level(gray: np.ndarray) -> tuple[float, float]:
-    """The paper's level (median of the border) and how much it varies by itself (texture, JPEG noise).
+def shrink(gray: np.ndarray, longest: int) -> np.ndarray:
+    """Area-average so the longer side is at most ``longest`` (for fitting the paper: fast, and noise-free)."""
+    height, width = gray.shape
+    scale = min(1.0, longest / max(height, width))
+    rows = resample_matrix(height, max(1, round(height * scale)))
+    cols = resample_matrix(width, max(1, round(width * scale)))
+    return rows @ gray.astype(np.float64) @ cols.T
 
-    The median is the majority colour of the border even where a stroke touches it. The variation is
-    three robust standard deviations (1.4826 x the median absolute deviation) of the border around that
-    level: robust, so strokes running into the border of a tightly cropped digit do not count as noise.
+
+def _surface_terms(height: int, width: int):
+    """The quadratic's terms 1, x, y, x², xy, y² on pixel centres, x and y running over [-1, 1]."""
+    y = ((np.arange(height) + 0.5) / height * 2 - 1)[:, None]
+    x = ((np.arange(width) + 0.5) / width * 2 - 1)[None, :]
+    return [np.ones((1, 1)), x, y, x * x, x * y, y * y]
+
+
+def fit_paper(small: np.ndarray, dark_ink: bool, inside: bool = True) -> np.ndarray:
+    """The coefficients of the quadratic paper surface of a (shrunken) image; see :func:`paper_surface`.
+
+    Least squares on the pixels not clearly on the ink's side of the previous fit (more than 3 robust
+    standard deviations, or half of ``MIN_CONTRAST``), again until that set stops changing: first among
+    the border pixels only (where the paper is; strokes running into the border drop out), then, if
+    ``inside``, among all pixels.
     """
-    border = border_pixels(gray)
-    paper = float(np.median(border))
-    noise = 3 * 1.4826 * float(np.median(np.abs(border - paper)))
-    return paper, noise
+    height, width = small.shape
+    values = small.ravel()
+    ring = max(1, round(BORDER_FRACTION * min(height, width)))
+    paper = np.zeros((height, width), dtype=bool)
+    paper[:ring], paper[-ring:], paper[:, :ring], paper[:, -ring:] = True, True, True, True
+    paper = paper.ravel()
+    terms = np.stack([np.broadcast_to(t, (height, width)).ravel() for t in _surface_terms(height, width)], axis=1)
+    if height * width < 4 * terms.shape[1]:  # too small to fit a surface: the paper is one level
+        return np.array([np.median(values[paper])] + [0.0] * (terms.shape[1] - 1))
+    towards_paper = 1.0 if dark_ink else -1.0
+    border, everywhere = paper.copy(), np.ones_like(paper)
+    for allowed in (border, everywhere) if inside else (border,):  # first clean the border of strokes
+        for _ in range(MAX_FIT_ROUNDS):
+            coefficients = np.linalg.lstsq(terms[paper], values[paper], rcond=None)[0]
+            residual = towards_paper * (values - terms @ coefficients)
+            spread = 1.4826 * float(np.median(np.abs(residual[paper])))
+            now_paper = allowed & (residual > -max(3 * spread, MIN_CONTRAST / 2))
+            if np.array_equal(now_paper, paper) or now_paper.sum() < terms.shape[1]:
+                break
+            paper = now_paper
+    return coefficients
 
 
-def ink_intensity(gray: np.ndarray, paper: float) -> np.ndarray:
+def _evaluate_surface(coefficients: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+    surface = sum(c * t for c, t in zip(coefficients, _surface_terms(*shape)))
+    return np.broadcast_to(surface, shape).astype(np.float32)
+
+
+def ink_is_dark(gray: np.ndarray) -> bool:
+    """Whether the ink is darker than the paper: the side that stands out more from the border's paper.
+
+    The paper's surface is fitted to the border for either polarity, on the shrunken image (where noise
+    has been averaged away); dark ink then dips far below it inside, light ink rises far above it.
+    Deciding by the border's brightness alone (light paper, dark ink) fails for a photo of white paper
+    that came out mid-grey, or half in shadow.
+    """
+    small = shrink(gray, FIT_SIDE)
+    below = float(np.max(_evaluate_surface(fit_paper(small, True, inside=False), small.shape) - small))
+    above = float(np.max(small - _evaluate_surface(fit_paper(small, False, inside=False), small.shape)))
+    return below >= above
+
+
+def paper_surface(gray: np.ndarray, dark_ink: bool) -> np.ndarray:
+    """The paper's level at every pixel: a smooth quadratic surface, so uneven light is not ink.
+
+    A phone photo is brighter on one side, darker in the corners. A quadratic in x and y (six numbers)
+    follows such light but cannot follow a pen stroke. It is fitted (:func:`fit_paper`) on a copy shrunk
+    to at most ``FIT_SIDE`` px: fast, and with the noise averaged away.
+    """
+    return _evaluate_surface(fit_paper(shrink(gray, FIT_SIDE), dark_ink), gray.shape)
+
+
+def paper_noise(gray: np.ndarray, paper: np.ndarray) -> float:
+    """How much the paper varies by itself (texture, sensor and JPEG noise) around its fitted level.
+
+    Three robust standard deviations (1.4826 x the median absolute deviation) of the border's
+    difference from the paper surface: robust, so strokes running into the border do not count.
+    """
+    return 3 * 1.4826 * float(np.median(np.abs(border_pixels(gray - paper))))
+
+
+def ink_intensity(gray: np.ndarray, paper: np.ndarray, dark_ink: bool) -> np.ndarray:
     """How far each pixel is from the paper, in the ink's direction: white ink on black, like MNIST.
 
-    Light paper (level >= 0.5) means dark ink, dark paper (a blackboard, a screen) light ink; values on
-    the paper's other side (a shadow on dark paper, a reflection on white) are not ink.
+    Values on the paper's other side (a shadow on dark paper, a reflection on white) are not ink.
     """
-    ink = paper - gray if paper >= 0.5 else gray - paper
+    ink = paper - gray if dark_ink else gray - paper
     return np.maximum(ink, 0, out=ink)
 
 
@@ -314,10 +391,16 @@ def ink_bounds(profile: np.ndarray) -> tuple[int, int]:
 
 
 def crop_to_ink(ink: np.ndarray) -> np.ndarray:
-    """The bounding box of the digit (see :func:`ink_bounds`), with ink outside it dropped."""
+    """The bounding box of the digit (see :func:`ink_bounds`), with ink outside it dropped.
+
+    Rows first, then the columns of the ink within those rows, then the rows again within those
+    columns: so the box always holds ink, even when a smudge beside the digit carries more ink than
+    the digit in some rows or columns.
+    """
     top, bottom = ink_bounds(ink.sum(axis=1))
-    left, right = ink_bounds(ink.sum(axis=0))
-    return ink[top:bottom, left:right]
+    left, right = ink_bounds(ink[top:bottom].sum(axis=0))
+    top_inside, bottom_inside = ink_bounds(ink[top:bottom, left:right].sum(axis=1))
+    return ink[top + top_inside:top + bottom_inside, left:right]
 
 
 def resample_matrix(n_in: int, n_out: int) -> np.ndarray:

@@ -138,6 +138,39 @@ def test_paper_tone_noise_and_a_speck_do_not_move_the_box():
     assert np.corrcoef(noisy.ravel(), preprocess(clean).ravel())[0, 1] > 0.97
 
 
+@pytest.mark.parametrize("polarity", ["dark", "light"])
+def test_uneven_light_is_paper_not_ink(polarity):
+    """A photo twice as bright on one side as on the other: the fitted paper surface absorbs it."""
+    coverage = 1 - gray_of(digit_image("4", size=120, canvas=(360, 260), at=(130, 50)))
+    paper, ink = (0.85, 0.1) if polarity == "dark" else (0.2, 0.9)
+    light = np.linspace(0.55, 1.1, coverage.shape[1], dtype=np.float32)[None, :]  # falling from right to left
+    rng = np.random.default_rng(2)
+    photo = np.clip((paper + (ink - paper) * coverage) * light + rng.normal(0, 0.02, coverage.shape), 0, 1)
+    clean = preprocess(1 - coverage)
+    lit = preprocess(photo.astype(np.float32))
+    assert ink_extent(lit) == ink_extent(clean)
+    assert np.corrcoef(lit.ravel(), clean.ravel())[0, 1] > 0.95
+
+
+@pytest.mark.parametrize("paper, ink", [(0.45, 0.1), (0.55, 0.9)], ids=["grey-paper-dark-ink", "grey-paper-light-ink"])
+def test_polarity_on_mid_grey_paper(paper, ink):
+    """White paper photographed too dark is mid-grey: the polarity comes from what stands out, not the level."""
+    coverage = 1 - gray_of(digit_image("9"))
+    expected = preprocess(1 - coverage)
+    rng = np.random.default_rng(3)
+    photo = np.clip(paper + (ink - paper) * coverage + rng.normal(0, 0.02, coverage.shape), 0, 1).astype(np.float32)
+    assert np.corrcoef(preprocess(photo).ravel(), expected.ravel())[0, 1] > 0.97
+
+
+def test_a_tightly_cropped_bold_digit_keeps_its_strokes():
+    """Thick strokes filling much of a small image must not be mistaken for paper by the surface fit."""
+    roomy = gray_of(digit_image("8", path=FONTS / "dejavu" / "DejaVuSans-Bold.ttf", size=200, canvas=(500, 400),
+                                at=(180, 60)))
+    rows, cols = np.nonzero(roomy < 0.5)
+    tight = roomy[rows.min() - 2:rows.max() + 3, cols.min() - 2:cols.max() + 3]
+    assert np.corrcoef(preprocess(tight).ravel(), preprocess(roomy).ravel())[0, 1] > 0.97
+
+
 def test_a_stroke_touching_the_border_is_still_ink():
     gray = np.ones((100, 100), np.float32)
     gray[:, 45:55] = 0  # a vertical bar across the whole image, touching top and bottom
@@ -395,3 +428,13 @@ def test_mnist_digits_on_a_big_canvas_come_back_and_are_classified_the_same(mnis
     original, recovered = small_model.predict(x), small_model.predict(back)
     assert np.mean(original == y) >= 0.9  # the model itself is decent
     assert np.sum(original != recovered) <= 2, (original, recovered)
+
+
+def test_a_smudge_beside_the_digit_cannot_empty_the_box():
+    """Rows chosen by one blob and columns by another would make an empty box; the crop is sequential."""
+    gray = np.ones((400, 400), np.float32)
+    gray[150:300, 40:60] = 0      # a thin 1 (mass 3000): the heaviest run of rows
+    gray[0:30, 300:390] = 0       # two smudges on the right (2700 and 2200), in rows of their own but
+    gray[345:400, 300:340] = 0    # in one run of columns, which outweighs the 1's columns
+    field = preprocess(gray)
+    assert field.sum() > 0 and ink_extent(field)[0] == 20

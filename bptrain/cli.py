@@ -609,11 +609,10 @@ def serve_command(model_path, host, port, open_browser, verbose):
 
     images.require_pillow()
     model, meta = load_model(model_path)
-    predictor = server.Predictor(model, meta)
+    httpd = server.make_server(server.Predictor(model, meta), host, port, verbose=verbose)
     if not server.is_loopback(host):
         click.echo(f"warning: listening on {host}, not loopback: anyone who can reach this machine "
                    "can use the page", err=True)
-    httpd = server.make_server(predictor, host, port, verbose=verbose)
     server.serve(httpd, open_browser=open_browser, say=click.echo)
 
 

@@ -20,6 +20,7 @@ import http.server
 import ipaddress
 import json
 import math
+import signal
 import socket
 import sys
 import threading
@@ -360,17 +361,25 @@ def server_url(server: Server) -> str:
 
 
 def serve(server: Server, open_browser: bool = False, say=print) -> None:
-    """Serve until Ctrl-C, then close the socket and say so."""
+    """Serve until Ctrl-C (or SIGTERM, as from `kill`), then close the socket and say so."""
     url = server_url(server)
     say(f"serving the drawing page at {url}  (Ctrl-C stops)")
     if open_browser:
         import webbrowser
 
         webbrowser.open(url)
+    in_main_thread = threading.current_thread() is threading.main_thread()
+    previous = signal.signal(signal.SIGTERM, _interrupt) if in_main_thread else None
     try:
         server.serve_forever(poll_interval=0.2)
     except KeyboardInterrupt:
         pass
     finally:
         server.server_close()
+        if in_main_thread:
+            signal.signal(signal.SIGTERM, previous)
     say("stopped")
+
+
+def _interrupt(signum, frame):
+    raise KeyboardInterrupt

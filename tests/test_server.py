@@ -356,7 +356,15 @@ def test_serve_checks_the_port_range(runner, tmp_path):
     assert_clean_error(invoke(runner, "serve", path, "--port", "70000"), "--port", exit_code=2)
 
 
-def test_serve_in_a_real_process_prints_its_url_answers_and_stops_on_ctrl_c(tmp_path):
+def test_serve_refuses_an_unknown_host_in_one_line(runner, tmp_path):
+    images_module()
+    path = save_model(MLP((784, 8, 10)), tmp_path / "m.npy")
+    result = invoke(runner, "serve", path, "--host", "no-such-host.invalid", "--port", "0")
+    assert_clean_error(result, "cannot listen on no-such-host.invalid:0")
+
+
+@pytest.mark.parametrize("stop_signal", [signal.SIGINT, signal.SIGTERM], ids=["ctrl-c", "sigterm"])
+def test_serve_in_a_real_process_prints_its_url_answers_and_stops_cleanly(tmp_path, stop_signal):
     images_module()
     path = save_model(MLP((784, 8, 10), seed=2), tmp_path / "m.npy")
     process = subprocess.Popen([sys.executable, "-m", "bptrain", "serve", str(path), "--port", "0"],
@@ -371,7 +379,7 @@ def test_serve_in_a_real_process_prints_its_url_answers_and_stops_on_ctrl_c(tmp_
         assert request(port, "GET", "/")[0] == 200
         status, _, body = post_json(port, drawing(draw_strokes(STROKES[1])))
         assert status == 200 and json.loads(body)["prediction"] in range(10)
-        process.send_signal(signal.SIGINT)
+        process.send_signal(stop_signal)
         out, err = process.communicate(timeout=20)
     finally:
         if process.poll() is None:

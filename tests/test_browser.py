@@ -177,3 +177,13 @@ def test_uploading_an_image_file_goes_through_the_server(page, tmp_path):
 
     WebDriverWait(page, 10).until(lambda d: d.find_element(By.ID, "error").text != "")
     assert "image" in page.find_element(By.ID, "error").text.lower()
+
+    # a file over the 2 MB limit: the server refuses it unread, and the page still gets to say why
+    noise = np.random.default_rng(0).integers(0, 256, size=(1100, 1000, 3), dtype=np.uint8)
+    big = tmp_path / "big.png"
+    Image.fromarray(noise).save(big)
+    assert big.stat().st_size > server.MAX_BODY_BYTES
+    page.find_element(By.ID, "clear").click()
+    page.find_element(By.ID, "upload").send_keys(str(big))
+    WebDriverWait(page, 10).until(lambda d: d.find_element(By.ID, "error").text != "")
+    assert "limit" in page.find_element(By.ID, "error").text

@@ -234,6 +234,8 @@ class Handler(http.server.BaseHTTPRequestHandler):
                 document = json.loads(body)
             except (UnicodeDecodeError, json.JSONDecodeError) as exc:
                 raise RequestError(400, f"malformed JSON: {exc}") from None
+            except RecursionError:  # e.g. a million nested brackets
+                raise RequestError(400, "malformed JSON: nested too deeply") from None
             if not isinstance(document, dict):
                 raise RequestError(400, 'expected a JSON object {"width": W, "height": H, "pixels": [...]}')
             x = self.predictor.input_from_pixels(document)

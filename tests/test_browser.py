@@ -73,23 +73,23 @@ def page_url(real_mnist_path):
         thread.join(timeout=5)
 
 
-def draw(driver, pad, strokes, step=12):
-    """Draw polylines (pad coordinates) with the mouse: press, move in short steps, release."""
-    from selenium.webdriver.common.action_chains import ActionChains
+def draw(driver, pad, strokes, kind="mouse", step=12):
+    """Draw polylines (pad coordinates) with a mouse, pen or finger: press, move in short steps, lift."""
+    from selenium.webdriver.common.actions.action_builder import ActionBuilder
+    from selenium.webdriver.common.actions.pointer_input import PointerInput
 
-    centre = PAD_SIDE / 2
-    actions = ActionChains(driver, duration=5)
+    builder = ActionBuilder(driver, mouse=PointerInput(kind, kind), duration=5)
+    pointer = builder.pointer_action
+    centre = PAD_SIDE / 2  # W3C actions measure offsets from the element's centre
     for polyline in strokes:
         points = np.asarray(polyline, float)
-        actions.move_to_element_with_offset(pad, *(points[0] - centre).round().astype(int).tolist())
-        actions.click_and_hold()
+        pointer.move_to(pad, *(points[0] - centre).round().astype(int).tolist()).pointer_down()
         for start, end in zip(points[:-1], points[1:]):
             n = max(1, int(np.hypot(*(end - start)) // step))
             for t in np.linspace(0, 1, n + 1)[1:]:
-                x, y = (start + t * (end - start) - centre).round().astype(int).tolist()
-                actions.move_to_element_with_offset(pad, x, y)
-        actions.release()
-    actions.perform()
+                pointer.move_to(pad, *(start + t * (end - start) - centre).round().astype(int).tolist())
+        pointer.pointer_up()
+    builder.perform()
 
 
 def wait_for_answer(driver):
@@ -154,6 +154,19 @@ def test_drawing_a_1_and_a_7_with_the_mouse(page, tmp_path):
     page.find_element(By.ID, "clear").click()
     assert page.find_element(By.ID, "prediction").text == ""
     assert page.find_element(By.ID, "seen").get_attribute("data-filled") == "false"
+
+
+@pytest.mark.parametrize("kind", ["touch", "pen"])
+def test_a_finger_or_a_pen_draws_too(page, kind):
+    from selenium.webdriver.common.by import By
+
+    page.execute_script("window.seenPointers = [];"
+                        "document.getElementById('pad').addEventListener('pointerdown', "
+                        "e => window.seenPointers.push(e.pointerType));")
+    draw(page, page.find_element(By.ID, "pad"), STROKES[7], kind=kind)
+    assert wait_for_answer(page) == "7"
+    events = page.execute_script("return window.seenPointers")
+    assert events == [kind]
 
 
 def test_uploading_an_image_file_goes_through_the_server(page, tmp_path):

@@ -29,6 +29,10 @@ def _missing() -> str | None:
         import selenium  # noqa: F401
     except ImportError:
         return "selenium is not installed (pip install -e '.[test]')"
+    try:
+        import PIL  # noqa: F401
+    except ImportError:
+        return "Pillow is not installed (pip install -e '.[images]')"
     if shutil.which("chromium") is None:
         return "chromium is not installed (apt-get install chromium chromium-driver)"
     if not CHROMEDRIVER.is_file():
@@ -60,7 +64,6 @@ def browser(tmp_path_factory):
 @pytest.fixture(scope="module")
 def page_url(real_mnist_path):
     """`bptrain serve`'s server with a model trained here on the real MNIST, on a free port, in a thread."""
-    pytest.importorskip("PIL")
     model, meta = trained_mnist_model(real_mnist_path)
     httpd = server.make_server(server.Predictor(model, meta), "127.0.0.1", 0)
     thread = threading.Thread(target=httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)

@@ -64,7 +64,8 @@ def place(glyph: Image.Image, rng) -> Image.Image:
     width = max(glyph.width + 2, int(max(glyph.size) * scale * rng.uniform(0.9, 1.3)))
     height = max(glyph.height + 2, int(max(glyph.size) * scale))
     canvas = Image.new("L", (width, height), 0)
-    canvas.paste(glyph, (int(rng.integers(0, width - glyph.width + 1)), int(rng.integers(0, height - glyph.height + 1))))
+    at = (int(rng.integers(0, width - glyph.width + 1)), int(rng.integers(0, height - glyph.height + 1)))
+    canvas.paste(glyph, at)
     return canvas
 
 

@@ -36,9 +36,10 @@ MISSING_PILLOW = "reading images needs Pillow: pip install 'bptrain[images]'"
 FORMATS = ("PNG", "JPEG", "BMP", "GIF", "WEBP")
 #: Magic bytes of those formats, so callers can recognise an image by content rather than by name.
 _MAGIC = (b"\x89PNG\r\n\x1a\n", b"\xff\xd8\xff", b"BM", b"GIF87a", b"GIF89a")
-#: At most this many pixels are decoded at full size (about a 50-megapixel photo: ~200 MB as RGBA).
-#: JPEGs above it are decoded at 1/2, 1/4 or 1/8 scale (cheap: the decoder skips the detail); anything
-#: above Pillow's own decompression-bomb limit (``Image.MAX_IMAGE_PIXELS``) is refused from its header.
+#: At most this many pixels are decoded (about a 50-megapixel image: ~200 MB as RGBA). JPEGs are
+#: decoded at 1/2, 1/4 or 1/8 scale when large (cheap: the decoder skips the detail), so only a JPEG of
+#: more than 8 x 8 x 50 million pixels would be refused, and Pillow's own decompression-bomb limit
+#: (``Image.MAX_IMAGE_PIXELS``, 89 million) refuses far less from the header alone.
 MAX_PIXELS = 50_000_000
 #: Decoded images are reduced (box filter, integer factor) until their longer side is at most this:
 #: the digit ends up 20 px tall, so more detail is of no use and would only cost memory and time.
@@ -134,15 +135,15 @@ def _open(Image, source, name: str):
 def _decode(Image, image, name: str):
     """Decode the pixels fully (so a truncated file fails here, not later), cheaply for huge images.
 
-    A JPEG larger than ``MAX_PIXELS`` is decoded at a reduced scale with ``draft``; any other image
-    larger than that is refused. The first frame of an animated GIF is used.
+    A JPEG is decoded straight to grey, and at 1/2, 1/4 or 1/8 scale when it is much larger than
+    ``WORK_SIDE`` (``draft``: a 48-megapixel photo then costs 12 MB instead of 144); any image still
+    larger than ``MAX_PIXELS`` is refused. The first frame of an animated GIF is used.
     """
+    if image.format == "JPEG":
+        factor = _jpeg_factor(*image.size)
+        image.draft("L" if image.mode in ("L", "RGB") else None,
+                    (max(1, image.width // factor), max(1, image.height // factor)))
     width, height = image.size
-    if width * height > MAX_PIXELS and image.format == "JPEG":
-        factor = next((f for f in (2, 4, 8) if (width / f) * (height / f) <= MAX_PIXELS), None)
-        if factor is not None:  # the decoder then scales by exactly 1/factor (sizes rounded up)
-            image.draft(image.mode if image.mode in ("L", "RGB") else None, (width // factor, height // factor))
-            width, height = (width // factor, height // factor)
     if width * height > MAX_PIXELS:
         raise DataError(f"{name} is too large: {width} x {height} pixels, more than {MAX_PIXELS:,} "
                         f"(scale it down first)")
@@ -157,6 +158,15 @@ def _decode(Image, image, name: str):
             else "corrupt"
         raise DataError(f"{name} is {what} ({message})") from None
     return image
+
+
+def _jpeg_factor(width: int, height: int) -> int:
+    """By how much (1, 2, 4 or 8) to let the JPEG decoder scale down: as much as keeps the longer side at
+    least ``WORK_SIDE`` (more detail is of no use), and at least enough to stay within ``MAX_PIXELS``."""
+    factors = (1, 2, 4, 8)
+    useful = max(f for f in factors if f == 1 or max(width, height) / f >= WORK_SIDE)
+    needed = next((f for f in factors if math.ceil(width / f) * math.ceil(height / f) <= MAX_PIXELS), 8)
+    return max(useful, needed)
 
 
 def _apply_orientation(image):
@@ -221,9 +231,10 @@ def preprocess(gray: np.ndarray, side: int = 28, name: str = "the image") -> np.
     """Luminance (H, W) in [0, 1] (1 = white) -> float32 (side, side) white ink on black, as MNIST was made.
 
     Find the paper's level (under uneven light too) and the ink's polarity (the side that stands out
-    from the paper); turn the picture into ink intensity; drop paper tone and faint noise; crop to the ink's bounding box; scale its longer side to
-    ``round(side * 20 / 28)`` preserving the aspect ratio, with anti-aliasing; place it in the field so
-    that its centre of mass is at the centre. ``name`` is used in the error for an image without ink.
+    from the paper); turn the picture into ink intensity; drop paper tone and faint noise; crop to the
+    ink's bounding box; scale its longer side to ``round(side * 20 / 28)`` preserving the aspect ratio,
+    with anti-aliasing; place it in the field so that its centre of mass is at the centre. ``name`` is
+    used in the error for an image without ink.
     """
     gray = np.asarray(gray, dtype=np.float32)
     if gray.ndim != 2 or gray.size == 0:

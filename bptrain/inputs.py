@@ -235,9 +235,11 @@ def expand_inputs(paths, note=None) -> list[Path]:
             if entry.is_file() and _is_image_file(entry):
                 found.append(entry)
             else:
-                skipped.append(f"skipping {entry}: " + ("a directory" if entry.is_dir() else f"not a {IMAGE_KINDS} image"))
+                what = "a directory" if entry.is_dir() else f"not a {IMAGE_KINDS} image"
+                skipped.append(f"skipping {entry}: {what}")
         if not found:
-            others = f" ({len(skipped)} other entr{'y' if len(skipped) == 1 else 'ies'})" if skipped else " (it is empty)"
+            entries = f"{len(skipped)} other entr{'y' if len(skipped) == 1 else 'ies'}"
+            others = f" ({entries})" if skipped else " (it is empty)"
             raise DataError(f"{path} holds no {IMAGE_KINDS} images{others}")
         for message in skipped if note is not None else ():
             note(message)

@@ -366,11 +366,13 @@ def test_serve_refuses_an_unknown_host_in_one_line(runner, tmp_path):
     assert_clean_error(result, "cannot listen on no-such-host.invalid:0")
 
 
-@pytest.mark.parametrize("stop_signal", [signal.SIGINT, signal.SIGTERM], ids=["ctrl-c", "sigterm"])
-def test_serve_in_a_real_process_prints_its_url_answers_and_stops_cleanly(tmp_path, stop_signal):
+@pytest.mark.parametrize("stop_signal, verbose", [(signal.SIGINT, False), (signal.SIGTERM, False),
+                                                   (signal.SIGINT, True)], ids=["ctrl-c", "sigterm", "verbose"])
+def test_serve_in_a_real_process_prints_its_url_answers_and_stops_cleanly(tmp_path, stop_signal, verbose):
     images_module()
     path = save_model(MLP((784, 8, 10), seed=2), tmp_path / "m.npy")
-    process = subprocess.Popen([sys.executable, "-m", "bptrain", "serve", str(path), "--port", "0"],
+    process = subprocess.Popen([sys.executable, "-m", "bptrain", "serve", str(path), "--port", "0"]
+                               + ["--verbose"] * verbose,
                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                                env={**os.environ, "PYTHONUNBUFFERED": "1"})
     try:
@@ -390,4 +392,7 @@ def test_serve_in_a_real_process_prints_its_url_answers_and_stops_cleanly(tmp_pa
             process.communicate()
     assert process.returncode == 0, err
     assert out.strip() == "stopped" and "Traceback" not in err
-    assert err == ""  # quiet: no line per request without --verbose
+    if verbose:  # a line per request
+        assert '"GET / HTTP/1.1" 200' in err and '"POST /api/predict HTTP/1.1" 200' in err, err
+    else:
+        assert err == ""  # quiet: no line per request

@@ -265,24 +265,39 @@ def border_pixels(gray: np.ndarray) -> np.ndarray:
                            gray[ring:-ring, :ring].ravel(), gray[ring:-ring, -ring:].ravel()])
 
 
-def shrink(gray: np.ndarray, longest: int) -> np.ndarray:
-    """Area-average so the longer side is at most ``longest`` (for fitting the paper: fast, and noise-free)."""
+def _coordinates(n: int) -> np.ndarray:
+    """Pixel centres 0..n-1 mapped onto [-1, 1] (so the surface's six numbers stay well scaled)."""
+    return (np.arange(n) + 0.5) / n * 2 - 1
+
+
+def shrink(gray: np.ndarray, longest: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Block means with the longer side at most ``longest``, and the blocks' centres as coordinates.
+
+    For fitting the paper: fast (no matrix product, so no BLAS threads for a small job) and with the
+    noise averaged away. Returns the means and the y and x coordinates (see :func:`_coordinates`) of
+    each block's centre; the last block of a row or column may be narrower.
+    """
     height, width = gray.shape
-    scale = min(1.0, longest / max(height, width))
-    rows = resample_matrix(height, max(1, round(height * scale)))
-    cols = resample_matrix(width, max(1, round(width * scale)))
-    return rows @ gray.astype(np.float64) @ cols.T
+    factor = math.ceil(max(height, width) / longest)
+    starts_y, starts_x = np.arange(0, height, factor), np.arange(0, width, factor)
+    sums = np.add.reduceat(np.add.reduceat(gray, starts_y, axis=0, dtype=np.float64), starts_x, axis=1)
+    sizes_y, sizes_x = np.diff(np.append(starts_y, height)), np.diff(np.append(starts_x, width))
+    means = sums / np.outer(sizes_y, sizes_x)
+    centre_y = (starts_y + (sizes_y - 1) / 2 + 0.5) / height * 2 - 1
+    centre_x = (starts_x + (sizes_x - 1) / 2 + 0.5) / width * 2 - 1
+    return means, centre_y, centre_x
 
 
-def _surface_terms(height: int, width: int):
-    """The quadratic's terms 1, x, y, x², xy, y² on pixel centres, x and y running over [-1, 1]."""
-    y = ((np.arange(height) + 0.5) / height * 2 - 1)[:, None]
-    x = ((np.arange(width) + 0.5) / width * 2 - 1)[None, :]
-    return [np.ones((1, 1)), x, y, x * x, x * y, y * y]
+def _surface(coefficients, y: np.ndarray, x: np.ndarray) -> np.ndarray:
+    """The quadratic c0 + c1 x + c2 y + c3 x² + c4 xy + c5 y² on the grid of coordinates y by x."""
+    y, x = y[:, None], x[None, :]
+    c = coefficients
+    return np.broadcast_to(c[0] + c[1] * x + c[2] * y + c[3] * x * x + c[4] * x * y + c[5] * y * y,
+                           (y.shape[0], x.shape[1]))
 
 
-def fit_paper(small: np.ndarray, dark_ink: bool, inside: bool = True) -> np.ndarray:
-    """The coefficients of the quadratic paper surface of a (shrunken) image; see :func:`paper_surface`.
+def fit_paper(small: np.ndarray, y: np.ndarray, x: np.ndarray, dark_ink: bool, inside: bool = True) -> np.ndarray:
+    """The six coefficients of the quadratic paper surface of a shrunken image; see :func:`paper_surface`.
 
     Least squares on the pixels not clearly on the ink's side of the previous fit (more than 3 robust
     standard deviations, or half of ``MIN_CONTRAST``), again until that set stops changing: first among
@@ -295,7 +310,8 @@ def fit_paper(small: np.ndarray, dark_ink: bool, inside: bool = True) -> np.ndar
     paper = np.zeros((height, width), dtype=bool)
     paper[:ring], paper[-ring:], paper[:, :ring], paper[:, -ring:] = True, True, True, True
     paper = paper.ravel()
-    terms = np.stack([np.broadcast_to(t, (height, width)).ravel() for t in _surface_terms(height, width)], axis=1)
+    yy, xx = (grid.ravel() for grid in np.meshgrid(y, x, indexing="ij"))
+    terms = np.stack([np.ones_like(xx), xx, yy, xx * xx, xx * yy, yy * yy], axis=1)
     if height * width < 4 * terms.shape[1]:  # too small to fit a surface: the paper is one level
         return np.array([np.median(values[paper])] + [0.0] * (terms.shape[1] - 1))
     towards_paper = 1.0 if dark_ink else -1.0
@@ -312,11 +328,6 @@ def fit_paper(small: np.ndarray, dark_ink: bool, inside: bool = True) -> np.ndar
     return coefficients
 
 
-def _evaluate_surface(coefficients: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
-    surface = sum(c * t for c, t in zip(coefficients, _surface_terms(*shape)))
-    return np.broadcast_to(surface, shape).astype(np.float32)
-
-
 def ink_is_dark(gray: np.ndarray) -> bool:
     """Whether the ink is darker than the paper: the side that stands out more from the border's paper.
 
@@ -325,9 +336,9 @@ def ink_is_dark(gray: np.ndarray) -> bool:
     Deciding by the border's brightness alone (light paper, dark ink) fails for a photo of white paper
     that came out mid-grey, or half in shadow.
     """
-    small = shrink(gray, FIT_SIDE)
-    below = float(np.max(_evaluate_surface(fit_paper(small, True, inside=False), small.shape) - small))
-    above = float(np.max(small - _evaluate_surface(fit_paper(small, False, inside=False), small.shape)))
+    small, y, x = shrink(gray, FIT_SIDE)
+    below = float(np.max(_surface(fit_paper(small, y, x, True, inside=False), y, x) - small))
+    above = float(np.max(small - _surface(fit_paper(small, y, x, False, inside=False), y, x)))
     return below >= above
 
 
@@ -335,10 +346,12 @@ def paper_surface(gray: np.ndarray, dark_ink: bool) -> np.ndarray:
     """The paper's level at every pixel: a smooth quadratic surface, so uneven light is not ink.
 
     A phone photo is brighter on one side, darker in the corners. A quadratic in x and y (six numbers)
-    follows such light but cannot follow a pen stroke. It is fitted (:func:`fit_paper`) on a copy shrunk
-    to at most ``FIT_SIDE`` px: fast, and with the noise averaged away.
+    follows such light but cannot follow a pen stroke. It is fitted (:func:`fit_paper`) on block means
+    of the image at most ``FIT_SIDE`` blocks across: fast, and with the noise averaged away.
     """
-    return _evaluate_surface(fit_paper(shrink(gray, FIT_SIDE), dark_ink), gray.shape)
+    coefficients = fit_paper(*shrink(gray, FIT_SIDE), dark_ink)
+    height, width = gray.shape
+    return _surface(coefficients, _coordinates(height), _coordinates(width)).astype(np.float32)
 
 
 def paper_noise(gray: np.ndarray, paper: np.ndarray) -> float:

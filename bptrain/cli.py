@@ -413,7 +413,7 @@ def bench_command(sizes, batch_sizes, loss, dtype, runs, warmup, samples, data, 
 @click.option("--top-k", type=click.IntRange(min=1), default=1, show_default=True,
               help="How many most likely classes to show per image.")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
-@click.option("--save-preprocessed", "save_dir", type=click.Path(path_type=Path), default=None,
+@click.option("--save-preprocessed", "save_dir", metavar="DIR", type=click.Path(path_type=Path), default=None,
               help="Write, per image file, the picture the network saw as DIR/NAME.preprocessed.png "
                    "(DIR is created if missing; existing files are never overwritten).")
 def predict_command(model_path, input_paths, top_k, as_json, save_dir):

@@ -22,6 +22,7 @@ from __future__ import annotations
 import io
 import math
 import os
+import re
 import warnings
 from pathlib import Path
 
@@ -110,9 +111,11 @@ def _open(Image, source, name: str):
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             image = Image.open(stream, formats=FORMATS)
-    except (Image.DecompressionBombError, Image.DecompressionBombWarning):
-        raise DataError(f"{name} is too large to decode safely (a decompression bomb?): more than "
-                        f"{Image.MAX_IMAGE_PIXELS:,} pixels") from None
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+        found = re.search(r"\((\d+) pixels\)", str(exc))  # Pillow says "Image size (N pixels) exceeds ..."
+        size = f"{int(found.group(1)):,} pixels, " if found else ""
+        raise DataError(f"{name} is too large to decode safely (a decompression bomb?): {size}more than "
+                        f"{Image.MAX_IMAGE_PIXELS:,}") from None
     except FileNotFoundError:
         raise DataError(f"no image file at {name}") from None
     except IsADirectoryError:

@@ -341,7 +341,7 @@ def test_a_20000_pixel_square_is_refused_without_using_gigabytes(tmp_path):
                                       f"    load_grayscale({str(path)!r})\n"
                                       "except DataError as exc:\n"
                                       "    print(exc)\n")
-    assert "decompression bomb" in message and "huge.png" in message, message
+    assert "decompression bomb" in message and "huge.png" in message and "400,000,000 pixels" in message, message
     assert peak_mb < 300, f"peak memory {peak_mb:.0f} MB"
 
 

@@ -231,15 +231,19 @@ def expand_inputs(paths, note=None) -> list[Path]:
             files.append(path)
             continue
         found, skipped = [], []
-        for entry in sorted(path.iterdir(), key=lambda p: p.name):
+        try:
+            entries = sorted(path.iterdir(), key=lambda p: p.name)
+        except OSError as exc:
+            raise DataError(f"cannot read the directory {path}: {exc.strerror or exc}") from None
+        for entry in entries:
             if entry.is_file() and _is_image_file(entry):
                 found.append(entry)
             else:
                 what = "a directory" if entry.is_dir() else f"not a {IMAGE_KINDS} image"
                 skipped.append(f"skipping {entry}: {what}")
         if not found:
-            entries = f"{len(skipped)} other entr{'y' if len(skipped) == 1 else 'ies'}"
-            others = f" ({entries})" if skipped else " (it is empty)"
+            count = f"{len(skipped)} other entr{'y' if len(skipped) == 1 else 'ies'}"
+            others = f" ({count})" if skipped else " (it is empty)"
             raise DataError(f"{path} holds no {IMAGE_KINDS} images{others}")
         for message in skipped if note is not None else ():
             note(message)

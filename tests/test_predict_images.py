@@ -190,3 +190,17 @@ def test_without_pillow_images_say_what_to_install_and_arrays_still_work(runner,
     assert_clean_error(invoke(runner, "predict", model_path, seven),
                        "reading images needs Pillow: pip install 'bptrain[images]'")
     assert re.fullmatch(r"0: \d \(\d+\.\d%\)\n", ok(invoke(runner, "predict", model_path, array)).stdout)
+
+
+def test_an_unreadable_directory_is_one_line(runner, tmp_path, model_path, monkeypatch):
+    folder = tmp_path / "locked"
+    folder.mkdir()
+    real_iterdir = Path.iterdir
+
+    def refuse(self):
+        if self == folder:
+            raise PermissionError(13, "Permission denied", str(self))
+        return real_iterdir(self)
+
+    monkeypatch.setattr(Path, "iterdir", refuse)  # root ignores chmod, so refuse the listing directly
+    assert_clean_error(invoke(runner, "predict", model_path, folder), "cannot read the directory")

@@ -408,34 +408,77 @@ def bench_command(sizes, batch_sizes, loss, dtype, runs, warmup, samples, data, 
 # ------------------------------------------------------------------- predict
 @cli.command("predict")
 @click.argument("model_path", metavar="MODEL", type=click.Path(path_type=Path))
-@click.argument("input_path", metavar="INPUT", type=click.Path(path_type=Path))
+@click.argument("input_paths", metavar="INPUT...", nargs=-1, required=True, type=click.Path(path_type=Path))
 @click.option("--top-k", type=click.IntRange(min=1), default=1, show_default=True,
               help="How many most likely classes to show per image.")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
-def predict_command(model_path, input_path, top_k, as_json):
-    """Classify images: a .npy array ((N, 784) or (N, 28, 28); uint8 0-255 or float 0-1) or an IDX file.
+@click.option("--save-preprocessed", "save_dir", metavar="DIR", type=click.Path(path_type=Path), default=None,
+              help="Write, per image file, the picture the network saw as DIR/NAME.preprocessed.png "
+                   "(DIR is created if missing; existing files are never overwritten).")
+def predict_command(model_path, input_paths, top_k, as_json, save_dir):
+    """Classify images: photos or drawings (PNG, JPEG, BMP, GIF, WebP; needs Pillow), directories of
+    them, .npy arrays ((N, 784) or (N, 28, 28); uint8 0-255 or float 0-1) or IDX files.
 
-    Prints, per image, the predicted class and its probability (softmax output
-    for ce models; for mse models the sigmoid outputs normalised to sum to 1).
+    Image files are brought into MNIST's form first: ink found (either polarity), scaled into the
+    20x20 box, centred by mass in 28x28. Prints, per image, the predicted class and its probability
+    (softmax output for ce models; for mse models the sigmoid outputs normalised to sum to 1).
+    Every input is read before anything is printed or written.
     """
-    from .inputs import read_images
+    from .inputs import expand_inputs, preprocessed_paths, read_inputs
 
     model, _ = load_model(model_path)
-    images = read_images(input_path, expected_width=model.sizes[0])
+    files = expand_inputs(input_paths, note=lambda message: click.echo(f"note: {message}", err=True))
+    targets = preprocessed_paths(files, save_dir) if save_dir is not None else {}
+    batches = read_inputs(files, expected_width=model.sizes[0])
+    images = np.concatenate([b.images for b in batches])
     scores = model.predict_proba(images).astype(np.float64)
     if model.loss == "mse":
         scores /= np.maximum(scores.sum(axis=1, keepdims=True), np.finfo(np.float64).tiny)
     top_k = min(top_k, model.sizes[-1])
     ranked = np.argsort(-scores, axis=1, kind="stable")[:, :top_k]
+    saved = _save_preprocessed(batches, targets)
+    if save_dir is not None:
+        click.echo(f"note: wrote {len(saved)} preprocessed image(s) to {save_dir}"
+                   + ("" if saved else " (only image files get one)"), err=True)
+    # One .npy or IDX file alone keeps the original output: lines "INDEX: ...", no file names.
+    single_array = len(input_paths) == 1 and len(batches) == 1 and not batches[0].is_image
+    rows = [(b.path, i, b.is_image) for b in batches for i in range(len(b.images))]
     if as_json:
-        click.echo(json.dumps({"model": str(model_path), "input": str(input_path), "predictions": [
-            {"index": i, "class": int(ranked[i, 0]),
-             "top": [{"class": int(c), "probability": float(scores[i, c])} for c in ranked[i]]}
-            for i in range(len(images))]}))
+        document = {"model": str(model_path), "inputs": [str(p) for p in input_paths]}
+        if len(input_paths) == 1:
+            document["input"] = str(input_paths[0])
+        document["predictions"] = [
+            {"file": str(path), "index": i, "class": int(ranked[n, 0]),
+             "top": [{"class": int(c), "probability": float(scores[n, c])} for c in ranked[n]],
+             **({"preprocessed": str(saved[path])} if path in saved else {})}
+            for n, (path, i, _) in enumerate(rows)]
+        click.echo(json.dumps(document))
         return
-    for i in range(len(images)):
-        shown = "  ".join(f"{c} ({100 * scores[i, c]:.1f}%)" for c in ranked[i])
-        click.echo(f"{i}: {shown}")
+    for n, (path, i, is_image) in enumerate(rows):
+        name = str(i) if single_array else str(path) if is_image else f"{path}[{i}]"
+        shown = "  ".join(f"{c} ({100 * scores[n, c]:.1f}%)" for c in ranked[n])
+        click.echo(f"{name}: {shown}")
+
+
+def _save_preprocessed(batches, targets) -> dict:
+    """Write each image's model input as a PNG; on any failure remove what this run wrote, then fail."""
+    from .images import save_input_png
+
+    written = {}
+    if not targets:
+        return written
+    try:
+        next(iter(targets.values())).parent.mkdir(parents=True, exist_ok=True)
+        for batch in batches:
+            if batch.path in targets:
+                save_input_png(batch.images[0], targets[batch.path])
+                written[batch.path] = targets[batch.path]
+    except OSError as exc:
+        for path in written.values():
+            path.unlink(missing_ok=True)
+        raise click.ClickException(f"cannot write {exc.filename or 'the preprocessed images'}: "
+                                   f"{exc.strerror or exc}") from None
+    return written
 
 
 # ---------------------------------------------------------------------- plot
@@ -554,6 +597,32 @@ def info_command(model_path, as_json):
         click.echo("settings     " + ", ".join(f"{k}={v}" for k, v in settings.items()))
     if meta.get("data"):
         click.echo(f"data         {meta['data']}")
+
+
+# --------------------------------------------------------------------- serve
+@cli.command("serve")
+@click.argument("model_path", metavar="MODEL", type=click.Path(path_type=Path))
+@click.option("--host", default="127.0.0.1", show_default=True,
+              help="Address to listen on. Anything but loopback lets other machines use the page.")
+@click.option("--port", type=click.IntRange(min=0, max=65535), default=8000, show_default=True,
+              help="Port to listen on (0: any free port; the URL printed says which).")
+@click.option("--open", "open_browser", is_flag=True, help="Open the page in the default web browser.")
+@click.option("-v", "--verbose", is_flag=True, help="Log every request on stderr.")
+def serve_command(model_path, host, port, open_browser, verbose):
+    """Serve a page to draw digits on and watch MODEL read them (Ctrl-C stops).
+
+    The page shows the prediction, the ten class probabilities, the 28x28 image the network sees
+    and every hidden layer's activations; image files can be uploaded or dropped on it too.
+    """
+    from . import images, server
+
+    images.require_pillow()
+    model, meta = load_model(model_path)
+    httpd = server.make_server(server.Predictor(model, meta), host, port, verbose=verbose)
+    if not server.is_loopback(host):
+        click.echo(f"warning: listening on {host}, not loopback: anyone who can reach this machine "
+                   "can use the page", err=True)
+    server.serve(httpd, open_browser=open_browser, say=click.echo)
 
 
 def main():

@@ -2,6 +2,9 @@
 
 Accepted inputs, recognised by their content (not their name):
 
+* an image file (PNG, JPEG, BMP, GIF, WebP), or a directory of them: each is brought into MNIST's
+  form by :mod:`bptrain.images` (needs Pillow); see :func:`expand_inputs` and :func:`read_inputs`;
+
 * a ``.npy`` array, read with ``allow_pickle=False`` (a file that needs pickle
   is refused: loading it could run code), shaped
 
@@ -31,8 +34,10 @@ Every problem is one line of :class:`~bptrain.errors.DataError`.
 from __future__ import annotations
 
 import gzip
+import math
 import os
 import zlib
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -49,6 +54,8 @@ GZIP_MAGIC = b"\x1f\x8b"
 IDX_TYPE_CODES = frozenset({0x08, 0x09, 0x0B, 0x0C, 0x0D, 0x0E})
 IDX_IMAGES_MAGIC = b"\x00\x00\x08\x03"
 MAX_PIXEL = 255
+#: The image files ``bptrain predict`` accepts besides arrays (see bptrain.images.FORMATS), for messages.
+IMAGE_KINDS = "PNG, JPEG, BMP, GIF or WebP"
 
 
 def read_images(path: str | os.PathLike, expected_width: int | None = MNIST_WIDTH) -> np.ndarray:
@@ -71,8 +78,8 @@ def read_images(path: str | os.PathLike, expected_width: int | None = MNIST_WIDT
                             f"(expected a .npy array or an IDX image file such as t10k-images-idx3-ubyte[.gz])")
         array = _load_idx(path)
     else:
-        raise DataError(f"{path} is neither a .npy array nor an IDX image file "
-                        f"(it starts with bytes {head[:8].hex(' ')}); save images with numpy.save")
+        raise DataError(f"{path} is neither a .npy array nor an IDX image file, nor a {IMAGE_KINDS} image "
+                        f"(it starts with bytes {head[:8].hex(' ')})")
     return images_from_array(array, source=str(path), expected_width=expected_width)
 
 
@@ -196,3 +203,115 @@ def _scale(images: np.ndarray, source: str) -> np.ndarray:
 def _first_line(exc: BaseException) -> str:
     text = str(exc).splitlines()[0] if str(exc) else ""
     return text or type(exc).__name__
+
+
+# ======================================================= many inputs, image files among them
+@dataclass
+class InputBatch:
+    """The images read from one input file, in the model's input form.
+
+    ``images`` is float32 (N, width). ``is_image`` is True for an image file (then N == 1 and
+    ``images[0]`` is the preprocessed picture); False for a .npy array or an IDX file.
+    """
+
+    path: Path
+    images: np.ndarray
+    is_image: bool
+
+
+def expand_inputs(paths, note=None) -> list[Path]:
+    """The files named by ``paths``: files as given, directories replaced by the image files in them.
+
+    A directory contributes its image files (recognised by content, not name) sorted by name; anything
+    else in it (other files, subdirectories) is skipped, and ``note(message)`` is told. A directory
+    without any image is an error (and then no notes), as is a path that does not exist.
+    """
+    files = []
+    for path in map(Path, paths):
+        if not path.exists():
+            raise DataError(f"no input file or directory at {path}")
+        if not path.is_dir():
+            files.append(path)
+            continue
+        found, skipped = [], []
+        try:
+            entries = sorted(path.iterdir(), key=lambda p: p.name)
+        except OSError as exc:
+            raise DataError(f"cannot read the directory {path}: {exc.strerror or exc}") from None
+        for entry in entries:
+            if entry.is_file() and _is_image_file(entry):
+                found.append(entry)
+            else:
+                what = "a directory" if entry.is_dir() else f"not a {IMAGE_KINDS} image"
+                skipped.append(f"skipping {entry}: {what}")
+        if not found:
+            count = f"{len(skipped)} other entr{'y' if len(skipped) == 1 else 'ies'}"
+            others = f" ({count})" if skipped else " (it is empty)"
+            raise DataError(f"{path} holds no {IMAGE_KINDS} images{others}")
+        for message in skipped if note is not None else ():
+            note(message)
+        files.extend(found)
+    return files
+
+
+def read_inputs(files, expected_width: int) -> list[InputBatch]:
+    """Read every file (images preprocessed to the model's square input; arrays as :func:`read_images`).
+
+    Everything is read before anything is returned, so a bad file anywhere stops the run before any
+    output is written. Image files need a model whose input is a square image, and Pillow.
+    """
+    batches = []
+    for path in map(Path, files):
+        if _is_image_file(path):
+            from .images import image_to_input
+
+            side = _square_side(expected_width, path)
+            batches.append(InputBatch(path, image_to_input(path, str(path), side).reshape(1, -1), True))
+        else:
+            batches.append(InputBatch(path, read_images(path, expected_width), False))
+    return batches
+
+
+def _is_image_file(path: Path) -> bool:
+    from .images import looks_like_image
+
+    try:
+        with open(path, "rb") as handle:
+            return looks_like_image(handle.read(16))
+    except OSError:
+        return False  # read_images then says why it cannot be read
+
+
+def _square_side(width: int, path: Path) -> int:
+    side = math.isqrt(width)
+    if side * side != width:
+        raise DataError(f"{path} is an image, but the model takes {width} inputs, not a square image "
+                        f"(such as 784 = 28 x 28); give it arrays of {width} values instead")
+    return side
+
+
+def preprocessed_paths(batches_or_files, out_dir: Path) -> dict[Path, Path]:
+    """Where ``--save-preprocessed`` writes each image file's picture: ``OUT_DIR/<name>.preprocessed.png``.
+
+    Checked before any work: an existing file is never overwritten, and two inputs that would share a
+    name (``a/7.png`` and ``b/7.png``, or ``7.png`` and ``7.jpg``) are refused rather than one silently
+    replacing the other. Arrays (.npy, IDX) are not images from the outside world and get no picture.
+    """
+    out_dir = Path(out_dir)
+    if out_dir.exists() and not out_dir.is_dir():
+        raise DataError(f"--save-preprocessed {out_dir} is not a directory")
+    targets: dict[Path, Path] = {}
+    owners: dict[Path, Path] = {}
+    for path in map(Path, batches_or_files):
+        if not _is_image_file(path):
+            continue
+        target = out_dir / f"{path.stem}.preprocessed.png"
+        if target in owners:
+            raise DataError(f"{owners[target]} and {path} would both be saved as {target}; rename one or "
+                            "predict them separately")
+        if target.exists():
+            raise DataError(f"{target} already exists; bptrain never overwrites it: remove it or choose another "
+                            "--save-preprocessed directory")
+        owners[target] = path
+        targets[path] = target
+    return targets

@@ -1,0 +1,205 @@
+"""The drawing page in a real browser: headless Chromium, driven by Selenium, draws digits with the mouse.
+
+Needs Debian's ``chromium`` and ``chromium-driver`` and the ``selenium`` package (the ``test`` extra);
+``.ci/run`` installs them. Nothing is downloaded at test time: the driver's path is given, so Selenium
+Manager never runs. Without them the tests skip with the reason, except in CI (CI=true), where they fail.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import threading
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from bptrain import server
+from digits import PAD_SIDE, STROKES, draw_strokes, trained_mnist_model
+
+CHROMEDRIVER = Path("/usr/bin/chromedriver")
+BROWSER_ARGS = ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+                "--disable-background-networking", "--disable-component-update", "--disable-sync",
+                "--no-first-run", "--window-size=1120,800")
+
+
+def _missing() -> str | None:
+    try:
+        import selenium  # noqa: F401
+    except ImportError:
+        return "selenium is not installed (pip install -e '.[test]')"
+    try:
+        import PIL  # noqa: F401
+    except ImportError:
+        return "Pillow is not installed (pip install -e '.[images]')"
+    if shutil.which("chromium") is None:
+        return "chromium is not installed (apt-get install chromium chromium-driver)"
+    if not CHROMEDRIVER.is_file():
+        return f"{CHROMEDRIVER} is missing (apt-get install chromium-driver)"
+    return None
+
+
+@pytest.fixture(scope="module")
+def browser(tmp_path_factory):
+    reason = _missing()
+    if reason:
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"CI must run the browser test: {reason}")
+        pytest.skip(reason)
+    from selenium import webdriver
+
+    options = webdriver.ChromeOptions()
+    options.binary_location = shutil.which("chromium")
+    for argument in BROWSER_ARGS:
+        options.add_argument(argument)
+    options.add_argument(f"--user-data-dir={tmp_path_factory.mktemp('chromium-profile')}")
+    driver = webdriver.Chrome(service=webdriver.ChromeService(executable_path=str(CHROMEDRIVER)), options=options)
+    try:
+        yield driver
+    finally:
+        driver.quit()
+
+
+@pytest.fixture(scope="module")
+def page_url(real_mnist_path):
+    """`bptrain serve`'s server with a model trained here on the real MNIST, on a free port, in a thread."""
+    model, meta = trained_mnist_model(real_mnist_path)
+    httpd = server.make_server(server.Predictor(model, meta), "127.0.0.1", 0)
+    thread = threading.Thread(target=httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
+    thread.start()
+    try:
+        yield server.server_url(httpd)
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
+        thread.join(timeout=5)
+
+
+def draw(driver, pad, strokes, kind="mouse", step=12):
+    """Draw polylines (pad coordinates) with a mouse, pen or finger: press, move in short steps, lift."""
+    from selenium.webdriver.common.actions.action_builder import ActionBuilder
+    from selenium.webdriver.common.actions.pointer_input import PointerInput
+
+    builder = ActionBuilder(driver, mouse=PointerInput(kind, kind), duration=5)
+    pointer = builder.pointer_action
+    centre = PAD_SIDE / 2  # W3C actions measure offsets from the element's centre
+    for polyline in strokes:
+        points = np.asarray(polyline, float)
+        pointer.move_to(pad, *(points[0] - centre).round().astype(int).tolist()).pointer_down()
+        for start, end in zip(points[:-1], points[1:]):
+            n = max(1, int(np.hypot(*(end - start)) // step))
+            for t in np.linspace(0, 1, n + 1)[1:]:
+                pointer.move_to(pad, *(start + t * (end - start) - centre).round().astype(int).tolist())
+        pointer.pointer_up()
+    builder.perform()
+
+
+def wait_for_answer(driver):
+    """Wait until every request has been answered; return the text of #prediction."""
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    WebDriverWait(driver, 20).until(
+        lambda d: d.find_element(By.TAG_NAME, "body").get_attribute("data-requests") == "idle"
+        and d.find_element(By.ID, "prediction").text.strip() != "")
+    return driver.find_element(By.ID, "prediction").text.strip()
+
+
+def canvas_grey_levels(driver, element_id) -> int:
+    """How many different grey levels a canvas holds (1 for a blank one)."""
+    return driver.execute_script("""
+        const c = document.getElementById(arguments[0]);
+        const d = c.getContext('2d').getImageData(0, 0, c.width, c.height).data;
+        const levels = new Set();
+        for (let i = 0; i < d.length; i += 4) levels.add(d[i] + ',' + d[i + 3]);
+        return levels.size;""", element_id)
+
+
+@pytest.fixture
+def page(browser, page_url):
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    browser.get(page_url)
+    WebDriverWait(browser, 10).until(lambda d: d.find_elements(By.CSS_SELECTOR, "#layers canvas.strip"))
+    return browser
+
+
+def test_drawing_a_1_and_a_7_with_the_mouse(page, tmp_path):
+    from selenium.webdriver.common.by import By
+
+    pad = page.find_element(By.ID, "pad")
+    assert page.find_element(By.ID, "prediction").text == ""  # nothing before drawing
+    assert page.find_element(By.ID, "model-info").text.startswith("Network 784 → 64 → 10")
+    for digit in (1, 7):
+        page.find_element(By.ID, "clear").click()
+        draw(page, pad, STROKES[digit])
+        answer = wait_for_answer(page)
+        page.save_screenshot(str(tmp_path / f"serve-{digit}.png"))
+        assert answer == str(digit)
+        assert page.find_element(By.ID, "error").text == ""
+        shown = page.find_element(By.ID, "confidence").text
+        assert shown.endswith("% sure") and float(shown.split("%")[0]) > 50
+        # what the network sees: the 28 x 28 input, drawn
+        seen = page.find_element(By.ID, "seen")
+        assert (seen.get_attribute("width"), seen.get_attribute("height")) == ("28", "28")
+        assert seen.get_attribute("data-filled") == "true" and canvas_grey_levels(page, "seen") >= 3  # black, white and anti-aliased greys
+        # the hidden layer: one strip of 64 cells, in grey levels
+        strips = page.find_elements(By.CSS_SELECTOR, "#layers canvas.strip")
+        assert [s.get_attribute("data-units") for s in strips] == ["64"]
+        assert strips[0].get_attribute("data-filled") == "true" and canvas_grey_levels(page, "hidden-1") > 10
+        assert "Hidden layer 1 (64 units)" in page.find_element(By.ID, "layers").text
+        # the bars: the predicted digit's is the widest
+        widths = [page.execute_script(f"return document.querySelectorAll('#bars .fill')[{c}].style.width")
+                  for c in range(10)]
+        assert max(range(10), key=lambda c: float(widths[c].rstrip("%"))) == digit
+    page.find_element(By.ID, "clear").click()
+    assert page.find_element(By.ID, "prediction").text == ""
+    assert page.find_element(By.ID, "seen").get_attribute("data-filled") == "false"
+
+
+@pytest.mark.parametrize("kind", ["touch", "pen"])
+def test_a_finger_or_a_pen_draws_too(page, kind):
+    from selenium.webdriver.common.by import By
+
+    page.execute_script("window.seenPointers = [];"
+                        "document.getElementById('pad').addEventListener('pointerdown', "
+                        "e => window.seenPointers.push(e.pointerType));")
+    draw(page, page.find_element(By.ID, "pad"), STROKES[7], kind=kind)
+    assert wait_for_answer(page) == "7"
+    events = page.execute_script("return window.seenPointers")
+    assert events == [kind]
+
+
+def test_uploading_an_image_file_goes_through_the_server(page, tmp_path):
+    from PIL import Image
+    from selenium.webdriver.common.by import By
+
+    # a 7 in light ink on a dark photo-sized background, off-centre: the server's preprocessing sorts it out
+    canvas = np.full((300, 400), 30, np.uint8)
+    ink = 255 - draw_strokes(STROKES[7], side=200)
+    canvas[40:240, 170:370] = np.maximum(canvas[40:240, 170:370], ink)
+    path = tmp_path / "seven.png"
+    Image.fromarray(canvas).save(path)
+    page.find_element(By.ID, "upload").send_keys(str(path))
+    assert wait_for_answer(page) == "7"
+    assert canvas_grey_levels(page, "hidden-1") > 10
+
+    not_an_image = tmp_path / "notes.png"
+    not_an_image.write_bytes(b"these are not pixels")
+    page.find_element(By.ID, "upload").send_keys(str(not_an_image))
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    WebDriverWait(page, 10).until(lambda d: d.find_element(By.ID, "error").text != "")
+    assert "image" in page.find_element(By.ID, "error").text.lower()
+
+    # a file over the 2 MB limit: the server refuses it unread, and the page still gets to say why
+    noise = np.random.default_rng(0).integers(0, 256, size=(1100, 1000, 3), dtype=np.uint8)
+    big = tmp_path / "big.png"
+    Image.fromarray(noise).save(big)
+    assert big.stat().st_size > server.MAX_BODY_BYTES
+    page.find_element(By.ID, "clear").click()
+    page.find_element(By.ID, "upload").send_keys(str(big))
+    WebDriverWait(page, 10).until(lambda d: d.find_element(By.ID, "error").text != "")
+    assert "limit" in page.find_element(By.ID, "error").text

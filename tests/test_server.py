@@ -1,0 +1,398 @@
+"""`bptrain serve`: a real server on a free port of 127.0.0.1, spoken to over real HTTP.
+
+Routes, limits and error codes use a small untrained network (they do not depend on what it learnt);
+the predictions are checked against the model's own ``predict_proba`` on the same preprocessed input,
+and, with a model trained here on the real MNIST, against the digit that was drawn.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import http.client
+import io
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+import pytest
+
+from bptrain import server
+from bptrain.model_io import save_model
+from bptrain.network import MLP
+from conftest import assert_clean_error, invoke
+from digits import STROKES, draw_strokes, trained_mnist_model
+
+
+@contextlib.contextmanager
+def running(model, meta=None):
+    """Serve ``model`` on 127.0.0.1 at a free port in a thread; yields the port."""
+    httpd = server.make_server(server.Predictor(model, meta), "127.0.0.1", 0)
+    thread = threading.Thread(target=httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
+    thread.start()
+    try:
+        yield httpd.server_address[1]
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
+        thread.join(timeout=5)
+
+
+def request(port, method, path, body=None, headers=None):
+    """One request on a fresh connection, the path sent exactly as given; returns (status, headers, body)."""
+    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+    try:
+        connection.request(method, path, body=body, headers=headers or {})
+        response = connection.getresponse()
+        return response.status, response.headers, response.read()
+    finally:
+        connection.close()
+
+
+def post_json(port, document, path="/api/predict"):
+    return request(port, "POST", path, json.dumps(document).encode(), {"Content-Type": "application/json"})
+
+
+def drawing(gray: np.ndarray) -> dict:
+    """The JSON the page sends: grey levels 0..255, row by row."""
+    return {"width": int(gray.shape[1]), "height": int(gray.shape[0]), "pixels": gray.reshape(-1).tolist()}
+
+
+def png_bytes(gray: np.ndarray) -> bytes:
+    Image = pytest.importorskip("PIL.Image")
+    buffer = io.BytesIO()
+    Image.fromarray(gray.astype(np.uint8), mode="L").save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def error_of(status_headers_body):
+    status, headers, body = status_headers_body
+    assert headers["Content-Type"] == "application/json"
+    message = json.loads(body)["error"]
+    assert message and "\n" not in message
+    return status, message
+
+
+@pytest.fixture(scope="module")
+def model():
+    return MLP((784, 24, 12, 10), loss="ce", seed=3)
+
+
+@pytest.fixture(scope="module")
+def port(model):
+    with running(model, {"val_accuracy": 0.5}) as port:
+        yield port
+
+
+def images_module():
+    pytest.importorskip("PIL")
+    from bptrain import images
+
+    return images
+
+
+def expected(model, gray01: np.ndarray):
+    """What the server should answer: the model's predict_proba on bptrain.images' preprocessing."""
+    x = images_module().preprocess(gray01.astype(np.float32)).reshape(1, -1)
+    return x[0], model.predict_proba(x)[0]
+
+
+# ------------------------------------------------------------------ routes
+def test_the_page_is_served_at_the_root(port):
+    status, headers, body = request(port, "GET", "/")
+    assert status == 200 and headers["Content-Type"] == "text/html; charset=utf-8"
+    page = body.decode("utf-8")
+    for needle in ('<canvas id="pad"', 'id="prediction"', 'id="seen"', "/api/predict", "setPointerCapture"):
+        assert needle in page
+    assert "http://" not in page and "https://" not in page  # nothing fetched from elsewhere: works offline
+    assert headers["X-Content-Type-Options"] == "nosniff" and "default-src 'none'" in headers["Content-Security-Policy"]
+    assert request(port, "GET", "/?from=bookmark")[0] == 200
+
+
+def test_head_gives_the_headers_without_the_body(port):
+    status, headers, body = request(port, "HEAD", "/")
+    assert status == 200 and int(headers["Content-Length"]) > 1000 and body == b""
+
+
+def test_the_model_is_described(port):
+    status, _, body = request(port, "GET", "/api/model")
+    assert status == 200
+    assert json.loads(body) == {"sizes": [784, 24, 12, 10], "input_side": 28, "hidden": [24, 12], "classes": 10,
+                                "loss": "ce", "activation": "sigmoid", "output": "softmax", "val_accuracy": 0.5}
+
+
+@pytest.mark.parametrize("path", ["/../../etc/passwd", "/%2e%2e/%2e%2e/etc/passwd", "//etc/passwd",
+                                  "/index.html/../x", "/index.html", "/web/index.html", "/bptrain/web/index.html",
+                                  "/server.py", "/..%2f..%2fetc%2fpasswd", "/api", "/api/", "/api/predict/",
+                                  "/favicon.ico", "/%00"])
+def test_every_other_path_is_404_and_no_file_is_read(port, path):
+    status, message = error_of(request(port, "GET", path))
+    assert (status, message) == (404, "not found")
+
+
+def test_wrong_methods_are_405_with_allow(port):
+    status, headers, body = request(port, "POST", "/", b"{}", {"Content-Type": "application/json"})
+    assert status == 405 and "GET" in headers["Allow"] and "POST" not in headers["Allow"]
+    for method in ("GET", "PUT", "DELETE"):
+        status, headers, _ = request(port, method, "/api/predict")
+        assert status == 405 and headers["Allow"] == "POST"
+    assert request(port, "PUT", "/nowhere")[0] == 404
+
+
+# ------------------------------------------------------------------ limits
+def test_a_body_over_2_mb_is_413_and_is_not_read(port):
+    body = b"x" * (3 * 1024 * 1024)
+    status, message = error_of(request(port, "POST", "/api/predict", body, {"Content-Type": "application/json"}))
+    assert status == 413 and "limit" in message
+
+
+def test_a_huge_declared_length_is_413_before_any_body(port):
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+        sock.sendall(b"POST /api/predict HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                     b"Content-Length: 99999999999\r\n\r\n")
+        answer = sock.makefile("rb").read()  # the server answers at once and closes: nothing was sent
+    assert answer.startswith(b"HTTP/1.1 413 ")
+
+
+@pytest.mark.parametrize("headers, status", [
+    ({"Content-Length": "abc"}, 400),
+    ({"Content-Length": "-5"}, 400),
+    ({}, 411),
+    ({"Transfer-Encoding": "chunked"}, 411),
+])
+def test_a_missing_or_invalid_content_length_is_refused(port, headers, status):
+    head = "".join(f"{k}: {v}\r\n" for k, v in headers.items())
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+        sock.sendall(f"POST /api/predict HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n{head}\r\n"
+                     .encode())
+        answer = sock.makefile("rb").read()
+    assert answer.startswith(f"HTTP/1.1 {status} ".encode()), answer[:80]
+
+
+def test_a_body_shorter_than_declared_is_400(port):
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+        sock.sendall(b"POST /api/predict HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                     b"Content-Length: 100\r\n\r\n{\"width\": 1")
+        sock.shutdown(socket.SHUT_WR)
+        answer = sock.makefile("rb").read()
+    assert answer.startswith(b"HTTP/1.1 400 ")
+
+
+# ------------------------------------------------------------------ bad input
+@pytest.mark.parametrize("body, phrase", [
+    (b"{not json", "malformed JSON"),
+    (b"\xff\xfe\x00", "malformed JSON"),
+    (b"[1, 2, 3]", "JSON object"),
+    (b"[" * 1_000_000, "malformed JSON"),
+    (b'{"width": 1, "height": 1, "pixels": ' + b"[" * 100_000 + b"0" + b"]" * 100_000 + b"}", "malformed JSON"),
+    (b'{"width": 2, "height": 1, "pixels": [[0], [0]]}', "numbers"),
+    (b'{"width": 2, "height": 2}', '"pixels"'),
+    (b'{"width": 2, "height": 2, "pixels": [0, 0, 0]}', "4 numbers"),
+    (b'{"width": 0, "height": 2, "pixels": []}', '"width"'),
+    (b'{"width": 2.5, "height": 2, "pixels": [0, 0, 0, 0, 0]}', '"width"'),
+    (b'{"width": true, "height": 1, "pixels": [0]}', '"width"'),
+    (b'{"width": 5000, "height": 5000, "pixels": []}', '"width"'),
+    (b'{"width": 2, "height": 2, "pixels": [0, "a", 0, 0]}', "numbers"),
+    (b'{"width": 2, "height": 2, "pixels": [0, [1], 0, 0]}', "numbers"),
+    (b'{"width": 2, "height": 2, "pixels": [0, null, 0, 0]}', "numbers"),
+    (b'{"width": 2, "height": 2, "pixels": [0, 1e999, 0, 0]}', "finite"),
+    (b'{"width": 2, "height": 2, "pixels": [0, NaN, 0, 0]}', "finite"),
+    (b'{"width": 2, "height": 2, "pixels": [0, 256, 0, 0]}', "between 0"),
+    (b'{"width": 2, "height": 2, "pixels": [0, -1, 0, 0]}', "between 0"),
+])
+def test_malformed_drawings_are_400_with_a_message(port, body, phrase):
+    status, message = error_of(request(port, "POST", "/api/predict", body, {"Content-Type": "application/json"}))
+    assert status == 400 and phrase in message, message
+
+
+def test_a_body_of_another_type_is_415(port):
+    status, message = error_of(request(port, "POST", "/api/predict", b"hello", {"Content-Type": "text/plain"}))
+    assert status == 415 and "image" in message
+
+
+def test_a_blank_drawing_is_400_no_ink(port):
+    images_module()
+    status, message = error_of(post_json(port, drawing(np.full((140, 140), 255, np.uint8))))
+    assert status == 400 and "no ink" in message
+
+
+@pytest.mark.parametrize("body", [b"not an image at all", b"\x89PNG\r\n\x1a\n" + b"\x00" * 40, b""])
+def test_an_image_body_that_is_not_an_image_is_400(port, body):
+    images_module()
+    status, message = error_of(request(port, "POST", "/api/predict", body, {"Content-Type": "image/png"}))
+    assert status == 400, message
+
+
+def test_the_server_still_answers_after_bad_requests(port, model):
+    images_module()
+    for body in (b"{", b"x" * 3_000_000, b'{"width": -1}'):
+        request(port, "POST", "/api/predict", body, {"Content-Type": "application/json"})
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:  # garbage instead of HTTP
+        sock.sendall(b"\x16\x03\x01 hello there\r\n\r\n")
+        sock.makefile("rb").read()
+    with socket.create_connection(("127.0.0.1", port), timeout=10):  # and a client that says nothing and goes
+        pass
+    status, _, body = post_json(port, drawing(draw_strokes(STROKES[7])))
+    assert status == 200 and json.loads(body)["prediction"] in range(10)
+
+
+# ------------------------------------------------------------------ answers
+def test_a_drawing_gets_the_models_own_answer(port, model):
+    gray = draw_strokes(STROKES[7])
+    status, headers, body = post_json(port, drawing(gray))
+    assert status == 200 and headers["Content-Type"] == "application/json"
+    answer = json.loads(body)
+    assert set(answer) == {"prediction", "probabilities", "input", "hidden", "milliseconds"}
+    x, probabilities = expected(model, gray / 255.0)
+    np.testing.assert_allclose(answer["probabilities"], probabilities, rtol=1e-5, atol=1e-7)
+    assert answer["prediction"] == int(np.argmax(probabilities))
+    np.testing.assert_allclose(answer["input"], x, atol=5e-4)
+    activations = model.forward(x.reshape(1, -1))
+    assert [len(h) for h in answer["hidden"]] == [24, 12]
+    for sent, a in zip(answer["hidden"], activations[1:-1]):
+        np.testing.assert_allclose(sent, a[0], atol=5e-5)
+
+
+def test_an_image_file_takes_the_same_path_as_predict(port, model):
+    images = images_module()
+    gray = draw_strokes(STROKES[1], side=200)
+    png = png_bytes(gray)
+    status, _, body = request(port, "POST", "/api/predict", png, {"Content-Type": "image/png"})
+    assert status == 200, body
+    x = images.image_to_input(png)
+    answer = json.loads(body)
+    np.testing.assert_allclose(answer["probabilities"], model.predict_proba(x.reshape(1, -1))[0], rtol=1e-5, atol=1e-7)
+    np.testing.assert_allclose(answer["input"], x, atol=5e-4)
+
+
+def test_an_mse_model_answers_probabilities_that_sum_to_one():
+    images_module()
+    mse = MLP((784, 16, 10), loss="mse", seed=1)
+    with running(mse) as mse_port:
+        status, _, body = post_json(mse_port, drawing(draw_strokes(STROKES[1])))
+        model_info = json.loads(request(mse_port, "GET", "/api/model")[2])
+    assert status == 200
+    assert sum(json.loads(body)["probabilities"]) == pytest.approx(1.0)
+    assert model_info["output"] == "sigmoid" and model_info["hidden"] == [16]
+
+
+def test_concurrent_requests_each_get_their_own_answer(port, model):
+    """20 threads post different digits at once: a shared work array without the lock would mix them up."""
+    images_module()
+    rng = np.random.default_rng(0)
+    grays = []
+    for i in range(20):
+        strokes = [[(x + rng.uniform(-30, 30), y + rng.uniform(-30, 30)) for x, y in line]
+                   for line in STROKES[(1, 7)[i % 2]]]
+        grays.append(draw_strokes(strokes))
+    wanted = [expected(model, g / 255.0)[1] for g in grays]
+    barrier = threading.Barrier(20)
+
+    def post(gray):
+        barrier.wait()
+        return post_json(port, drawing(gray))
+
+    for _ in range(3):  # without the lock, a round goes wrong about two times in three
+        with ThreadPoolExecutor(20) as pool:
+            answers = list(pool.map(post, grays))
+        for (status, _, body), probabilities in zip(answers, wanted):
+            assert status == 200
+            np.testing.assert_allclose(json.loads(body)["probabilities"], probabilities, rtol=1e-5, atol=1e-7)
+
+
+# ------------------------------------------------------------------ a trained model
+@pytest.fixture(scope="module")
+def mnist_port(real_mnist_path):
+    images_module()
+    trained, meta = trained_mnist_model(real_mnist_path)
+    with running(trained, meta) as port:
+        yield port
+
+
+@pytest.mark.parametrize("digit", sorted(STROKES))
+def test_a_clearly_drawn_digit_is_read_right(mnist_port, digit):
+    status, _, body = post_json(mnist_port, drawing(draw_strokes(STROKES[digit])))
+    answer = json.loads(body)
+    assert status == 200 and answer["prediction"] == digit, answer["probabilities"]
+    assert answer["probabilities"][digit] > 0.5
+
+
+# ------------------------------------------------------------------ the command
+def test_is_loopback():
+    for host in ("127.0.0.1", "127.1.2.3", "::1", "[::1]", "localhost", "LOCALHOST"):
+        assert server.is_loopback(host), host
+    for host in ("0.0.0.0", "::", "192.168.1.10", "example.org", ""):
+        assert not server.is_loopback(host), host
+
+
+def test_serve_refuses_a_bad_model_file_in_one_line(runner, tmp_path):
+    images_module()
+    bad = tmp_path / "bad.npy"
+    bad.write_bytes(b"not a model")
+    assert_clean_error(invoke(runner, "serve", bad, "--port", "0"), "bad.npy")
+    assert_clean_error(invoke(runner, "serve", tmp_path / "missing.npy", "--port", "0"), "missing.npy")
+
+
+def test_serve_refuses_a_model_whose_input_is_not_an_image(runner, tmp_path):
+    images_module()
+    path = save_model(MLP((20, 8, 3)), tmp_path / "blobs.npy")
+    assert_clean_error(invoke(runner, "serve", path, "--port", "0"), "not a square image")
+
+
+def test_serve_refuses_a_port_in_use_in_one_line(runner, tmp_path):
+    images_module()
+    path = save_model(MLP((784, 8, 10)), tmp_path / "m.npy")
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        assert_clean_error(invoke(runner, "serve", path, "--port", port), f"cannot listen on 127.0.0.1:{port}")
+
+
+def test_serve_checks_the_port_range(runner, tmp_path):
+    path = save_model(MLP((784, 8, 10)), tmp_path / "m.npy")
+    assert_clean_error(invoke(runner, "serve", path, "--port", "70000"), "--port", exit_code=2)
+
+
+def test_serve_refuses_an_unknown_host_in_one_line(runner, tmp_path):
+    images_module()
+    path = save_model(MLP((784, 8, 10)), tmp_path / "m.npy")
+    result = invoke(runner, "serve", path, "--host", "no-such-host.invalid", "--port", "0")
+    assert_clean_error(result, "cannot listen on no-such-host.invalid:0")
+
+
+@pytest.mark.parametrize("stop_signal, verbose", [(signal.SIGINT, False), (signal.SIGTERM, False),
+                                                   (signal.SIGINT, True)], ids=["ctrl-c", "sigterm", "verbose"])
+def test_serve_in_a_real_process_prints_its_url_answers_and_stops_cleanly(tmp_path, stop_signal, verbose):
+    images_module()
+    path = save_model(MLP((784, 8, 10), seed=2), tmp_path / "m.npy")
+    process = subprocess.Popen([sys.executable, "-m", "bptrain", "serve", str(path), "--port", "0"]
+                               + ["--verbose"] * verbose,
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                               env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    try:
+        line = process.stdout.readline()
+        assert line.startswith("serving the drawing page at http://127.0.0.1:"), line + process.stderr.read()
+        url = line.split()[5]
+        port = int(url.rstrip("/").rsplit(":", 1)[1])
+        assert port != 0
+        assert request(port, "GET", "/")[0] == 200
+        status, _, body = post_json(port, drawing(draw_strokes(STROKES[1])))
+        assert status == 200 and json.loads(body)["prediction"] in range(10)
+        process.send_signal(stop_signal)
+        out, err = process.communicate(timeout=20)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.communicate()
+    assert process.returncode == 0, err
+    assert out.strip() == "stopped" and "Traceback" not in err
+    if verbose:  # a line per request
+        assert '"GET / HTTP/1.1" 200' in err and '"POST /api/predict HTTP/1.1" 200' in err, err
+    else:
+        assert err == ""  # quiet: no line per request

@@ -23,8 +23,8 @@ from .errors import BptrainError, DataError, TrainingDiverged
 from .loader import DEFAULT_DATA_PATH, SPLIT_NAMES, load_dataset, resolve_data_path
 from .metrics import confusion_matrix, format_confusion, format_per_class, per_class_accuracy
 from .model_io import atomic_write, load_model, save_model
-from .network import DTYPES, INITS, LOSSES, MLP
-from .optim import SCHEDULES
+from .network import ACTIVATIONS, AUTO_INIT, DTYPES, INITS, LOSSES, MLP, default_init
+from .optim import DEFAULT_LR, OPTIMIZERS, SCHEDULES
 from .train import TrainSettings, train
 
 EXIT_INTERRUPTED = 130
@@ -109,7 +109,7 @@ def _load_config_defaults(ctx: click.Context, param, value):
 @click.group(cls=BptrainGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="bptrain")
 def cli():
-    """Train and evaluate a sigmoid MLP on MNIST with backpropagation written out in NumPy."""
+    """Train and evaluate an MLP (sigmoid hidden units by default) on MNIST with backpropagation written out in NumPy."""
 
 
 def data_options(func):
@@ -163,8 +163,9 @@ def _history_path(out: Path) -> Path:
               callback=_load_config_defaults, help="TOML file of settings; explicit flags override it.")
 @click.option("--sizes", type=SizesType(), default="784,128,64,10", show_default=True,
               help="Layer widths: input, hidden..., classes.")
-@click.option("--lr", type=FiniteFloat(min=0, min_open=True), default=DEFAULTS.lr, show_default=True,
-              help="Learning rate (initial, if a schedule is used).")
+@click.option("--lr", type=FiniteFloat(min=0, min_open=True), default=None,
+              help="Learning rate (initial, if a schedule is used) [default: "
+                   + ", ".join(f"{lr:g} for {name}" for name, lr in DEFAULT_LR.items()) + "].")
 @click.option("--epochs", type=click.IntRange(min=1), default=DEFAULTS.epochs, show_default=True)
 @click.option("--batch-size", type=click.IntRange(min=1), default=DEFAULTS.batch_size, show_default=True,
               help="Mini-batch size; clamped to the training set size with a notice.")
@@ -172,8 +173,10 @@ def _history_path(out: Path) -> Path:
               help="Seeds initialisation and shuffling: same seed, same model file.")
 @click.option("--loss", type=click.Choice(LOSSES), default="ce", show_default=True,
               help="ce: softmax output, cross-entropy. mse: sigmoid output, quadratic cost.")
-@click.option("--init", type=click.Choice(INITS), default="xavier", show_default=True,
-              help="xavier: Glorot-uniform weights. normal: standard normal weights and biases.")
+@click.option("--init", type=click.Choice((AUTO_INIT,) + INITS), default=AUTO_INIT, show_default=True,
+              help="auto: follows --activation (xavier for sigmoid and tanh, he for relu). xavier: Glorot-uniform "
+                   "weights, zero biases. he: N(0, 2/n_in) weights, zero biases. scaled-normal: N(0, 1/n_in) "
+                   "weights, N(0, 1) biases (Nielsen's network2). normal: N(0, 1) weights and biases.")
 @click.option("--dtype", type=click.Choice(tuple(DTYPES)), default="float32", show_default=True,
               help="float32 is twice as fast; float64 for exactness work.")
 @click.option("--momentum", type=FiniteFloat(min=0, max=1, max_open=True), default=DEFAULTS.momentum,
@@ -194,6 +197,18 @@ def _history_path(out: Path) -> Path:
               show_default=True, metavar="N", help="Stop after N epochs without a better validation accuracy (0: off).")
 @click.option("--augment", type=click.IntRange(min=0, max=4), default=CLI_AUGMENT, show_default=True,
               metavar="PIXELS", help="Shift each training image by up to PIXELS, anew each epoch (0: off).")
+# --- issue 11: hidden units and optimizer (one block, to move as a whole) ---
+@click.option("--activation", type=click.Choice(ACTIVATIONS), default="sigmoid", show_default=True,
+              help="Hidden units: sigmoid, tanh or relu (the output stays softmax for ce, sigmoid for mse).")
+@click.option("--optimizer", type=click.Choice(OPTIMIZERS), default=DEFAULTS.optimizer, show_default=True,
+              help="sgd: with --momentum/--nesterov. adam: Kingma & Ba with --beta1/--beta2/--eps; "
+                   "--weight-decay is then decoupled (AdamW: W ← W − lr·λ·W), not added to the gradient.")
+@click.option("--beta1", type=FiniteFloat(min=0, max=1, max_open=True), default=DEFAULTS.beta1, show_default=True,
+              help="Adam: decay of the gradient's running mean.")
+@click.option("--beta2", type=FiniteFloat(min=0, max=1, max_open=True), default=DEFAULTS.beta2, show_default=True,
+              help="Adam: decay of the squared gradient's running mean.")
+@click.option("--eps", type=FiniteFloat(min=0, min_open=True), default=DEFAULTS.eps, show_default=True,
+              help="Adam: added to √v̂ in the denominator.")
 @data_options
 @click.option("--out", type=click.Path(path_type=Path), default=Path("model.npy"), show_default=True,
               help="Where to save the model (.npy).")
@@ -203,8 +218,8 @@ def _history_path(out: Path) -> Path:
               help="Continue training the model in this file (its architecture and loss are used).")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar and no per-epoch lines.")
 def train_command(sizes, lr, epochs, batch_size, seed, loss, init, dtype, momentum, nesterov, weight_decay,
-                  schedule, step_size, gamma, min_lr, early_stopping, augment, data, no_download, out, history,
-                  resume, quiet):
+                  schedule, step_size, gamma, min_lr, early_stopping, augment, activation, optimizer, beta1, beta2,
+                  eps, data, no_download, out, history, resume, quiet):
     """Train a network and save it (the best epoch by validation accuracy) to a .npy file."""
     ctx = click.get_current_context()
     out = Path(out)
@@ -224,9 +239,17 @@ def train_command(sizes, lr, epochs, batch_size, seed, loss, init, dtype, moment
         if _given(ctx, "loss") and loss != model.loss:
             raise click.UsageError(f"--loss {loss} conflicts with the resumed model's loss {model.loss}; "
                                    "drop --loss when resuming")
+        if _given(ctx, "activation") and activation != model.activation:
+            raise click.UsageError(f"--activation {activation} conflicts with the resumed model's hidden units "
+                                   f"{model.activation}; drop --activation when resuming")
         first_epoch = int(meta.get("epochs_trained", 0)) + 1
     else:
-        model = MLP(sizes, loss, dtype=DTYPES[dtype], init=init, seed=seed)
+        init = default_init(activation) if init == AUTO_INIT else init
+        model = MLP(sizes, loss, dtype=DTYPES[dtype], init=init, seed=seed, activation=activation)
+    unused = ("momentum", "nesterov") if optimizer == "adam" else ("beta1", "beta2", "eps")
+    for name in unused:  # on the command line only: a config (like default.toml) may list them all
+        if ctx.get_parameter_source(name) == click.core.ParameterSource.COMMANDLINE:
+            click.echo(f"note: --{name} does not apply to --optimizer {optimizer}; ignored", err=True)  # even if -q
 
     dataset = obtain_dataset(data, no_download, progress)
     check_model_fits_data(model, dataset, "--sizes" if resume is None else str(resume))
@@ -246,9 +269,10 @@ def train_command(sizes, lr, epochs, batch_size, seed, loss, init, dtype, moment
     settings = TrainSettings(lr=lr, epochs=epochs, batch_size=batch_size, seed=seed, momentum=momentum,
                              nesterov=nesterov, weight_decay=weight_decay, schedule=schedule,
                              step_size=step_size, gamma=gamma, min_lr=min_lr, early_stopping=early_stopping,
-                             augment=augment)
-    say(f"training {'-'.join(map(str, model.sizes))} ({model.loss}, {model.dtype.name}) on {n_train} images "
-        f"from {dataset.source}: {epochs} epochs, batch {batch_size}, lr {lr:g}")
+                             augment=augment, optimizer=optimizer, beta1=beta1, beta2=beta2, eps=eps)
+    say(f"training {'-'.join(map(str, model.sizes))} ({model.activation} hidden, {model.loss}, {model.dtype.name}) "
+        f"on {n_train} images from {dataset.source}: {epochs} epochs, batch {batch_size}, {optimizer}, "
+        f"lr {settings.lr:g}")
     last_epoch = first_epoch + epochs - 1
 
     def report(record, improved):
@@ -289,6 +313,7 @@ def train_command(sizes, lr, epochs, batch_size, seed, loss, init, dtype, moment
 def _write_history(path: Path, result, metadata: dict) -> None:
     document = {
         "epochs": [vars(record) for record in result.history],
+        "initial": result.initial_speed,  # per-layer gradient norms before the first update
         "best_epoch": result.best_epoch,
         "stopped_early": result.stopped_early,
         "interrupted": result.interrupted,
@@ -459,7 +484,10 @@ def plot_command(source, out_dir, data, no_download, split):
     stem = source.name.removesuffix(".json").removesuffix(".history").removesuffix(".npy")
     written = []
     if source.suffix == ".json":
-        written.append(plot.plot_history(plot.load_history(source), out_dir / f"{stem}.curves.png"))
+        history = plot.load_history(source)
+        written.append(plot.plot_history(history, out_dir / f"{stem}.curves.png"))
+        if plot.has_speed(history):
+            written.append(plot.plot_speed(history, out_dir / f"{stem}.speed.png"))
     else:
         model, _ = load_model(source)
         dataset = obtain_dataset(data, no_download, progress=sys.stderr.isatty())
@@ -480,9 +508,12 @@ def plot_command(source, out_dir, data, no_download, split):
         else:
             click.echo(f"note: the {model.sizes[0]}-feature inputs are not square images; "
                        "no pictures of digits or weights", err=True)
-        history = _history_path(source)
-        if history.exists():
-            written.append(plot.plot_history(plot.load_history(history), out_dir / f"{stem}.curves.png"))
+        history_path = _history_path(source)
+        if history_path.exists():
+            history = plot.load_history(history_path)
+            written.append(plot.plot_history(history, out_dir / f"{stem}.curves.png"))
+            if plot.has_speed(history):
+                written.append(plot.plot_speed(history, out_dir / f"{stem}.speed.png"))
     for path in written:
         click.echo(f"wrote {path}")
 
@@ -491,25 +522,29 @@ def plot_command(source, out_dir, data, no_download, split):
 @cli.command("gradcheck")
 @click.option("--sizes", type=SizesType(), default="784,30,10", show_default=True)
 @click.option("--loss", type=click.Choice(LOSSES), default="ce", show_default=True)
+@click.option("--activation", type=click.Choice(ACTIVATIONS), default="sigmoid", show_default=True,
+              help="Hidden units (relu is checked where no unit sits on its kink at 0).")
 @click.option("--batch-size", type=click.IntRange(min=1), default=8, show_default=True)
 @click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True)
 @click.option("--max-entries", type=click.IntRange(min=0), default=500, show_default=True,
               help="Entries compared per array, chosen at random (0: all of them).")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
-def gradcheck_command(sizes, loss, batch_size, seed, max_entries, as_json):
+def gradcheck_command(sizes, loss, activation, batch_size, seed, max_entries, as_json):
     """Compare backprop's gradients with central differences, layer by layer (float64).
 
     Exits with code 1 if any relative error reaches the tolerance.
     """
     from .gradcheck import TOLERANCE, gradient_check
 
-    rows = gradient_check(sizes, loss, batch_size, seed, max_entries or None)
+    rows = gradient_check(sizes, loss, batch_size, seed, max_entries or None, activation=activation)
     passed = all(row.passed for row in rows)
     if as_json:
-        click.echo(json.dumps({"sizes": list(sizes), "loss": loss, "tolerance": TOLERANCE, "passed": passed,
+        click.echo(json.dumps({"sizes": list(sizes), "loss": loss, "activation": activation,
+                               "tolerance": TOLERANCE, "passed": passed,
                                "rows": [{**vars(r), "shape": list(r.shape), "passed": r.passed} for r in rows]}))
     else:
-        click.echo(f"gradient check of {'-'.join(map(str, sizes))} ({loss}, float64, batch {batch_size}): "
+        click.echo(f"gradient check of {'-'.join(map(str, sizes))} ({activation} hidden, {loss}, float64, "
+                   f"batch {batch_size}): "
                    f"backprop vs central differences")
         click.echo(f"{'layer':>5} {'param':>5} {'shape':>12} {'checked':>8} {'rel. error':>11}  result")
         for r in rows:
@@ -533,7 +568,7 @@ def info_command(model_path, as_json):
         return
     click.echo(f"model        {model_path}")
     click.echo(f"layers       {' -> '.join(map(str, model.sizes))}  "
-               f"(sigmoid hidden, {'softmax' if model.loss == 'ce' else 'sigmoid'} output)")
+               f"({model.activation} hidden, {'softmax' if model.loss == 'ce' else 'sigmoid'} output)")
     click.echo(f"loss         {model.loss}")
     click.echo(f"parameters   {model.n_parameters:,}")
     click.echo(f"dtype        {meta.get('dtype')}   format version {meta.get('format_version')}")
@@ -545,6 +580,15 @@ def info_command(model_path, as_json):
         click.echo("settings     " + ", ".join(f"{k}={v}" for k, v in settings.items()))
     if meta.get("data"):
         click.echo(f"data         {meta['data']}")
+    history = _history_path(model_path)
+    if history.is_file():
+        from .plot import load_history
+        from .speed import format_speed_table
+
+        table = format_speed_table(load_history(history))
+        if table:
+            click.echo(f"\nlearning speed per layer, ‖∂C/∂b_l‖ (Nielsen's speed), from {history}:")
+            click.echo(table)
 
 
 def main():

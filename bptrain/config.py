@@ -13,8 +13,8 @@ import tomllib
 from pathlib import Path
 
 from .errors import ConfigError
-from .network import DTYPES, INITS, LOSSES
-from .optim import SCHEDULES
+from .network import ACTIVATIONS, AUTO_INIT, DTYPES, INITS, LOSSES
+from .optim import OPTIMIZERS, SCHEDULES
 
 # key -> (what it must be, check). Checks return an error text or None.
 _NUMBER = "a number"
@@ -52,7 +52,7 @@ KEYS = {
     "batch_size": (_INTEGER, _positive_int),
     "seed": (_INTEGER, _non_negative_int),
     "loss": ("a string", _choice(LOSSES)),
-    "init": ("a string", _choice(INITS)),
+    "init": ("a string", _choice((AUTO_INIT,) + INITS)),
     "dtype": ("a string", _choice(tuple(DTYPES))),
     "momentum": (_NUMBER, _fraction),
     "nesterov": ("true or false", None),
@@ -63,6 +63,12 @@ KEYS = {
     "min_lr": (_NUMBER, _non_negative_float),
     "early_stopping": (_INTEGER, _non_negative_int),
     "augment": (_INTEGER, lambda value: None if 0 <= value <= 4 else "must be 0..4 pixels"),
+    # issue 11: hidden units and optimizer
+    "activation": ("a string", _choice(ACTIVATIONS)),
+    "optimizer": ("a string", _choice(OPTIMIZERS)),
+    "beta1": (_NUMBER, _fraction),
+    "beta2": (_NUMBER, _fraction),
+    "eps": (_NUMBER, _positive_float),
     "data": ("a string", None),
     "out": ("a string", None),
     "history": ("a string", None),

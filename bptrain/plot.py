@@ -399,3 +399,55 @@ def _square_side(width: int, what: str) -> int:
     if width == 0 or not is_square_image(width):
         raise BptrainError(f"{what} have width {width}, not a perfect square; they cannot be drawn as square images")
     return math.isqrt(width)
+
+
+# -------------------------------------------------------------------- speed
+def has_speed(history: dict) -> bool:
+    """Whether a history document holds per-layer gradient norms (written by bptrain >= issue 11)."""
+    from .speed import speed_columns
+
+    return speed_columns(history) is not None
+
+
+def plot_speed(history: dict, out) -> Path:
+    """Learning speed per layer: ‖∂C/∂b_l‖ (left, Nielsen's speed) and ‖∂C/∂W_l‖ (right) over the epochs.
+
+    Log scale, one line per layer; the measurement before the first update is
+    drawn at the epoch before the first (0 for a fresh run), as a hollow marker.
+    """
+    from .speed import speed_columns
+
+    columns = speed_columns(history)
+    if columns is None:
+        raise BptrainError("the history has no per-layer gradient norms (train with bptrain >= 0.x to record them)")
+    require_matplotlib()
+    from matplotlib.ticker import MaxNLocator
+
+    epoch = columns["epoch"]
+    n_layers = columns["grad_b"].shape[1] if len(epoch) else len(columns["initial_b"])
+    start = (epoch[0] - 1) if len(epoch) else 0
+    fig = _figure(figsize=(11, 4.4))
+    axes = fig.subplots(1, 2)
+    colors = [f"C{l}" for l in range(n_layers)]
+    for ax, key, initial_key, title in (
+            (axes[0], "grad_b", "initial_b", "speed of learning ‖∂C/∂b_l‖"),
+            (axes[1], "grad_w", "initial_w", "weight gradient ‖∂C/∂W_l‖")):
+        for l in range(n_layers):
+            label = f"layer {l + 1}" + (" (output)" if l == n_layers - 1 else " (hidden)")
+            values = columns[key][:, l] if len(epoch) else np.empty(0)
+            xs, ys = list(epoch), list(values)
+            if columns[initial_key] is not None:
+                xs, ys = [start] + xs, [columns[initial_key][l]] + ys
+                ax.plot([start], [columns[initial_key][l]], marker="o", markerfacecolor="white",
+                        color=colors[l], linestyle="none")
+            style = {"marker": "o", "markersize": 3} if len(xs) <= 40 else {}
+            ax.plot(xs, ys, color=colors[l], label=label,
+                    linestyle="--" if l == n_layers - 1 else "-", **style)
+        ax.set_yscale("log")
+        ax.set_title(title)
+        ax.set_xlabel("epoch (hollow marker: before the first update)")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.grid(True, which="both", alpha=0.3)
+    axes[0].legend(fontsize=8)
+    fig.suptitle("Learning speed per layer (log scale): gradient norms of the batch-mean loss")
+    return _save(fig, out)

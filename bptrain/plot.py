@@ -410,44 +410,48 @@ def has_speed(history: dict) -> bool:
 
 
 def plot_speed(history: dict, out) -> Path:
-    """Learning speed per layer: ‖∂C/∂b_l‖ (left, Nielsen's speed) and ‖∂C/∂W_l‖ (right) over the epochs.
+    """Learning speed per layer over the epochs, log scale, one line per layer.
 
-    Log scale, one line per layer; the measurement before the first update is
-    drawn at the epoch before the first (0 for a fresh run), as a hollow marker.
+    Top: ‖∂C/∂b_l‖, Nielsen's speed of learning; bottom: ‖∂C/∂W_l‖. Left: on the
+    fixed batch (the first 1,000 training images), before the first update
+    (drawn at the epoch before the first, 0 for a fresh run) and after every
+    epoch; right: the mean over each epoch's sampled mini-batches (noisier, so longer).
     """
     from .speed import speed_columns
 
     columns = speed_columns(history)
     if columns is None:
-        raise BptrainError("the history has no per-layer gradient norms (train with bptrain >= 0.x to record them)")
+        raise BptrainError("the history has no per-layer gradient norms (written by a bptrain without them)")
     require_matplotlib()
     from matplotlib.ticker import MaxNLocator
 
     epoch = columns["epoch"]
-    n_layers = columns["grad_b"].shape[1] if len(epoch) else len(columns["initial_b"])
+    n_layers = columns["n_layers"]
     start = (epoch[0] - 1) if len(epoch) else 0
-    fig = _figure(figsize=(11, 4.4))
-    axes = fig.subplots(1, 2)
-    colors = [f"C{l}" for l in range(n_layers)]
-    for ax, key, initial_key, title in (
-            (axes[0], "grad_b", "initial_b", "speed of learning ‖∂C/∂b_l‖"),
-            (axes[1], "grad_w", "initial_w", "weight gradient ‖∂C/∂W_l‖")):
-        for l in range(n_layers):
-            label = f"layer {l + 1}" + (" (output)" if l == n_layers - 1 else " (hidden)")
-            values = columns[key][:, l] if len(epoch) else np.empty(0)
-            xs, ys = list(epoch), list(values)
-            if columns[initial_key] is not None:
-                xs, ys = [start] + xs, [columns[initial_key][l]] + ys
-                ax.plot([start], [columns[initial_key][l]], marker="o", markerfacecolor="white",
-                        color=colors[l], linestyle="none")
-            style = {"marker": "o", "markersize": 3} if len(xs) <= 40 else {}
-            ax.plot(xs, ys, color=colors[l], label=label,
-                    linestyle="--" if l == n_layers - 1 else "-", **style)
-        ax.set_yscale("log")
-        ax.set_title(title)
+    fixed = f"the first {columns['batch']} training images" if columns["batch"] else "a fixed batch"
+    fig = _figure(figsize=(11, 8))
+    axes = fig.subplots(2, 2, sharex=True)
+    panels = ((0, "b", "‖∂C/∂b_l‖ (speed of learning)"), (1, "w", "‖∂C/∂W_l‖"))
+    for row, kind, quantity in panels:
+        for column, (key, initial, where) in enumerate(((f"fixed_{kind}", f"initial_{kind}", f"on {fixed}"),
+                                                        (f"grad_{kind}", None, "mean over sampled mini-batches"))):
+            ax = axes[row, column]
+            for l in range(n_layers):
+                xs, ys = list(epoch), list(columns[key][:, l])
+                if initial is not None and columns[initial] is not None:
+                    xs, ys = [start] + xs, [columns[initial][l]] + ys
+                    ax.plot([start], [columns[initial][l]], marker="o", markersize=7, markerfacecolor="white",
+                            color=f"C{l}", linestyle="none")
+                style = {"marker": "o", "markersize": 3} if len(xs) <= 40 else {}
+                ax.plot(xs, ys, color=f"C{l}", linestyle="--" if l == n_layers - 1 else "-",
+                        label=f"layer {l + 1}" + (" (output)" if l == n_layers - 1 else " (hidden)"), **style)
+            if any(line.get_ydata().size and np.nanmax(line.get_ydata()) > 0 for line in ax.get_lines()):
+                ax.set_yscale("log")
+            ax.set_title(f"{quantity}, {where}", fontsize=10)
+            ax.grid(True, which="both", alpha=0.3)
+            ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    for ax in axes[1]:
         ax.set_xlabel("epoch (hollow marker: before the first update)")
-        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-        ax.grid(True, which="both", alpha=0.3)
-    axes[0].legend(fontsize=8)
-    fig.suptitle("Learning speed per layer (log scale): gradient norms of the batch-mean loss")
+    axes[0, 0].legend(fontsize=8)
+    fig.suptitle("Learning speed per layer (log scale; zero, e.g. dead relu units, is not drawn)")
     return _save(fig, out)

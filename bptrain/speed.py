@@ -5,7 +5,7 @@ summed over the batch), the *speed of learning* of layer l: gradient descent
 moves b_l by η times it. We record it and ‖∂C/∂W_l‖ for every layer:
 
 * at the start, before any update, on the first :data:`INITIAL_BATCH` training
-  images (as Nielsen does, on the gradient of their mean loss): :func:`initial_speed`;
+  images (as Nielsen does, on the gradient of their mean loss): :func:`batch_speed`, and again after every epoch on the same images;
 * during training, averaged over a few sampled steps per epoch, each on its own
   mini-batch: :class:`SpeedRecorder`. A mini-batch gradient is noisier, so longer,
   than the 1,000-image one: compare layers with each other, and epochs with epochs.
@@ -33,7 +33,7 @@ def gradient_norms(grad_w, grad_b) -> dict:
             "grad_w_norm": [float(np.linalg.norm(g)) for g in grad_w]}
 
 
-def initial_speed(model, x: np.ndarray, y: np.ndarray) -> dict:
+def batch_speed(model, x: np.ndarray, y: np.ndarray) -> dict:
     """Gradient norms per layer for the mean loss over (x, y), at the model's current parameters."""
     x = x if x.dtype == model.dtype else x.astype(model.dtype)
     grad_w, grad_b = model.gradients(x, y)
@@ -77,11 +77,17 @@ class SpeedRecorder:
 
 
 # ---------------------------------------------------------------- reading it back
+#: History keys of the two measurements, per epoch: (bias, weight) norms.
+MINI_BATCH_KEYS = ("grad_b_norm", "grad_w_norm")
+FIXED_KEYS = ("fixed_grad_b_norm", "fixed_grad_w_norm")
+
+
 def speed_columns(history: dict, source: str = "the history") -> dict | None:
     """The per-layer gradient norms of a history document as arrays, or None if it has none.
 
-    Returns {"epoch": (E,), "grad_b": (E, L), "grad_w": (E, L), "initial_b": (L,) or None,
-    "initial_w": (L,) or None}; epochs without norms are left out.
+    Returns {"epoch": (E,), "grad_b", "grad_w": (E, L) mini-batch means, "fixed_b", "fixed_w": (E, L)
+    on the fixed batch (NaN where an epoch lacks them), "initial_b", "initial_w": (L,) or None,
+    "batch": size of the fixed batch or None}; epochs with neither measurement are left out.
     """
     from .errors import BptrainError
 
@@ -94,52 +100,67 @@ def speed_columns(history: dict, source: str = "the history") -> dict | None:
             raise BptrainError(f"{source}: {where} has {key} = {values!r}, expected a list of numbers per layer")
         return [float(v) for v in values]
 
-    epochs, grad_b, grad_w = [], [], []
+    epochs, rows = [], {key: [] for key in MINI_BATCH_KEYS + FIXED_KEYS}
     for i, record in enumerate(history.get("epochs") or []):
         if not isinstance(record, dict):
             continue  # validate_history reports it
-        b, w = norms(record, "grad_b_norm", f"epoch entry {i}"), norms(record, "grad_w_norm", f"epoch entry {i}")
-        if b is not None and w is not None:
-            epochs.append(record.get("epoch"))
-            grad_b.append(b)
-            grad_w.append(w)
+        found = {key: norms(record, key, f"epoch entry {i}") for key in rows}
+        if all(v is None for v in found.values()):
+            continue
+        epochs.append(record.get("epoch"))
+        for key, values in found.items():
+            rows[key].append(values)
     initial = history.get("initial")
-    initial_b = initial_w = None
+    initial_b = initial_w = batch = None
     if isinstance(initial, dict):
         initial_b, initial_w = norms(initial, "grad_b_norm", "initial"), norms(initial, "grad_w_norm", "initial")
-    if not grad_b and initial_b is None:
+        batch = initial.get("batch")
+    if not epochs and initial_b is None:
         return None
-    layers = {len(row) for row in grad_b + grad_w + [r for r in (initial_b, initial_w) if r is not None]}
-    if len(layers) != 1:
+    lengths = {len(v) for values in rows.values() for v in values if v is not None}
+    lengths |= {len(v) for v in (initial_b, initial_w) if v is not None}
+    if len(lengths) != 1:
         raise BptrainError(f"{source}: the per-layer gradient norms do not all have the same number of layers")
-    return {"epoch": np.asarray(epochs, np.float64), "grad_b": np.asarray(grad_b, np.float64).reshape(len(epochs), -1),
-            "grad_w": np.asarray(grad_w, np.float64).reshape(len(epochs), -1),
+    n_layers = lengths.pop()
+
+    def matrix(values):
+        return np.array([v if v is not None else [np.nan] * n_layers for v in values], np.float64).reshape(-1, n_layers)
+
+    return {"epoch": np.asarray(epochs, np.float64), "n_layers": n_layers,
+            "grad_b": matrix(rows["grad_b_norm"]), "grad_w": matrix(rows["grad_w_norm"]),
+            "fixed_b": matrix(rows["fixed_grad_b_norm"]), "fixed_w": matrix(rows["fixed_grad_w_norm"]),
             "initial_b": None if initial_b is None else np.asarray(initial_b),
-            "initial_w": None if initial_w is None else np.asarray(initial_w)}
+            "initial_w": None if initial_w is None else np.asarray(initial_w), "batch": batch}
 
 
 def format_speed_table(history: dict, max_epochs: int = 10) -> str | None:
-    """‖∂C/∂b_l‖ per layer (columns) at the start and for up to ``max_epochs`` epochs, as text; None if absent."""
+    """‖∂C/∂b_l‖ per layer (columns): at the start and after up to ``max_epochs`` epochs on the fixed
+    batch, and the mean over each epoch's sampled mini-batches; None if the history has none."""
     columns = speed_columns(history)
     if columns is None:
         return None
-    n_layers = (columns["grad_b"].shape[1] if len(columns["epoch"]) else len(columns["initial_b"]))
+    n_layers = columns["n_layers"]
     names = [f"layer {l}" if l < n_layers else f"layer {l} (out)" for l in range(1, n_layers + 1)]
-    lines = [f"{'epoch':>8}  " + "  ".join(f"{name:>14}" for name in names)]
-    initial_b = columns["initial_b"]
-    if initial_b is not None:
-        lines.append(f"{'initial':>8}  " + "  ".join(f"{v:>14.3e}" for v in initial_b))
+    lines = [f"{'epoch':>8}  {'measured on':<14}" + "".join(f"{name:>15}" for name in names)]
+    fixed = f"{columns['batch']} images" if columns["batch"] else "fixed batch"
+
+    def row(label, where, values):
+        if values is not None and not np.isnan(values).all():
+            lines.append(f"{label:>8}  {where:<14}" + "".join(f"{v:>15.3e}" for v in values))
+
+    row("initial", fixed, columns["initial_b"])
     count = len(columns["epoch"])
-    shown = sorted(set(np.linspace(0, count - 1, min(count, max_epochs)).round().astype(int))) if count else []
-    for i in shown:
-        lines.append(f"{int(columns['epoch'][i]):>8}  " + "  ".join(f"{v:>14.3e}" for v in columns["grad_b"][i]))
+    for i in sorted(set(np.linspace(0, count - 1, min(count, max_epochs)).round().astype(int))) if count else []:
+        epoch = str(int(columns["epoch"][i]))
+        row(epoch, fixed, columns["fixed_b"][i])
+        row(epoch, "mini-batches", columns["grad_b"][i])
     notes = []
-    if initial_b is not None:
-        batch = history["initial"].get("batch")
-        notes.append(f"initial: before the first update, on {batch if batch else 'a fixed batch of'} training images")
-        if n_layers >= 3 and initial_b[0] > 0:
-            notes.append(f"the last hidden layer learns {initial_b[n_layers - 2] / initial_b[0]:.3g}x as fast as the first")
+    if columns["initial_b"] is not None:
+        notes.append(f"initial: before the first update; {fixed}: the first training images, after each epoch")
+        if n_layers >= 3 and columns["initial_b"][0] > 0:
+            ratio = columns["initial_b"][n_layers - 2] / columns["initial_b"][0]
+            notes.append(f"at the start the last hidden layer learns {ratio:.3g}x as fast as the first")
     if count:
-        notes.append("epochs: mean over sampled mini-batches")
+        notes.append("mini-batches: mean over the epoch's sampled steps")
     lines.append("; ".join(notes))
     return "\n".join(lines)

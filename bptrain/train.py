@@ -21,7 +21,7 @@ from .errors import TrainingDiverged
 from .loader import Dataset
 from .network import MLP
 from .optim import DEFAULT_LR, OPTIMIZERS, SGD, learning_rate, make_optimizer
-from .speed import INITIAL_BATCH, SpeedRecorder, initial_speed
+from .speed import INITIAL_BATCH, SpeedRecorder, batch_speed
 
 #: The progress bar and the divergence check run at most this many times per epoch,
 #: so their cost does not grow with the number of batches (50,000 at batch size 1).
@@ -73,9 +73,12 @@ class EpochRecord:
     val_accuracy: float
     lr: float
     seconds: float
-    # Per layer 1..L: mean over sampled steps of ‖∂C/∂b_l‖ (Nielsen's speed of learning) and ‖∂C/∂W_l‖
+    # Per layer 1..L: mean over sampled steps of ‖∂C/∂b_l‖ (Nielsen's speed of learning) and ‖∂C/∂W_l‖,
+    # each on its own mini-batch; and both at the end of the epoch on the fixed batch of TrainResult.initial_speed
     grad_b_norm: list | None = None
     grad_w_norm: list | None = None
+    fixed_grad_b_norm: list | None = None
+    fixed_grad_w_norm: list | None = None
 
 
 @dataclass
@@ -122,7 +125,8 @@ def train(model: MLP, data: Dataset, settings: TrainSettings, *, progress: bool 
         result.best_val_accuracy = float(np.mean(predictions == data.validation.y))
         result.best_epoch = first_epoch - 1
     epochs_without_improvement = 0
-    result.initial_speed = initial_speed(model, x_train[:INITIAL_BATCH], y_train[:INITIAL_BATCH])
+    fixed_x, fixed_y = x_train[:INITIAL_BATCH], y_train[:INITIAL_BATCH]
+    result.initial_speed = batch_speed(model, fixed_x, fixed_y)
     try:
         for epoch in range(first_epoch, first_epoch + settings.epochs):
             started = time.perf_counter()
@@ -141,8 +145,9 @@ def train(model: MLP, data: Dataset, settings: TrainSettings, *, progress: bool 
             val_loss, predictions = model.evaluate(*data.validation)
             val_accuracy = float(np.mean(predictions == data.validation.y))
             grad_b_norm, grad_w_norm = speed.take_means()
+            fixed = batch_speed(model, fixed_x, fixed_y)  # one forward/backward of 1,000 rows, like validation
             record = EpochRecord(epoch, train_loss, val_loss, val_accuracy, lr, time.perf_counter() - started,
-                                 grad_b_norm, grad_w_norm)
+                                 grad_b_norm, grad_w_norm, fixed["grad_b_norm"], fixed["grad_w_norm"])
             result.history.append(record)
 
             improved = not (val_accuracy <= result.best_val_accuracy)  # the first epoch always counts

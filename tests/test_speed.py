@@ -11,7 +11,7 @@ import pytest
 from bptrain.errors import BptrainError
 from bptrain.loader import validate_splits
 from bptrain.network import MLP, one_hot
-from bptrain.speed import INITIAL_BATCH, SpeedRecorder, format_speed_table, initial_speed, speed_columns
+from bptrain.speed import INITIAL_BATCH, SpeedRecorder, batch_speed, format_speed_table, speed_columns
 from bptrain.train import TrainSettings, run_epoch, train
 
 from conftest import assert_clean_error, invoke, make_blobs, write_py2_pickle
@@ -61,6 +61,10 @@ def test_training_history_holds_the_initial_and_per_epoch_speeds():
     np.testing.assert_allclose(first.grad_w_norm, expected_w, rtol=1e-10)
     assert all(len(r.grad_b_norm) == len(r.grad_w_norm) == 3 for r in result.history)
     assert result.history[1].grad_b_norm != first.grad_b_norm  # later epochs: later parameters
+    # after epoch k, on the fixed batch (here the whole set) = epoch k+1's only step, at the same parameters
+    for before, after in zip(result.history, result.history[1:]):
+        np.testing.assert_allclose(before.fixed_grad_b_norm, after.grad_b_norm, rtol=1e-10)
+        np.testing.assert_allclose(before.fixed_grad_w_norm, after.grad_w_norm, rtol=1e-10)
 
 
 def test_sampling_is_bounded_per_epoch():
@@ -84,7 +88,7 @@ def test_initial_speed_of_a_deep_sigmoid_network_falls_towards_the_input():
     """Nielsen's observation on a small scale: each hidden layer learns more slowly than the next."""
     rng = np.random.default_rng(0)
     x, y = rng.random((500, 40)), rng.integers(0, 5, 500)
-    speed = initial_speed(MLP((40, 20, 20, 20, 20, 5), dtype=np.float64, seed=0), x, y)["grad_b_norm"]
+    speed = batch_speed(MLP((40, 20, 20, 20, 20, 5), dtype=np.float64, seed=0), x, y)["grad_b_norm"]
     hidden = speed[:-1]
     assert all(a < b for a, b in zip(hidden, hidden[1:]))
     assert hidden[-1] / hidden[0] > 10
@@ -93,9 +97,11 @@ def test_initial_speed_of_a_deep_sigmoid_network_falls_towards_the_input():
 # ====================================================================== reading the history
 def history_with_speed():
     return {"epochs": [{"epoch": 1, "train_loss": 1.0, "val_loss": 1.0, "val_accuracy": 0.5,
-                        "grad_b_norm": [0.01, 0.1, 0.5], "grad_w_norm": [0.02, 0.2, 0.6]},
+                        "grad_b_norm": [0.01, 0.1, 0.5], "grad_w_norm": [0.02, 0.2, 0.6],
+                        "fixed_grad_b_norm": [0.004, 0.06, 0.3], "fixed_grad_w_norm": [0.01, 0.1, 0.5]},
                        {"epoch": 2, "train_loss": 0.9, "val_loss": 0.9, "val_accuracy": 0.6,
-                        "grad_b_norm": [0.02, 0.1, 0.4], "grad_w_norm": [0.03, 0.2, 0.5]}],
+                        "grad_b_norm": [0.02, 0.1, 0.4], "grad_w_norm": [0.03, 0.2, 0.5],
+                        "fixed_grad_b_norm": [0.005, 0.05, 0.2], "fixed_grad_w_norm": [0.02, 0.1, 0.4]}],
             "initial": {"batch": 1000, "grad_b_norm": [0.001, 0.05, 0.3], "grad_w_norm": [0.004, 0.1, 0.4]}}
 
 
@@ -103,15 +109,17 @@ def test_speed_table_text():
     table = format_speed_table(history_with_speed())
     lines = table.splitlines()
     assert "layer 1" in lines[0] and "layer 3 (out)" in lines[0]
-    assert lines[1].split()[0] == "initial" and "1.000e-03" in lines[1]
-    assert [line.split()[0] for line in lines[2:4]] == ["1", "2"]
-    assert "50x as fast as the first" in lines[-1] and "1000 training images" in lines[-1]
+    assert lines[1].split() == ["initial", "1000", "images", "1.000e-03", "5.000e-02", "3.000e-01"]
+    assert lines[2].split() == ["1", "1000", "images", "4.000e-03", "6.000e-02", "3.000e-01"]
+    assert lines[3].split() == ["1", "mini-batches", "1.000e-02", "1.000e-01", "5.000e-01"]
+    assert [line.split()[0] for line in lines[4:6]] == ["2", "2"]
+    assert "50x as fast as the first" in lines[-1] and "1000 images" in lines[-1]
 
 
 def test_histories_without_speed_have_no_table():
     history = history_with_speed()
     for record in history["epochs"]:
-        del record["grad_b_norm"], record["grad_w_norm"]
+        del record["grad_b_norm"], record["grad_w_norm"], record["fixed_grad_b_norm"], record["fixed_grad_w_norm"]
     del history["initial"]
     assert speed_columns(history) is None and format_speed_table(history) is None
 
@@ -145,14 +153,14 @@ def test_info_prints_the_speeds_when_the_history_is_next_to_the_model(runner, tm
     assert result.exit_code == 0, result.output
     history = json.loads(out.with_name("m.history.json").read_text())
     assert len(history["initial"]["grad_b_norm"]) == 3 and history["initial"]["batch"] == 600
-    assert all(len(e["grad_b_norm"]) == 3 for e in history["epochs"])
+    assert all(len(e["grad_b_norm"]) == len(e["fixed_grad_b_norm"]) == 3 for e in history["epochs"])
 
     info = invoke(runner, "info", out)
     assert info.exit_code == 0, info.output
     assert "(sigmoid hidden, softmax output)" in info.stdout
     assert "learning speed per layer" in info.stdout
     row = next(line for line in info.stdout.splitlines() if line.split()[:1] == ["initial"])
-    assert [float(v) for v in row.split()[1:]] == pytest.approx(history["initial"]["grad_b_norm"], rel=1e-3)
+    assert [float(v) for v in row.split()[3:]] == pytest.approx(history["initial"]["grad_b_norm"], rel=1e-3)
 
     out.with_name("m.history.json").unlink()
     info = invoke(runner, "info", out)

@@ -184,7 +184,7 @@ def _history_path(out: Path) -> Path:
 @click.option("--nesterov/--no-nesterov", default=DEFAULTS.nesterov, show_default=True,
               help="Nesterov momentum instead of classical.")
 @click.option("--weight-decay", type=FiniteFloat(min=0), default=DEFAULTS.weight_decay, show_default=True,
-              help="L2 penalty on the weights (not the biases).")
+              help="L2 penalty on the weights (not the biases); with --optimizer adam decoupled, as in AdamW.")
 @click.option("--schedule", type=click.Choice(SCHEDULES), default=DEFAULTS.schedule, show_default=True,
               help="Learning-rate schedule over the epochs.")
 @click.option("--step-size", type=click.IntRange(min=1), default=DEFAULTS.step_size, show_default=True,

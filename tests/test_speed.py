@@ -176,3 +176,20 @@ def test_info_with_a_broken_history_is_one_clean_error(runner, tmp_path):
     document["initial"]["grad_b_norm"] = "slow"
     history.write_text(json.dumps(document))
     assert_clean_error(invoke(runner, "info", out), "grad_b_norm")
+
+
+# ====================================================================== the README's claim, on the real MNIST
+def test_deep_sigmoid_first_layer_learns_far_more_slowly_and_relu_closes_the_gap(real_mnist_path):
+    """README, "Why deep sigmoid networks learn slowly": on the first 1,000 real training images, the first
+    hidden layer of 784-30-30-30-30-10 learns at least 10x more slowly than the last with sigmoid units
+    (default init), and within 2x with relu (He init). Skipped without the real data."""
+    from bptrain.loader import load_dataset
+
+    train = load_dataset(real_mnist_path).train
+    x, y = train.x[:INITIAL_BATCH], train.y[:INITIAL_BATCH]
+    ratios = {}
+    for activation in ("sigmoid", "relu"):
+        speed = batch_speed(MLP((784, 30, 30, 30, 30, 10), activation=activation, seed=0), x, y)["grad_b_norm"]
+        ratios[activation] = speed[-2] / speed[0]  # last hidden / first hidden
+    assert ratios["sigmoid"] > 10
+    assert 0.5 < ratios["relu"] < 2

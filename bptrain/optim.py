@@ -19,6 +19,10 @@ OPTIMIZERS = ("sgd", "adam")
 #: are about η per parameter whatever the gradient's size, so it needs a far
 #: smaller η than SGD (Kingma & Ba's default, 0.001).
 DEFAULT_LR = {"sgd": 0.1, "adam": 0.001}
+#: Below this η (a step schedule can decay it that far) float32 deltas times η underflow, so the
+#: gradient cannot be recovered from them; Adam skips such steps (they would move no parameter
+#: by more than ~η anyway) and the speed recorder ignores them.
+NEGLIGIBLE_LR = 1e-30
 
 
 class SGD:
@@ -138,6 +142,8 @@ class Adam:
 
     def step(self, activations, deltas, work, lr: float) -> None:
         """Update every layer from a batch's activations [A_0..A_{L-1}] and η-scaled deltas [ηΔ_1..ηΔ_L]."""
+        if lr < NEGLIGIBLE_LR:  # η-scaled gradients underflow: nothing to divide η out of, and the step is ~0
+            return
         if lr != self._lr:
             self._rescale(lr)
         for l, delta in enumerate(deltas):

@@ -19,6 +19,7 @@ from __future__ import annotations
 import numpy as np
 
 from .blas import matmul_at_b
+from .optim import NEGLIGIBLE_LR
 
 #: Images in the fixed batch of the "initial" measurement (Nielsen's training_data[:1000]).
 INITIAL_BATCH = 1000
@@ -58,6 +59,8 @@ class SpeedRecorder:
         self.count = 0
 
     def record(self, activations, deltas, work, lr: float) -> None:
+        if lr < NEGLIGIBLE_LR:  # deltas scaled by such an η have underflowed: no gradient to measure
+            return
         for l, delta in enumerate(deltas):
             matmul_at_b(activations[l], delta, self.grad_w[l])      # η ∂C/∂W_l = A_{l-1}ᵀ(ηΔ_l)
             np.matmul(work.ones, delta, out=self.grad_b[l])         # η ∂C/∂b_l = Σ_rows ηΔ_l

@@ -111,3 +111,18 @@ def test_adam_trains_the_synthetic_set(blobs):
     model = MLP((20, 16, 3), seed=0)
     train(model, data, TrainSettings(optimizer="adam", lr=0.01, epochs=4, batch_size=16), progress=False)
     assert np.mean(model.predict(data.test.x) == data.test.y) > 0.95
+
+
+def test_a_learning_rate_of_zero_changes_nothing(blobs):
+    """A step schedule can decay η to (nearly) 0: the η-scaled deltas then underflow and carry no gradient,
+    so neither Adam nor the speed recorder may divide by η; the parameters stay put and training finishes."""
+    from bptrain.loader import validate_splits
+    from bptrain.train import train
+
+    data = validate_splits(blobs, "blobs")
+    model = MLP((20, 8, 3), seed=0)
+    result = train(model, data, TrainSettings(optimizer="adam", lr=0.01, epochs=3, batch_size=64, schedule="step",
+                                              step_size=1, gamma=1e-300), progress=False)
+    assert [r.lr for r in result.history][1:] == [0.01 * 1e-300, 0.0]
+    assert result.history[1].grad_b_norm is None and result.history[1].fixed_grad_b_norm is not None
+    assert all(np.isfinite(w).all() for w in model.weights)

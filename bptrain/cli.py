@@ -25,7 +25,7 @@ from .errors import BptrainError, DataError, TrainingDiverged
 from .loader import DATA_ENV_VAR, DEFAULT_DATA_PATH, SPLIT_NAMES, load_dataset, resolve_data_path
 from .metrics import confusion_matrix, format_confusion, format_per_class, per_class_accuracy
 from .model_io import atomic_write, load_model, save_model
-from .network import DTYPES, LOSSES, MLP
+from .network import ACTIVATIONS, AUTO_INIT, DTYPES, LOSSES, MLP, default_init
 from .options import SETTINGS_FIELDS, TRAIN_OPTIONS, GroupedHelpCommand, SizesType, click_options
 from .paths import PathClash, OutputDir, check_no_clash, check_replaceable, data_files
 from .paths import is_history_file, is_model_file, is_png_file
@@ -89,7 +89,7 @@ def _load_config_defaults(ctx: click.Context, param, value):
 @click.group(cls=BptrainGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="bptrain")
 def cli():
-    """Train and evaluate a sigmoid MLP on MNIST with backpropagation written out in NumPy."""
+    """Train and evaluate an MLP (sigmoid hidden units by default) on MNIST with backpropagation written out in NumPy."""
 
 
 def data_options(func):
@@ -176,8 +176,8 @@ def _history_path(out: Path) -> Path:
 @click.option("--config", type=click.Path(dir_okay=False, path_type=Path), is_eager=True, expose_value=False,
               callback=_load_config_defaults, help="TOML file of settings; explicit flags override it.")
 @click_options(TRAIN_OPTIONS)
-def train_command(sizes, loss, init, dtype, epochs, batch_size, augment, data, no_download, out, history,
-                  resume, seed, quiet, **learning):
+def train_command(sizes, loss, activation, init, dtype, epochs, batch_size, augment, data, no_download, out,
+                  history, resume, seed, quiet, **learning):
     """Train a network and save it (the best epoch by validation accuracy) to a .npy file.
 
     No output may be an input (--data, --config; --resume only for --out: that continues the model in
@@ -207,13 +207,22 @@ def train_command(sizes, loss, init, dtype, epochs, batch_size, augment, data, n
         if _given(ctx, "loss") and loss != model.loss:
             raise click.UsageError(f"--loss {loss} conflicts with the resumed model's loss {model.loss}; "
                                    "drop --loss when resuming")
+        if _given(ctx, "activation") and activation != model.activation:
+            raise click.UsageError(f"--activation {activation} conflicts with the resumed model's hidden units "
+                                   f"{model.activation}; drop --activation when resuming")
         first_epoch = int(meta.get("epochs_trained", 0)) + 1
     else:
+        init = default_init(activation) if init == AUTO_INIT else init
         try:
-            model = MLP(sizes, loss, dtype=DTYPES[dtype], init=init, seed=seed)
+            model = MLP(sizes, loss, dtype=DTYPES[dtype], init=init, seed=seed, activation=activation)
         except MemoryError:
             raise click.ClickException(f"out of memory creating a {'-'.join(map(str, sizes))} network; "
                                        f"try a smaller network") from None
+    optimizer = learning["optimizer"]
+    unused = ("momentum", "nesterov") if optimizer == "adam" else ("beta1", "beta2", "eps")
+    for name in unused:  # on the command line only: a config (like default.toml) may list them all
+        if ctx.get_parameter_source(name) == click.core.ParameterSource.COMMANDLINE:
+            click.echo(f"note: --{name} does not apply to --optimizer {optimizer}; ignored", err=True)  # even if -q
 
     dataset = obtain_dataset(data, no_download, progress)
     check_model_fits_data(model, dataset, "--sizes" if resume is None else str(resume))
@@ -233,8 +242,9 @@ def train_command(sizes, loss, init, dtype, epochs, batch_size, augment, data, n
     settings = TrainSettings(epochs=epochs, batch_size=batch_size, seed=seed, augment=augment,
                              **{name: learning[name] for name in SETTINGS_FIELDS & learning.keys()})
     lr = settings.lr
-    say(f"training {'-'.join(map(str, model.sizes))} ({model.loss}, {model.dtype.name}) on {n_train} images "
-        f"from {dataset.source}: {epochs} epochs, batch {batch_size}, lr {lr:g}")
+    say(f"training {'-'.join(map(str, model.sizes))} ({model.activation} hidden, {model.loss}, {model.dtype.name}) "
+        f"on {n_train} images from {dataset.source}: {epochs} epochs, batch {batch_size}, {optimizer}, "
+        f"lr {lr:g}")
     last_epoch = first_epoch + epochs - 1
 
     def report(record, improved):
@@ -288,6 +298,7 @@ def train_command(sizes, loss, init, dtype, epochs, batch_size, augment, data, n
 def _write_history(path: Path, result, metadata: dict) -> None:
     document = {
         "epochs": [vars(record) for record in result.history],
+        "initial": result.initial_speed,  # per-layer gradient norms before the first update
         "best_epoch": result.best_epoch,
         "stopped_early": result.stopped_early,
         "interrupted": result.interrupted,
@@ -501,7 +512,7 @@ def plot_command(source, out_dir, data, no_download, split):
         raise click.UsageError(f"output directory {out_dir} does not exist")
     stem = source.name.removesuffix(".json").removesuffix(".history").removesuffix(".npy")
     is_history = source.suffix == ".json"
-    kinds = ("curves",) if is_history else ("confusion", "mistakes", "weights", "curves")
+    kinds = ("curves", "speed") if is_history else ("confusion", "mistakes", "weights", "curves", "speed")
     pictures = OutputDir(out_dir, tuple(f"{stem}.{kind}.png" for kind in kinds))
     check_paths(inputs={"MODEL_OR_HISTORY": [source],
                         "the history": [None if is_history else _history_path(source)],
@@ -511,7 +522,10 @@ def plot_command(source, out_dir, data, no_download, split):
                               "would write,") for path in pictures.files()])
     written = []
     if is_history:
-        written.append(plot.plot_history(plot.load_history(source), out_dir / f"{stem}.curves.png"))
+        history = plot.load_history(source)
+        written.append(plot.plot_history(history, out_dir / f"{stem}.curves.png"))
+        if plot.has_speed(history):
+            written.append(plot.plot_speed(history, out_dir / f"{stem}.speed.png"))
     else:
         model, _ = load_model(source)
         dataset = obtain_dataset(data, no_download, progress=sys.stderr.isatty())
@@ -532,9 +546,12 @@ def plot_command(source, out_dir, data, no_download, split):
         else:
             click.echo(f"note: the {model.sizes[0]}-feature inputs are not square images; "
                        "no pictures of digits or weights", err=True)
-        history = _history_path(source)
-        if history.exists():
-            written.append(plot.plot_history(plot.load_history(history), out_dir / f"{stem}.curves.png"))
+        history_path = _history_path(source)
+        if history_path.exists():
+            history = plot.load_history(history_path)
+            written.append(plot.plot_history(history, out_dir / f"{stem}.curves.png"))
+            if plot.has_speed(history):
+                written.append(plot.plot_speed(history, out_dir / f"{stem}.speed.png"))
     for path in written:
         click.echo(f"wrote {path}")
 
@@ -543,25 +560,29 @@ def plot_command(source, out_dir, data, no_download, split):
 @cli.command("gradcheck")
 @click.option("--sizes", type=SizesType(), default="784,30,10", show_default=True)
 @click.option("--loss", type=click.Choice(LOSSES), default="ce", show_default=True)
+@click.option("--activation", type=click.Choice(ACTIVATIONS), default="sigmoid", show_default=True,
+              help="Hidden units (relu is checked where no unit sits on its kink at 0).")
 @click.option("--batch-size", type=click.IntRange(min=1), default=8, show_default=True)
 @click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True)
 @click.option("--max-entries", type=click.IntRange(min=0), default=500, show_default=True,
               help="Entries compared per array, chosen at random (0: all of them).")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
-def gradcheck_command(sizes, loss, batch_size, seed, max_entries, as_json):
+def gradcheck_command(sizes, loss, activation, batch_size, seed, max_entries, as_json):
     """Compare backprop's gradients with central differences, layer by layer (float64).
 
     Exits with code 1 if any relative error reaches the tolerance.
     """
     from .gradcheck import TOLERANCE, gradient_check
 
-    rows = gradient_check(sizes, loss, batch_size, seed, max_entries or None)
+    rows = gradient_check(sizes, loss, batch_size, seed, max_entries or None, activation=activation)
     passed = all(row.passed for row in rows)
     if as_json:
-        click.echo(json.dumps({"sizes": list(sizes), "loss": loss, "tolerance": TOLERANCE, "passed": passed,
+        click.echo(json.dumps({"sizes": list(sizes), "loss": loss, "activation": activation,
+                               "tolerance": TOLERANCE, "passed": passed,
                                "rows": [{**vars(r), "shape": list(r.shape), "passed": r.passed} for r in rows]}))
     else:
-        click.echo(f"gradient check of {'-'.join(map(str, sizes))} ({loss}, float64, batch {batch_size}): "
+        click.echo(f"gradient check of {'-'.join(map(str, sizes))} ({activation} hidden, {loss}, float64, "
+                   f"batch {batch_size}): "
                    f"backprop vs central differences")
         click.echo(f"{'layer':>5} {'param':>5} {'shape':>12} {'checked':>8} {'rel. error':>11}  result")
         for r in rows:
@@ -585,7 +606,7 @@ def info_command(model_path, as_json):
         return
     click.echo(f"model        {model_path}")
     click.echo(f"layers       {' -> '.join(map(str, model.sizes))}  "
-               f"(sigmoid hidden, {'softmax' if model.loss == 'ce' else 'sigmoid'} output)")
+               f"({model.activation} hidden, {'softmax' if model.loss == 'ce' else 'sigmoid'} output)")
     click.echo(f"loss         {model.loss}")
     click.echo(f"parameters   {model.n_parameters:,}")
     click.echo(f"dtype        {meta.get('dtype')}   format version {meta.get('format_version')}")
@@ -597,6 +618,15 @@ def info_command(model_path, as_json):
         click.echo("settings     " + ", ".join(f"{k}={v}" for k, v in settings.items()))
     if meta.get("data"):
         click.echo(f"data         {meta['data']}")
+    history = _history_path(model_path)
+    if history.is_file():
+        from .plot import load_history
+        from .speed import format_speed_table
+
+        table = format_speed_table(load_history(history))
+        if table:
+            click.echo(f"\nlearning speed per layer, ‖∂C/∂b_l‖ (Nielsen's speed), from {history}:")
+            click.echo(table)
 
 
 # --------------------------------------------------------------------- serve

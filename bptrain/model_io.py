@@ -2,7 +2,7 @@
 
 The file is a single record of a structured dtype: fields ``W1, b1, ..., WL,
 bL`` (float arrays of the layer shapes) and ``meta`` (UTF-8 JSON bytes with the
-format version, sizes, loss and training settings). ``np.load(path,
+format version, sizes, loss, hidden activation and training settings). ``np.load(path,
 allow_pickle=False)`` opens it, so loading a model can never run code, and
 ``bptrain eval`` needs nothing but the file to rebuild the network.
 
@@ -20,21 +20,35 @@ from pathlib import Path
 import numpy as np
 
 from .errors import ModelFileError
-from .network import DTYPES, LOSSES, MLP
+from .network import ACTIVATIONS, DTYPES, LOSSES, MLP
 from .npyfile import check_npy_size, format_bytes
 
-FORMAT_VERSION = 1
+#: The newest format this bptrain reads and writes. Version 2 adds "activation";
+#: a file without it (version 1, or any file written before it existed) is sigmoid.
+FORMAT_VERSION = 2
 FORMAT_NAME = "bptrain-mlp"
 NPY_MAGIC = b"\x93NUMPY"
+
+
+def format_version_for(activation: str) -> int:
+    """The oldest format version that describes a model with these hidden units.
+
+    A sigmoid model is written as version 1, which every bptrain reads (an
+    older one ignores the "activation" key and computes exactly what the file
+    means). Any other unit needs version 2: a bptrain from before activations
+    existed refuses it ("upgrade bptrain") instead of silently running it as sigmoid.
+    """
+    return 1 if activation == "sigmoid" else 2
 
 
 def model_record(model: MLP, metadata: dict | None = None) -> np.ndarray:
     """The model as a 0-d structured array: one field per weight and bias, plus ``meta``."""
     meta = {
         "format": FORMAT_NAME,
-        "format_version": FORMAT_VERSION,
+        "format_version": format_version_for(model.activation),
         "sizes": list(model.sizes),
         "loss": model.loss,
+        "activation": model.activation,
         "dtype": model.dtype.name,
         **(metadata or {}),
     }
@@ -133,6 +147,10 @@ def read_model_record(path: str | os.PathLike):
         raise ModelFileError(f"{path}: the model metadata has invalid layer sizes {sizes!r}")
     if meta.get("loss") not in LOSSES:
         raise ModelFileError(f"{path}: unknown loss {meta.get('loss')!r} in the model metadata")
+    meta.setdefault("activation", "sigmoid")  # written before activations existed: sigmoid
+    if meta["activation"] not in ACTIVATIONS:
+        raise ModelFileError(f"{path}: unknown hidden activation {meta['activation']!r} in the model metadata "
+                             f"(this bptrain knows {', '.join(ACTIVATIONS)})")
     weights, biases = [], []
     for l in range(1, len(sizes)):
         expected = {f"W{l}": (sizes[l - 1], sizes[l]), f"b{l}": (sizes[l],)}
@@ -152,5 +170,6 @@ def load_model(path: str | os.PathLike, dtype=None) -> tuple[MLP, dict]:
     """Rebuild the network stored in ``path``; returns (model, metadata)."""
     weights, biases, meta = read_model_record(path)
     dtype = dtype or DTYPES.get(meta.get("dtype"), np.float32)
-    model = MLP(meta["sizes"], meta["loss"], weights=weights, biases=biases, dtype=dtype)
+    model = MLP(meta["sizes"], meta["loss"], weights=weights, biases=biases, dtype=dtype,
+                activation=meta["activation"])
     return model, meta

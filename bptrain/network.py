@@ -4,13 +4,17 @@ Pure NumPy, no I/O. Rows are samples: a mini-batch X of shape (B, n_0) goes
 through layers l = 1..L as whole matrices (README, "The math")::
 
     Z_l = A_{l-1} W_l + b_l          W_l: (n_{l-1}, n_l), b_l: (n_l,)
-    A_l = σ(Z_l)                     hidden layers, and the output for loss "mse"
+    A_l = f(Z_l)                     hidden layers: f = σ (default), tanh or relu
+    A_L = σ(Z_L)                     the output for loss "mse"
     A_L = softmax(Z_L)               the output for loss "ce"
 
     Δ_L = (A_L − Y) ⊙ A_L ⊙ (1 − A_L) / B     quadratic cost  C = ½‖A_L − Y‖² (mean over the batch)
     Δ_L = (A_L − Y) / B                      cross-entropy   C = −Σ y log a   (mean over the batch)
 
-    ∂C/∂W_l = A_{l-1}ᵀ Δ_l      ∂C/∂b_l = Σ_rows Δ_l      Δ_{l-1} = (Δ_l W_lᵀ) ⊙ A_{l-1} ⊙ (1 − A_{l-1})
+    ∂C/∂W_l = A_{l-1}ᵀ Δ_l      ∂C/∂b_l = Σ_rows Δ_l      Δ_{l-1} = (Δ_l W_lᵀ) ⊙ f'(A_{l-1})
+
+f' is written with the layer's output A = f(Z), which the forward pass kept:
+σ' = A (1 − A), tanh' = 1 − A², relu' = [A > 0] (see :data:`HIDDEN_ACTIVATIONS`).
 
 Every array a step needs lives in a :class:`Workspace` made once per batch
 size, and every operation writes into it with ``out=``: a training step
@@ -26,7 +30,10 @@ import numpy as np
 from .blas import matmul_at_b, matmul_into
 
 LOSSES = ("ce", "mse")
-INITS = ("xavier", "normal")
+ACTIVATIONS = ("sigmoid", "tanh", "relu")
+INITS = ("xavier", "he", "scaled-normal", "normal")
+#: "auto": the initialisation that suits the hidden unit (:func:`default_init`).
+AUTO_INIT = "auto"
 DTYPES = {"float32": np.float32, "float64": np.float64}
 
 #: Rows per chunk when predicting on a whole data set: big enough for fast
@@ -120,6 +127,42 @@ def sigmoid_prime_from_output(a: np.ndarray, out: np.ndarray) -> np.ndarray:
     return out
 
 
+def _tanh(z, out):
+    """tanh(z), in place when ``out is z``; never overflows (it saturates at ±1)."""
+    return np.tanh(z, out=out)
+
+
+def tanh_prime_from_output(a: np.ndarray, out: np.ndarray) -> np.ndarray:
+    """tanh'(z) written with the layer's output a = tanh(z): tanh'(z) = 1 − a²."""
+    np.multiply(a, a, out=out)
+    np.subtract(_one(a.dtype), out, out=out)
+    return out
+
+
+def _relu(z, out):
+    """max(z, 0), in place when ``out is z``."""
+    return np.maximum(z, _ZEROS.get(z.dtype, 0), out=out)
+
+
+def relu_prime_from_output(a: np.ndarray, out: np.ndarray) -> np.ndarray:
+    """relu'(z) written with the layer's output a = max(z, 0): relu'(z) = [a > 0] (1 or 0).
+
+    At z = 0 exactly the derivative is undefined; like every library we use 0 there.
+    """
+    return np.greater(a, _ZEROS.get(a.dtype, 0), out=out)
+
+
+_ZEROS = {np.dtype(t): np.zeros((), t) for t in (np.float32, np.float64)}
+
+#: Hidden units by name: (f, f' from the output). Both write into ``out``;
+#: f works in place (out is z). As scikit-learn's ``neural_network._base``.
+HIDDEN_ACTIVATIONS = {
+    "sigmoid": (_sigmoid, sigmoid_prime_from_output),  # σ(z) = 1/(1 + e^{-z}),  σ' = a (1 − a) ≤ 1/4
+    "tanh": (_tanh, tanh_prime_from_output),            # tanh(z),                tanh' = 1 − a²  ≤ 1
+    "relu": (_relu, relu_prime_from_output),            # max(z, 0),              relu' = [a > 0]
+}
+
+
 def softmax(z: np.ndarray, work_row: np.ndarray, out: np.ndarray) -> np.ndarray:
     """Row-wise softmax. Shifts z by its row maximum first (in place) so exp never overflows.
 
@@ -136,24 +179,32 @@ def softmax(z: np.ndarray, work_row: np.ndarray, out: np.ndarray) -> np.ndarray:
 
 
 class MLP:
-    """A fully connected sigmoid network trained by backpropagation.
+    """A fully connected network trained by backpropagation.
 
     ``sizes`` lists the layer widths, input first and classes last, e.g.
     (784, 128, 64, 10). ``loss`` is "ce" (softmax output, cross-entropy) or
     "mse" (sigmoid output, quadratic cost as in Nielsen's book).
+    ``activation`` is the hidden units' f: "sigmoid" (default), "tanh" or
+    "relu". ``init`` "auto" picks the initialisation that suits f
+    (:func:`default_init`).
     """
 
-    def __init__(self, sizes, loss="ce", *, weights=None, biases=None, dtype=np.float32, init="xavier", seed=0):
+    def __init__(self, sizes, loss="ce", *, weights=None, biases=None, dtype=np.float32, init=AUTO_INIT, seed=0,
+                 activation="sigmoid"):
         sizes = tuple(int(n) for n in sizes)
         if len(sizes) < 2 or min(sizes) < 1:
             raise ValueError(f"sizes must list at least two positive widths, got {sizes}")
         if loss not in LOSSES:
             raise ValueError(f"loss must be one of {LOSSES}, got {loss!r}")
+        if activation not in ACTIVATIONS:
+            raise ValueError(f"activation must be one of {ACTIVATIONS}, got {activation!r}")
         self.sizes = sizes
         self.loss = loss
+        self.activation = activation
+        self._activate, self._derivative = HIDDEN_ACTIVATIONS[activation]
         self.dtype = np.dtype(dtype)
         if weights is None:
-            weights, biases = initial_parameters(sizes, init, seed)
+            weights, biases = initial_parameters(sizes, init, seed, activation)
         self.weights = [np.ascontiguousarray(w, dtype=self.dtype) for w in weights]
         self.biases = [np.ascontiguousarray(b, dtype=self.dtype) for b in biases]
         for l, (w, b) in enumerate(zip(self.weights, self.biases)):
@@ -173,7 +224,8 @@ class MLP:
 
     def astype(self, dtype) -> "MLP":
         """A copy of this network whose parameters have another float type."""
-        return MLP(self.sizes, self.loss, weights=self.weights, biases=self.biases, dtype=dtype)
+        return MLP(self.sizes, self.loss, weights=self.weights, biases=self.biases, dtype=dtype,
+                   activation=self.activation)
 
     def workspace(self, batch_size: int) -> Workspace:
         """The buffers for ``batch_size`` rows, made on first use and kept."""
@@ -197,14 +249,17 @@ class MLP:
     def _forward(self, x, work):
         activations = [x]
         last = self.n_layers - 1
+        activate = self._activate
         for l, (w, b) in enumerate(zip(self.weights, self.biases)):
             z = work.z[l]
             matmul_into(activations[-1], w, z)                # Z_l = A_{l-1} W_l
             z += b                                             #       + b_l
-            if l == last and self.loss == "ce":
+            if l < last:
+                a = activate(z, z)                             # A_l = f(Z_l), in place
+            elif self.loss == "ce":
                 a = softmax(z, work.row, out=work.scratch[l])  # A_L = softmax(Z_L)
             else:
-                a = _sigmoid(z, out=z)                         # A_l = σ(Z_l)
+                a = _sigmoid(z, out=z)                         # A_L = σ(Z_L)
             activations.append(a)
         return activations
 
@@ -243,10 +298,11 @@ class MLP:
         work.scale[...] = scale / batch
         delta *= work.scale                                                    # mean over the batch, × scale
 
+        derivative = self._derivative  # f' from the output A, e.g. σ' = A (1 − A)
         for l in range(out_layer, 0, -1):
             prev = work.delta[l - 1]
-            matmul_into(work.delta[l], self.weights[l].T, prev)                 # Δ_{l-1} = (Δ_l W_lᵀ)
-            prev *= sigmoid_prime_from_output(activations[l], work.scratch[l - 1])  # ⊙ A_{l-1} (1 − A_{l-1})
+            matmul_into(work.delta[l], self.weights[l].T, prev)        # Δ_{l-1} = (Δ_l W_lᵀ)
+            prev *= derivative(activations[l], work.scratch[l - 1])    #           ⊙ f'(A_{l-1})
         return work.delta
 
     def weight_gradients(self, activations, deltas, work: Workspace):
@@ -328,15 +384,30 @@ def one_hot(labels: np.ndarray, n_classes: int, dtype=np.float32) -> np.ndarray:
     return out
 
 
-def initial_parameters(sizes, init: str = "xavier", seed=0):
+def default_init(activation: str) -> str:
+    """The initialisation that suits a hidden unit: He for relu, Glorot/Xavier for sigmoid and tanh.
+
+    Both keep the variance of the signal roughly constant from layer to layer at
+    the start: Var(W) = 2/(n_in + n_out) for units with slope ~1 around 0
+    (Glorot & Bengio 2010), 2/n_in for relu, which zeroes half its inputs (He et al. 2015).
+    """
+    return "he" if activation == "relu" else "xavier"
+
+
+def initial_parameters(sizes, init: str = AUTO_INIT, seed=0, activation: str = "sigmoid"):
     """Random starting weights and biases, drawn in float64 so every dtype starts alike.
 
-    "xavier": Glorot-uniform weights, zero biases; keeps sigmoid units out of
-    saturation at the start. "normal": standard-normal weights and biases, as in
-    the seed article (Nielsen's network.py).
+    "xavier": Glorot-uniform weights U(±√(6/(n_in + n_out))), zero biases;
+    keeps sigmoid and tanh units out of saturation at the start. "he": He-normal
+    weights N(0, 2/n_in), zero biases, for relu. "scaled-normal": weights
+    N(0, 1/n_in) and standard-normal biases, Nielsen's network2 (ch. 3).
+    "normal": standard-normal weights and biases, as in the seed article
+    (Nielsen's network.py). "auto": :func:`default_init` of ``activation``.
     """
+    if init == AUTO_INIT:
+        init = default_init(activation)
     if init not in INITS:
-        raise ValueError(f"init must be one of {INITS}, got {init!r}")
+        raise ValueError(f"init must be one of {(AUTO_INIT,) + INITS}, got {init!r}")
     rng = np.random.default_rng(seed)
     weights, biases = [], []
     for fan_in, fan_out in zip(sizes[:-1], sizes[1:]):
@@ -344,6 +415,12 @@ def initial_parameters(sizes, init: str = "xavier", seed=0):
             limit = np.sqrt(6.0 / (fan_in + fan_out))
             weights.append(rng.uniform(-limit, limit, size=(fan_in, fan_out)))
             biases.append(np.zeros(fan_out))
+        elif init == "he":
+            weights.append(rng.standard_normal((fan_in, fan_out)) * np.sqrt(2.0 / fan_in))
+            biases.append(np.zeros(fan_out))
+        elif init == "scaled-normal":
+            weights.append(rng.standard_normal((fan_in, fan_out)) / np.sqrt(fan_in))
+            biases.append(rng.standard_normal(fan_out))
         else:
             weights.append(rng.standard_normal((fan_in, fan_out)))
             biases.append(rng.standard_normal(fan_out))

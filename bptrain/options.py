@@ -18,11 +18,12 @@ from typing import Any, Callable
 
 import click
 
-from .network import DTYPES, INITS, LOSSES
-from .optim import SCHEDULES
+from .network import ACTIVATIONS, AUTO_INIT, DTYPES, INITS, LOSSES
+from .optim import DEFAULT_LR, OPTIMIZERS, SCHEDULES
 from .train import TrainSettings
 
-_SETTINGS_DEFAULTS = TrainSettings()
+#: The declared defaults of TrainSettings' fields (lr is None there: "the optimizer's own default").
+_SETTINGS_DEFAULTS = {f.name: f.default for f in fields(TrainSettings)}
 
 
 # --------------------------------------------------------------------- kinds of value
@@ -159,7 +160,7 @@ class Option:
         if self.cli_default is not None:
             return self.cli_default
         if self.name in SETTINGS_FIELDS:
-            return getattr(_SETTINGS_DEFAULTS, self.name)
+            return _SETTINGS_DEFAULTS[self.name]
         return self.default
 
 
@@ -177,18 +178,32 @@ TRAIN_OPTIONS: tuple[Option, ...] = (
     Option("sizes", SIZES, "Layer widths: input, hidden..., classes.", "The network", default="784,128,64,10"),
     Option("loss", choice(LOSSES), "ce: softmax output, cross-entropy. mse: sigmoid output, quadratic cost.",
            "The network", default="ce"),
-    Option("init", choice(INITS), "xavier: Glorot-uniform weights. normal: standard normal weights and biases.",
-           "The network", default="xavier"),
+    Option("activation", choice(ACTIVATIONS), "Hidden units: sigmoid, tanh or relu (the output stays softmax "
+                                              "for ce, sigmoid for mse).", "The network", default="sigmoid"),
+    Option("init", choice((AUTO_INIT,) + INITS),
+           "auto: follows --activation (xavier for sigmoid and tanh, he for relu). xavier: Glorot-uniform "
+           "weights, zero biases. he: N(0, 2/n_in) weights, zero biases. scaled-normal: N(0, 1/n_in) weights, "
+           "N(0, 1) biases (Nielsen's network2). normal: N(0, 1) weights and biases.",
+           "The network", default=AUTO_INIT),
     Option("dtype", choice(tuple(DTYPES)), "float32 is twice as fast; float64 for exactness work.",
            "The network", default="float32"),
     # learning
-    Option("lr", number(above=True), "Learning rate (initial, if a schedule is used).", "Learning"),
+    Option("optimizer", choice(OPTIMIZERS), "sgd: with --momentum/--nesterov. adam: Kingma & Ba with "
+           "--beta1/--beta2/--eps; --weight-decay is then decoupled (AdamW: W ← W − lr·λ·W), not added to the "
+           "gradient.", "Learning"),
+    Option("lr", number(above=True), "Learning rate (initial, if a schedule is used) [default: "
+           + ", ".join(f"{lr:g} for {name}" for name, lr in DEFAULT_LR.items()) + "].", "Learning",
+           show_default=False),
     Option("epochs", integer(1), "Passes over the training set.", "Learning"),
     Option("batch_size", integer(1), "Mini-batch size; clamped to the training set size with a notice.",
            "Learning"),
     Option("momentum", number(below=1.0), "Momentum of SGD (0: plain SGD).", "Learning"),
     Option("nesterov", FLAG, "Nesterov momentum instead of classical.", "Learning", flag="--nesterov/--no-nesterov"),
-    Option("weight_decay", number(), "L2 penalty on the weights (not the biases).", "Learning"),
+    Option("weight_decay", number(), "L2 penalty on the weights (not the biases); with --optimizer adam "
+                                     "decoupled, as in AdamW.", "Learning"),
+    Option("beta1", number(below=1.0), "Adam: decay of the gradient's running mean.", "Learning"),
+    Option("beta2", number(below=1.0), "Adam: decay of the squared gradient's running mean.", "Learning"),
+    Option("eps", number(above=True), "Adam: added to √v̂ in the denominator.", "Learning"),
     Option("schedule", choice(SCHEDULES), "Learning-rate schedule over the epochs.", "Learning"),
     Option("step_size", integer(1), "Epochs between decays of the step schedule.", "Learning"),
     Option("gamma", number(above=True), "Decay factor of the step schedule.", "Learning"),

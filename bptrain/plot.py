@@ -403,3 +403,59 @@ def _square_side(width: int, what: str) -> int:
     if width == 0 or not is_square_image(width):
         raise BptrainError(f"{what} have width {width}, not a perfect square; they cannot be drawn as square images")
     return math.isqrt(width)
+
+
+# -------------------------------------------------------------------- speed
+def has_speed(history: dict) -> bool:
+    """Whether a history document holds per-layer gradient norms (written by bptrain >= issue 11)."""
+    from .speed import speed_columns
+
+    return speed_columns(history) is not None
+
+
+def plot_speed(history: dict, out) -> Path:
+    """Learning speed per layer over the epochs, log scale, one line per layer.
+
+    Top: ‖∂C/∂b_l‖, Nielsen's speed of learning; bottom: ‖∂C/∂W_l‖. Left: on the
+    fixed batch (the first 1,000 training images), before the first update
+    (drawn at the epoch before the first, 0 for a fresh run) and after every
+    epoch; right: the mean over each epoch's sampled mini-batches (noisier, so longer).
+    """
+    from .speed import speed_columns
+
+    columns = speed_columns(history)
+    if columns is None:
+        raise BptrainError("the history has no per-layer gradient norms (written by a bptrain without them)")
+    require_matplotlib()
+    from matplotlib.ticker import MaxNLocator
+
+    epoch = columns["epoch"]
+    n_layers = columns["n_layers"]
+    start = (epoch[0] - 1) if len(epoch) else 0
+    fixed = f"the first {columns['batch']} training images" if columns["batch"] else "a fixed batch"
+    fig = _figure(figsize=(11, 8))
+    axes = fig.subplots(2, 2, sharex=True)
+    panels = ((0, "b", "‖∂C/∂b_l‖ (speed of learning)"), (1, "w", "‖∂C/∂W_l‖"))
+    for row, kind, quantity in panels:
+        for column, (key, initial, where) in enumerate(((f"fixed_{kind}", f"initial_{kind}", f"on {fixed}"),
+                                                        (f"grad_{kind}", None, "mean over sampled mini-batches"))):
+            ax = axes[row, column]
+            for l in range(n_layers):
+                xs, ys = list(epoch), list(columns[key][:, l])
+                if initial is not None and columns[initial] is not None:
+                    xs, ys = [start] + xs, [columns[initial][l]] + ys
+                    ax.plot([start], [columns[initial][l]], marker="o", markersize=7, markerfacecolor="white",
+                            color=f"C{l}", linestyle="none")
+                style = {"marker": "o", "markersize": 3} if len(xs) <= 40 else {}
+                ax.plot(xs, ys, color=f"C{l}", linestyle="--" if l == n_layers - 1 else "-",
+                        label=f"layer {l + 1}" + (" (output)" if l == n_layers - 1 else " (hidden)"), **style)
+            if any(line.get_ydata().size and np.nanmax(line.get_ydata()) > 0 for line in ax.get_lines()):
+                ax.set_yscale("log")
+            ax.set_title(f"{quantity}, {where}", fontsize=10)
+            ax.grid(True, which="both", alpha=0.3)
+            ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    for ax in axes[1]:
+        ax.set_xlabel("epoch (hollow marker: before the first update)")
+    axes[0, 0].legend(fontsize=8)
+    fig.suptitle("Learning speed per layer (log scale; zero, e.g. dead relu units, is not drawn)")
+    return _save(fig, out)

@@ -87,8 +87,8 @@ class Predictor:
             "hidden": sizes[1:-1],
             "classes": sizes[-1],
             "loss": self.model.loss,
-            "activation": self.meta.get("activation", "sigmoid"),
-            "output": "softmax" if self.model.loss == "ce" else self.meta.get("activation", "sigmoid"),
+            "activation": self.model.activation,
+            "output": "softmax" if self.model.loss == "ce" else "sigmoid",  # the output layer is never relu/tanh
             "val_accuracy": self.meta.get("val_accuracy"),
         }
 

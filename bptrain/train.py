@@ -1,4 +1,4 @@
-"""The training loop: shuffled mini-batch SGD, metrics per epoch, progress, early stopping.
+"""The training loop: shuffled mini-batches, metrics per epoch, progress, early stopping.
 
 Knows nothing about files or the command line; reports through callbacks so
 the CLI (or a notebook) decides what to print.
@@ -20,7 +20,8 @@ from .augment import image_side, shift_images
 from .errors import TrainingDiverged
 from .loader import Dataset
 from .network import MLP
-from .optim import SGD, learning_rate
+from .optim import DEFAULT_LR, OPTIMIZERS, SGD, learning_rate, make_optimizer
+from .speed import INITIAL_BATCH, SpeedRecorder, batch_speed
 
 #: The progress bar and the divergence check run at most this many times per epoch,
 #: so their cost does not grow with the number of batches (50,000 at batch size 1).
@@ -35,7 +36,7 @@ class TrainSettings:
     """Everything that decides how a network is trained (and is recorded in the model file)."""
 
     # The defaults of `bptrain train`, chosen on the validation split (README, "How the defaults were chosen").
-    lr: float = 0.1
+    lr: float | None = None  # None: DEFAULT_LR of the optimizer (0.1 for sgd, 0.001 for adam)
     epochs: int = 20
     batch_size: int = 32
     seed: int = 0
@@ -48,6 +49,17 @@ class TrainSettings:
     min_lr: float = 0.0
     early_stopping: int = 0  # 0 = off; else stop after this many epochs without a better validation accuracy
     augment: int = 0  # 0 = off; else shift each (square) training image by up to this many pixels, anew each epoch
+    # --- optimizer (issue 11): "sgd" uses momentum/nesterov above; "adam" uses beta1/beta2/eps ---
+    optimizer: str = "sgd"
+    beta1: float = 0.9
+    beta2: float = 0.999
+    eps: float = 1e-8
+
+    def __post_init__(self):
+        if self.optimizer not in OPTIMIZERS:
+            raise ValueError(f"optimizer must be one of {OPTIMIZERS}, got {self.optimizer!r}")
+        if self.lr is None:
+            self.lr = DEFAULT_LR[self.optimizer]
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -61,6 +73,12 @@ class EpochRecord:
     val_accuracy: float
     lr: float
     seconds: float
+    # Per layer 1..L: mean over sampled steps of ‖∂C/∂b_l‖ (Nielsen's speed of learning) and ‖∂C/∂W_l‖,
+    # each on its own mini-batch; and both at the end of the epoch on the fixed batch of TrainResult.initial_speed
+    grad_b_norm: list | None = None
+    grad_w_norm: list | None = None
+    fixed_grad_b_norm: list | None = None
+    fixed_grad_w_norm: list | None = None
 
 
 @dataclass
@@ -70,6 +88,8 @@ class TrainResult:
     best_val_accuracy: float = float("nan")
     stopped_early: bool = False
     interrupted: bool = False
+    # ‖∂C/∂b_l‖ and ‖∂C/∂W_l‖ before the first update, on the first INITIAL_BATCH training images
+    initial_speed: dict | None = None
 
 
 def train(model: MLP, data: Dataset, settings: TrainSettings, *, progress: bool = True,
@@ -88,7 +108,8 @@ def train(model: MLP, data: Dataset, settings: TrainSettings, *, progress: bool 
     rng = np.random.default_rng(settings.seed)
     if settings.augment:
         image_side(x_train.shape[1])  # refuse non-square images before any work
-    optimizer = SGD(model.weights, model.biases, settings.momentum, settings.nesterov, settings.weight_decay)
+    optimizer = make_optimizer(settings, model.weights, model.biases)
+    speed = SpeedRecorder(model)
 
     # One shuffled copy of the training set per epoch, taken into the same buffers:
     # every batch is then a contiguous slice, never a fancy-indexed gather.
@@ -104,6 +125,8 @@ def train(model: MLP, data: Dataset, settings: TrainSettings, *, progress: bool 
         result.best_val_accuracy = float(np.mean(predictions == data.validation.y))
         result.best_epoch = first_epoch - 1
     epochs_without_improvement = 0
+    fixed_x, fixed_y = x_train[:INITIAL_BATCH], y_train[:INITIAL_BATCH]
+    result.initial_speed = batch_speed(model, fixed_x, fixed_y)
     try:
         for epoch in range(first_epoch, first_epoch + settings.epochs):
             started = time.perf_counter()
@@ -118,10 +141,13 @@ def train(model: MLP, data: Dataset, settings: TrainSettings, *, progress: bool 
             shuffled_y[np.arange(n_samples), y_train[order]] = 1
 
             train_loss = run_epoch(model, optimizer, shuffled_x, shuffled_y, batch_size, lr,
-                                    epoch, progress)
+                                    epoch, progress, speed)
             val_loss, predictions = model.evaluate(*data.validation)
             val_accuracy = float(np.mean(predictions == data.validation.y))
-            record = EpochRecord(epoch, train_loss, val_loss, val_accuracy, lr, time.perf_counter() - started)
+            grad_b_norm, grad_w_norm = speed.take_means()
+            fixed = batch_speed(model, fixed_x, fixed_y)  # one forward/backward of 1,000 rows, like validation
+            record = EpochRecord(epoch, train_loss, val_loss, val_accuracy, lr, time.perf_counter() - started,
+                                 grad_b_norm, grad_w_norm, fixed["grad_b_norm"], fixed["grad_w_norm"])
             result.history.append(record)
 
             improved = not (val_accuracy <= result.best_val_accuracy)  # the first epoch always counts
@@ -145,8 +171,13 @@ def train(model: MLP, data: Dataset, settings: TrainSettings, *, progress: bool 
 
 
 def run_epoch(model: MLP, optimizer: SGD, x: np.ndarray, y_onehot: np.ndarray, batch_size: int,
-               lr: float, epoch: int, progress: bool) -> float:
-    """One pass over the (already shuffled) data; returns the mean training loss."""
+               lr: float, epoch: int, progress: bool, speed: SpeedRecorder | None = None) -> float:
+    """One pass over the (already shuffled) data; returns the mean training loss.
+
+    ``speed``, if given, records the gradient norms of the last step of some of
+    the groups of batches between progress updates (at most
+    ``speed.samples_per_epoch``): outside the per-step loop, so it costs nothing there.
+    """
     n_samples = len(x)
     n_batches = math.ceil(n_samples / batch_size)
     work = model.workspace(batch_size)
@@ -160,6 +191,8 @@ def run_epoch(model: MLP, optimizer: SGD, x: np.ndarray, y_onehot: np.ndarray, b
     group_rows = batches_per_update * batch_size
     kept_outputs = np.empty((group_rows, model.sizes[-1]), model.dtype)
     kept_row_sums = np.empty((group_rows, 1), model.dtype)
+    n_groups = math.ceil(n_batches / batches_per_update)
+    groups_per_sample = math.ceil(n_groups / speed.samples_per_epoch) if speed is not None else 0
     # exp overflows to inf in saturated sigmoids (harmless, see network.sigmoid); a
     # diverging run makes NaNs, which the loss check below reports in one clear line.
     with bar, np.errstate(over="ignore", under="ignore", invalid="ignore"), \
@@ -175,6 +208,8 @@ def run_epoch(model: MLP, optimizer: SGD, x: np.ndarray, y_onehot: np.ndarray, b
                 step_work.keep_outputs(kept_outputs[row:row + len(xb)], kept_row_sums[row:row + len(xb)])
                 activations, deltas = model.train_step(xb, yb, step_work, lr)
                 optimizer.step(activations, deltas, step_work, lr)
+            if groups_per_sample and (first_batch // batches_per_update) % groups_per_sample == 0:
+                speed.record(activations, deltas, step_work, lr)  # the group's last step (its gradient, not its update)
             rows = group_stop - group_start
             loss_sum += model.loss_sum(kept_outputs[:rows], kept_row_sums[:rows], y_onehot[group_start:group_stop])
             running_loss = loss_sum / group_stop

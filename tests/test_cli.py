@@ -62,7 +62,8 @@ def trained(tmp_path_factory):
 def test_train_prints_a_header_and_one_line_per_epoch(trained):
     data, out, result = trained
     lines = result.stdout.splitlines()
-    assert lines[0].startswith("training 20-16-3 (ce, float32) on 600 images")
+    assert lines[0].startswith("training 20-16-3 (sigmoid hidden, ce, float32) on 600 images")
+    assert "sgd, lr 0.5" in lines[0]
     epoch_lines = [line for line in lines if re.match(r"epoch +\d+/3 ", line)]
     assert len(epoch_lines) == 3
     assert all("train loss" in line and "val acc" in line for line in epoch_lines)

@@ -251,16 +251,17 @@ def test_plot_history_writes_curves(runner, tmp_path, trained):
     _, model_path = trained
     history = model_path.with_name("model.history.json")
     result = ok(invoke(runner, "plot", history, "--out-dir", tmp_path))
-    written = tmp_path / "model.curves.png"
-    assert result.stdout.splitlines() == [f"wrote {written}"]
-    assert_png(written)
+    written = [tmp_path / "model.curves.png", tmp_path / "model.speed.png"]
+    assert result.stdout.splitlines() == [f"wrote {path}" for path in written]
+    for path in written:
+        assert_png(path)
 
 
 def test_plot_model_writes_all_pictures(runner, tmp_path, square_model):
     pytest.importorskip("matplotlib")
     data, model_path = square_model
     result = ok(invoke(runner, "plot", model_path, "--data", data))
-    names = ["confusion", "mistakes", "weights", "curves"]
+    names = ["confusion", "mistakes", "weights", "curves", "speed"]
     paths = [tmp_path / f"square.{name}.png" for name in names]
     assert result.stdout.splitlines() == [f"wrote {p}" for p in paths]
     for path in paths:
@@ -279,7 +280,8 @@ def test_plot_model_with_non_square_inputs_writes_nothing_or_what_it_can(runner,
     assert_png(out_dir / "model.confusion.png")
     assert_png(out_dir / "model.curves.png")
     assert "not square images" in result.stderr
-    assert sorted(p.name for p in out_dir.iterdir()) == ["model.confusion.png", "model.curves.png"]
+    assert sorted(p.name for p in out_dir.iterdir()) == ["model.confusion.png", "model.curves.png",
+                                                         "model.speed.png"]
 
 
 def test_plot_without_matplotlib_says_how_to_install(runner, tmp_path, trained, monkeypatch):

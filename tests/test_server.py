@@ -396,3 +396,18 @@ def test_serve_in_a_real_process_prints_its_url_answers_and_stops_cleanly(tmp_pa
         assert '"GET / HTTP/1.1" 200' in err and '"POST /api/predict HTTP/1.1" 200' in err, err
     else:
         assert err == ""  # quiet: no line per request
+
+
+@pytest.mark.parametrize("activation", ["tanh", "relu"])
+def test_other_hidden_units_are_described_and_shown(activation):
+    """The page shows any model: the hidden strips are the model's own activations (tanh may be negative)."""
+    images_module()
+    net = MLP((784, 16, 10), loss="mse", seed=1, activation=activation)
+    with running(net) as net_port:
+        info = json.loads(request(net_port, "GET", "/api/model")[2])
+        status, _, body = post_json(net_port, drawing(draw_strokes(STROKES[1])))
+    assert (info["activation"], info["output"]) == (activation, "sigmoid")
+    assert status == 200
+    answer = json.loads(body)
+    expected = net.forward(np.asarray(answer["input"], np.float32).reshape(1, -1))[1][0]
+    np.testing.assert_allclose(answer["hidden"][0], expected, atol=2e-3)

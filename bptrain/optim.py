@@ -11,7 +11,7 @@ import math
 
 import numpy as np
 
-from .blas import gemm_at_b
+from .blas import PairUpdate, PreparedGemmAtB
 
 SCHEDULES = ("constant", "step", "cosine")
 
@@ -28,9 +28,21 @@ class SGD:
         classical:  v ← μ v + g + ηλ W;     W ← W − v
         Nesterov:   v ← μ v + g + ηλ W;     W ← (1 − ηλ) W − g − μ v
 
-    This is PyTorch's SGD with the learning rate inside the velocity. Each
-    product A_{l-1}ᵀ(ηΔ_l) is formed and added into W or v by
-    :func:`bptrain.blas.gemm_at_b` (one BLAS call on large layers).
+    This is PyTorch's SGD with the learning rate inside the velocity. How each
+    line is computed, streaming W and v as few times as possible (the product
+    g is never stored: gemm adds it into W or v as it forms it):
+
+        plain:      W ← (1 − ηλ) W − g                    one gemm into W
+        classical:  v ← μ v + g                           one gemm into v
+                    v ← v + ηλ W;  W ← W − v               one pass over (v, W) together
+        Nesterov:   v ← μ v + g                           one gemm into v
+                    v ← v + ηλ W;  W ← (1 − ηλ) W − μ v    one pass over (v, W) together
+                    W ← W − g                             one gemm into W
+
+    "One pass over (v, W) together" is the 2x2 map (v, W) ← (v + ηλW, −v + (1 − ηλ)W)
+    for classical momentum, and (v + ηλW, −μv + (1 − ηλ − μηλ)W) for Nesterov,
+    each written in terms of the old v and W (:class:`bptrain.blas.PairUpdate`).
+    Each array's gemm and pair-update arguments are prepared once, here.
     """
 
     def __init__(self, weights, biases, momentum: float = 0.0, nesterov: bool = False, weight_decay: float = 0.0):
@@ -45,36 +57,36 @@ class SGD:
         self.momentum = momentum
         self.nesterov = nesterov
         self.weight_decay = weight_decay
+        params = self.weights + self.biases  # W_1..W_L, then b_1..b_L
+        scratch = [np.empty_like(p) for p in params]  # used only where NumPy does an update
+        self._into_param = [PreparedGemmAtB(p, s) for p, s in zip(params, scratch)]
         if momentum:
             self.velocity_w = [np.zeros_like(w) for w in self.weights]
             self.velocity_b = [np.zeros_like(b) for b in self.biases]
-        scratch_w = [np.empty_like(w) for w in self.weights]
-        scratch_b = [np.empty_like(b) for b in self.biases]
-        self._scratch = scratch_w, scratch_b
+            velocities = self.velocity_w + self.velocity_b
+            self._into_velocity = [PreparedGemmAtB(v, s) for v, s in zip(velocities, scratch)]
+            self._velocity_and_param = [PairUpdate(v, p, s) for v, p, s in zip(velocities, params, scratch)]
 
     def step(self, activations, deltas, work, lr: float) -> None:
         """Update every layer from a batch's activations [A_0..A_{L-1}] and η-scaled deltas [ηΔ_1..ηΔ_L]."""
         decay = lr * self.weight_decay
-        scratch_w, scratch_b = self._scratch
+        n_layers = len(self.weights)
         for l, delta in enumerate(deltas):
-            # the weight sees inputs A_{l-1}; the bias sees a constant input of 1
-            self._update(l, self.weights[l], activations[l], delta, decay, scratch_w[l], is_bias=False)
-            self._update(l, self.biases[l], work.ones_column, delta, 0.0, scratch_b[l], is_bias=True)
+            # the weight sees inputs A_{l-1}; the bias sees a constant input of 1 and is not decayed
+            self._update(l, activations[l], delta, decay)
+            self._update(n_layers + l, work.ones_column, delta, 0.0)
 
-    def _update(self, l, param, inputs, delta, decay, scratch, is_bias) -> None:
+    def _update(self, i, inputs, delta, decay) -> None:
         if not self.momentum:
-            gemm_at_b(param, inputs, delta, alpha=-1.0, beta=1.0 - decay, scratch=scratch)  # W ← (1−ηλ)W − g
+            self._into_param[i](inputs, delta, -1.0, 1.0 - decay)                      # W ← (1−ηλ)W − g
             return
         mu = self.momentum
-        velocity = (self.velocity_b if is_bias else self.velocity_w)[l]
-        gemm_at_b(velocity, inputs, delta, alpha=1.0, beta=mu, scratch=scratch)              # v ← μv + g
-        if decay:
-            velocity += np.multiply(param, decay, out=scratch)                               #     + ηλW
+        self._into_velocity[i](inputs, delta, 1.0, mu)                                 # v ← μv + g
         if self.nesterov:
-            gemm_at_b(param, inputs, delta, alpha=-1.0, beta=1.0 - decay, scratch=scratch)   # W ← (1−ηλ)W − g
-            param -= np.multiply(velocity, mu, out=scratch)                                  #     − μv
+            self._velocity_and_param[i](1.0, decay, -mu, 1.0 - decay - mu * decay)    # v ← v + ηλW; W ← (1−ηλ)W − μv
+            self._into_param[i](inputs, delta, -1.0, 1.0)                              # W ← W − g
         else:
-            param -= velocity                                                                # W ← W − v
+            self._velocity_and_param[i](1.0, decay, -1.0, 1.0 - decay)                # v ← v + ηλW; W ← W − v
 
 
 def learning_rate(schedule: str, base_lr: float, epoch: int, epochs: int,

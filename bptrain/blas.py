@@ -1,4 +1,4 @@
-"""The update C ← α·AᵀB + β·C in one BLAS call, with a NumPy fallback.
+"""The updates C ← α·AᵀB + β·C and (x, y) ← H·(x, y) in one BLAS call each, with NumPy fallbacks.
 
 Why: the SGD update of a layer is W ← W − Aᵀ(ηΔ). NumPy's ``matmul`` cannot
 accumulate into its output, so NumPy does it as a product into a scratch
@@ -8,14 +8,18 @@ goes. On the 784x128 first layer of an MNIST network that is the biggest
 single cost of a step: at batch size 10 the fused call takes ~40 µs where
 matmul + subtract take 70-100 µs. For a one-row batch the product is an
 outer product, and ger does it (NumPy's matmul even takes a slow non-BLAS
-loop for (m, 1) @ (1, n)).
+loop for (m, 1) @ (1, n)). With momentum and weight decay the velocity
+takes the gemm, and one rotm applies the rest to velocity and weights
+together (:class:`PairUpdate`). :class:`PreparedGemmAtB` and
+:class:`PairUpdate` build their ctypes arguments once, which makes a call
+cheap enough (~1 µs) for the smallest layers too.
 
 How: NumPy wheels bundle OpenBLAS as ``scipy_openblas`` with prefixed CBLAS
-symbols; we call its ``cblas_?gemm`` and ``cblas_?ger`` through ctypes. Only
+symbols; we call its ``cblas_?gemm``, ``cblas_?ger`` and ``cblas_?rotm`` through ctypes. Only
 libraries whose integer width is known from the symbol name are used, and a
 self-test against NumPy runs before first use. Where none is found (NumPy
-built against MKL, Accelerate, a system BLAS, ...) :func:`gemm_at_b` does
-the same with NumPy: same result up to float rounding, just slower.
+built against MKL, Accelerate, a system BLAS, ...) NumPy does the
+same: same result up to float rounding, just slower.
 ``BPTRAIN_NO_FUSED_BLAS=1`` forces the NumPy path.
 """
 
@@ -41,7 +45,9 @@ _CANDIDATES = (
 #: Below this many elements in C the NumPy path is faster: a ctypes call and the
 #: three array addresses it needs cost ~7 µs, more than the 128x64 layer's whole
 #: NumPy update at batch size 10. Measured per layer of 784-128-64-10: only the
-#: 784x128 first layer (100,352 elements) gains, at every batch size.
+#: 784x128 first layer (100,352 elements) gains, at every batch size. This is for
+#: :func:`gemm_at_b`, which builds its arguments anew on every call; the optimizer
+#: uses it for one-row batches only (:class:`PreparedGemmAtB` does the rest).
 FUSED_MIN_SIZE = 16384
 
 

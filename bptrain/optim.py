@@ -28,20 +28,23 @@ class SGD:
         classical:  v ← μ v + g + ηλ W;     W ← W − v
         Nesterov:   v ← μ v + g + ηλ W;     W ← (1 − ηλ) W − g − μ v
 
-    This is PyTorch's SGD with the learning rate inside the velocity. How each
-    line is computed, streaming W and v as few times as possible (the product
-    g is never stored: gemm adds it into W or v as it forms it):
+    This is PyTorch's SGD with the learning rate inside the velocity.
 
-        plain:      W ← (1 − ηλ) W − g                    one gemm into W
-        classical:  v ← μ v + g                           one gemm into v
-                    v ← v + ηλ W;  W ← W − v               one pass over (v, W) together
-        Nesterov:   v ← μ v + g                           one gemm into v
-                    v ← v + ηλ W;  W ← (1 − ηλ) W − μ v    one pass over (v, W) together
-                    W ← W − g                             one gemm into W
+    How it is computed, streaming W and v as few times as possible. The
+    product g is never stored: gemm adds it into W or v as it forms it. The
+    optimizer keeps s = μv, the velocity already multiplied by the momentum,
+    so that this gemm only adds (β = 1; OpenBLAS scales C in a pass of its own
+    for any other β: 3-5% of a default epoch at batch size 10-32). One pass
+    over (s, W) together (:class:`bptrain.blas.PairUpdate`: the 2x2 map below,
+    applied to the old s and W) does the rest:
 
-    "One pass over (v, W) together" is the 2x2 map (v, W) ← (v + ηλW, −v + (1 − ηλ)W)
-    for classical momentum, and (v + ηλW, −μv + (1 − ηλ − μηλ)W) for Nesterov,
-    each written in terms of the old v and W (:class:`bptrain.blas.PairUpdate`).
+        plain:      W ← (1 − ηλ) W − g                      one gemm into W
+        classical:  s ← s + g                  (= v' − ηλW, with v' the new v)     one gemm into s
+                    (s, W) ← (μs + μηλW, −s + (1 − ηλ)W)   (= μv', W − v')         one pass
+        Nesterov:   s ← s + g                  (= v' − ηλW)                         one gemm into s
+                    (s, W) ← (μs + μηλW, −μs + (1 − ηλ − μηλ)W)   (= μv', (1 − ηλ)W − μv')   one pass
+                    W ← W − g                                                       one gemm into W
+
     Each array's gemm and pair-update arguments are prepared once, here.
     """
 
@@ -61,11 +64,12 @@ class SGD:
         scratch = [np.empty_like(p) for p in params]  # used only where NumPy does an update
         self._into_param = [PreparedGemmAtB(p, s) for p, s in zip(params, scratch)]
         if momentum:
-            self.velocity_w = [np.zeros_like(w) for w in self.weights]
-            self.velocity_b = [np.zeros_like(b) for b in self.biases]
-            velocities = self.velocity_w + self.velocity_b
-            self._into_velocity = [PreparedGemmAtB(v, s) for v, s in zip(velocities, scratch)]
-            self._velocity_and_param = [PairUpdate(v, p, s) for v, p, s in zip(velocities, params, scratch)]
+            # s = μv for each W_l and b_l (see above); the velocity v itself is s / μ
+            self.scaled_velocity_w = [np.zeros_like(w) for w in self.weights]
+            self.scaled_velocity_b = [np.zeros_like(b) for b in self.biases]
+            scaled = self.scaled_velocity_w + self.scaled_velocity_b
+            self._into_scaled_velocity = [PreparedGemmAtB(v, s) for v, s in zip(scaled, scratch)]
+            self._scaled_velocity_and_param = [PairUpdate(v, p, s) for v, p, s in zip(scaled, params, scratch)]
 
     def step(self, activations, deltas, work, lr: float) -> None:
         """Update every layer from a batch's activations [A_0..A_{L-1}] and η-scaled deltas [ηΔ_1..ηΔ_L]."""
@@ -81,12 +85,14 @@ class SGD:
             self._into_param[i](inputs, delta, -1.0, 1.0 - decay)                      # W ← (1−ηλ)W − g
             return
         mu = self.momentum
-        self._into_velocity[i](inputs, delta, 1.0, mu)                                 # v ← μv + g
+        self._into_scaled_velocity[i](inputs, delta, 1.0, 1.0)                     # s ← s + g
         if self.nesterov:
-            self._velocity_and_param[i](1.0, decay, -mu, 1.0 - decay - mu * decay)    # v ← v + ηλW; W ← (1−ηλ)W − μv
-            self._into_param[i](inputs, delta, -1.0, 1.0)                              # W ← W − g
+            # (s, W) ← (μs + μηλW, −μs + (1 − ηλ − μηλ)W), then W ← W − g
+            self._scaled_velocity_and_param[i](mu, mu * decay, -mu, 1.0 - decay - mu * decay)
+            self._into_param[i](inputs, delta, -1.0, 1.0)
         else:
-            self._velocity_and_param[i](1.0, decay, -1.0, 1.0 - decay)                # v ← v + ηλW; W ← W − v
+            # (s, W) ← (μs + μηλW, −s + (1 − ηλ)W)
+            self._scaled_velocity_and_param[i](mu, mu * decay, -1.0, 1.0 - decay)
 
 
 def learning_rate(schedule: str, base_lr: float, epoch: int, epochs: int,

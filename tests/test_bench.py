@@ -34,7 +34,7 @@ def test_a_default_epoch_trains_with_momentum_decay_and_shifts(monkeypatch):
     for timer in (default, plain):
         assert timer.run() > 0
     assert shifts == [1, 0]
-    assert np.any(default.optimizer.velocity_w[0] != 0)
+    assert np.any(default.optimizer.scaled_velocity_w[0] != 0)
     assert not np.allclose(default.model.weights[0], plain.model.weights[0])  # same start, other updates
 
 

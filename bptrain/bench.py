@@ -1,5 +1,9 @@
 """Speed measurements for ``bptrain bench``: seconds per epoch against the machine's GEMM peak.
 
+It times what ``bptrain train`` does by default (momentum, weight decay, the
+image shifts) and plain SGD, epoch for epoch in alternation, so the cost of
+the default settings is visible next to the fastest path.
+
 Training an MLP is mostly matrix products, so the honest yardstick is the
 fp32 GEMM rate this machine reaches on big matrices: an epoch cannot take
 less than (matmul FLOPs per epoch) / (peak FLOP/s). The ratio between the
@@ -14,13 +18,55 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
+from .augment import shift_images
 from .network import MLP
 from .optim import SGD
-from .train import run_epoch
+from .train import TrainSettings, run_epoch
+
+
+@dataclass(frozen=True)
+class EpochSettings:
+    """What a timed epoch trains with: the optimizer's settings and the image shifts."""
+
+    name: str
+    momentum: float = 0.0
+    nesterov: bool = False
+    weight_decay: float = 0.0
+    augment: int = 0
+
+    def describe(self) -> str:
+        if not (self.momentum or self.weight_decay or self.augment):
+            return "SGD without momentum, weight decay or shifts"
+        parts = [f"{'Nesterov ' if self.nesterov else ''}momentum {self.momentum:g}" if self.momentum else "no momentum",
+                 f"weight decay {self.weight_decay:g}" if self.weight_decay else "no weight decay",
+                 f"shifts up to {self.augment} px" if self.augment else "no shifts"]
+        return ", ".join(parts)
+
+    def to_dict(self) -> dict:
+        return {**asdict(self), "description": self.describe()}
+
+
+#: ``--settings`` choices: train's defaults, plain SGD, or both timed in alternation.
+SETTINGS_CHOICES = ("both", "default", "plain")
+PLAIN = EpochSettings("plain")
+
+
+def default_settings(augment: int) -> EpochSettings:
+    """``bptrain train``'s optimizer defaults (from TrainSettings) with shifts of up to ``augment`` pixels."""
+    train_defaults = TrainSettings()
+    return EpochSettings("default", train_defaults.momentum, train_defaults.nesterov, train_defaults.weight_decay,
+                         augment)
+
+
+def settings_to_time(choice: str, augment: int) -> list[EpochSettings]:
+    """The settings ``--settings choice`` times, plain first (so default rows can say "x plain")."""
+    return {"plain": [PLAIN], "default": [default_settings(augment)],
+            "both": [PLAIN, default_settings(augment)]}[choice]
 
 
 @dataclass
 class BenchRow:
+    settings: str
     batch_size: int
     seconds_per_epoch: float
     samples_per_second: float
@@ -28,6 +74,7 @@ class BenchRow:
     floor_seconds: float
     ratio_to_floor: float
     runs: list
+    ratio_to_plain: float | None = None  # median of the per-pair ratios, when plain SGD was timed alongside
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -68,38 +115,75 @@ def synthetic_like(n_samples: int, n_features: int, n_classes: int, seed: int = 
     return x, y
 
 
-def time_epochs(sizes, loss: str, x: np.ndarray, y: np.ndarray, batch_size: int, *, dtype=np.float32,
-                lr: float = 0.1, runs: int = 3, warmup: int = 1, seed: int = 0) -> list[float]:
-    """Seconds of each of ``runs`` training epochs (after ``warmup`` untimed ones), plain SGD."""
-    model = MLP(sizes, loss, dtype=dtype, seed=seed)
-    optimizer = SGD(model.weights, model.biases)
-    rng = np.random.default_rng(seed)
-    n_samples, n_classes = len(x), sizes[-1]
-    shuffled_x = np.empty((n_samples, x.shape[1]), model.dtype)
-    shuffled_y = np.zeros((n_samples, n_classes), model.dtype)
-    times = []
-    for run in range(warmup + runs):
+class _Epochs:
+    """Trains one network with one :class:`EpochSettings` epoch after epoch, as ``train()`` does
+    (fresh shuffle into contiguous buffers, the shifts, then every step), and times each epoch."""
+
+    def __init__(self, sizes, loss, x, y, batch_size, settings: EpochSettings, buffers, *, dtype, lr, seed):
+        self.model = MLP(sizes, loss, dtype=dtype, seed=seed)
+        self.optimizer = SGD(self.model.weights, self.model.biases, settings.momentum, settings.nesterov,
+                             settings.weight_decay)
+        self.x, self.y, self.batch_size, self.settings, self.lr = x, y, batch_size, settings, lr
+        self.shuffled_x, self.shuffled_y = buffers  # shared by every _Epochs of one bench: filled anew each epoch
+        self.rng = np.random.default_rng(seed)
+        self.epoch = 0
+
+    def run(self) -> float:
+        """Seconds of one more epoch; the shuffle and the shifts are part of its cost."""
+        n_samples, x, shuffled_x, shuffled_y = len(self.x), self.x, self.shuffled_x, self.shuffled_y
+        self.epoch += 1
         started = time.perf_counter()
-        order = rng.permutation(n_samples)  # the shuffle is part of an epoch's cost
+        order = self.rng.permutation(n_samples)
         np.take(x, order, axis=0, out=shuffled_x, mode="clip")
+        shift_images(shuffled_x, self.rng, self.settings.augment)
         shuffled_y.fill(0)
-        shuffled_y[np.arange(n_samples), y[order]] = 1
-        run_epoch(model, optimizer, shuffled_x, shuffled_y, batch_size, lr, epoch=run + 1, progress=False)
-        if run >= warmup:
-            times.append(time.perf_counter() - started)
-    return times
+        shuffled_y[np.arange(n_samples), self.y[order]] = 1
+        run_epoch(self.model, self.optimizer, shuffled_x, shuffled_y, self.batch_size, self.lr, self.epoch,
+                  progress=False)
+        return time.perf_counter() - started
+
+
+def _buffers(x, n_classes, dtype):
+    return np.empty((len(x), x.shape[1]), dtype), np.zeros((len(x), n_classes), dtype)
+
+
+def time_epochs(sizes, loss: str, x: np.ndarray, y: np.ndarray, batch_size: int, *, dtype=np.float32,
+                lr: float = 0.1, runs: int = 3, warmup: int = 1, seed: int = 0,
+                settings: EpochSettings = PLAIN) -> list[float]:
+    """Seconds of each of ``runs`` training epochs (after ``warmup`` untimed ones) with ``settings``."""
+    epochs = _Epochs(sizes, loss, x, y, batch_size, settings, _buffers(x, sizes[-1], dtype), dtype=dtype, lr=lr,
+                     seed=seed)
+    times = [epochs.run() for _ in range(warmup + runs)]
+    return times[warmup:]
 
 
 def bench(sizes, loss: str, x: np.ndarray, y: np.ndarray, batch_sizes, *, dtype=np.float32, runs: int = 3,
-          warmup: int = 1, peak_gflops: float | None = None):
-    """One :class:`BenchRow` per batch size, plus the measured GEMM peak."""
+          warmup: int = 1, peak_gflops: float | None = None, settings=(PLAIN,), lr: float = 0.1):
+    """One :class:`BenchRow` per batch size and settings, plus the measured GEMM peak.
+
+    Several settings are timed in alternation, epoch by epoch (plain, default,
+    plain, default, ...), so the machine's drift hits them alike, and a default
+    row's ``ratio_to_plain`` is the median of the ratios of epochs run back to back.
+    """
     peak = peak_gflops if peak_gflops is not None else gemm_peak_gflops(dtype)
     flops = matmul_flops_per_epoch(sizes, len(x))
     floor = flops / (peak * 1e9)
+    buffers = _buffers(x, sizes[-1], np.dtype(dtype))
     rows = []
     for batch_size in batch_sizes:
-        times = time_epochs(sizes, loss, x, y, batch_size, dtype=dtype, runs=runs, warmup=warmup)
-        seconds = statistics.median(times)
-        rows.append(BenchRow(batch_size, seconds, len(x) / seconds, flops / seconds / 1e9, floor,
-                             seconds / floor, [round(t, 4) for t in times]))
+        timers = [_Epochs(sizes, loss, x, y, batch_size, s, buffers, dtype=dtype, lr=lr, seed=0) for s in settings]
+        times = {s.name: [] for s in settings}
+        for run in range(warmup + runs):
+            for s, timer in zip(settings, timers):
+                seconds = timer.run()
+                if run >= warmup:
+                    times[s.name].append(seconds)
+        for s in settings:
+            series = times[s.name]
+            seconds = statistics.median(series)
+            ratio = None
+            if s.name != PLAIN.name and PLAIN.name in times:
+                ratio = statistics.median(a / b for a, b in zip(series, times[PLAIN.name]))
+            rows.append(BenchRow(s.name, batch_size, seconds, len(x) / seconds, flops / seconds / 1e9, floor,
+                                 seconds / floor, [round(t, 4) for t in series], ratio))
     return rows, peak

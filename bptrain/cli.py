@@ -20,13 +20,14 @@ import numpy as np
 
 from . import __version__
 from .augment import is_square_image
+from .bench import SETTINGS_CHOICES as BENCH_SETTINGS
 from .config import load_config
 from .errors import BptrainError, DataError, TrainingDiverged
 from .loader import DATA_ENV_VAR, DEFAULT_DATA_PATH, SPLIT_NAMES, load_dataset, resolve_data_path
 from .metrics import confusion_matrix, format_confusion, format_per_class, per_class_accuracy
 from .model_io import atomic_write, load_model, save_model
 from .network import ACTIVATIONS, AUTO_INIT, DTYPES, LOSSES, MLP, default_init
-from .options import SETTINGS_FIELDS, TRAIN_OPTIONS, GroupedHelpCommand, SizesType, click_options
+from .options import CLI_AUGMENT, SETTINGS_FIELDS, TRAIN_OPTIONS, GroupedHelpCommand, SizesType, click_options
 from .paths import PathClash, OutputDir, check_no_clash, check_replaceable, data_files
 from .paths import is_history_file, is_model_file, is_png_file
 from .stopping import StopSignals, Stopped, exit_status, signal_name
@@ -384,9 +385,15 @@ def download_command(dest, force):
 @click.option("--data", type=click.Path(path_type=Path), default=None,
               help="Data to time on [default: $BPTRAIN_DATA or data/mnist.pkl.gz; synthetic data of the "
                    "same shape when absent].")
+@click.option("--settings", "settings_choice", type=click.Choice(BENCH_SETTINGS), default="both",
+              show_default=True,
+              help="default: what `bptrain train` trains with (momentum, weight decay, shifts); plain: SGD without "
+                   "them; both: the two in alternation, with the ratio default / plain.")
+@click.option("--augment", type=click.IntRange(min=0, max=4), default=CLI_AUGMENT, show_default=True,
+              help="Largest shift in pixels of the default settings (0: time them without the shifts).")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
-def bench_command(sizes, batch_sizes, loss, dtype, runs, warmup, samples, data, as_json):
-    """Time training epochs and compare them with this machine's matrix-multiply peak."""
+def bench_command(sizes, batch_sizes, loss, dtype, runs, warmup, samples, data, settings_choice, augment, as_json):
+    """Time training epochs (train's default settings and plain SGD) against this machine's matrix-multiply peak."""
     from . import bench
 
     path = resolve_data_path(data)
@@ -403,17 +410,27 @@ def bench_command(sizes, batch_sizes, loss, dtype, runs, warmup, samples, data, 
         source = "synthetic (no data file found)"
     if samples is not None:
         x, y = x[:samples], y[:samples]
-    rows, peak = bench.bench(sizes, loss, x, y, batch_sizes, dtype=DTYPES[dtype], runs=runs, warmup=warmup)
+    if augment and not is_square_image(x.shape[1]):
+        augment = 0  # as in train: shifts need square images (the settings line says "no shifts")
+    settings = bench.settings_to_time(settings_choice, augment)
+    rows, peak = bench.bench(sizes, loss, x, y, batch_sizes, dtype=DTYPES[dtype], runs=runs, warmup=warmup,
+                             settings=settings)
     if as_json:
         click.echo(json.dumps({"sizes": list(sizes), "loss": loss, "dtype": dtype, "samples": len(x),
-                               "data": source, "gemm_peak_gflops": peak, "rows": [r.to_dict() for r in rows]}))
+                               "data": source, "gemm_peak_gflops": peak,
+                               "settings": {s.name: s.to_dict() for s in settings},
+                               "rows": [r.to_dict() for r in rows]}))
         return
     click.echo(f"{'-'.join(map(str, sizes))} {loss} {dtype}, {len(x)} samples per epoch from {source}")
+    for s in settings:
+        click.echo(f"{s.name}: {s.describe()}" + (" (bptrain train's defaults)" if s.name == "default" else ""))
     click.echo(f"GEMM peak {peak:.1f} GFLOP/s -> matmul floor {rows[0].floor_seconds:.3f} s/epoch")
-    click.echo(f"{'batch':>6} {'s/epoch':>9} {'samples/s':>11} {'GFLOP/s':>8} {'x floor':>8}  runs")
+    click.echo(f"{'settings':<9} {'batch':>6} {'s/epoch':>9} {'samples/s':>11} {'GFLOP/s':>8} {'x floor':>8} "
+               f"{'x plain':>8}  runs")
     for r in rows:
-        click.echo(f"{r.batch_size:>6} {r.seconds_per_epoch:>9.3f} {r.samples_per_second:>11,.0f} "
-                   f"{r.gflops:>8.1f} {r.ratio_to_floor:>8.2f}  {' '.join(f'{t:.3f}' for t in r.runs)}")
+        ratio = f"{r.ratio_to_plain:>8.2f}" if r.ratio_to_plain is not None else f"{'':>8}"
+        click.echo(f"{r.settings:<9} {r.batch_size:>6} {r.seconds_per_epoch:>9.3f} {r.samples_per_second:>11,.0f} "
+                   f"{r.gflops:>8.1f} {r.ratio_to_floor:>8.2f} {ratio}  {' '.join(f'{t:.3f}' for t in r.runs)}")
 
 
 # ------------------------------------------------------------------- predict

@@ -128,3 +128,58 @@ def test_matmul_into_fills_every_output_layout(layout):
            "float64 out": np.empty((6, 4), np.float64)}[layout]
     assert blas.matmul_into(a, b, out) is out
     np.testing.assert_allclose(out, a.astype(np.float64) @ b, rtol=1e-5, atol=1e-6)
+
+
+BLAS_PATHS = ["blas", "numpy"]
+
+
+def _use_path(monkeypatch, path):
+    if path == "blas" and not blas.available():
+        pytest.skip("no bundled OpenBLAS found: only the NumPy path exists here")
+    if path == "numpy":
+        monkeypatch.setattr(blas, "_ROUTINES", None)
+
+
+@pytest.mark.parametrize("path", BLAS_PATHS)
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("h", [(1.0, 1e-3, -1.0, 1 - 1e-3), (1.0, 0.01, -0.9, 0.981), (0.5, 2.0, -1.0, 0.25),
+                               (1.0, 0.0, -1.0, 1.0)], ids=str)
+def test_pair_update_applies_the_2x2_map_to_the_old_values(monkeypatch, path, dtype, h):
+    _use_path(monkeypatch, path)
+    rng = np.random.default_rng(3)
+    x = rng.standard_normal((13, 6)).astype(dtype)
+    y = rng.standard_normal((13, 6)).astype(dtype)
+    x64, y64 = x.astype(np.float64), y.astype(np.float64)
+    h11, h12, h21, h22 = h
+    update = blas.PairUpdate(x, y, scratch=np.empty_like(x))
+    for _ in range(3):  # the same map again: the prepared BLAS parameters are reused
+        update(*h)
+        x64, y64 = h11 * x64 + h12 * y64, h21 * x64 + h22 * y64
+    tolerance = 1e-5 if dtype == np.float32 else 1e-13
+    np.testing.assert_allclose(x, x64, rtol=tolerance, atol=tolerance)
+    np.testing.assert_allclose(y, y64, rtol=tolerance, atol=tolerance)
+    update(1.0, 0.0, 0.0, 1.0)  # a new map: identity
+    np.testing.assert_allclose(x, x64, rtol=tolerance, atol=tolerance)
+
+
+@pytest.mark.parametrize("path", BLAS_PATHS)
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_prepared_gemm_follows_every_change_of_operands(monkeypatch, path, dtype):
+    """The arguments are built once and reused; each change (a new input batch, another layout, a partial
+    or one-row batch, new α and β) must still give C ← α·aᵀb + β·C."""
+    _use_path(monkeypatch, path)
+    rng = np.random.default_rng(4)
+    data = rng.standard_normal((20, 9)).astype(dtype)         # the input batches are row slices of it
+    delta = rng.standard_normal((4, 5)).astype(dtype)
+    column_major = np.asfortranarray(rng.standard_normal((4, 9)).astype(dtype))
+    c = rng.standard_normal((9, 5)).astype(dtype)
+    expected = c.astype(np.float64)
+    update = blas.PreparedGemmAtB(c, scratch=np.empty_like(c))
+    calls = [(data[0:4], delta, 1.0, 0.9), (data[4:8], delta, 1.0, 0.9), (data[8:12], delta, -1.0, 1.0),
+             (column_major, delta, 1.0, 0.9), (data[12:15], delta[:3], 1.0, 0.9), (data[15:16], delta[:1], -1.0, 0.5),
+             (data[16:20], delta, 0.5, 0.0), (data[0:4], rng.standard_normal((4, 5)).astype(dtype), 1.0, 0.9)]
+    for a, b, alpha, beta in calls:
+        assert update(a, b, alpha, beta) is c
+        expected = alpha * (a.astype(np.float64).T @ b.astype(np.float64)) + beta * expected
+        tolerance = 1e-4 if dtype == np.float32 else 1e-12
+        np.testing.assert_allclose(c, expected, rtol=tolerance, atol=tolerance)

@@ -342,16 +342,24 @@ def small_gemm(monkeypatch):
 
 
 def test_bench_json_on_synthetic_data(runner, tmp_path, monkeypatch, small_gemm):
-    monkeypatch.chdir(tmp_path)  # no data/mnist.pkl.gz here
+    monkeypatch.chdir(tmp_path)  # no data/mnist.pkl.gz here: synthetic 784-pixel images, shifts possible
     result = ok(invoke(runner, "bench", "--sizes", "784,16,10", "--batch-size", 64, "--runs", 1, "--warmup", 0,
                        "--samples", 2000, "--json"))
     document = json.loads(result.stdout)
     assert document["gemm_peak_gflops"] > 0
     assert document["samples"] == 2000 and "synthetic" in document["data"]
     assert document["sizes"] == [784, 16, 10]
-    (row,) = document["rows"]
-    assert row["batch_size"] == 64 and len(row["runs"]) == 1
-    assert row["seconds_per_epoch"] > 0 and row["ratio_to_floor"] > 0 and row["samples_per_second"] > 0
+    default = document["settings"]["default"]
+    assert (default["momentum"], default["weight_decay"], default["augment"]) == (0.9, 1e-4, 1)
+    assert document["settings"]["plain"]["description"] == "SGD without momentum, weight decay or shifts"
+    plain, default_row = document["rows"]  # both settings by default, plain first
+    assert (plain["settings"], default_row["settings"]) == ("plain", "default")
+    for row in (plain, default_row):
+        assert row["batch_size"] == 64 and len(row["runs"]) == 1
+        assert row["seconds_per_epoch"] > 0 and row["ratio_to_floor"] > 0 and row["samples_per_second"] > 0
+    assert plain["ratio_to_plain"] is None
+    # one pair: the ratio of its two epochs (runs are rounded to 0.1 ms in the output)
+    assert default_row["ratio_to_plain"] == pytest.approx(default_row["runs"][0] / plain["runs"][0], rel=0.05)
 
 
 def test_bench_text_on_real_file(runner, tmp_path, synthetic_data, small_gemm):
@@ -359,8 +367,28 @@ def test_bench_text_on_real_file(runner, tmp_path, synthetic_data, small_gemm):
                        "--warmup", 0, "--data", synthetic_data))
     lines = result.stdout.splitlines()
     assert str(synthetic_data) in lines[0] and "600 samples" in lines[0]
-    assert lines[1].startswith("GEMM peak")
-    assert [line.split()[0] for line in lines[3:]] == ["16", "600"]
+    assert lines[1] == "plain: SGD without momentum, weight decay or shifts"
+    # 20-pixel inputs are no square images: like train, the default settings run without shifts
+    assert lines[2] == "default: momentum 0.9, weight decay 0.0001, no shifts (bptrain train's defaults)"
+    assert lines[3].startswith("GEMM peak")
+    assert lines[4].split()[:3] == ["settings", "batch", "s/epoch"]
+    rows = [line.split() for line in lines[5:]]
+    assert [(r[0], r[1]) for r in rows] == [("plain", "16"), ("default", "16"), ("plain", "600"), ("default", "600")]
+    assert len(rows[0]) == len(rows[1]) - 1  # only default rows have the "x plain" column filled
+
+
+@pytest.mark.parametrize("choice", ["plain", "default"])
+def test_bench_times_only_the_chosen_settings(runner, synthetic_data, small_gemm, choice):
+    result = ok(invoke(runner, "bench", "--sizes", SIZES, "--batch-size", 16, "--runs", 1, "--warmup", 0,
+                       "--data", synthetic_data, "--settings", choice, "--json"))
+    document = json.loads(result.stdout)
+    assert list(document["settings"]) == [choice]
+    assert [(r["settings"], r["ratio_to_plain"]) for r in document["rows"]] == [(choice, None)]
+
+
+def test_bench_rejects_an_unknown_settings_name(runner, synthetic_data, small_gemm):
+    assert_clean_error(invoke(runner, "bench", "--data", synthetic_data, "--settings", "adam"), "settings",
+                       exit_code=2)
 
 
 def test_bench_missing_data_is_a_clean_error(runner, tmp_path, small_gemm):

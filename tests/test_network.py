@@ -221,6 +221,7 @@ OPTIMIZERS = {
     "momentum": dict(momentum=0.9),
     "nesterov": dict(momentum=0.9, nesterov=True),
     "decay": dict(weight_decay=0.01),
+    "momentum+decay": dict(momentum=0.9, weight_decay=0.01),  # `bptrain train`'s kind of settings
     "all": dict(momentum=0.8, nesterov=True, weight_decay=0.05),
 }
 
@@ -244,6 +245,41 @@ def test_reference_sgd_by_hand():
     w2, b2 = ref.step(w1, b1, gw, gb, lr)      # v = 0.75; W -= 0.5 + 0.375
     np.testing.assert_allclose(w2[0], 1 - 0.75 - 0.875)
     np.testing.assert_allclose(b2[0], 1 - 0.75 - 0.875)
+
+
+@pytest.mark.parametrize("path", ["blas", "numpy"])
+@pytest.mark.parametrize("opt", OPTIMIZERS, ids=str)
+def test_sgd_steps_match_the_reference_step_by_step(monkeypatch, path, opt):
+    """optim.SGD's fused update (a gemm into v or W, then one pass over v and W together) against the
+    plain float64 RefSGD after every step: full batches that are new slices of one buffer (as in training),
+    a partial and a one-row batch, hidden layers wider than the batch (column-major), and the learning
+    rate changing between "epochs"; with the bundled BLAS and with the NumPy fallback."""
+    from bptrain import blas
+    from bptrain.network import one_hot
+
+    if path == "blas" and not blas.available():
+        pytest.skip("no bundled OpenBLAS found: only the NumPy path exists here")
+    if path == "numpy":
+        monkeypatch.setattr(blas, "_ROUTINES", None)
+    sizes, loss = (9, 12, 7, 3), "ce"
+    x, y = small_problem(n=15, n_features=9, seed=6)
+    model = MLP(sizes, loss, dtype=np.float64, seed=8)
+    optimizer = SGD(model.weights, model.biases, **OPTIMIZERS[opt])
+    reference = RefSGD(len(sizes) - 1, **OPTIMIZERS[opt])
+    weights, biases = [w.copy() for w in model.weights], [b.copy() for b in model.biases]
+    targets = one_hot(y, sizes[-1], np.float64)
+    batches = [(0, 4), (4, 8), (8, 12), (12, 14), (14, 15)]  # four rows, then a partial batch and a one-row batch
+    with np.errstate(over="ignore", under="ignore"):
+        for lr in (0.5, 0.3, 0.1):
+            for start, stop in batches:
+                work = model.workspace(stop - start)
+                activations, deltas = model.train_step(x[start:stop], targets[start:stop], work, lr)
+                optimizer.step(activations, deltas, work, lr)
+                grad_w, grad_b = ref_backward(weights, ref_forward(weights, biases, x[start:stop], loss),
+                                              y[start:stop], loss)
+                weights, biases = reference.step(weights, biases, grad_w, grad_b, lr)
+                assert_params_close(model, weights, biases, rtol=1e-10, atol=1e-12)
+    assert not np.allclose(weights[0], initial_parameters(sizes, "xavier", 8)[0][0])  # it did learn something
 
 
 @pytest.mark.parametrize("kwargs", [dict(momentum=1.0), dict(momentum=-0.1), dict(nesterov=True),

@@ -194,6 +194,19 @@ def _history_path(out: Path) -> Path:
               show_default=True, metavar="N", help="Stop after N epochs without a better validation accuracy (0: off).")
 @click.option("--augment", type=click.IntRange(min=0, max=4), default=CLI_AUGMENT, show_default=True,
               metavar="PIXELS", help="Shift each training image by up to PIXELS, anew each epoch (0: off).")
+# Distortions of the training images, anew each epoch (README, "Distortions"); all 0: off.
+@click.option("--elastic-alpha", type=FiniteFloat(min=0), default=DEFAULTS.elastic_alpha, show_default=True,
+              metavar="ALPHA", help="Elastic distortion strength α in pixels (0: off; 34 in Simard et al. 2003).")
+@click.option("--elastic-sigma", type=FiniteFloat(min=0, min_open=True), default=DEFAULTS.elastic_sigma,
+              show_default=True, metavar="SIGMA", help="Smoothness σ of the elastic field, in pixels.")
+@click.option("--affine-rotate", type=FiniteFloat(min=0, max=180), default=DEFAULTS.affine_rotate,
+              show_default=True, metavar="DEG", help="Rotate by up to ±DEG degrees.")
+@click.option("--affine-scale", type=FiniteFloat(min=0, max=1, max_open=True), default=DEFAULTS.affine_scale,
+              show_default=True, metavar="FRACTION", help="Scale by a factor in [1 − FRACTION, 1 + FRACTION].")
+@click.option("--affine-shear", type=FiniteFloat(min=0, max=1), default=DEFAULTS.affine_shear,
+              show_default=True, metavar="FRACTION", help="Shear horizontally by up to ±FRACTION (x += FRACTION · y).")
+@click.option("--affine-shift", type=FiniteFloat(min=0, max=4), default=DEFAULTS.affine_shift,
+              show_default=True, metavar="PIXELS", help="Translate by up to ±PIXELS (subpixel) on each axis.")
 @data_options
 @click.option("--out", type=click.Path(path_type=Path), default=Path("model.npy"), show_default=True,
               help="Where to save the model (.npy).")
@@ -203,7 +216,8 @@ def _history_path(out: Path) -> Path:
               help="Continue training the model in this file (its architecture and loss are used).")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar and no per-epoch lines.")
 def train_command(sizes, lr, epochs, batch_size, seed, loss, init, dtype, momentum, nesterov, weight_decay,
-                  schedule, step_size, gamma, min_lr, early_stopping, augment, data, no_download, out, history,
+                  schedule, step_size, gamma, min_lr, early_stopping, augment, elastic_alpha, elastic_sigma,
+                  affine_rotate, affine_scale, affine_shear, affine_shift, data, no_download, out, history,
                   resume, quiet):
     """Train a network and save it (the best epoch by validation accuracy) to a .npy file."""
     ctx = click.get_current_context()
@@ -231,6 +245,12 @@ def train_command(sizes, lr, epochs, batch_size, seed, loss, init, dtype, moment
     dataset = obtain_dataset(data, no_download, progress)
     check_model_fits_data(model, dataset, "--sizes" if resume is None else str(resume))
     n_train = len(dataset.train.x)
+    distortions = {"elastic_alpha": elastic_alpha, "affine_rotate": affine_rotate, "affine_scale": affine_scale,
+                   "affine_shear": affine_shear, "affine_shift": affine_shift}
+    if any(distortions.values()) and not is_square_image(dataset.n_features):
+        used = ", ".join("--" + name.replace("_", "-") for name, value in distortions.items() if value)
+        raise click.UsageError(f"{used} distort square images, but the inputs of {dataset.source} have "
+                               f"{dataset.n_features} features")
     if augment and not is_square_image(dataset.n_features):
         if _given(ctx, "augment"):
             raise click.UsageError(f"--augment shifts square images, but the inputs of {dataset.source} have "
@@ -246,7 +266,7 @@ def train_command(sizes, lr, epochs, batch_size, seed, loss, init, dtype, moment
     settings = TrainSettings(lr=lr, epochs=epochs, batch_size=batch_size, seed=seed, momentum=momentum,
                              nesterov=nesterov, weight_decay=weight_decay, schedule=schedule,
                              step_size=step_size, gamma=gamma, min_lr=min_lr, early_stopping=early_stopping,
-                             augment=augment)
+                             augment=augment, elastic_sigma=elastic_sigma, **distortions)
     say(f"training {'-'.join(map(str, model.sizes))} ({model.loss}, {model.dtype.name}) on {n_train} images "
         f"from {dataset.source}: {epochs} epochs, batch {batch_size}, lr {lr:g}")
     last_epoch = first_epoch + epochs - 1

@@ -63,6 +63,13 @@ KEYS = {
     "min_lr": (_NUMBER, _non_negative_float),
     "early_stopping": (_INTEGER, _non_negative_int),
     "augment": (_INTEGER, lambda value: None if 0 <= value <= 4 else "must be 0..4 pixels"),
+    # distortions (bptrain.distort), same ranges as the CLI options
+    "elastic_alpha": (_NUMBER, _non_negative_float),
+    "elastic_sigma": (_NUMBER, _positive_float),
+    "affine_rotate": (_NUMBER, lambda value: None if 0 <= value <= 180 else "must be 0..180 degrees"),
+    "affine_scale": (_NUMBER, _fraction),
+    "affine_shear": (_NUMBER, lambda value: None if 0 <= value <= 1 else "must be in [0, 1]"),
+    "affine_shift": (_NUMBER, lambda value: None if 0 <= value <= 4 else "must be 0..4 pixels"),
     "data": ("a string", None),
     "out": ("a string", None),
     "history": ("a string", None),

@@ -461,24 +461,38 @@ def predict_command(model_path, input_path, top_k, as_json):
 
 # ---------------------------------------------------------------------- plot
 @cli.command("plot")
-@click.argument("source", metavar="MODEL_OR_HISTORY", type=click.Path(path_type=Path))
+@click.argument("source", metavar="[MODEL_OR_HISTORY]", type=click.Path(path_type=Path), required=False)
 @click.option("--out-dir", type=click.Path(file_okay=False, path_type=Path), default=None,
-              help="Where to write the PNG files [default: next to the input].")
+              help="Where to write the PNG files [default: next to the input, or . for --distortions alone].")
 @data_options
 @click.option("--split", type=click.Choice(SPLIT_NAMES), default="test", show_default=True,
-              help="Split for the confusion matrix and the mistakes.")
-def plot_command(source, out_dir, data, no_download, split):
+              help="Split for the confusion matrix, the mistakes and --distortions.")
+@click.option("--distortions", is_flag=True,
+              help="Also draw distortions.png: 8 digits and their elastic and affine distortions "
+                   "(those of configs/simard-elastic.toml and simard-affine.toml).")
+def plot_command(source, out_dir, data, no_download, split, distortions):
     """Draw PNGs: learning curves from a history .json; for a model .npy, also its confusion
     matrix, the digits it gets most confidently wrong, and its first layer's weights."""
     from . import plot
 
+    if source is None and not distortions:
+        raise click.UsageError("give a model .npy or history .json to plot, or --distortions")
     plot.require_matplotlib()
-    out_dir = out_dir or source.parent
+    out_dir = out_dir or (source.parent if source is not None else Path("."))
     if not out_dir.is_dir():
         raise click.UsageError(f"output directory {out_dir} does not exist")
-    stem = source.name.removesuffix(".json").removesuffix(".history").removesuffix(".npy")
     written = []
-    if source.suffix == ".json":
+    if distortions:
+        from .distort import PAPER_ELASTIC, SIMARD_AFFINE
+
+        x, _ = obtain_dataset(data, no_download, progress=sys.stderr.isatty()).split(split)
+        rows = {"elastic 1": PAPER_ELASTIC, "elastic 2": PAPER_ELASTIC, "affine 1": SIMARD_AFFINE,
+                "affine 2": SIMARD_AFFINE}  # two random draws of each
+        written.append(plot.plot_distortions(x[:8], rows, out_dir / "distortions.png"))
+    stem = source.name.removesuffix(".json").removesuffix(".history").removesuffix(".npy") if source else ""
+    if source is None:
+        pass
+    elif source.suffix == ".json":
         written.append(plot.plot_history(plot.load_history(source), out_dir / f"{stem}.curves.png"))
     else:
         model, _ = load_model(source)

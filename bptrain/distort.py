@@ -81,6 +81,11 @@ class Distortion:
         return self.elastic or self.affine
 
 
+#: The distortions of configs/simard-elastic.toml (the paper's values) and configs/simard-affine.toml.
+PAPER_ELASTIC = Distortion(elastic_alpha=34.0, elastic_sigma=4.0)
+SIMARD_AFFINE = Distortion(rotate=10.0, scale=0.1, shear=0.2, shift=1.0)
+
+
 def gaussian_kernel(sigma: float, truncate: float = TRUNCATE) -> np.ndarray:
     """The 1-D Gaussian g(k) ∝ exp(−k² / 2σ²) for k = −r..r, r = ⌈truncate · σ⌉, normalised to sum 1."""
     radius = max(1, math.ceil(truncate * sigma))

@@ -214,3 +214,11 @@ def test_config_keys_for_distortions():
                        ("affine_shear", "big")):
         with pytest.raises(ConfigError, match=key):
             check_config({key: value})
+
+
+def test_plot_distortions_from_the_command_line(runner, tmp_path, square_data):
+    pytest.importorskip("matplotlib")
+    result = invoke(runner, "plot", "--distortions", "--data", square_data, "--out-dir", tmp_path)
+    assert result.exit_code == 0, result.output
+    assert (tmp_path / "distortions.png").read_bytes()[:4] == b"\x89PNG"
+    assert_clean_error(invoke(runner, "plot"), "--distortions", exit_code=2)

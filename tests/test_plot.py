@@ -252,3 +252,21 @@ def test_failed_save_leaves_nothing_and_keeps_old_file(mpl, tmp_path, monkeypatc
         plot.plot_weights(np.zeros((784, 1)), out)
     assert out.read_bytes() == b"old picture"
     assert [p.name for p in tmp_path.iterdir()] == ["w.png"]
+
+
+# ------------------------------------------------------------------ distortions
+def test_plot_distortions_draws_a_row_per_distortion(mpl, tmp_path):
+    from bptrain.distort import PAPER_ELASTIC, SIMARD_AFFINE
+
+    images = RNG.random((8, 784)).astype(np.float32)
+    out = tmp_path / "d.png"
+    width, height = assert_sensible_png(out, plot.plot_distortions(images, {"elastic": PAPER_ELASTIC,
+                                                                            "affine": SIMARD_AFFINE}, out))
+    assert width > height  # 8 digits across, 3 rows
+    assert out.stat().st_size < 100_000
+
+
+def test_plot_distortions_refuses_non_square_images(mpl, tmp_path):
+    with pytest.raises(BptrainError, match="perfect square"):
+        plot.plot_distortions(np.zeros((3, 20), np.float32), {}, tmp_path / "d.png")
+    assert not (tmp_path / "d.png").exists()

@@ -11,8 +11,9 @@ pass for both):
 
 - **elastic**: Δx = α · (G ∗ Ux), Δy = α · (G ∗ Uy), where Ux, Uy are uniform
   random in [-1, 1] at every pixel and G is a Gaussian of σ pixels (its 1-D
-  kernel sums to 1). The paper's MNIST values are σ = 4, α = 34: a smooth,
-  rubbery wobble of about 1.4 pixels (root mean square).
+  kernel sums to 1; the field is 0 outside the image). The paper's MNIST
+  values are σ = 4, α = 34: a smooth, rubbery wobble of about 1.3 pixels
+  (root mean square; 1.0 at the edges).
 - **affine**: (y, x) = c + M · ((i, j) − c) + t, about the image centre c,
   with M = rotation(θ) · scale(s) · shear(h) and a translation t, each drawn
   per image from symmetric ranges (the map goes from output to source; the
@@ -20,10 +21,9 @@ pass for both):
 
 Speed: no loop over images. Images go in blocks of :data:`BLOCK` rows (small
 enough that the block's arrays stay in cache); the separable Gaussian is two
-matrix products with a precomputed (side x side) smoothing matrix (the
-field taken as 0 beyond the edges), the interpolation four
-``np.take`` gathers from a zero-framed copy of the block, all in float32 and
-in reused buffers. Results depend only on the generator's state (and on the
+small matrix products per :data:`GROUP` images with a precomputed
+(side x side) smoothing matrix, the interpolation four ``np.take`` gathers
+from a zero-framed copy of the block, all in float32 and in reused buffers. Results depend only on the generator's state (and on the
 block size, a constant here).
 """
 
@@ -38,7 +38,7 @@ from .augment import is_square_image
 from .errors import BptrainError
 
 #: Images per block: 128 x 28 x 28 float32 = 400 KB per array, in the 1 MB L2 cache per core
-#: (measured: 128 was fastest of 64..1024; 13 µs per image elastic, 7.5 affine).
+#: (measured: 128 was fastest of 64..1024; 12-13 µs per image elastic, 7.2-7.5 affine).
 BLOCK = 128
 #: Images per small GEMM of the elastic smoothing (see Distorter._elastic_field); BLOCK is a multiple.
 GROUP = 8
@@ -151,8 +151,9 @@ class Distorter:
         """Distort every row of ``images`` (N, side²) float32, in place, each with its own random field."""
         if not self.distortion.active:
             return
-        if images.dtype != np.float32:
-            raise BptrainError(f"distortions work on float32 images, got {images.dtype}")
+        if images.dtype != np.float32 or not images.flags.c_contiguous:
+            raise BptrainError(f"distortions work in place on C-contiguous float32 images, got "
+                               f"{images.dtype}{'' if images.flags.c_contiguous else ' (not contiguous)'}")
         for start in range(0, len(images), self.block):
             block = images[start:start + self.block]
             n = len(block)

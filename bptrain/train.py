@@ -103,12 +103,6 @@ def train(model: MLP, data: Dataset, settings: TrainSettings, *, progress: bool 
     distorter = Distorter(x_train.shape[1], distortion) if distortion.active else None
     optimizer = SGD(model.weights, model.biases, settings.momentum, settings.nesterov, settings.weight_decay)
 
-    # One shuffled (shifted, distorted) copy of the training set per epoch, in a buffer made once:
-    # every batch is then a contiguous slice, never a fancy-indexed gather. A background thread
-    # prepares the next epoch into the rows this one is done with (bptrain.epochs).
-    epoch_images = EpochImages(x_train, y_train, n_classes, model.dtype, rng, settings.epochs,
-                               shift=settings.augment, distorter=distorter)
-
     result = TrainResult()
     best = _snapshot(model)
     if first_epoch > 1:
@@ -116,6 +110,11 @@ def train(model: MLP, data: Dataset, settings: TrainSettings, *, progress: bool 
         _, predictions = model.evaluate(*data.validation)
         result.best_val_accuracy = float(np.mean(predictions == data.validation.y))
         result.best_epoch = first_epoch - 1
+    # One shuffled (shifted, distorted) copy of the training set per epoch, in a buffer made once:
+    # every batch is then a contiguous slice, never a fancy-indexed gather. A background thread
+    # prepares the next epoch into the rows this one is done with (bptrain.epochs).
+    epoch_images = EpochImages(x_train, y_train, n_classes, model.dtype, rng, settings.epochs,
+                               shift=settings.augment, distorter=distorter)
     epochs_without_improvement = 0
     try:
         for epoch in range(first_epoch, first_epoch + settings.epochs):

@@ -233,3 +233,10 @@ def test_a_model_trained_on_plain_digits_still_reads_distorted_ones(real_mnist_p
         assert not np.array_equal(distorted, x)
         accuracy = np.mean(model.predict(distorted) == y)
         assert accuracy > threshold, (distortion, accuracy, plain)
+
+
+@pytest.mark.parametrize("images", [np.zeros((4, 784), np.float64), np.zeros((4, 1568), np.float32)[:, ::2]],
+                         ids=["float64", "strided"])
+def test_images_it_cannot_distort_in_place_are_refused(images):
+    with pytest.raises(BptrainError, match="C-contiguous float32"):
+        Distorter(784, ELASTIC)(images, np.random.default_rng(0))

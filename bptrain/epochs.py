@@ -1,12 +1,19 @@
-"""Each epoch's training images, shuffled and augmented, prepared while the previous epoch trains.
+"""Each epoch's training images, shuffled and augmented, optionally prepared while the previous epoch trains.
 
 Preparing an epoch is a permutation, a gather of the whole training set into
 a contiguous buffer (so every batch is a slice), random shifts, distortions
-and one-hot targets: ~0.1 s with shifts, ~0.7 s more with elastic
-distortions, for 50,000 MNIST images. :class:`EpochImages` does it in one
-background thread, in chunks of :data:`CHUNK` rows, while the training loop
-works: NumPy releases the GIL inside its large array operations, so on two
-cores most of it overlaps the training's own work.
+and one-hot targets: ~0.1 s with shifts, ~0.6 s more with elastic
+distortions, for 50,000 MNIST images. :class:`EpochImages` does it in chunks
+of :data:`CHUNK` rows, either before each epoch (inline) or in one background
+thread while the training loop works: NumPy releases the GIL inside its
+large array operations, so with a free core the work overlaps the training.
+
+Inline is the default: on the shared 2-core development machine no core was
+free, and the thread made runs slower (paired runs, 3 epochs: 1.09x the time
+for 784-800-10 with elastic distortions and one OpenBLAS thread; about 1.9x,
+very noisy, for the default run, whose two OpenBLAS threads spin while they
+wait for a core). ``background=True``, or ``BPTRAIN_EPOCH_THREAD=1`` in the
+environment, turns the thread on.
 
 One buffer, not two: a second 50,000-image buffer would cost 157 MB. The
 thread writes the rows of epoch e + 1 into the rows that epoch e has
@@ -20,14 +27,14 @@ The thread writes rows [a, b) of epoch p once consumed ≥ (p − 1)·n + b; the
 loop reads rows below ``stop`` of epoch c once produced ≥ c·n + stop
 (``wait_for``).
 
-The random generator is used in the same order as preparing each epoch in
-one go before it starts (``background=False``): a permutation, the shifts
-of the whole epoch, then the distortions block by block. Same seed, same
-arrays, same model.
+The random generator is used in the same order either way: a permutation,
+the shifts of the whole epoch, then the distortions block by block. Same
+seed, same arrays, same model, with or without the thread.
 """
 
 from __future__ import annotations
 
+import os
 import threading
 
 import numpy as np
@@ -48,16 +55,19 @@ class EpochImages:
     """The training set of each of ``epochs`` epochs, shuffled, shifted and distorted, in one buffer.
 
     ``next()`` starts an epoch and returns its (x, y_onehot) arrays; with
-    ``background=True`` their rows are filled as training goes, so the reader
-    calls ``wait_for(stop)`` before reading rows below ``stop`` and
-    ``release(stop)`` when done with them (``run_epoch(prepared=...)`` does both).
+    ``background=True`` (default: ``$BPTRAIN_EPOCH_THREAD``) their rows are
+    filled as training goes, so the reader calls ``wait_for(stop)`` before
+    reading rows below ``stop`` and ``release(stop)`` when done with them
+    (``run_epoch(prepared=...)`` does both).
     Use as a context manager, or call :meth:`close`: it stops the thread
     (training ended early, Ctrl-C, an error) and waits for it.
     """
 
     def __init__(self, x: np.ndarray, labels: np.ndarray, n_classes: int, dtype, rng: np.random.Generator,
-                 epochs: int, *, shift: int = 0, distorter: Distorter | None = None, background: bool = True,
-                 chunk: int = CHUNK):
+                 epochs: int, *, shift: int = 0, distorter: Distorter | None = None,
+                 background: bool | None = None, chunk: int = CHUNK):
+        if background is None:
+            background = os.environ.get("BPTRAIN_EPOCH_THREAD", "") not in ("", "0")
         if shift:
             image_side(x.shape[1])  # refuse non-square images before any work
         self._x = x if x.dtype == dtype else x.astype(dtype)

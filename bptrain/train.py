@@ -111,8 +111,8 @@ def train(model: MLP, data: Dataset, settings: TrainSettings, *, progress: bool 
         result.best_val_accuracy = float(np.mean(predictions == data.validation.y))
         result.best_epoch = first_epoch - 1
     # One shuffled (shifted, distorted) copy of the training set per epoch, in a buffer made once:
-    # every batch is then a contiguous slice, never a fancy-indexed gather. A background thread
-    # prepares the next epoch into the rows this one is done with (bptrain.epochs).
+    # every batch is then a contiguous slice, never a fancy-indexed gather. With BPTRAIN_EPOCH_THREAD=1
+    # a background thread prepares the next epoch into the rows this one is done with (bptrain.epochs).
     epoch_images = EpochImages(x_train, y_train, n_classes, model.dtype, rng, settings.epochs,
                                shift=settings.augment, distorter=distorter)
     epochs_without_improvement = 0

@@ -1,4 +1,4 @@
-"""Epoch preparation in the background: exactly the arrays of preparing inline, and a thread that always stops.
+"""Epoch preparation in a background thread: exactly the arrays of preparing inline, and a thread that always stops.
 
 Also the options end to end: distortions through `bptrain train` and config files.
 """
@@ -87,7 +87,7 @@ def test_background_gives_exactly_the_inline_arrays(shift, distortion, chunk):
 def test_close_stops_a_thread_waiting_for_rows():
     x, y = square_problem(n=3 * BLOCK)
     images = EpochImages(x, y, 3, np.float32, np.random.default_rng(0), 50, shift=1,
-                         distorter=Distorter(49, DISTORTION), chunk=BLOCK)
+                         distorter=Distorter(49, DISTORTION), background=True, chunk=BLOCK)
     images.next()
     images.wait_for(BLOCK)  # epoch 1 is being prepared; nothing released: the thread must wait
     assert epoch_thread_alive()
@@ -108,7 +108,7 @@ def test_an_error_in_the_thread_reaches_the_reader():
 
     x, y = square_problem(n=2 * BLOCK)
     with EpochImages(x, y, 3, np.float32, np.random.default_rng(0), 3, distorter=Broken(49, DISTORTION),
-                     chunk=BLOCK) as images:
+                     background=True, chunk=BLOCK) as images:
         images.next()
         images.wait_for(BLOCK)
         with pytest.raises(ValueError, match="broken distorter"):
@@ -128,7 +128,8 @@ def square_dataset(seed=0):
     return validate_splits(((xt, yt), (xv, yv), (xs, ys)))
 
 
-def test_ctrl_c_during_training_stops_the_thread():
+def test_ctrl_c_during_training_stops_the_thread(monkeypatch):
+    monkeypatch.setenv("BPTRAIN_EPOCH_THREAD", "1")
     data = square_dataset()
     model = MLP((49, 8, 3), "ce", seed=0)
 
@@ -142,7 +143,8 @@ def test_ctrl_c_during_training_stops_the_thread():
     assert not epoch_thread_alive()
 
 
-def test_divergence_stops_the_thread_too():
+def test_divergence_stops_the_thread_too(monkeypatch):
+    monkeypatch.setenv("BPTRAIN_EPOCH_THREAD", "1")
     data = square_dataset()
     model = MLP((49, 8, 3), "mse", init="normal", seed=0)
     with pytest.raises(TrainingDiverged):
@@ -151,12 +153,13 @@ def test_divergence_stops_the_thread_too():
     assert not epoch_thread_alive()
 
 
-def test_distorted_training_is_reproducible_and_differs_from_plain():
+def test_distorted_training_is_reproducible_with_or_without_the_thread_and_differs_from_plain(monkeypatch):
     data = square_dataset()
     runs = []
-    for settings in (TrainSettings(epochs=3, batch_size=16, elastic_alpha=6.0, affine_rotate=10.0),
-                     TrainSettings(epochs=3, batch_size=16, elastic_alpha=6.0, affine_rotate=10.0),
-                     TrainSettings(epochs=3, batch_size=16)):
+    for thread, settings in (("1", TrainSettings(epochs=3, batch_size=16, elastic_alpha=6.0, affine_rotate=10.0)),
+                             ("0", TrainSettings(epochs=3, batch_size=16, elastic_alpha=6.0, affine_rotate=10.0)),
+                             ("1", TrainSettings(epochs=3, batch_size=16))):
+        monkeypatch.setenv("BPTRAIN_EPOCH_THREAD", thread)
         model = MLP((49, 8, 3), "ce", seed=0)
         train(model, data, settings, progress=False)
         runs.append(model.weights[0].copy())
@@ -222,3 +225,13 @@ def test_plot_distortions_from_the_command_line(runner, tmp_path, square_data):
     assert result.exit_code == 0, result.output
     assert (tmp_path / "distortions.png").read_bytes()[:4] == b"\x89PNG"
     assert_clean_error(invoke(runner, "plot"), "--distortions", exit_code=2)
+
+
+@pytest.mark.parametrize("value,threaded", [("1", True), ("0", False), ("", False)])
+def test_the_thread_is_switched_on_from_the_environment(monkeypatch, value, threaded):
+    monkeypatch.setenv("BPTRAIN_EPOCH_THREAD", value)
+    x, y = square_problem(n=50)
+    with EpochImages(x, y, 3, np.float32, np.random.default_rng(0), 3, shift=1) as images:
+        # with a thread, it has prepared the first epoch and waits for its rows to be released
+        assert epoch_thread_alive() == threaded
+        images.next()

@@ -9,10 +9,9 @@ thread while the training loop works: NumPy releases the GIL inside its
 large array operations, so with a free core the work overlaps the training.
 
 Inline is the default: on the shared 2-core development machine no core was
-free, and the thread made runs slower (paired runs, 3 epochs: 1.09x the time
-for 784-800-10 with elastic distortions and one OpenBLAS thread; about 1.9x,
-very noisy, for the default run, whose two OpenBLAS threads spin while they
-wait for a core). ``background=True``, or ``BPTRAIN_EPOCH_THREAD=1`` in the
+free, and the thread did not pay (paired runs, 3 epochs, one OpenBLAS thread:
+1.00x the time for the default run, 1.09x for 784-800-10 with elastic
+distortions). ``background=True``, or ``BPTRAIN_EPOCH_THREAD=1`` in the
 environment, turns the thread on.
 
 One buffer, not two: a second 50,000-image buffer would cost 157 MB. The

@@ -37,10 +37,23 @@ def shift_images(images: np.ndarray, rng: np.random.Generator, max_shift: int) -
     """
     if max_shift <= 0:
         return
+    image_side(images.shape[1])
+    apply_shifts(images, draw_shifts(rng, len(images), max_shift), max_shift)
+
+
+def draw_shifts(rng: np.random.Generator, n_images: int, max_shift: int) -> np.ndarray:
+    """One random shift per image, coded as (dy + max_shift) · (2·max_shift + 1) + (dx + max_shift)."""
+    choices = 2 * max_shift + 1
+    return rng.integers(0, choices * choices, size=n_images)
+
+
+def apply_shifts(images: np.ndarray, codes: np.ndarray, max_shift: int) -> None:
+    """Shift each row of ``images`` in place by its coded shift (see :func:`draw_shifts`)."""
+    if max_shift <= 0:
+        return
     side = image_side(images.shape[1])
     squares = images.reshape(len(images), side, side)
     choices = 2 * max_shift + 1
-    codes = rng.integers(0, choices * choices, size=len(images))
     for code in range(choices * choices):
         dy, dx = divmod(code, choices)
         dy, dx = dy - max_shift, dx - max_shift

@@ -228,6 +228,12 @@ def train_command(sizes, loss, activation, init, dtype, epochs, batch_size, augm
     dataset = obtain_dataset(data, no_download, progress)
     check_model_fits_data(model, dataset, "--sizes" if resume is None else str(resume))
     n_train = len(dataset.train.x)
+    distortions = {name: learning[name]
+                   for name in ("elastic_alpha", "affine_rotate", "affine_scale", "affine_shear", "affine_shift")}
+    if any(distortions.values()) and not is_square_image(dataset.n_features):
+        used = ", ".join("--" + name.replace("_", "-") for name, value in distortions.items() if value)
+        raise click.UsageError(f"{used} distort square images, but the inputs of {dataset.source} have "
+                               f"{dataset.n_features} features")
     if augment and not is_square_image(dataset.n_features):
         if _given(ctx, "augment"):
             raise click.UsageError(f"--augment shifts square images, but the inputs of {dataset.source} have "
@@ -511,34 +517,51 @@ def _save_preprocessed(batches, targets) -> dict:
 
 # ---------------------------------------------------------------------- plot
 @cli.command("plot")
-@click.argument("source", metavar="MODEL_OR_HISTORY", type=click.Path(path_type=Path))
+@click.argument("source", metavar="[MODEL_OR_HISTORY]", type=click.Path(path_type=Path), required=False)
 @click.option("--out-dir", type=click.Path(file_okay=False, path_type=Path), default=None,
-              help="Where to write the PNG files [default: next to the input]. Existing files of the same "
-                   "names are replaced only if they are PNGs.")
+              help="Where to write the PNG files [default: next to the input, or . for --distortions alone]. "
+                   "Existing files of the same names are replaced only if they are PNGs.")
 @data_options
 @click.option("--split", type=click.Choice(SPLIT_NAMES), default="test", show_default=True,
-              help="Split for the confusion matrix and the mistakes.")
-def plot_command(source, out_dir, data, no_download, split):
+              help="Split for the confusion matrix, the mistakes and --distortions.")
+@click.option("--distortions", is_flag=True,
+              help="Also draw distortions.png: 8 digits and their elastic and affine distortions "
+                   "(those of configs/simard-elastic.toml and simard-affine.toml).")
+def plot_command(source, out_dir, data, no_download, split, distortions):
     """Draw PNGs: learning curves from a history .json; for a model .npy, also its confusion
     matrix, the digits it gets most confidently wrong, and its first layer's weights."""
     from . import plot
 
+    if source is None and not distortions:
+        raise click.UsageError("give a model .npy or history .json to plot, or --distortions")
     plot.require_matplotlib()
-    out_dir = out_dir or source.parent
+    out_dir = out_dir or (source.parent if source is not None else Path("."))
     if not out_dir.is_dir():
         raise click.UsageError(f"output directory {out_dir} does not exist")
-    stem = source.name.removesuffix(".json").removesuffix(".history").removesuffix(".npy")
-    is_history = source.suffix == ".json"
-    kinds = ("curves", "speed") if is_history else ("confusion", "mistakes", "weights", "curves", "speed")
-    pictures = OutputDir(out_dir, tuple(f"{stem}.{kind}.png" for kind in kinds))
+    is_history = source is not None and source.suffix == ".json"
+    stem = source.name.removesuffix(".json").removesuffix(".history").removesuffix(".npy") if source else ""
+    kinds = () if source is None else ("curves", "speed") if is_history else \
+        ("confusion", "mistakes", "weights", "curves", "speed")
+    names = tuple(f"{stem}.{kind}.png" for kind in kinds) + (("distortions.png",) if distortions else ())
+    pictures = OutputDir(out_dir, names)
+    reads_data = distortions or (source is not None and not is_history)
     check_paths(inputs={"MODEL_OR_HISTORY": [source],
-                        "the history": [None if is_history else _history_path(source)],
-                        _data_label(data): [] if is_history else data_files(resolve_data_path(data))},
+                        "the history": [None if source is None or is_history else _history_path(source)],
+                        _data_label(data): data_files(resolve_data_path(data)) if reads_data else []},
                 outputs={"--out-dir": [pictures]},
                 replaceable=[("--out-dir", path, is_png_file, "a PNG picture", f"{path}, which --out-dir {out_dir} "
                               "would write,") for path in pictures.files()])
     written = []
-    if is_history:
+    if distortions:
+        from .distort import PAPER_ELASTIC, SIMARD_AFFINE
+
+        x, _ = obtain_dataset(data, no_download, progress=sys.stderr.isatty()).split(split)
+        rows = {"elastic 1": PAPER_ELASTIC, "elastic 2": PAPER_ELASTIC, "affine 1": SIMARD_AFFINE,
+                "affine 2": SIMARD_AFFINE}  # two random draws of each
+        written.append(plot.plot_distortions(x[:8], rows, out_dir / "distortions.png"))
+    if source is None:
+        pass
+    elif is_history:
         history = plot.load_history(source)
         written.append(plot.plot_history(history, out_dir / f"{stem}.curves.png"))
         if plot.has_speed(history):

@@ -72,20 +72,25 @@ def integer(minimum: int, maximum: int | None = None) -> Kind:
                 lambda v: None if v >= minimum and (maximum is None or v <= maximum) else words, "INTEGER")
 
 
-def number(minimum: float = 0.0, *, above: bool = False, below: float | None = None) -> Kind:
-    """A finite number >= minimum (> minimum if ``above``), and < ``below`` if given."""
+def number(minimum: float = 0.0, *, above: bool = False, below: float | None = None,
+           at_most: float | None = None, unit: str = "") -> Kind:
+    """A finite number >= minimum (> minimum if ``above``), and < ``below`` or <= ``at_most`` if given."""
     if below is not None:
         words = f"must be in [{minimum:g}, {below:g})"
+    elif at_most is not None:
+        words = f"must be {minimum:g}..{at_most:g}{unit}"
     elif above:
         words = f"must be a finite number above {minimum:g}"
     else:
         words = f"must be a finite number, {minimum:g} or more"
+    maximum = below if below is not None else at_most
 
     def check(value):
         ok = math.isfinite(value) and (value > minimum if above else value >= minimum)
-        return None if ok and (below is None or value < below) else words
+        return None if ok and (maximum is None or value < maximum or (at_most is not None and value == at_most)) \
+            else words
 
-    return Kind("a number", lambda: FiniteFloat(min=minimum, min_open=above, max=below, max_open=below is not None),
+    return Kind("a number", lambda: FiniteFloat(min=minimum, min_open=above, max=maximum, max_open=below is not None),
                 check, "FLOAT")
 
 
@@ -213,6 +218,18 @@ TRAIN_OPTIONS: tuple[Option, ...] = (
     # augmentation
     Option("augment", integer(0, 4), "Shift each training image by up to PIXELS, anew each epoch (0: off).",
            "Augmentation", cli_default=CLI_AUGMENT, metavar="PIXELS"),
+    Option("elastic_alpha", number(), "Elastic distortion strength α in pixels (0: off; 34 in Simard et al. 2003).",
+           "Augmentation", metavar="ALPHA"),
+    Option("elastic_sigma", number(above=True), "Smoothness σ of the elastic field, in pixels.", "Augmentation",
+           metavar="SIGMA"),
+    Option("affine_rotate", number(at_most=180, unit=" degrees"), "Rotate by up to ±DEG degrees (0: off).",
+           "Augmentation", metavar="DEG"),
+    Option("affine_scale", number(below=1.0), "Scale by a factor in [1 − FRACTION, 1 + FRACTION] (0: off).",
+           "Augmentation", metavar="FRACTION"),
+    Option("affine_shear", number(at_most=1), "Shear horizontally by up to ±FRACTION (x += FRACTION · y; 0: off).",
+           "Augmentation", metavar="FRACTION"),
+    Option("affine_shift", number(at_most=4, unit=" pixels"), "Translate by up to ±PIXELS (subpixel) on each axis "
+           "(0: off).", "Augmentation", metavar="PIXELS"),
     # files
     Option("data", PATH, "mnist.pkl.gz file or directory of MNIST IDX files "
                          "[default: $BPTRAIN_DATA or data/mnist.pkl.gz]", "Files", show_default=False),

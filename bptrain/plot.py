@@ -4,7 +4,9 @@
 * :func:`plot_confusion` the confusion matrix as an annotated heat map;
 * :func:`plot_mistakes`  a grid of misclassified digits ("true 4 / pred 9 (97%)"),
   usually those :func:`most_confident_mistakes` picks;
-* :func:`plot_weights`   the first layer's weights, one 28x28 tile per hidden unit.
+* :func:`plot_weights`   the first layer's weights, one 28x28 tile per hidden unit;
+* :func:`plot_distortions` a few digits and what the network is shown instead: their
+  elastic and affine distortions (bptrain.distort).
 
 matplotlib is an optional extra (``pip install 'bptrain[plot]'``), imported only
 when a picture is drawn; :func:`require_matplotlib` says how to install it.
@@ -458,4 +460,43 @@ def plot_speed(history: dict, out) -> Path:
         ax.set_xlabel("epoch (hollow marker: before the first update)")
     axes[0, 0].legend(fontsize=8)
     fig.suptitle("Learning speed per layer (log scale; zero, e.g. dead relu units, is not drawn)")
+    return _save(fig, out)
+
+
+# -------------------------------------------------------------- distortions
+def plot_distortions(images: np.ndarray, rows: dict, out, seed: int = 0,
+                     title: str = "What the network is shown: digits and their distortions") -> Path:
+    """A grid: the ``images`` (N, side²) in the first row, then one row per (name, Distortion) of ``rows``.
+
+    Each row distorts the same digits with its own draw (a generator seeded by ``seed``),
+    so a distortion that appears twice shows two different random versions.
+    """
+    from .distort import Distorter
+
+    images = np.ascontiguousarray(images, dtype=np.float32)
+    if images.ndim != 2 or len(images) == 0:
+        raise BptrainError(f"images must be a non-empty (N, width) array, got shape {images.shape}")
+    side = _square_side(images.shape[1], "images")
+    rng = np.random.default_rng(seed)
+    shown = [("original", images)]
+    for name, distortion in rows.items():
+        distorted = images.copy()
+        Distorter(images.shape[1], distortion)(distorted, rng)
+        shown.append((name, distorted))
+    gap = max(1, side // 7)
+    count = len(images)
+    mosaic = np.ones((len(shown) * (side + gap) - gap, count * (side + gap) - gap))
+    for r, (_, batch) in enumerate(shown):
+        for c in range(count):
+            mosaic[r * (side + gap):r * (side + gap) + side, c * (side + gap):c * (side + gap) + side] = \
+                1 - batch[c].reshape(side, side)  # ink dark on white
+    fig = _figure(figsize=(0.55 * count + 1.6, 0.55 * len(shown) + 0.5))
+    ax = fig.subplots()
+    ax.imshow(mosaic, cmap="gray", vmin=0, vmax=1, interpolation="nearest")
+    ax.set_yticks([r * (side + gap) + side / 2 for r in range(len(shown))], [name for name, _ in shown], fontsize=8)
+    ax.set_xticks([])
+    for spine in ax.spines.values():
+        spine.set_visible(False)
+    ax.tick_params(length=0)
+    ax.set_title(title, fontsize=9)
     return _save(fig, out)

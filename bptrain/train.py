@@ -16,7 +16,8 @@ import numpy as np
 from tqdm import tqdm
 
 from . import blas
-from .augment import image_side, shift_images
+from .distort import Distorter, Distortion
+from .epochs import EpochImages
 from .errors import TrainingDiverged
 from .loader import Dataset
 from .network import MLP
@@ -49,6 +50,14 @@ class TrainSettings:
     min_lr: float = 0.0
     early_stopping: int = 0  # 0 = off; else stop after this many epochs without a better validation accuracy
     augment: int = 0  # 0 = off; else shift each (square) training image by up to this many pixels, anew each epoch
+    # Distortions of the training images, anew each epoch (bptrain.distort; all 0 = off). Elastic:
+    # Simard et al. 2003 (α = 34, σ = 4 there); affine: ranges of rotation (degrees), scale, shear, shift (pixels).
+    elastic_alpha: float = 0.0
+    elastic_sigma: float = 4.0
+    affine_rotate: float = 0.0
+    affine_scale: float = 0.0
+    affine_shear: float = 0.0
+    affine_shift: float = 0.0
     # --- optimizer (issue 11): "sgd" uses momentum/nesterov above; "adam" uses beta1/beta2/eps ---
     optimizer: str = "sgd"
     beta1: float = 0.9
@@ -63,6 +72,10 @@ class TrainSettings:
 
     def to_dict(self) -> dict:
         return asdict(self)
+
+    def distortion(self) -> Distortion:
+        return Distortion(self.elastic_alpha, self.elastic_sigma, self.affine_rotate, self.affine_scale,
+                          self.affine_shear, self.affine_shift)
 
 
 @dataclass
@@ -106,16 +119,10 @@ def train(model: MLP, data: Dataset, settings: TrainSettings, *, progress: bool 
     n_samples, n_classes = len(x_train), model.sizes[-1]
     batch_size = min(settings.batch_size, n_samples)
     rng = np.random.default_rng(settings.seed)
-    if settings.augment:
-        image_side(x_train.shape[1])  # refuse non-square images before any work
+    distortion = settings.distortion()
+    distorter = Distorter(x_train.shape[1], distortion) if distortion.active else None
     optimizer = make_optimizer(settings, model.weights, model.biases)
     speed = SpeedRecorder(model)
-
-    # One shuffled copy of the training set per epoch, taken into the same buffers:
-    # every batch is then a contiguous slice, never a fancy-indexed gather.
-    shuffled_x = np.empty((n_samples, x_train.shape[1]), model.dtype)
-    shuffled_y = np.zeros((n_samples, n_classes), model.dtype)
-    x_source = x_train if x_train.dtype == model.dtype else x_train.astype(model.dtype)
 
     result = TrainResult()
     best = _snapshot(model)
@@ -124,6 +131,11 @@ def train(model: MLP, data: Dataset, settings: TrainSettings, *, progress: bool 
         _, predictions = model.evaluate(*data.validation)
         result.best_val_accuracy = float(np.mean(predictions == data.validation.y))
         result.best_epoch = first_epoch - 1
+    # One shuffled (shifted, distorted) copy of the training set per epoch, in a buffer made once:
+    # every batch is then a contiguous slice, never a fancy-indexed gather. With BPTRAIN_EPOCH_THREAD=1
+    # a background thread prepares the next epoch into the rows this one is done with (bptrain.epochs).
+    epoch_images = EpochImages(x_train, y_train, n_classes, model.dtype, rng, settings.epochs,
+                               shift=settings.augment, distorter=distorter)
     epochs_without_improvement = 0
     fixed_x, fixed_y = x_train[:INITIAL_BATCH], y_train[:INITIAL_BATCH]
     result.initial_speed = batch_speed(model, fixed_x, fixed_y)
@@ -132,16 +144,9 @@ def train(model: MLP, data: Dataset, settings: TrainSettings, *, progress: bool 
             started = time.perf_counter()
             lr = learning_rate(settings.schedule, settings.lr, epoch - first_epoch, settings.epochs,
                                settings.step_size, settings.gamma, settings.min_lr)
-            order = rng.permutation(n_samples)
-            # mode="clip": with the default "raise", take() first copies into a hidden temporary
-            # as big as the data set (157 MB for MNIST); a permutation has no bad index to clip.
-            np.take(x_source, order, axis=0, out=shuffled_x, mode="clip")
-            shift_images(shuffled_x, rng, settings.augment)
-            shuffled_y.fill(0)
-            shuffled_y[np.arange(n_samples), y_train[order]] = 1
-
+            shuffled_x, shuffled_y = epoch_images.next()
             train_loss = run_epoch(model, optimizer, shuffled_x, shuffled_y, batch_size, lr,
-                                    epoch, progress, speed)
+                                    epoch, progress, speed, prepared=epoch_images)
             val_loss, predictions = model.evaluate(*data.validation)
             val_accuracy = float(np.mean(predictions == data.validation.y))
             grad_b_norm, grad_w_norm = speed.take_means()
@@ -166,17 +171,22 @@ def train(model: MLP, data: Dataset, settings: TrainSettings, *, progress: bool 
         result.interrupted = True
         if result.best_epoch == 0:
             best = _snapshot(model)
+    finally:
+        epoch_images.close()
     _restore(model, best)
     return result
 
 
 def run_epoch(model: MLP, optimizer: SGD, x: np.ndarray, y_onehot: np.ndarray, batch_size: int,
-               lr: float, epoch: int, progress: bool, speed: SpeedRecorder | None = None) -> float:
+               lr: float, epoch: int, progress: bool, speed: SpeedRecorder | None = None,
+               prepared: EpochImages | None = None) -> float:
     """One pass over the (already shuffled) data; returns the mean training loss.
 
     ``speed``, if given, records the gradient norms of the last step of some of
     the groups of batches between progress updates (at most
     ``speed.samples_per_epoch``): outside the per-step loop, so it costs nothing there.
+    ``prepared``: when the data is still being prepared in the background, wait for each group of
+    rows before reading it and release it after (bptrain.epochs).
     """
     n_samples = len(x)
     n_batches = math.ceil(n_samples / batch_size)
@@ -200,6 +210,8 @@ def run_epoch(model: MLP, optimizer: SGD, x: np.ndarray, y_onehot: np.ndarray, b
         for first_batch in range(0, n_batches, batches_per_update):
             group_start = first_batch * batch_size
             group_stop = min((first_batch + batches_per_update) * batch_size, n_samples)
+            if prepared is not None:
+                prepared.wait_for(group_stop)
             for start in range(group_start, group_stop, batch_size):
                 xb = x[start:start + batch_size]
                 yb = y_onehot[start:start + batch_size]
@@ -213,6 +225,8 @@ def run_epoch(model: MLP, optimizer: SGD, x: np.ndarray, y_onehot: np.ndarray, b
             rows = group_stop - group_start
             loss_sum += model.loss_sum(kept_outputs[:rows], kept_row_sums[:rows], y_onehot[group_start:group_stop])
             running_loss = loss_sum / group_stop
+            if prepared is not None:
+                prepared.release(group_stop)
             if not running_loss < divergence_limit:  # also true for NaN
                 raise TrainingDiverged(
                     f"training diverged in epoch {epoch}: the loss reached {running_loss:.4g} "

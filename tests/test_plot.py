@@ -264,3 +264,21 @@ def test_resumed_history_whose_best_is_the_starting_model_plots(tmp_path):
     pytest.importorskip("matplotlib")
     path = plot.plot_history(document, tmp_path / "resumed.curves.png")
     assert path.read_bytes().startswith(b"\x89PNG")
+
+
+# ------------------------------------------------------------------ distortions
+def test_plot_distortions_draws_a_row_per_distortion(mpl, tmp_path):
+    from bptrain.distort import PAPER_ELASTIC, SIMARD_AFFINE
+
+    images = RNG.random((8, 784)).astype(np.float32)
+    out = tmp_path / "d.png"
+    width, height = assert_sensible_png(out, plot.plot_distortions(images, {"elastic": PAPER_ELASTIC,
+                                                                            "affine": SIMARD_AFFINE}, out))
+    assert width > height  # 8 digits across, 3 rows
+    assert out.stat().st_size < 100_000
+
+
+def test_plot_distortions_refuses_non_square_images(mpl, tmp_path):
+    with pytest.raises(BptrainError, match="perfect square"):
+        plot.plot_distortions(np.zeros((3, 20), np.float32), {}, tmp_path / "d.png")
+    assert not (tmp_path / "d.png").exists()

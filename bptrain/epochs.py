@@ -39,6 +39,7 @@ import threading
 import numpy as np
 
 from .augment import apply_shifts, draw_shifts, image_side
+from .blas import aligned_empty, aligned_zeros
 from .distort import BLOCK, Distorter
 
 #: Rows prepared at a time: a multiple of distort.BLOCK (so the random draws do not depend
@@ -77,8 +78,8 @@ class EpochImages:
         self._distorter = distorter if distorter is not None and distorter.distortion.active else None
         self._chunk = chunk
         n = len(x)
-        self.x = np.empty((n, x.shape[1]), dtype)
-        self.y = np.zeros((n, n_classes), dtype)
+        self.x = aligned_empty((n, x.shape[1]), dtype)  # batches start on cache lines: blas.CACHE_LINE
+        self.y = aligned_zeros((n, n_classes), dtype)
         self._epoch = -1  # the epoch the reader is in (0-based)
         self._produced = 0
         self._consumed = 0

@@ -11,7 +11,7 @@ import math
 
 import numpy as np
 
-from .blas import PairUpdate, PreparedGemmAtB, matmul_at_b
+from .blas import PairUpdate, PreparedGemmAtB, aligned_empty, aligned_zeros, matmul_at_b
 
 SCHEDULES = ("constant", "step", "cosine")
 OPTIMIZERS = ("sgd", "adam")
@@ -70,12 +70,12 @@ class SGD:
         self.nesterov = nesterov
         self.weight_decay = weight_decay
         params = self.weights + self.biases  # W_1..W_L, then b_1..b_L
-        scratch = [np.empty_like(p) for p in params]  # used only where NumPy does an update
+        scratch = [aligned_empty(p.shape, p.dtype) for p in params]  # used only where NumPy does an update
         self._into_param = [PreparedGemmAtB(p, s) for p, s in zip(params, scratch)]
         if momentum:
             # s = μv for each W_l and b_l (see above); the velocity v itself is s / μ
-            self.scaled_velocity_w = [np.zeros_like(w) for w in self.weights]
-            self.scaled_velocity_b = [np.zeros_like(b) for b in self.biases]
+            self.scaled_velocity_w = [aligned_zeros(w.shape, w.dtype) for w in self.weights]  # blas.CACHE_LINE
+            self.scaled_velocity_b = [aligned_zeros(b.shape, b.dtype) for b in self.biases]
             scaled = self.scaled_velocity_w + self.scaled_velocity_b
             self._into_scaled_velocity = [PreparedGemmAtB(v, s) for v, s in zip(scaled, scratch)]
             self._scaled_velocity_and_param = [PairUpdate(v, p, s) for v, p, s in zip(scaled, params, scratch)]

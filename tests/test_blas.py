@@ -183,3 +183,31 @@ def test_prepared_gemm_follows_every_change_of_operands(monkeypatch, path, dtype
         expected = alpha * (a.astype(np.float64).T @ b.astype(np.float64)) + beta * expected
         tolerance = 1e-4 if dtype == np.float32 else 1e-12
         np.testing.assert_allclose(c, expected, rtol=tolerance, atol=tolerance)
+
+
+# ------------------------------------------------------------------ alignment
+@pytest.mark.parametrize("shape, order", [((784, 128), "C"), ((10, 128), "F"), ((7,), "C"), ((), "C"), (5, "C")])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_aligned_arrays_start_a_cache_line_and_are_what_was_asked(shape, order, dtype):
+    array = blas.aligned_empty(shape, dtype, order)
+    expected = np.empty(shape, dtype, order=order)
+    assert array.ctypes.data % blas.CACHE_LINE == 0
+    assert (array.shape, array.dtype, array.strides) == (expected.shape, expected.dtype, expected.strides)
+    assert array.flags.writeable
+    assert not blas.aligned_zeros(shape, dtype, order).any()
+    source = np.arange(np.prod(shape, dtype=int), dtype=np.float64).reshape(shape)
+    copy = blas.aligned_copy(source, dtype)
+    assert copy.ctypes.data % blas.CACHE_LINE == 0 and copy.flags.c_contiguous
+    np.testing.assert_array_equal(copy, source.astype(dtype))
+
+
+def test_network_optimizer_and_workspace_arrays_start_cache_lines():
+    from bptrain.network import MLP
+    from bptrain.optim import SGD
+
+    model = MLP((784, 128, 64, 10), seed=0)
+    optimizer = SGD(model.weights, model.biases, momentum=0.9, weight_decay=1e-4)
+    work = model.workspace(10)
+    arrays = (model.weights + model.biases + optimizer.scaled_velocity_w + optimizer.scaled_velocity_b
+              + work.z + work.delta + work.scratch + work.grad_w + work.grad_b)
+    assert [a.ctypes.data % blas.CACHE_LINE for a in arrays] == [0] * len(arrays)

@@ -51,26 +51,50 @@ def apply_shifts(images: np.ndarray, codes: np.ndarray, max_shift: int) -> None:
     """Shift each row of ``images`` in place by its coded shift (see :func:`draw_shifts`)."""
     if max_shift <= 0:
         return
+    gather_shifted(images, np.arange(len(images)), codes, max_shift, images)
+
+
+def gather_shifted(images: np.ndarray, order: np.ndarray, codes: np.ndarray, max_shift: int, out: np.ndarray,
+                   scratch: np.ndarray | None = None) -> None:
+    """``out[i]`` = ``images[order[i]]`` moved by shift ``codes[i]``: a shuffle and the shifts in one go.
+
+    Work is grouped by shift: each group's images are gathered into ``scratch``
+    (rows enough for the largest group; made here if not given), then written
+    to their rows of ``out`` moved by one flat offset (see :func:`_write_shifted`).
+    Two passes over the images, where a gather followed by shifting in place takes five.
+    ``out`` may be ``images`` itself only when ``order`` is the identity.
+    """
     side = image_side(images.shape[1])
-    squares = images.reshape(len(images), side, side)
     choices = 2 * max_shift + 1
-    for code in range(choices * choices):
-        dy, dx = divmod(code, choices)
-        dy, dx = dy - max_shift, dx - max_shift
-        if dy == 0 and dx == 0:
-            continue
-        rows = np.flatnonzero(codes == code)
+    groups = [np.flatnonzero(codes == code) for code in range(choices * choices)]
+    if scratch is None:
+        scratch = np.empty((max(len(rows) for rows in groups), images.shape[1]), images.dtype)
+    for code, rows in enumerate(groups):
         if len(rows) == 0:
             continue
-        block = squares[rows]
-        shifted = np.zeros_like(block)
-        shifted[:, _dest(dy, side), _dest(dx, side)] = block[:, _source(dy, side), _source(dx, side)]
-        squares[rows] = shifted
+        dy, dx = divmod(code, choices)
+        group = scratch[:len(rows)]
+        np.take(images, order[rows], axis=0, out=group, mode="clip")  # "clip": no hidden copy (see epochs.py)
+        _write_shifted(out, rows, group, dy - max_shift, dx - max_shift, side)
 
 
-def _dest(shift: int, side: int) -> slice:
-    return slice(max(shift, 0), side + min(shift, 0))
+def _write_shifted(out: np.ndarray, rows: np.ndarray, group: np.ndarray, dy: int, dx: int, side: int) -> None:
+    """``out[rows]`` = ``group`` moved down ``dy`` and right ``dx`` pixels, background 0 shifted in.
 
-
-def _source(shift: int, side: int) -> slice:
-    return slice(max(-shift, 0), side - max(shift, 0))
+    In a flattened image the move is one offset, out[p] = in[p − (dy·side + dx)]:
+    a pixel whose source row is off the image reads outside the flat range and
+    is zeroed with it; one whose source column is off the image reads the
+    neighbouring row's edge instead, so those |dx| columns are zeroed after.
+    """
+    offset = dy * side + dx
+    if offset > 0:
+        out[rows, offset:] = group[:, :-offset]
+        out[rows, :offset] = 0
+    elif offset < 0:
+        out[rows, :offset] = group[:, -offset:]
+        out[rows, offset:] = 0
+    else:
+        out[rows] = group
+    if dx:
+        columns = slice(0, dx) if dx > 0 else slice(side + dx, side)
+        out.reshape(len(out), side, side)[rows, :, columns] = 0

@@ -18,7 +18,9 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
-from .augment import shift_images
+from . import cores
+from .blas import aligned_empty, aligned_zeros
+from .epochs import EpochImages
 from .network import MLP
 from .optim import SGD
 from .train import TrainSettings, run_epoch
@@ -116,35 +118,39 @@ def synthetic_like(n_samples: int, n_features: int, n_classes: int, seed: int = 
 
 
 class _Epochs:
-    """Trains one network with one :class:`EpochSettings` epoch after epoch, as ``train()`` does
-    (fresh shuffle into contiguous buffers, the shifts, then every step), and times each epoch."""
+    """Trains one network with one :class:`EpochSettings` epoch after epoch, as ``train()`` does, and times each.
+
+    Each epoch is prepared by :class:`bptrain.epochs.EpochImages` (shuffle, shifts,
+    one-hot targets), with the thread ``train()`` would use (:mod:`bptrain.cores`),
+    into buffers shared by every ``_Epochs`` of one bench. An epoch's preparation
+    is part of its time: the thread, when on, prepares it chunk by chunk while
+    its first batches train, never during another setting's epoch.
+    """
 
     def __init__(self, sizes, loss, x, y, batch_size, settings: EpochSettings, buffers, *, dtype, lr, seed):
         self.model = MLP(sizes, loss, dtype=dtype, seed=seed)
         self.optimizer = SGD(self.model.weights, self.model.biases, settings.momentum, settings.nesterov,
                              settings.weight_decay)
         self.x, self.y, self.batch_size, self.settings, self.lr = x, y, batch_size, settings, lr
-        self.shuffled_x, self.shuffled_y = buffers  # shared by every _Epochs of one bench: filled anew each epoch
+        self.buffers = buffers
+        self.background = cores.epoch_thread(sizes, batch_size)
         self.rng = np.random.default_rng(seed)
         self.epoch = 0
 
     def run(self) -> float:
-        """Seconds of one more epoch; the shuffle and the shifts are part of its cost."""
-        n_samples, x, shuffled_x, shuffled_y = len(self.x), self.x, self.shuffled_x, self.shuffled_y
+        """Seconds of one more epoch, its preparation included."""
         self.epoch += 1
         started = time.perf_counter()
-        order = self.rng.permutation(n_samples)
-        np.take(x, order, axis=0, out=shuffled_x, mode="clip")
-        shift_images(shuffled_x, self.rng, self.settings.augment)
-        shuffled_y.fill(0)
-        shuffled_y[np.arange(n_samples), self.y[order]] = 1
-        run_epoch(self.model, self.optimizer, shuffled_x, shuffled_y, self.batch_size, self.lr, self.epoch,
-                  progress=False)
+        with EpochImages(self.x, self.y, self.model.sizes[-1], self.model.dtype, self.rng, 1,
+                         shift=self.settings.augment, background=self.background, buffers=self.buffers) as images:
+            shuffled_x, shuffled_y = images.next()
+            run_epoch(self.model, self.optimizer, shuffled_x, shuffled_y, self.batch_size, self.lr, self.epoch,
+                      progress=False, prepared=images)
         return time.perf_counter() - started
 
 
 def _buffers(x, n_classes, dtype):
-    return np.empty((len(x), x.shape[1]), dtype), np.zeros((len(x), n_classes), dtype)
+    return aligned_empty((len(x), x.shape[1]), dtype), aligned_zeros((len(x), n_classes), dtype)
 
 
 def time_epochs(sizes, loss: str, x: np.ndarray, y: np.ndarray, batch_size: int, *, dtype=np.float32,

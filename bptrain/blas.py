@@ -176,11 +176,7 @@ _THREADS = _find_thread_control()
 def threads_at_most(limit: int | None):
     """Run the block with OpenBLAS using at most ``limit`` threads (None: unchanged), then restore.
 
-    Why: a one-row batch makes every product a matrix-vector one (gemv, ger),
-    which streams a weight matrix once and is over in microseconds; waking a
-    second thread for it costs more than it saves. One thread trains batch
-    size 1 about 25% faster here (2 cores), and it does not stall when another
-    busy process shares the cores.
+    ``run_epoch`` uses it to train small steps on one thread (see :mod:`bptrain.cores`).
     """
     if limit is None or _THREADS is None:
         yield
@@ -192,6 +188,13 @@ def threads_at_most(limit: int | None):
         yield
     finally:
         set_(before)
+
+
+def threads() -> int:
+    """The threads OpenBLAS splits a product between (with another BLAS: the cores, as most use them all)."""
+    if _THREADS is None:
+        return os.cpu_count() or 1
+    return max(1, _THREADS[0]())
 
 
 def available() -> bool:

@@ -2,17 +2,13 @@
 
 Preparing an epoch is a permutation, a gather of the whole training set into
 a contiguous buffer (so every batch is a slice), random shifts, distortions
-and one-hot targets: ~0.1 s with shifts, ~0.6 s more with elastic
+and one-hot targets: ~0.05 s with shifts, ~0.6 s more with elastic
 distortions, for 50,000 MNIST images. :class:`EpochImages` does it in chunks
 of :data:`CHUNK` rows, either before each epoch (inline) or in one background
 thread while the training loop works: NumPy releases the GIL inside its
 large array operations, so with a free core the work overlaps the training.
-
-Inline is the default: on the shared 2-core development machine no core was
-free, and the thread did not pay (paired runs, 3 epochs, one OpenBLAS thread:
-1.00x the time for the default run, 1.09x for 784-800-10 with elastic
-distortions). ``background=True``, or ``BPTRAIN_EPOCH_THREAD=1`` in the
-environment, turns the thread on.
+``train()`` turns the thread on when the steps leave a core free
+(:mod:`bptrain.cores`).
 
 One buffer, not two: a second 50,000-image buffer would cost 157 MB. The
 thread writes the rows of epoch e + 1 into the rows that epoch e has
@@ -33,12 +29,11 @@ seed, same arrays, same model, with or without the thread.
 
 from __future__ import annotations
 
-import os
 import threading
 
 import numpy as np
 
-from .augment import apply_shifts, draw_shifts, image_side
+from .augment import draw_shifts, gather_shifted, image_side
 from .blas import aligned_empty, aligned_zeros
 from .distort import BLOCK, Distorter
 
@@ -55,19 +50,20 @@ class EpochImages:
     """The training set of each of ``epochs`` epochs, shuffled, shifted and distorted, in one buffer.
 
     ``next()`` starts an epoch and returns its (x, y_onehot) arrays; with
-    ``background=True`` (default: ``$BPTRAIN_EPOCH_THREAD``) their rows are
+    ``background=True`` their rows are
     filled as training goes, so the reader calls ``wait_for(stop)`` before
     reading rows below ``stop`` and ``release(stop)`` when done with them
     (``run_epoch(prepared=...)`` does both).
     Use as a context manager, or call :meth:`close`: it stops the thread
     (training ended early, Ctrl-C, an error) and waits for it.
+    ``buffers``: an (x, y_onehot) pair to fill instead of new arrays (``bench``
+    times several settings on one pair).
     """
 
     def __init__(self, x: np.ndarray, labels: np.ndarray, n_classes: int, dtype, rng: np.random.Generator,
                  epochs: int, *, shift: int = 0, distorter: Distorter | None = None,
-                 background: bool | None = None, chunk: int = CHUNK):
-        if background is None:
-            background = os.environ.get("BPTRAIN_EPOCH_THREAD", "") not in ("", "0")
+                 background: bool = False, chunk: int = CHUNK,
+                 buffers: tuple[np.ndarray, np.ndarray] | None = None):
         if shift:
             image_side(x.shape[1])  # refuse non-square images before any work
         self._x = x if x.dtype == dtype else x.astype(dtype)
@@ -78,8 +74,16 @@ class EpochImages:
         self._distorter = distorter if distorter is not None and distorter.distortion.active else None
         self._chunk = chunk
         n = len(x)
-        self.x = aligned_empty((n, x.shape[1]), dtype)  # batches start on cache lines: blas.CACHE_LINE
-        self.y = aligned_zeros((n, n_classes), dtype)
+        if buffers is None:
+            self.x = aligned_empty((n, x.shape[1]), dtype)  # batches start on cache lines: blas.CACHE_LINE
+            self.y = aligned_zeros((n, n_classes), dtype)
+        else:
+            self.x, self.y = buffers
+            if self.x.shape != (n, x.shape[1]) or self.y.shape != (n, n_classes):
+                raise ValueError(f"buffers of shapes {self.x.shape} and {self.y.shape} cannot hold "
+                                 f"{n} images of {x.shape[1]} pixels and {n_classes} classes")
+        # the shifts gather each shift's images of a chunk here first (augment.gather_shifted)
+        self._scratch = np.empty((min(chunk, n), x.shape[1]), dtype) if shift else None
         self._epoch = -1  # the epoch the reader is in (0-based)
         self._produced = 0
         self._consumed = 0
@@ -101,11 +105,12 @@ class EpochImages:
             stop = min(start + self._chunk, n)
             self._wait(lambda: self._consumed >= (epoch - 1) * n + stop)
             rows = slice(start, stop)
-            # mode="clip": with the default "raise", take() first copies into a hidden temporary;
-            # a permutation has no bad index to clip.
-            np.take(self._x, order[rows], axis=0, out=self.x[rows], mode="clip")
-            if codes is not None:
-                apply_shifts(self.x[rows], codes[rows], self._shift)
+            if codes is None:
+                # mode="clip": with the default "raise", take() first copies into a hidden temporary;
+                # a permutation has no bad index to clip.
+                np.take(self._x, order[rows], axis=0, out=self.x[rows], mode="clip")
+            else:
+                gather_shifted(self._x, order[rows], codes[rows], self._shift, self.x[rows], self._scratch)
             if self._distorter is not None:
                 self._distorter(self.x[rows], self._rng)
             self.y[rows] = 0

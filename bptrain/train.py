@@ -15,7 +15,7 @@ from typing import Callable
 import numpy as np
 from tqdm import tqdm
 
-from . import blas
+from . import blas, cores
 from .distort import Distorter, Distortion
 from .epochs import EpochImages
 from .errors import TrainingDiverged
@@ -132,10 +132,11 @@ def train(model: MLP, data: Dataset, settings: TrainSettings, *, progress: bool 
         result.best_val_accuracy = float(np.mean(predictions == data.validation.y))
         result.best_epoch = first_epoch - 1
     # One shuffled (shifted, distorted) copy of the training set per epoch, in a buffer made once:
-    # every batch is then a contiguous slice, never a fancy-indexed gather. With BPTRAIN_EPOCH_THREAD=1
-    # a background thread prepares the next epoch into the rows this one is done with (bptrain.epochs).
+    # every batch is then a contiguous slice, never a fancy-indexed gather. When the steps leave a core
+    # free, a thread prepares the next epoch into the rows this one is done with (bptrain.epochs, .cores).
     epoch_images = EpochImages(x_train, y_train, n_classes, model.dtype, rng, settings.epochs,
-                               shift=settings.augment, distorter=distorter)
+                               shift=settings.augment, distorter=distorter,
+                               background=cores.epoch_thread(model.sizes, batch_size))
     epochs_without_improvement = 0
     fixed_x, fixed_y = x_train[:INITIAL_BATCH], y_train[:INITIAL_BATCH]
     result.initial_speed = batch_speed(model, fixed_x, fixed_y)
@@ -206,7 +207,7 @@ def run_epoch(model: MLP, optimizer: SGD, x: np.ndarray, y_onehot: np.ndarray, b
     # exp overflows to inf in saturated sigmoids (harmless, see network.sigmoid); a
     # diverging run makes NaNs, which the loss check below reports in one clear line.
     with bar, np.errstate(over="ignore", under="ignore", invalid="ignore"), \
-            blas.threads_at_most(1 if batch_size == 1 else None):
+            blas.threads_at_most(cores.step_threads(model.sizes, batch_size)):
         for first_batch in range(0, n_batches, batches_per_update):
             group_start = first_batch * batch_size
             group_stop = min((first_batch + batches_per_update) * batch_size, n_samples)

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from bptrain import bench
+from bptrain.epochs import EpochImages
 from bptrain.train import TrainSettings
 
 
@@ -23,7 +24,13 @@ def test_a_default_epoch_trains_with_momentum_decay_and_shifts(monkeypatch):
     """The timed default epoch really does the work: its optimizer has train's momentum and decay,
     the images are shifted every epoch, and the parameters move as momentum SGD moves them."""
     shifts = []
-    monkeypatch.setattr(bench, "shift_images", lambda images, rng, max_shift: shifts.append(max_shift))
+
+    class Recorded(EpochImages):
+        def __init__(self, *args, shift=0, **kwargs):
+            shifts.append(shift)
+            super().__init__(*args, shift=shift, **kwargs)
+
+    monkeypatch.setattr(bench, "EpochImages", Recorded)
     x, y = bench.synthetic_like(64, 16, 3)
     buffers = bench._buffers(x, 3, np.float32)
     default = bench._Epochs((16, 5, 3), "ce", x, y, 8, bench.default_settings(1), buffers, dtype=np.float32,
@@ -34,6 +41,8 @@ def test_a_default_epoch_trains_with_momentum_decay_and_shifts(monkeypatch):
     for timer in (default, plain):
         assert timer.run() > 0
     assert shifts == [1, 0]
+    # one pair of epoch buffers for the whole bench, whatever the settings
+    assert buffers[0] is default.buffers[0] is plain.buffers[0]
     assert np.any(default.optimizer.scaled_velocity_w[0] != 0)
     assert not np.allclose(default.model.weights[0], plain.model.weights[0])  # same start, other updates
 

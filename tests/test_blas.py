@@ -92,30 +92,6 @@ def test_threads_at_most_limits_and_restores():
         assert get() == before
 
 
-@pytest.mark.parametrize("batch_size,limit", [(1, 1), (4, None)])
-def test_one_row_batches_train_on_one_blas_thread(monkeypatch, batch_size, limit):
-    """Batch size 1 makes every product matrix-vector: one thread is faster (see blas.threads_at_most)."""
-    import contextlib
-
-    from bptrain.network import MLP
-    from bptrain.optim import SGD
-    from bptrain.train import run_epoch
-
-    limits = []
-
-    @contextlib.contextmanager
-    def record(value):
-        limits.append(value)
-        yield
-
-    monkeypatch.setattr(blas, "threads_at_most", record)
-    model = MLP((4, 3, 2), "ce", dtype=np.float64)
-    x = np.random.default_rng(0).random((8, 4))
-    y = np.eye(2)[np.arange(8) % 2]
-    run_epoch(model, SGD(model.weights, model.biases), x, y, batch_size, 0.1, 1, False)
-    assert limits == [limit]
-
-
 @pytest.mark.parametrize("layout", ["C", "F", "rows of F", "float64 out"])
 def test_matmul_into_fills_every_output_layout(layout):
     """dot for C-ordered outputs, the transposed product for column-major ones, matmul for the rest."""

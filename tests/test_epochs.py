@@ -227,11 +227,23 @@ def test_plot_distortions_from_the_command_line(runner, tmp_path, square_data):
     assert_clean_error(invoke(runner, "plot"), "--distortions", exit_code=2)
 
 
-@pytest.mark.parametrize("value,threaded", [("1", True), ("0", False), ("", False)])
-def test_the_thread_is_switched_on_from_the_environment(monkeypatch, value, threaded):
-    monkeypatch.setenv("BPTRAIN_EPOCH_THREAD", value)
+@pytest.mark.parametrize("background", [True, False])
+def test_the_thread_runs_only_when_asked(background):
     x, y = square_problem(n=50)
-    with EpochImages(x, y, 3, np.float32, np.random.default_rng(0), 3, shift=1) as images:
+    with EpochImages(x, y, 3, np.float32, np.random.default_rng(0), 3, shift=1, background=background) as images:
         # with a thread, it has prepared the first epoch and waits for its rows to be released
-        assert epoch_thread_alive() == threaded
+        assert epoch_thread_alive() == background
         images.next()
+
+
+def test_given_buffers_are_filled_and_wrong_ones_refused():
+    x, y = square_problem(n=50)
+    buffers = np.empty((50, 49), np.float32), np.zeros((50, 3), np.float32)
+    with EpochImages(x, y, 3, np.float32, np.random.default_rng(0), 1, shift=1, buffers=buffers) as images:
+        got_x, got_y = images.next()
+    assert got_x is buffers[0] and got_y is buffers[1]
+    expected = old_inline_epochs(x, y, 3, 0, 1, 1, Distortion())[0]
+    np.testing.assert_array_equal(got_x, expected[0])
+    np.testing.assert_array_equal(got_y, expected[1])
+    with pytest.raises(ValueError, match="cannot hold 50 images"):
+        EpochImages(x, y, 3, np.float32, np.random.default_rng(0), 1, buffers=(buffers[0][:10], buffers[1]))

@@ -1,0 +1,97 @@
+"""How training shares the cores: one BLAS thread for small steps, and the epoch thread when a core is free."""
+
+from __future__ import annotations
+
+import contextlib
+
+import numpy as np
+import pytest
+
+from bptrain import blas, cores
+from bptrain.network import MLP
+from bptrain.optim import SGD
+from bptrain.train import TrainSettings, run_epoch, train
+
+from test_epochs import epoch_thread_alive, square_dataset
+
+DEFAULT = (784, 128, 64, 10)
+
+
+@pytest.mark.parametrize("sizes,batch_size,threads", [
+    (DEFAULT, 1, 1), (DEFAULT, 10, 1), (DEFAULT, 32, 1),          # 0.1, 1.1, 3.5 M multiply-adds per step
+    (DEFAULT, 64, None), (DEFAULT, 128, None),                    # 7.0 and 14 M: OpenBLAS splits them
+    ((784, 30, 10), 128, 1), ((784, 800, 10), 10, None),          # 3.0 and 6.4 M
+    ((784, 800, 10), 1, 1),                                       # one row: matrix-vector products
+])
+def test_small_steps_get_one_blas_thread(sizes, batch_size, threads):
+    assert cores.step_threads(sizes, batch_size) == threads
+
+
+def test_step_size_counts_every_layer():
+    assert cores.step_macs(DEFAULT, 32) == 32 * (784 * 128 + 128 * 64 + 64 * 10)
+
+
+@pytest.mark.parametrize("limit_macs,batch_size,expected", [(10**9, 4, 1), (1, 4, None), (1, 1, 1)])
+def test_run_epoch_trains_with_the_chosen_threads(monkeypatch, limit_macs, batch_size, expected):
+    limits = []
+
+    @contextlib.contextmanager
+    def record(value):
+        limits.append(value)
+        yield
+
+    monkeypatch.setattr(blas, "threads_at_most", record)
+    monkeypatch.setattr(cores, "ONE_THREAD_STEP_MACS", limit_macs)
+    model = MLP((4, 3, 2), "ce", dtype=np.float64)
+    x = np.random.default_rng(0).random((8, 4))
+    y = np.eye(2)[np.arange(8) % 2]
+    run_epoch(model, SGD(model.weights, model.biases), x, y, batch_size, 0.1, 1, False)
+    assert limits == [expected]
+
+
+@pytest.mark.parametrize("usable,blas_threads,batch_size,expected", [
+    (2, 2, 10, True),     # the steps take one core, the other prepares the next epoch
+    (2, 2, 128, False),   # OpenBLAS splits the steps over both cores: nothing free
+    (1, 1, 10, False),    # one core: the thread could only slow the steps
+    (4, 2, 128, True),    # OpenBLAS limited to 2 of 4 cores
+])
+def test_the_epoch_thread_runs_when_a_core_is_free(monkeypatch, usable, blas_threads, batch_size, expected):
+    monkeypatch.delenv(cores.EPOCH_THREAD_VARIABLE, raising=False)
+    monkeypatch.setattr(cores, "usable_cores", lambda: usable)
+    monkeypatch.setattr(blas, "threads", lambda: blas_threads)
+    assert cores.epoch_thread(DEFAULT, batch_size) is expected
+
+
+@pytest.mark.parametrize("value,expected", [("1", True), ("yes", True), ("0", False)])
+def test_the_environment_forces_the_epoch_thread(monkeypatch, value, expected):
+    monkeypatch.setenv(cores.EPOCH_THREAD_VARIABLE, value)
+    for usable in (1, 8):
+        monkeypatch.setattr(cores, "usable_cores", lambda: usable)
+        assert cores.epoch_thread(DEFAULT, 10) is expected
+        assert cores.epoch_thread(DEFAULT, 1000) is expected
+
+
+def test_usable_cores_is_at_least_one():
+    assert cores.usable_cores() >= 1
+
+
+@pytest.mark.parametrize("free_core", [True, False])
+def test_train_prepares_epochs_in_a_thread_exactly_when_a_core_is_free(monkeypatch, free_core):
+    monkeypatch.setattr(cores, "epoch_thread", lambda sizes, batch_size: free_core)
+    seen = []
+    model = MLP((49, 8, 3), "ce", seed=0)
+    train(model, square_dataset(), TrainSettings(epochs=3, batch_size=16, augment=1), progress=False,
+          on_epoch=lambda record, improved: seen.append(epoch_thread_alive()))
+    # it waits to write epoch 3 into the rows epoch 2 is using; after the last epoch it has nothing left to do
+    assert seen == [free_core, free_core, False]
+    assert not epoch_thread_alive()
+
+
+def test_describe_says_threads_and_preparation(monkeypatch):
+    monkeypatch.delenv(cores.EPOCH_THREAD_VARIABLE, raising=False)
+    monkeypatch.setattr(cores, "usable_cores", lambda: 2)
+    monkeypatch.setattr(blas, "threads", lambda: 2)
+    assert cores.describe(DEFAULT, 32) == ("batch 32: 3.5 M multiply-adds per step, 1 BLAS thread, "
+                                           "a thread prepares each epoch alongside")
+    assert cores.describe(DEFAULT, 128) == ("batch 128: 14.0 M multiply-adds per step, 2 BLAS threads, "
+                                            "epochs prepared before their first step")

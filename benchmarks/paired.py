@@ -22,8 +22,18 @@ import sys
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-# (name, settings, augment): plain SGD, train's defaults without and with the 1-pixel shifts
-BPTRAIN_CONFIGS = (("plain", "plain", 0), ("default", "default", 0), ("default+shift", "default", 1))
+# (name, epoch_bptrain.py arguments): plain SGD; train's defaults without and with the 1-pixel shifts; Adam
+BPTRAIN_CONFIGS = {
+    "plain": ["--settings", "plain", "--augment", "0"],
+    "default": ["--settings", "default", "--augment", "0"],
+    "default+shift": ["--settings", "default", "--augment", "1"],
+    "adam": ["--settings", "adam", "--augment", "0"],
+}
+# PyTorch doing the same work as the bptrain configuration of the same name (compare_pytorch.py)
+TORCH_CONFIGS = {
+    "default": ["--settings", "default", "--augment", "0"],
+    "default+shift": ["--settings", "default", "--augment", "1"],
+}
 
 
 def cpu_model() -> str:
@@ -53,33 +63,40 @@ def main():
                         help="a bptrain source tree to time (PYTHONPATH); repeat to compare versions")
     parser.add_argument("--python", default=sys.executable, help="the Python that runs bptrain")
     parser.add_argument("--torch-python", default=None, help="a Python with torch; omit to skip PyTorch")
-    parser.add_argument("--threads", type=int, default=2,
-                        help="BLAS / PyTorch threads per process (OPENBLAS_NUM_THREADS, torch --threads)")
+    parser.add_argument("--torch-threads", default="1,2",
+                        help="PyTorch's thread counts to time, comma-separated (each is compared)")
+    parser.add_argument("--blas-threads", type=int, default=None,
+                        help="OPENBLAS_NUM_THREADS for bptrain (default: unset; bptrain.cores decides per step size)")
     parser.add_argument("--metric", choices=("wall", "cpu"), default="wall",
                         help="wall-clock seconds, or the process's CPU seconds (steadier when other jobs share "
                              "the cores, and with one thread the same work)")
-    parser.add_argument("--configs", default=",".join(c[0] for c in BPTRAIN_CONFIGS),
-                        help="which bptrain configurations, comma-separated")
+    parser.add_argument("--configs", default=",".join(BPTRAIN_CONFIGS),
+                        help="which bptrain configurations, comma-separated (PyTorch times those it has too)")
     args = parser.parse_args()
     batch_sizes = args.batch_sizes or [10, 32, 128]
     trees = [t.split("=", 1) for t in args.tree] or [["now", str(HERE.parent)]]
     wanted = args.configs.split(",")
 
-    jobs = {}  # (batch, label) -> (command, env)
+    jobs = {}  # (batch, label) -> (command, env); labels are "<tree> <config>" or "pytorch/<n>t <config>"
     for batch in batch_sizes:
         for tree_name, tree in trees:
-            env = dict(os.environ, PYTHONPATH=str(Path(tree).resolve()), OPENBLAS_NUM_THREADS=str(args.threads))
-            for name, settings, augment in BPTRAIN_CONFIGS:
-                if name in wanted:
-                    jobs[batch, f"{tree_name} {name}"] = (
-                        [args.python, str(HERE / "epoch_bptrain.py"), "--batch-size", str(batch),
-                         "--settings", settings, "--augment", str(augment)], env)
+            env = dict(os.environ, PYTHONPATH=str(Path(tree).resolve()))
+            if args.blas_threads:
+                env["OPENBLAS_NUM_THREADS"] = str(args.blas_threads)
+            for name in wanted:
+                jobs[batch, f"{tree_name} {name}"] = (
+                    [args.python, str(HERE / "epoch_bptrain.py"), "--batch-size", str(batch)]
+                    + BPTRAIN_CONFIGS[name], env)
         if args.torch_python:
-            jobs[batch, "pytorch default"] = ([args.torch_python, str(HERE / "compare_pytorch.py"),
-                                               "--batch-size", str(batch), "--threads", str(args.threads)],
-                                              dict(os.environ))
-    print(f"CPU: {cpu_model()}; {os.cpu_count()} logical CPUs; {args.rounds} rounds; "
-          f"{args.threads} BLAS threads; {args.metric} seconds of the last of 2 epochs (50,000 images, 784-128-64-10)", flush=True)
+            for threads in args.torch_threads.split(","):
+                for name in wanted:
+                    if name in TORCH_CONFIGS:
+                        jobs[batch, f"pytorch/{threads}t {name}"] = (
+                            [args.torch_python, str(HERE / "compare_pytorch.py"), "--batch-size", str(batch),
+                             "--threads", threads] + TORCH_CONFIGS[name], dict(os.environ))
+    print(f"CPU: {cpu_model()}; {os.cpu_count()} logical CPUs; {args.rounds} rounds; bptrain BLAS threads "
+          f"{args.blas_threads or 'as bptrain.cores decides'}; {args.metric} seconds of the middle of 3 epochs "
+          f"(50,000 images, 784-128-64-10, validation included)", flush=True)
     times = {key: [] for key in jobs}
     keys = list(jobs)
     for round_ in range(args.rounds):
@@ -95,26 +112,26 @@ def main():
         print(f"\nbatch {batch}")
         for label in labels:
             series = times[batch, label]
-            print(f"  {label:24s} median {statistics.median(series):7.3f} s   runs "
+            print(f"  {label:28s} median {statistics.median(series):7.3f} s   runs "
                   + " ".join(f"{t:.3f}" for t in series))
-        base_pairs = [(a, b) for a in labels for b in labels if a != b and _wanted_ratio(a, b)]
-        for a, b in base_pairs:
+        for a, b in [(a, b) for a in labels for b in labels if a != b and _wanted_ratio(a, b, trees[0][0])]:
             ratios = [x / y for x, y in zip(times[batch, a], times[batch, b])]
             print(f"  {a} / {b}: median {statistics.median(ratios):.2f}  (" +
                   " ".join(f"{r:.2f}" for r in ratios) + ")")
 
 
-def _wanted_ratio(a: str, b: str) -> bool:
-    """Within a tree: default / plain; across trees: the same configuration; PyTorch / each bptrain default."""
-    tree_a, name_a = a.split(" ", 1)
-    tree_b, name_b = b.split(" ", 1)
-    if tree_a == "pytorch":
-        return name_b.startswith("default")
-    if tree_b == "pytorch":
+def _wanted_ratio(a: str, b: str, first_tree: str) -> bool:
+    """Within a tree: each configuration / plain; across trees: the same configuration;
+    PyTorch / the first tree's same configuration."""
+    source_a, name_a = a.split(" ", 1)
+    source_b, name_b = b.split(" ", 1)
+    if source_a.startswith("pytorch"):
+        return source_b == first_tree and name_a == name_b
+    if source_b.startswith("pytorch"):
         return False
-    if tree_a == tree_b:
+    if source_a == source_b:
         return name_b == "plain" and name_a != "plain"
-    return name_a == name_b and tree_a > tree_b
+    return name_a == name_b and source_a > source_b
 
 
 if __name__ == "__main__":

@@ -77,6 +77,7 @@ class BenchRow:
     ratio_to_floor: float
     runs: list
     ratio_to_plain: float | None = None  # median of the per-pair ratios, when plain SGD was timed alongside
+    threads: str = ""  # how the cores were used (bptrain.cores.describe): "1+1", "2", ...
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -133,7 +134,7 @@ class _Epochs:
                              settings.weight_decay)
         self.x, self.y, self.batch_size, self.settings, self.lr = x, y, batch_size, settings, lr
         self.buffers = buffers
-        self.background = cores.epoch_thread(sizes, batch_size)
+        self.background = cores.epoch_thread(sizes, batch_size, self.optimizer.elementwise_pass)
         self.rng = np.random.default_rng(seed)
         self.epoch = 0
 
@@ -184,12 +185,13 @@ def bench(sizes, loss: str, x: np.ndarray, y: np.ndarray, batch_sizes, *, dtype=
                 seconds = timer.run()
                 if run >= warmup:
                     times[s.name].append(seconds)
-        for s in settings:
+        for s, timer in zip(settings, timers):
             series = times[s.name]
             seconds = statistics.median(series)
             ratio = None
             if s.name != PLAIN.name and PLAIN.name in times:
                 ratio = statistics.median(a / b for a, b in zip(series, times[PLAIN.name]))
+            threads = cores.describe(sizes, batch_size, timer.optimizer.elementwise_pass)
             rows.append(BenchRow(s.name, batch_size, seconds, len(x) / seconds, flops / seconds / 1e9, floor,
-                                 seconds / floor, [round(t, 4) for t in series], ratio))
+                                 seconds / floor, [round(t, 4) for t in series], ratio, threads))
     return rows, peak

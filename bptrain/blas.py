@@ -67,6 +67,7 @@ class _Routines:
         # check, which saves ~3 µs a call. The types are kept here for those callers.
         self.raw_gemm = _raw(library, f"{prefix}{letter}gemm{suffix}")
         self.raw_rotm = _raw(library, f"{prefix}{letter}rotm{suffix}")
+        self.raw_axpby = _raw(library, f"{prefix}{letter}axpby{suffix}")  # OpenBLAS's extension to BLAS
         self.integer, self.scalar = integer, scalar
 
     def update(self, c: np.ndarray, a: np.ndarray, b: np.ndarray, alpha: float, beta: float) -> None:
@@ -124,6 +125,12 @@ def _self_test(routines) -> bool:
                            ctypes.c_void_p(_address(y)), functions.integer(1),
                            (functions.scalar * 5)(-1.0, 0.5, -1.0, 2.0, 0.25))
         if not (np.allclose(x, expected_x, rtol=1e-5) and np.allclose(y, expected_y, rtol=1e-5)):
+            return False
+        expected_y = -0.5 * x + 0.75 * y
+        functions.raw_axpby(functions.integer(7), functions.scalar(-0.5), ctypes.c_void_p(_address(x)),
+                            functions.integer(1), functions.scalar(0.75), ctypes.c_void_p(_address(y)),
+                            functions.integer(1))
+        if not np.allclose(y, expected_y, rtol=1e-5):
             return False
     return True
 
@@ -350,6 +357,47 @@ class PairUpdate:
             self._param[:] = (-1.0, h11, h21, h12, h22)
             self._h = h11, h12, h21, h22
         self._routines.raw_rotm(*self._args)
+
+
+class Axpby:
+    """y ← α·x + β·y, element-wise and in place: one pass over x and y (OpenBLAS's ?axpby).
+
+    Why: NumPy needs two, ``y *= β`` then ``y += x`` (three with a scratch
+    array for α·x). Adam does this to its two moments and every parameter each
+    step (:class:`bptrain.optim.Adam`). Without the bundled OpenBLAS, NumPy does it.
+    """
+
+    def __init__(self, x: np.ndarray, y: np.ndarray):
+        if x.shape != y.shape or x.dtype != y.dtype:
+            raise ValueError(f"Axpby needs two arrays of one shape and dtype, got {x.shape} {x.dtype} "
+                             f"and {y.shape} {y.dtype}")
+        self.x, self.y = x, y
+        routines = _ROUTINES.get(x.dtype) if _ROUTINES is not None else None
+        if routines is not None and x.flags.c_contiguous and y.flags.c_contiguous:
+            self._routines = routines
+            integer, scalar = routines.integer, routines.scalar
+            self._args = [integer(x.size), scalar(1.0), ctypes.c_void_p(_address(x)), integer(1), scalar(1.0),
+                          ctypes.c_void_p(_address(y)), integer(1)]
+            self._scalars = (1.0, 1.0)
+        else:
+            self._routines = None
+
+    def __call__(self, alpha: float, beta: float) -> None:
+        if self._routines is None:
+            if beta != 1.0:
+                self.y *= beta
+            if alpha == 1.0:
+                self.y += self.x
+            elif alpha == -1.0:
+                self.y -= self.x
+            else:
+                self.y += alpha * self.x
+            return
+        if (alpha, beta) != self._scalars:
+            scalar = self._routines.scalar
+            self._args[1], self._args[4] = scalar(alpha), scalar(beta)
+            self._scalars = alpha, beta
+        self._routines.raw_axpby(*self._args)
 
 
 # ------------------------------------------------------------------ alignment

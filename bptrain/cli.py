@@ -400,7 +400,7 @@ def download_command(dest, force):
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
 def bench_command(sizes, batch_sizes, loss, dtype, runs, warmup, samples, data, settings_choice, augment, as_json):
     """Time training epochs (train's default settings and plain SGD) against this machine's matrix-multiply peak."""
-    from . import bench, cores
+    from . import bench
 
     path = resolve_data_path(data)
     if path.exists():
@@ -425,21 +425,20 @@ def bench_command(sizes, batch_sizes, loss, dtype, runs, warmup, samples, data, 
         click.echo(json.dumps({"sizes": list(sizes), "loss": loss, "dtype": dtype, "samples": len(x),
                                "data": source, "gemm_peak_gflops": peak,
                                "settings": {s.name: s.to_dict() for s in settings},
-                               "cores": [cores.describe(sizes, b) for b in batch_sizes],
                                "rows": [r.to_dict() for r in rows]}))
         return
     click.echo(f"{'-'.join(map(str, sizes))} {loss} {dtype}, {len(x)} samples per epoch from {source}")
     for s in settings:
         click.echo(f"{s.name}: {s.describe()}" + (" (bptrain train's defaults)" if s.name == "default" else ""))
-    for batch_size in batch_sizes:
-        click.echo(f"cores: {cores.describe(sizes, batch_size)}")
+    click.echo("threads: BLAS threads of the steps, +1 when a thread prepares each epoch alongside (bptrain/cores.py)")
     click.echo(f"GEMM peak {peak:.1f} GFLOP/s -> matmul floor {rows[0].floor_seconds:.3f} s/epoch")
     click.echo(f"{'settings':<9} {'batch':>6} {'s/epoch':>9} {'samples/s':>11} {'GFLOP/s':>8} {'x floor':>8} "
-               f"{'x plain':>8}  runs")
+               f"{'x plain':>8} {'threads':>8}  runs")
     for r in rows:
         ratio = f"{r.ratio_to_plain:>8.2f}" if r.ratio_to_plain is not None else f"{'':>8}"
         click.echo(f"{r.settings:<9} {r.batch_size:>6} {r.seconds_per_epoch:>9.3f} {r.samples_per_second:>11,.0f} "
-                   f"{r.gflops:>8.1f} {r.ratio_to_floor:>8.2f} {ratio}  {' '.join(f'{t:.3f}' for t in r.runs)}")
+                   f"{r.gflops:>8.1f} {r.ratio_to_floor:>8.2f} {ratio} {r.threads:>8}  "
+                   f"{' '.join(f'{t:.3f}' for t in r.runs)}")
 
 
 # ------------------------------------------------------------------- predict

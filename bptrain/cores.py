@@ -6,24 +6,32 @@ the end of every product. The preparation of an epoch (shuffle, shifts,
 distortions; :mod:`bptrain.epochs`) is a few large NumPy operations that can
 run beside the steps in a thread of their own, since NumPy releases the GIL in them.
 
-When a step's products are small, splitting them costs more in waiting than it
-saves, so the steps get one BLAS thread and a free core prepares the next
-epoch. Measured on the 2-core AMD EPYC (with AVX-512) of the development
-machine, 784-128-64-10 with the default settings and 1-pixel shifts, seconds of
-the middle of 3 epochs of ``train()``, whole processes alternated, 3 rounds:
+When a step's products are small and the optimizer also makes an element-wise
+pass over every weight matrix (momentum's velocity update, Adam's moments),
+the steps get one BLAS thread and a free core prepares the next epoch. The
+pass runs on one core, outside OpenBLAS's threads, so with two threads it
+first has to pull across the half of each matrix the other core's product
+just wrote, and the next product pulls it back. Plain SGD has no such pass
+(its whole update is one gemm) and keeps OpenBLAS's threads.
 
-    batch (multiply-adds per step)   one BLAS thread + epoch thread   two BLAS threads, epoch inline
-    10  (1.1 M)                      0.77-0.79 s                     0.90-1.92 s
-    32  (3.5 M)                      0.43-0.45 s                     0.44-0.79 s
-    64  (7.0 M)                      0.37-0.38 s                     0.34-0.36 s
-    128 (14 M)                       0.33 s                          0.27-0.36 s
+Measured on the 2-core AMD EPYC (with AVX-512) of the development machine,
+784-128-64-10, seconds of the middle of 3 epochs of ``train()``, whole
+processes alternated, 4 rounds (``benchmarks/epoch_bptrain.py``):
 
-Two threads were also the unsteady ones: the same epoch took one time or
-about twice it, from one process to the next, whenever the second core was
-slow to answer (CPU time doubled with the wall time; one thread never did
-that). 784-30-10 at batch 128 (3.0 M) and 784-800-10 at batch 10 (6.3 M)
-agree with the boundary below: 0.13-0.15 s against 0.15-0.18 s, and 3.0 s
-against 2.4 s.
+    batch  settings                   one BLAS thread + epoch thread   two BLAS threads, epoch inline
+    10     default (1-pixel shifts)   0.76-0.79 s                     0.88-0.91 s
+    10     plain SGD                  0.67-0.70 s                     0.59-0.63 s (once 0.87)
+    32     default (1-pixel shifts)   0.44-0.45 s                     0.43-0.44 s (once 0.75)
+    32     plain SGD                  0.38-0.40 s                     0.31-0.34 s
+    64     default (1-pixel shifts)   0.37-0.38 s                     0.34-0.36 s
+    128    default (1-pixel shifts)   0.33 s                          0.27-0.36 s
+
+At batch 32 the default settings take the same time either way, on half the
+CPU time (0.60 s against 0.86 s) and without the runs where two threads
+doubled (whenever the second core was slow to answer, CPU time doubled with
+the wall time). 784-30-10 at batch 128 (3.0 M multiply-adds per step) and
+784-800-10 at batch 10 (6.3 M) agree with the boundary below: 0.13-0.15 s
+against 0.15-0.18 s, and 3.0 s against 2.4 s.
 """
 
 from __future__ import annotations
@@ -51,17 +59,19 @@ def step_macs(sizes, batch_size: int) -> int:
     return batch_size * sum(m * n for m, n in zip(sizes[:-1], sizes[1:]))
 
 
-def step_threads(sizes, batch_size: int) -> int | None:
-    """BLAS threads for the steps of ``batch_size`` rows: 1 for small products, None for OpenBLAS's own choice.
+def step_threads(sizes, batch_size: int, elementwise_pass: bool = True) -> int | None:
+    """BLAS threads for the steps: 1, or None for OpenBLAS's own count.
 
-    A one-row batch is all matrix-vector products: one thread whatever the network.
+    One for a one-row batch (all matrix-vector products, whatever the network),
+    and for small steps when the optimizer makes an ``elementwise_pass`` over
+    the weights each step (see the module's docstring).
     """
-    if batch_size == 1 or step_macs(sizes, batch_size) < ONE_THREAD_STEP_MACS:
+    if batch_size == 1 or (elementwise_pass and step_macs(sizes, batch_size) < ONE_THREAD_STEP_MACS):
         return 1
     return None
 
 
-def epoch_thread(sizes, batch_size: int) -> bool:
+def epoch_thread(sizes, batch_size: int, elementwise_pass: bool = True) -> bool:
     """Whether a thread should prepare the next epoch while this one trains: when a core is left for it.
 
     ``$BPTRAIN_EPOCH_THREAD`` (0: off, else on) overrides the choice.
@@ -69,15 +79,10 @@ def epoch_thread(sizes, batch_size: int) -> bool:
     forced = os.environ.get(EPOCH_THREAD_VARIABLE, "")
     if forced:
         return forced != "0"
-    threads = step_threads(sizes, batch_size) or blas.threads()
-    return usable_cores() > threads
+    return usable_cores() > (step_threads(sizes, batch_size, elementwise_pass) or blas.threads())
 
 
-def describe(sizes, batch_size: int) -> str:
-    """One line for ``bench``: how the cores are used at this batch size."""
-    threads = step_threads(sizes, batch_size) or blas.threads()
-    macs = step_macs(sizes, batch_size) / 1e6
-    background = "a thread prepares each epoch alongside" if epoch_thread(sizes, batch_size) else \
-        "epochs prepared before their first step"
-    return f"batch {batch_size}: {macs:.1f} M multiply-adds per step, {threads} BLAS thread{'s' * (threads != 1)}, " \
-           f"{background}"
+def describe(sizes, batch_size: int, elementwise_pass: bool = True) -> str:
+    """How the cores are used, for ``bench``: "1+1" is one BLAS thread and the epoch thread, "2" two BLAS threads."""
+    threads = step_threads(sizes, batch_size, elementwise_pass) or blas.threads()
+    return f"{threads}+1" if epoch_thread(sizes, batch_size, elementwise_pass) else str(threads)

@@ -11,7 +11,7 @@ import math
 
 import numpy as np
 
-from .blas import PairUpdate, PreparedGemmAtB, aligned_empty, aligned_zeros, matmul_at_b
+from .blas import Axpby, PairUpdate, PreparedGemmAtB, aligned_empty, aligned_zeros, matmul_at_b
 
 SCHEDULES = ("constant", "step", "cosine")
 OPTIMIZERS = ("sgd", "adam")
@@ -79,6 +79,11 @@ class SGD:
             scaled = self.scaled_velocity_w + self.scaled_velocity_b
             self._into_scaled_velocity = [PreparedGemmAtB(v, s) for v, s in zip(scaled, scratch)]
             self._scaled_velocity_and_param = [PairUpdate(v, p, s) for v, p, s in zip(scaled, params, scratch)]
+
+    @property
+    def elementwise_pass(self) -> bool:
+        """Whether a step passes over the weights outside the gemm (with momentum: the rotm; bptrain.cores)."""
+        return bool(self.momentum)
 
     def step(self, activations, deltas, work, lr: float) -> None:
         """Update every layer from a batch's activations [A_0..A_{L-1}] and η-scaled deltas [ηΔ_1..ηΔ_L]."""
@@ -149,14 +154,21 @@ class Adam:
         params = [p for pair in zip(self.weights, self.biases) for p in pair]  # W1, b1, W2, b2, ...
         dtype = np.result_type(*params)
         total = sum(p.size for p in params)
-        self.m, self.v = np.zeros(total, dtype), np.zeros(total, dtype)
-        self._grad, self._step = np.empty(total, dtype), np.empty(total, dtype)
+        self.m, self.v = aligned_zeros(total, dtype), aligned_zeros(total, dtype)  # blas.CACHE_LINE
+        self._grad, self._step = aligned_empty(total, dtype), aligned_empty(total, dtype)
         self._views = []  # (param, its gradient in _grad, its step in _step)
         start = 0
         for p in params:
             stop = start + p.size
             self._views.append((p, self._grad[start:stop].reshape(p.shape), self._step[start:stop].reshape(p.shape)))
             start = stop
+        # one pass each (blas.Axpby) where NumPy takes two: M ← β1 M + s, V ← β2 V + s², θ ← keep·θ − step
+        self._into_m = Axpby(self._grad, self.m)
+        self._into_v = Axpby(self._grad, self.v)
+        self._into_param = [Axpby(param_step, param) for param, _, param_step in self._views]
+
+    #: Its moments and step are element-wise passes over every parameter, each step (bptrain.cores).
+    elementwise_pass = True
 
     def step(self, activations, deltas, work, lr: float) -> None:
         """Update every layer from a batch's activations [A_0..A_{L-1}] and η-scaled deltas [ηΔ_1..ηΔ_L]."""
@@ -172,11 +184,9 @@ class Adam:
         self.t += 1
         beta1, beta2, t = self.beta1, self.beta2, self.t
         s, m, v, step = self._grad, self.m, self.v, self._step
-        m *= beta1
-        m += s                                                       # M ← β1 M + s
+        self._into_m(1.0, beta1)                                     # M ← β1 M + s
         np.square(s, out=s)
-        v *= beta2
-        v += s                                                       # V ← β2 V + s²
+        self._into_v(1.0, beta2)                                     # V ← β2 V + s²
         correction = math.sqrt(1.0 - beta2 ** t) / math.sqrt(1.0 - beta2)
         alpha = lr * (1.0 - beta1) * correction / (1.0 - beta1 ** t)
         np.sqrt(v, out=step)
@@ -186,10 +196,9 @@ class Adam:
         # (α/d)·M rather than (M/d)·α: M holds subnormal floats where a gradient has been 0 for a
         # while (2% of them on MNIST), and a division by them is 3x slower here; a product is not.
         keep = 1.0 - lr * self.weight_decay
-        for k, (param, _, param_step) in enumerate(self._views):
-            if keep != 1.0 and k % 2 == 0:                           # weights only
-                param *= keep                                        # W ← W − ηλW
-            param -= param_step                                      # θ ← θ − α M / (√V + ε')
+        for k, into_param in enumerate(self._into_param):
+            # θ ← θ − α M / (√V + ε'), and for weights (even k) first W ← W − ηλW
+            into_param(-1.0, keep if k % 2 == 0 else 1.0)
 
     def _rescale(self, lr: float) -> None:
         """Keep M = ηm/(1 − β1) and V = η²v/(1 − β2) true when η changes (once per epoch at most)."""

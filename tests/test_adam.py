@@ -11,6 +11,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from bptrain import blas
 from bptrain.network import MLP, one_hot
 from bptrain.optim import DEFAULT_LR, SGD, Adam, make_optimizer
 from bptrain.train import TrainSettings
@@ -40,9 +41,12 @@ class RefAdam:
         return new
 
 
+@pytest.mark.parametrize("blas_path", [True, False], ids=["openblas-axpby", "numpy"])
 @pytest.mark.parametrize("weight_decay", [0.0, 0.05])
 @pytest.mark.parametrize("eps", [1e-8, 1e-3])  # 1e-3: ε matters, so its scaling with η is checked too
-def test_adam_matches_the_reference_step_by_step(weight_decay, eps):
+def test_adam_matches_the_reference_step_by_step(monkeypatch, weight_decay, eps, blas_path):
+    if not blas_path:
+        monkeypatch.setattr(blas, "_ROUTINES", None)  # the element-wise updates fall back to NumPy
     rng = np.random.default_rng(0)
     sizes = (6, 5, 4, 3)
     model = MLP(sizes, "ce", dtype=np.float64, seed=1)

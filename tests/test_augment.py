@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from bptrain.augment import image_side, shift_images
+from bptrain.augment import apply_shifts, draw_shifts, gather_shifted, image_side, shift_images
 from bptrain.errors import BptrainError
 
 
@@ -55,3 +55,35 @@ def test_non_square_images_are_refused():
     assert image_side(784) == 28
     with pytest.raises(BptrainError, match="not a perfect square"):
         image_side(20)
+
+
+def shifted_by_hand(image: np.ndarray, dy: int, dx: int) -> np.ndarray:
+    """Pixel by pixel: out(r, c) = in(r − dy, c − dx), 0 where that is off the image."""
+    side = image.shape[0]
+    out = np.zeros_like(image)
+    for r in range(side):
+        for c in range(side):
+            if 0 <= r - dy < side and 0 <= c - dx < side:
+                out[r, c] = image[r - dy, c - dx]
+    return out
+
+
+@pytest.mark.parametrize("side,max_shift", [(5, 1), (7, 2), (6, 3), (28, 1)])
+def test_shuffle_and_shifts_in_one_gather_match_the_pixelwise_definition(side, max_shift):
+    """The flat-offset shifts (augment._write_shifted) against the definition, pixel by pixel,
+    for every shift: zeros come in at the edges, nothing wraps into the next row."""
+    rng = np.random.default_rng(side)
+    images = rng.random((200, side * side), dtype=np.float32) + 0.5
+    codes = draw_shifts(rng, 200, max_shift)
+    order = rng.permutation(200)
+    out = np.full_like(images, np.nan)
+    gather_shifted(images, order, codes, max_shift, out)
+    choices = 2 * max_shift + 1
+    assert len(np.unique(codes)) == choices * choices
+    for i in range(200):
+        dy, dx = divmod(int(codes[i]), choices)
+        expected = shifted_by_hand(images[order[i]].reshape(side, side), dy - max_shift, dx - max_shift)
+        np.testing.assert_array_equal(out[i].reshape(side, side), expected)
+    in_place = images[order].copy()
+    apply_shifts(in_place, codes, max_shift)  # the same shifts without the shuffle, in place
+    np.testing.assert_array_equal(in_place, out)

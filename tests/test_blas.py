@@ -187,3 +187,27 @@ def test_network_optimizer_and_workspace_arrays_start_cache_lines():
     arrays = (model.weights + model.biases + optimizer.scaled_velocity_w + optimizer.scaled_velocity_b
               + work.z + work.delta + work.scratch + work.grad_w + work.grad_b)
     assert [a.ctypes.data % blas.CACHE_LINE for a in arrays] == [0] * len(arrays)
+
+
+@pytest.mark.parametrize("alpha,beta", [(1.0, 0.9), (-1.0, 1.0), (-1.0, 0.999), (0.25, -2.0)])
+@pytest.mark.parametrize("use_blas", [True, False], ids=["openblas", "numpy"])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_axpby_updates_y_in_one_call(monkeypatch, alpha, beta, use_blas, dtype):
+    if not use_blas:
+        monkeypatch.setattr(blas, "_ROUTINES", None)
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((37, 5)).astype(dtype)
+    y = rng.standard_normal((37, 5)).astype(dtype)
+    expected = alpha * x.astype(np.float64) + beta * y.astype(np.float64)
+    update = blas.Axpby(x, y)
+    update(alpha, beta)
+    tolerance = 1e-6 if dtype == np.float32 else 1e-14
+    np.testing.assert_allclose(y, expected, rtol=tolerance, atol=tolerance)
+    y_before = y.copy()
+    update(alpha, beta)  # again: the same arrays, arguments reused
+    np.testing.assert_allclose(y, alpha * x + beta * y_before, rtol=tolerance, atol=tolerance)
+
+
+def test_axpby_refuses_mismatched_arrays():
+    with pytest.raises(ValueError, match="one shape and dtype"):
+        blas.Axpby(np.zeros(3, np.float32), np.zeros(4, np.float32))

@@ -350,8 +350,11 @@ def test_bench_json_on_synthetic_data(runner, tmp_path, monkeypatch, small_gemm)
     assert document["gemm_peak_gflops"] > 0
     assert document["samples"] == 2000 and "synthetic" in document["data"]
     assert document["sizes"] == [784, 16, 10]
-    assert document["cores"] == [cores.describe((784, 16, 10), 64)]  # 0.8 M multiply-adds: one BLAS thread
-    assert "1 BLAS thread" in document["cores"][0]
+    plain_threads, default_threads = (row["threads"] for row in document["rows"])
+    # 0.8 M multiply-adds per step: momentum's pass over the weights takes one BLAS thread; plain SGD keeps OpenBLAS's
+    assert plain_threads == cores.describe((784, 16, 10), 64, elementwise_pass=False)
+    assert default_threads == cores.describe((784, 16, 10), 64, elementwise_pass=True)
+    assert default_threads.startswith("1")
     default = document["settings"]["default"]
     assert (default["momentum"], default["weight_decay"], default["augment"]) == (0.9, 1e-4, 1)
     assert document["settings"]["plain"]["description"] == "SGD without momentum, weight decay or shifts"
@@ -373,12 +376,10 @@ def test_bench_text_on_real_file(runner, tmp_path, synthetic_data, small_gemm):
     assert lines[1] == "plain: SGD without momentum, weight decay or shifts"
     # 20-pixel inputs are no square images: like train, the default settings run without shifts
     assert lines[2] == "default: momentum 0.9, weight decay 0.0001, no shifts (bptrain train's defaults)"
-    # how the cores are used, per batch size (bptrain.cores)
-    assert lines[3].startswith("cores: batch 16: ") and "BLAS thread" in lines[3]
-    assert lines[4].startswith("cores: batch 600: ")
-    assert lines[5].startswith("GEMM peak")
-    assert lines[6].split()[:3] == ["settings", "batch", "s/epoch"]
-    rows = [line.split() for line in lines[7:]]
+    assert lines[3].startswith("threads: BLAS threads of the steps")
+    assert lines[4].startswith("GEMM peak")
+    assert lines[5].split()[:3] == ["settings", "batch", "s/epoch"] and "threads" in lines[5].split()
+    rows = [line.split() for line in lines[6:]]
     assert [(r[0], r[1]) for r in rows] == [("plain", "16"), ("default", "16"), ("plain", "600"), ("default", "600")]
     assert len(rows[0]) == len(rows[1]) - 1  # only default rows have the "x plain" column filled
 

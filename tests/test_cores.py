@@ -9,7 +9,7 @@ import pytest
 
 from bptrain import blas, cores
 from bptrain.network import MLP
-from bptrain.optim import SGD
+from bptrain.optim import SGD, Adam
 from bptrain.train import TrainSettings, run_epoch, train
 
 from test_epochs import epoch_thread_alive, square_dataset
@@ -25,6 +25,20 @@ DEFAULT = (784, 128, 64, 10)
 ])
 def test_small_steps_get_one_blas_thread(sizes, batch_size, threads):
     assert cores.step_threads(sizes, batch_size) == threads
+
+
+@pytest.mark.parametrize("batch_size,threads", [(1, 1), (10, None), (32, None), (128, None)])
+def test_plain_sgd_keeps_openblas_threads_above_one_row(batch_size, threads):
+    """No element-wise pass over the weights: its whole update is one gemm, which OpenBLAS splits."""
+    assert cores.step_threads(DEFAULT, batch_size, elementwise_pass=False) == threads
+
+
+def test_which_optimizers_pass_over_the_weights():
+    model = MLP((4, 3, 2), "ce")
+    assert not SGD(model.weights, model.biases).elementwise_pass
+    assert not SGD(model.weights, model.biases, weight_decay=1e-4).elementwise_pass  # decay is gemm's β
+    assert SGD(model.weights, model.biases, momentum=0.9).elementwise_pass
+    assert Adam(model.weights, model.biases).elementwise_pass
 
 
 def test_step_size_counts_every_layer():
@@ -45,8 +59,9 @@ def test_run_epoch_trains_with_the_chosen_threads(monkeypatch, limit_macs, batch
     model = MLP((4, 3, 2), "ce", dtype=np.float64)
     x = np.random.default_rng(0).random((8, 4))
     y = np.eye(2)[np.arange(8) % 2]
+    run_epoch(model, SGD(model.weights, model.biases, momentum=0.9), x, y, batch_size, 0.1, 1, False)
     run_epoch(model, SGD(model.weights, model.biases), x, y, batch_size, 0.1, 1, False)
-    assert limits == [expected]
+    assert limits == [expected, 1 if batch_size == 1 else None]  # plain SGD: one thread only for one-row batches
 
 
 @pytest.mark.parametrize("usable,blas_threads,batch_size,expected", [
@@ -77,13 +92,15 @@ def test_usable_cores_is_at_least_one():
 
 @pytest.mark.parametrize("free_core", [True, False])
 def test_train_prepares_epochs_in_a_thread_exactly_when_a_core_is_free(monkeypatch, free_core):
-    monkeypatch.setattr(cores, "epoch_thread", lambda sizes, batch_size: free_core)
+    monkeypatch.setattr(cores, "epoch_thread", lambda sizes, batch_size, elementwise_pass: free_core)
     seen = []
     model = MLP((49, 8, 3), "ce", seed=0)
     train(model, square_dataset(), TrainSettings(epochs=3, batch_size=16, augment=1), progress=False,
           on_epoch=lambda record, improved: seen.append(epoch_thread_alive()))
-    # it waits to write epoch 3 into the rows epoch 2 is using; after the last epoch it has nothing left to do
-    assert seen == [free_core, free_core, False]
+    # after epoch 1 it cannot have finished: epoch 3 goes into rows epoch 2 has not used yet
+    assert seen[0] == free_core
+    if not free_core:
+        assert seen == [False, False, False]
     assert not epoch_thread_alive()
 
 
@@ -91,7 +108,6 @@ def test_describe_says_threads_and_preparation(monkeypatch):
     monkeypatch.delenv(cores.EPOCH_THREAD_VARIABLE, raising=False)
     monkeypatch.setattr(cores, "usable_cores", lambda: 2)
     monkeypatch.setattr(blas, "threads", lambda: 2)
-    assert cores.describe(DEFAULT, 32) == ("batch 32: 3.5 M multiply-adds per step, 1 BLAS thread, "
-                                           "a thread prepares each epoch alongside")
-    assert cores.describe(DEFAULT, 128) == ("batch 128: 14.0 M multiply-adds per step, 2 BLAS threads, "
-                                            "epochs prepared before their first step")
+    assert cores.describe(DEFAULT, 32) == "1+1"  # one BLAS thread and the epoch thread
+    assert cores.describe(DEFAULT, 32, elementwise_pass=False) == "2"
+    assert cores.describe(DEFAULT, 128) == "2"

@@ -42,15 +42,15 @@ def main():
     parser.add_argument("--sizes", default="784,128,64,10")
     parser.add_argument("--epochs", type=int, default=3, help="the first and the last are not timed")
     parser.add_argument("--one-thread-below", type=float, default=None, metavar="MACS",
-                        help="set bptrain.cores.ONE_THREAD_STEP_MACS (0: OpenBLAS's own thread count at every "
-                             "batch size), to compare thread policies")
+                        help="set bptrain.cores.ONE_THREAD_BELOW for every kind of update (0: OpenBLAS's own "
+                             "thread count at every batch size), to compare thread policies")
     parser.add_argument("--data", default=os.environ.get("BPTRAIN_SHARED_DATA", "../shared/data") + "/mnist.pkl.gz")
     args = parser.parse_args()
 
     if args.one_thread_below is not None:
         from bptrain import cores
 
-        cores.ONE_THREAD_STEP_MACS = args.one_thread_below
+        cores.ONE_THREAD_BELOW = dict.fromkeys(cores.ONE_THREAD_BELOW, args.one_thread_below)
     data = load_dataset(Path(args.data))
     settings = TrainSettings(epochs=args.epochs, batch_size=args.batch_size, augment=args.augment,
                              elastic_alpha=args.elastic_alpha, **SETTINGS[args.settings])

@@ -134,7 +134,7 @@ class _Epochs:
                              settings.weight_decay)
         self.x, self.y, self.batch_size, self.settings, self.lr = x, y, batch_size, settings, lr
         self.buffers = buffers
-        self.background = cores.epoch_thread(sizes, batch_size, self.optimizer.elementwise_pass)
+        self.background = cores.epoch_thread(sizes, batch_size, self.optimizer.update_kind)
         self.rng = np.random.default_rng(seed)
         self.epoch = 0
 
@@ -191,7 +191,7 @@ def bench(sizes, loss: str, x: np.ndarray, y: np.ndarray, batch_sizes, *, dtype=
             ratio = None
             if s.name != PLAIN.name and PLAIN.name in times:
                 ratio = statistics.median(a / b for a, b in zip(series, times[PLAIN.name]))
-            threads = cores.describe(sizes, batch_size, timer.optimizer.elementwise_pass)
+            threads = cores.describe(sizes, batch_size, timer.optimizer.update_kind)
             rows.append(BenchRow(s.name, batch_size, seconds, len(x) / seconds, flops / seconds / 1e9, floor,
                                  seconds / floor, [round(t, 4) for t in series], ratio, threads))
     return rows, peak

@@ -6,13 +6,21 @@ the end of every product. The preparation of an epoch (shuffle, shifts,
 distortions; :mod:`bptrain.epochs`) is a few large NumPy operations that can
 run beside the steps in a thread of their own, since NumPy releases the GIL in them.
 
-When a step's products are small and the optimizer also makes an element-wise
-pass over every weight matrix (momentum's velocity update, Adam's moments),
-the steps get one BLAS thread and a free core prepares the next epoch. The
-pass runs on one core, outside OpenBLAS's threads, so with two threads it
-first has to pull across the half of each matrix the other core's product
-just wrote, and the next product pulls it back. Plain SGD has no such pass
-(its whole update is one gemm) and keeps OpenBLAS's threads.
+Whether a second BLAS thread pays depends on the optimizer's update, whose
+``update_kind`` names it (:data:`ONE_THREAD_BELOW`):
+
+- "gemm": plain SGD's whole update is one gemm, which OpenBLAS splits: it
+  keeps OpenBLAS's threads.
+- "gemm+axpy": momentum SGD. On one thread it keeps s = μv and finishes each
+  update with one ``rotm`` pass; on several, v itself and two ``axpy`` calls,
+  which OpenBLAS splits like the gemm (:class:`bptrain.optim.SGD`). Two
+  threads pay from about batch 32 of 784-128-64-10; below, one thread and
+  the epoch thread beside it are faster and steadier.
+- "ufuncs": Adam's element-wise passes run on one core outside OpenBLAS's
+  threads, which must first pull across the half of each matrix the other
+  core's gemm just wrote; one thread up to larger steps.
+
+The epoch thread runs whenever the steps leave a core free.
 
 Measured on the 2-core AMD EPYC (with AVX-512) of the development machine,
 784-128-64-10, seconds of the middle of 3 epochs of ``train()``, whole
@@ -40,8 +48,9 @@ import os
 
 from . import blas
 
-#: Below this many multiply-adds per step (batch size x weights), the steps run on one BLAS thread.
-ONE_THREAD_STEP_MACS = 5_000_000
+#: Below this many multiply-adds per step (batch size x weights), the steps of each kind of update
+#: run on one BLAS thread (batch size 1 always does: all its products are matrix-vector).
+ONE_THREAD_BELOW = {"gemm": 0, "gemm+axpy": 2_000_000, "ufuncs": 5_000_000}
 #: Set to 0 in the environment, this turns the epoch thread off; set to anything else, on.
 EPOCH_THREAD_VARIABLE = "BPTRAIN_EPOCH_THREAD"
 
@@ -59,19 +68,14 @@ def step_macs(sizes, batch_size: int) -> int:
     return batch_size * sum(m * n for m, n in zip(sizes[:-1], sizes[1:]))
 
 
-def step_threads(sizes, batch_size: int, elementwise_pass: bool = True) -> int | None:
-    """BLAS threads for the steps: 1, or None for OpenBLAS's own count.
-
-    One for a one-row batch (all matrix-vector products, whatever the network),
-    and for small steps when the optimizer makes an ``elementwise_pass`` over
-    the weights each step (see the module's docstring).
-    """
-    if batch_size == 1 or (elementwise_pass and step_macs(sizes, batch_size) < ONE_THREAD_STEP_MACS):
+def step_threads(sizes, batch_size: int, update_kind: str = "ufuncs") -> int | None:
+    """BLAS threads for the steps: 1, or None for OpenBLAS's own count (see the module's docstring)."""
+    if batch_size == 1 or step_macs(sizes, batch_size) < ONE_THREAD_BELOW[update_kind]:
         return 1
     return None
 
 
-def epoch_thread(sizes, batch_size: int, elementwise_pass: bool = True) -> bool:
+def epoch_thread(sizes, batch_size: int, update_kind: str = "ufuncs") -> bool:
     """Whether a thread should prepare the next epoch while this one trains: when a core is left for it.
 
     ``$BPTRAIN_EPOCH_THREAD`` (0: off, else on) overrides the choice.
@@ -79,10 +83,10 @@ def epoch_thread(sizes, batch_size: int, elementwise_pass: bool = True) -> bool:
     forced = os.environ.get(EPOCH_THREAD_VARIABLE, "")
     if forced:
         return forced != "0"
-    return usable_cores() > (step_threads(sizes, batch_size, elementwise_pass) or blas.threads())
+    return usable_cores() > (step_threads(sizes, batch_size, update_kind) or blas.threads())
 
 
-def describe(sizes, batch_size: int, elementwise_pass: bool = True) -> str:
+def describe(sizes, batch_size: int, update_kind: str = "ufuncs") -> str:
     """How the cores are used, for ``bench``: "1+1" is one BLAS thread and the epoch thread, "2" two BLAS threads."""
-    threads = step_threads(sizes, batch_size, elementwise_pass) or blas.threads()
-    return f"{threads}+1" if epoch_thread(sizes, batch_size, elementwise_pass) else str(threads)
+    threads = step_threads(sizes, batch_size, update_kind) or blas.threads()
+    return f"{threads}+1" if epoch_thread(sizes, batch_size, update_kind) else str(threads)

@@ -11,7 +11,7 @@ import math
 
 import numpy as np
 
-from .blas import Axpby, PairUpdate, PreparedGemmAtB, aligned_empty, aligned_zeros, matmul_at_b
+from .blas import Axpby, Axpy, PairUpdate, PreparedGemmAtB, aligned_empty, aligned_zeros, matmul_at_b
 
 SCHEDULES = ("constant", "step", "cosine")
 OPTIMIZERS = ("sgd", "adam")
@@ -40,21 +40,36 @@ class SGD:
     This is PyTorch's SGD with the learning rate inside the velocity.
 
     How it is computed, streaming W and v as few times as possible. The
-    product g is never stored: gemm adds it into W or v as it forms it. The
-    optimizer keeps s = μv, the velocity already multiplied by the momentum,
-    so that this gemm only adds (β = 1; OpenBLAS scales C in a pass of its own
-    for any other β: 3-5% of a default epoch at batch size 10-32). One pass
-    over (s, W) together (:class:`bptrain.blas.PairUpdate`: the 2x2 map below,
-    applied to the old s and W) does the rest:
+    product g is never stored: gemm adds it into W or v as it forms it. Plain
+    SGD is that one gemm into W. With momentum there are two ways, and
+    :meth:`prepare` picks one for the number of BLAS threads the steps run on
+    (:mod:`bptrain.cores`):
 
-        plain:      W ← (1 − ηλ) W − g                      one gemm into W
+    One thread: the optimizer keeps s = μv, the velocity already multiplied by
+    the momentum, so that the gemm only adds (β = 1; OpenBLAS scales C in a
+    pass of its own for any other β: 3-5% of a default epoch at batch size
+    10-32). One pass over (s, W) together (:class:`bptrain.blas.PairUpdate`:
+    the 2x2 map below, applied to the old s and W) does the rest:
+
         classical:  s ← s + g                  (= v' − ηλW, with v' the new v)     one gemm into s
                     (s, W) ← (μs + μηλW, −s + (1 − ηλ)W)   (= μv', W − v')         one pass
         Nesterov:   s ← s + g                  (= v' − ηλW)                         one gemm into s
                     (s, W) ← (μs + μηλW, −μs + (1 − ηλ − μηλ)W)   (= μv', (1 − ηλ)W − μv')   one pass
                     W ← W − g                                                       one gemm into W
 
-    Each array's gemm and pair-update arguments are prepared once, here.
+    Several threads: that pass would run on one core, which must first pull
+    across the half of s and W the other thread's gemm just wrote. So the
+    optimizer keeps v itself, and every operation is one OpenBLAS splits
+    between its threads alike (gemm, and axpy: :class:`bptrain.blas.Axpy`):
+
+        classical:  v ← μ v + g        one gemm into v (β = μ)
+                    v ← v + ηλ W       one axpy
+                    W ← W − v          one axpy
+        Nesterov:   v ← μ v + g;  v ← v + ηλ W   as above
+                    W ← (1 − ηλ) W − g  one gemm into W (β = 1 − ηλ)
+                    W ← W − μ v        one axpy
+
+    Each array's gemm, pair-update and axpy arguments are prepared once, here.
     """
 
     def __init__(self, weights, biases, momentum: float = 0.0, nesterov: bool = False, weight_decay: float = 0.0):
@@ -69,44 +84,75 @@ class SGD:
         self.momentum = momentum
         self.nesterov = nesterov
         self.weight_decay = weight_decay
+        self.split = False  # whether the velocity arrays hold v (several threads) rather than s = μv
         params = self.weights + self.biases  # W_1..W_L, then b_1..b_L
         scratch = [aligned_empty(p.shape, p.dtype) for p in params]  # used only where NumPy does an update
         self._into_param = [PreparedGemmAtB(p, s) for p, s in zip(params, scratch)]
         if momentum:
-            # s = μv for each W_l and b_l (see above); the velocity v itself is s / μ
-            self.scaled_velocity_w = [aligned_zeros(w.shape, w.dtype) for w in self.weights]  # blas.CACHE_LINE
-            self.scaled_velocity_b = [aligned_zeros(b.shape, b.dtype) for b in self.biases]
-            scaled = self.scaled_velocity_w + self.scaled_velocity_b
-            self._into_scaled_velocity = [PreparedGemmAtB(v, s) for v, s in zip(scaled, scratch)]
-            self._scaled_velocity_and_param = [PairUpdate(v, p, s) for v, p, s in zip(scaled, params, scratch)]
+            # s = μv (one thread) or v (several) for each W_l and b_l, see above
+            self.velocity_w = [aligned_zeros(w.shape, w.dtype) for w in self.weights]  # blas.CACHE_LINE
+            self.velocity_b = [aligned_zeros(b.shape, b.dtype) for b in self.biases]
+            velocities = self.velocity_w + self.velocity_b
+            self._into_velocity = [PreparedGemmAtB(v, s) for v, s in zip(velocities, scratch)]
+            self._velocity_and_param = [PairUpdate(v, p, s) for v, p, s in zip(velocities, params, scratch)]
+            self._param_into_velocity = [Axpy(p, v) for v, p in zip(velocities, params)]
+            self._velocity_into_param = [Axpy(v, p) for v, p in zip(velocities, params)]
 
+    #: How its update uses the cores (bptrain.cores): plain SGD is one gemm, momentum gemm and axpy.
     @property
-    def elementwise_pass(self) -> bool:
-        """Whether a step passes over the weights outside the gemm (with momentum: the rotm; bptrain.cores)."""
-        return bool(self.momentum)
+    def update_kind(self) -> str:
+        return "gemm+axpy" if self.momentum else "gemm"
+
+    def velocities(self) -> list[np.ndarray]:
+        """The velocity v of W_1..W_L, then b_1..b_L (copies), whichever form the optimizer keeps."""
+        if not self.momentum:
+            return []
+        scale = 1.0 if self.split else 1.0 / self.momentum
+        return [v * scale for v in self.velocity_w + self.velocity_b]
+
+    def prepare(self, threads: int) -> None:
+        """Keep the velocity in the form for steps whose products run on ``threads`` BLAS threads (see above)."""
+        split = bool(self.momentum) and threads > 1
+        if split != self.split:
+            factor = 1.0 / self.momentum if split else self.momentum  # s = μv  <->  v
+            for velocity in self.velocity_w + self.velocity_b:
+                velocity *= factor
+            self.split = split
 
     def step(self, activations, deltas, work, lr: float) -> None:
         """Update every layer from a batch's activations [A_0..A_{L-1}] and η-scaled deltas [ηΔ_1..ηΔ_L]."""
         decay = lr * self.weight_decay
         n_layers = len(self.weights)
+        update = self._update_split if self.split else self._update
         for l, delta in enumerate(deltas):
             # the weight sees inputs A_{l-1}; the bias sees a constant input of 1 and is not decayed
-            self._update(l, activations[l], delta, decay)
-            self._update(n_layers + l, work.ones_column, delta, 0.0)
+            update(l, activations[l], delta, decay)
+            update(n_layers + l, work.ones_column, delta, 0.0)
 
     def _update(self, i, inputs, delta, decay) -> None:
         if not self.momentum:
             self._into_param[i](inputs, delta, -1.0, 1.0 - decay)                      # W ← (1−ηλ)W − g
             return
         mu = self.momentum
-        self._into_scaled_velocity[i](inputs, delta, 1.0, 1.0)                     # s ← s + g
+        self._into_velocity[i](inputs, delta, 1.0, 1.0)                            # s ← s + g
         if self.nesterov:
             # (s, W) ← (μs + μηλW, −μs + (1 − ηλ − μηλ)W), then W ← W − g
-            self._scaled_velocity_and_param[i](mu, mu * decay, -mu, 1.0 - decay - mu * decay)
+            self._velocity_and_param[i](mu, mu * decay, -mu, 1.0 - decay - mu * decay)
             self._into_param[i](inputs, delta, -1.0, 1.0)
         else:
             # (s, W) ← (μs + μηλW, −s + (1 − ηλ)W)
-            self._scaled_velocity_and_param[i](mu, mu * decay, -1.0, 1.0 - decay)
+            self._velocity_and_param[i](mu, mu * decay, -1.0, 1.0 - decay)
+
+    def _update_split(self, i, inputs, delta, decay) -> None:
+        mu = self.momentum
+        self._into_velocity[i](inputs, delta, 1.0, mu)                             # v ← μv + g
+        if decay:
+            self._param_into_velocity[i](decay)                                    # v ← v + ηλW
+        if self.nesterov:
+            self._into_param[i](inputs, delta, -1.0, 1.0 - decay)                  # W ← (1−ηλ)W − g
+            self._velocity_into_param[i](-mu)                                      # W ← W − μv
+        else:
+            self._velocity_into_param[i](-1.0)                                     # W ← W − v
 
 
 class Adam:
@@ -167,8 +213,8 @@ class Adam:
         self._into_v = Axpby(self._grad, self.v)
         self._into_param = [Axpby(param_step, param) for param, _, param_step in self._views]
 
-    #: Its moments and step are element-wise passes over every parameter, each step (bptrain.cores).
-    elementwise_pass = True
+    #: How its update uses the cores (bptrain.cores): NumPy's element-wise passes, on one core.
+    update_kind = "ufuncs"
 
     def step(self, activations, deltas, work, lr: float) -> None:
         """Update every layer from a batch's activations [A_0..A_{L-1}] and η-scaled deltas [ηΔ_1..ηΔ_L]."""

@@ -136,8 +136,7 @@ def train(model: MLP, data: Dataset, settings: TrainSettings, *, progress: bool 
     # free, a thread prepares the next epoch into the rows this one is done with (bptrain.epochs, .cores).
     epoch_images = EpochImages(x_train, y_train, n_classes, model.dtype, rng, settings.epochs,
                                shift=settings.augment, distorter=distorter,
-                               background=cores.epoch_thread(model.sizes, batch_size,
-                                                             optimizer.elementwise_pass))
+                               background=cores.epoch_thread(model.sizes, batch_size, optimizer.update_kind))
     epochs_without_improvement = 0
     fixed_x, fixed_y = x_train[:INITIAL_BATCH], y_train[:INITIAL_BATCH]
     result.initial_speed = batch_speed(model, fixed_x, fixed_y)
@@ -193,7 +192,7 @@ def run_epoch(model: MLP, optimizer: SGD, x: np.ndarray, y_onehot: np.ndarray, b
     n_samples = len(x)
     n_batches = math.ceil(n_samples / batch_size)
     work = model.workspace(batch_size)
-    elementwise_pass = getattr(optimizer, "elementwise_pass", True)  # (an optimizer of the caller's own: assume so)
+    update_kind = getattr(optimizer, "update_kind", "ufuncs")  # an optimizer of the caller's own: NumPy's, say
     batches_per_update = max(1, n_batches // UPDATES_PER_EPOCH)
     bar = tqdm(total=n_batches, desc=f"epoch {epoch}", unit="batch", leave=False,
                disable=not progress, mininterval=0.2, file=sys.stderr)
@@ -209,7 +208,9 @@ def run_epoch(model: MLP, optimizer: SGD, x: np.ndarray, y_onehot: np.ndarray, b
     # exp overflows to inf in saturated sigmoids (harmless, see network.sigmoid); a
     # diverging run makes NaNs, which the loss check below reports in one clear line.
     with bar, np.errstate(over="ignore", under="ignore", invalid="ignore"), \
-            blas.threads_at_most(cores.step_threads(model.sizes, batch_size, elementwise_pass)):
+            blas.threads_at_most(cores.step_threads(model.sizes, batch_size, update_kind)):
+        if hasattr(optimizer, "prepare"):
+            optimizer.prepare(blas.threads())  # momentum's form for this many threads (optim.SGD)
         for first_batch in range(0, n_batches, batches_per_update):
             group_start = first_batch * batch_size
             group_stop = min((first_batch + batches_per_update) * batch_size, n_samples)

@@ -43,7 +43,7 @@ def test_a_default_epoch_trains_with_momentum_decay_and_shifts(monkeypatch):
     assert shifts == [1, 0]
     # one pair of epoch buffers for the whole bench, whatever the settings
     assert buffers[0] is default.buffers[0] is plain.buffers[0]
-    assert np.any(default.optimizer.scaled_velocity_w[0] != 0)
+    assert np.any(default.optimizer.velocity_w[0] != 0)
     assert not np.allclose(default.model.weights[0], plain.model.weights[0])  # same start, other updates
 
 

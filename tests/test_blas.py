@@ -184,7 +184,7 @@ def test_network_optimizer_and_workspace_arrays_start_cache_lines():
     model = MLP((784, 128, 64, 10), seed=0)
     optimizer = SGD(model.weights, model.biases, momentum=0.9, weight_decay=1e-4)
     work = model.workspace(10)
-    arrays = (model.weights + model.biases + optimizer.scaled_velocity_w + optimizer.scaled_velocity_b
+    arrays = (model.weights + model.biases + optimizer.velocity_w + optimizer.velocity_b
               + work.z + work.delta + work.scratch + work.grad_w + work.grad_b)
     assert [a.ctypes.data % blas.CACHE_LINE for a in arrays] == [0] * len(arrays)
 
@@ -211,3 +211,20 @@ def test_axpby_updates_y_in_one_call(monkeypatch, alpha, beta, use_blas, dtype):
 def test_axpby_refuses_mismatched_arrays():
     with pytest.raises(ValueError, match="one shape and dtype"):
         blas.Axpby(np.zeros(3, np.float32), np.zeros(4, np.float32))
+
+
+@pytest.mark.parametrize("alpha", [1.0, -1.0, -0.9, 1e-5])
+@pytest.mark.parametrize("use_blas", [True, False], ids=["openblas", "numpy"])
+@pytest.mark.parametrize("size", [7, 20_000])  # OpenBLAS splits axpy between its threads above 10,000
+def test_axpy_adds_a_multiple_of_x_into_y(monkeypatch, alpha, use_blas, size):
+    if not use_blas:
+        monkeypatch.setattr(blas, "_ROUTINES", None)
+    rng = np.random.default_rng(1)
+    x = rng.standard_normal(size).astype(np.float32)
+    y = rng.standard_normal(size).astype(np.float32)
+    expected = alpha * x.astype(np.float64) + y
+    update = blas.Axpy(x, y)
+    update(alpha)
+    np.testing.assert_allclose(y, expected, rtol=1e-5, atol=1e-6)
+    with pytest.raises(ValueError, match="one shape and dtype"):
+        blas.Axpy(x, y.astype(np.float64))

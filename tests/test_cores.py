@@ -23,30 +23,33 @@ DEFAULT = (784, 128, 64, 10)
     ((784, 30, 10), 128, 1), ((784, 800, 10), 10, None),          # 3.0 and 6.4 M
     ((784, 800, 10), 1, 1),                                       # one row: matrix-vector products
 ])
-def test_small_steps_get_one_blas_thread(sizes, batch_size, threads):
-    assert cores.step_threads(sizes, batch_size) == threads
+def test_small_adam_steps_get_one_blas_thread(sizes, batch_size, threads):
+    assert cores.step_threads(sizes, batch_size, "ufuncs") == threads
 
 
-@pytest.mark.parametrize("batch_size,threads", [(1, 1), (10, None), (32, None), (128, None)])
-def test_plain_sgd_keeps_openblas_threads_above_one_row(batch_size, threads):
-    """No element-wise pass over the weights: its whole update is one gemm, which OpenBLAS splits."""
-    assert cores.step_threads(DEFAULT, batch_size, elementwise_pass=False) == threads
-
-
-def test_which_optimizers_pass_over_the_weights():
-    model = MLP((4, 3, 2), "ce")
-    assert not SGD(model.weights, model.biases).elementwise_pass
-    assert not SGD(model.weights, model.biases, weight_decay=1e-4).elementwise_pass  # decay is gemm's β
-    assert SGD(model.weights, model.biases, momentum=0.9).elementwise_pass
-    assert Adam(model.weights, model.biases).elementwise_pass
+@pytest.mark.parametrize("batch_size,plain,momentum", [(1, 1, 1), (10, None, 1), (32, None, None), (128, None, None)])
+def test_sgd_keeps_openblas_threads_for_all_but_the_smallest_steps(batch_size, plain, momentum):
+    """Plain SGD is one gemm; momentum is gemm and axpy (split alike) from 2 M multiply-adds a step."""
+    assert cores.step_threads(DEFAULT, batch_size, "gemm") == plain
+    assert cores.step_threads(DEFAULT, batch_size, "gemm+axpy") == momentum
 
 
 def test_step_size_counts_every_layer():
     assert cores.step_macs(DEFAULT, 32) == 32 * (784 * 128 + 128 * 64 + 64 * 10)
 
 
+def test_each_optimizer_names_its_kind_of_update():
+    model = MLP((4, 3, 2), "ce")
+    assert SGD(model.weights, model.biases).update_kind == "gemm"
+    assert SGD(model.weights, model.biases, weight_decay=1e-4).update_kind == "gemm"  # decay is gemm's β
+    assert SGD(model.weights, model.biases, momentum=0.9).update_kind == "gemm+axpy"
+    assert Adam(model.weights, model.biases).update_kind == "ufuncs"
+    assert set(cores.ONE_THREAD_BELOW) == {"gemm", "gemm+axpy", "ufuncs"}
+
+
 @pytest.mark.parametrize("limit_macs,batch_size,expected", [(10**9, 4, 1), (1, 4, None), (1, 1, 1)])
-def test_run_epoch_trains_with_the_chosen_threads(monkeypatch, limit_macs, batch_size, expected):
+def test_run_epoch_trains_with_the_chosen_threads_and_momentum_in_their_form(monkeypatch, limit_macs, batch_size,
+                                                                             expected):
     limits = []
 
     @contextlib.contextmanager
@@ -55,11 +58,14 @@ def test_run_epoch_trains_with_the_chosen_threads(monkeypatch, limit_macs, batch
         yield
 
     monkeypatch.setattr(blas, "threads_at_most", record)
-    monkeypatch.setattr(cores, "ONE_THREAD_STEP_MACS", limit_macs)
+    monkeypatch.setattr(blas, "threads", lambda: expected or 2)  # what OpenBLAS would then use
+    monkeypatch.setattr(cores, "ONE_THREAD_BELOW", {"gemm": 0, "gemm+axpy": limit_macs, "ufuncs": limit_macs})
     model = MLP((4, 3, 2), "ce", dtype=np.float64)
     x = np.random.default_rng(0).random((8, 4))
     y = np.eye(2)[np.arange(8) % 2]
-    run_epoch(model, SGD(model.weights, model.biases, momentum=0.9), x, y, batch_size, 0.1, 1, False)
+    momentum = SGD(model.weights, model.biases, momentum=0.9)
+    run_epoch(model, momentum, x, y, batch_size, 0.1, 1, False)
+    assert momentum.split == (expected is None)  # v itself on several threads, s = μv on one
     run_epoch(model, SGD(model.weights, model.biases), x, y, batch_size, 0.1, 1, False)
     assert limits == [expected, 1 if batch_size == 1 else None]  # plain SGD: one thread only for one-row batches
 
@@ -69,12 +75,12 @@ def test_run_epoch_trains_with_the_chosen_threads(monkeypatch, limit_macs, batch
     (2, 2, 128, False),   # OpenBLAS splits the steps over both cores: nothing free
     (1, 1, 10, False),    # one core: the thread could only slow the steps
     (4, 2, 128, True),    # OpenBLAS limited to 2 of 4 cores
-])
+])  # with momentum (gemm+axpy)
 def test_the_epoch_thread_runs_when_a_core_is_free(monkeypatch, usable, blas_threads, batch_size, expected):
     monkeypatch.delenv(cores.EPOCH_THREAD_VARIABLE, raising=False)
     monkeypatch.setattr(cores, "usable_cores", lambda: usable)
     monkeypatch.setattr(blas, "threads", lambda: blas_threads)
-    assert cores.epoch_thread(DEFAULT, batch_size) is expected
+    assert cores.epoch_thread(DEFAULT, batch_size, "gemm+axpy") is expected
 
 
 @pytest.mark.parametrize("value,expected", [("1", True), ("yes", True), ("0", False)])
@@ -92,7 +98,7 @@ def test_usable_cores_is_at_least_one():
 
 @pytest.mark.parametrize("free_core", [True, False])
 def test_train_prepares_epochs_in_a_thread_exactly_when_a_core_is_free(monkeypatch, free_core):
-    monkeypatch.setattr(cores, "epoch_thread", lambda sizes, batch_size, elementwise_pass: free_core)
+    monkeypatch.setattr(cores, "epoch_thread", lambda sizes, batch_size, update_kind: free_core)
     seen = []
     model = MLP((49, 8, 3), "ce", seed=0)
     train(model, square_dataset(), TrainSettings(epochs=3, batch_size=16, augment=1), progress=False,
@@ -108,6 +114,7 @@ def test_describe_says_threads_and_preparation(monkeypatch):
     monkeypatch.delenv(cores.EPOCH_THREAD_VARIABLE, raising=False)
     monkeypatch.setattr(cores, "usable_cores", lambda: 2)
     monkeypatch.setattr(blas, "threads", lambda: 2)
-    assert cores.describe(DEFAULT, 32) == "1+1"  # one BLAS thread and the epoch thread
-    assert cores.describe(DEFAULT, 32, elementwise_pass=False) == "2"
-    assert cores.describe(DEFAULT, 128) == "2"
+    assert cores.describe(DEFAULT, 10, "gemm+axpy") == "1+1"  # one BLAS thread and the epoch thread
+    assert cores.describe(DEFAULT, 32, "gemm+axpy") == "2"
+    assert cores.describe(DEFAULT, 32, "ufuncs") == "1+1"
+    assert cores.describe(DEFAULT, 10, "gemm") == "2"

@@ -247,13 +247,15 @@ def test_reference_sgd_by_hand():
     np.testing.assert_allclose(b2[0], 1 - 0.75 - 0.875)
 
 
+@pytest.mark.parametrize("threads", [(1, 1, 1), (2, 2, 2), (1, 2, 1)], ids=["one-thread", "split", "switching"])
 @pytest.mark.parametrize("path", ["blas", "numpy"])
 @pytest.mark.parametrize("opt", OPTIMIZERS, ids=str)
-def test_sgd_steps_match_the_reference_step_by_step(monkeypatch, path, opt):
-    """optim.SGD's fused update (a gemm into v or W, then one pass over v and W together) against the
-    plain float64 RefSGD after every step: full batches that are new slices of one buffer (as in training),
-    a partial and a one-row batch, hidden layers wider than the batch (column-major), and the learning
-    rate changing between "epochs"; with the bundled BLAS and with the NumPy fallback."""
+def test_sgd_steps_match_the_reference_step_by_step(monkeypatch, path, opt, threads):
+    """optim.SGD's fused update against the plain float64 RefSGD after every step: full batches that are
+    new slices of one buffer (as in training), a partial and a one-row batch, hidden layers wider than the
+    batch (column-major), and the learning rate changing between "epochs"; with the bundled BLAS and with
+    the NumPy fallback; and in both forms of momentum (s = μv with one rotm for one BLAS thread, v with
+    gemm and axpy for several: SGD.prepare), also switching between them from one "epoch" to the next."""
     from bptrain import blas
     from bptrain.network import one_hot
 
@@ -270,7 +272,9 @@ def test_sgd_steps_match_the_reference_step_by_step(monkeypatch, path, opt):
     targets = one_hot(y, sizes[-1], np.float64)
     batches = [(0, 4), (4, 8), (8, 12), (12, 14), (14, 15)]  # four rows, then a partial batch and a one-row batch
     with np.errstate(over="ignore", under="ignore"):
-        for lr in (0.5, 0.3, 0.1):
+        for lr, epoch_threads in zip((0.5, 0.3, 0.1), threads):
+            optimizer.prepare(epoch_threads)
+            assert optimizer.split == (epoch_threads > 1 and bool(optimizer.momentum))
             for start, stop in batches:
                 work = model.workspace(stop - start)
                 activations, deltas = model.train_step(x[start:stop], targets[start:stop], work, lr)
@@ -279,6 +283,8 @@ def test_sgd_steps_match_the_reference_step_by_step(monkeypatch, path, opt):
                                               y[start:stop], loss)
                 weights, biases = reference.step(weights, biases, grad_w, grad_b, lr)
                 assert_params_close(model, weights, biases, rtol=1e-10, atol=1e-12)
+                for got, want in zip(optimizer.velocities(), reference.vw + reference.vb):
+                    np.testing.assert_allclose(got.reshape(want.shape), want, rtol=1e-10, atol=1e-12)
     assert not np.allclose(weights[0], initial_parameters(sizes, "xavier", 8)[0][0])  # it did learn something
 
 

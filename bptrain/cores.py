@@ -20,26 +20,32 @@ Whether a second BLAS thread pays depends on the optimizer's update, whose
   threads, which must first pull across the half of each matrix the other
   core's gemm just wrote; one thread up to larger steps.
 
-The epoch thread runs whenever the steps leave a core free.
+The epoch thread runs whenever the steps leave a core free. Distortions cost
+as much as the training itself (elastic: 0.66 s per epoch of 50,000 images
+on one core, against 0.42 s for a default epoch at batch 32), so when they
+are on, the steps leave a core to the epoch thread whatever their size: at
+batch 32 of 784-128-64-10 with elastic distortions, 0.69-0.90 s an epoch
+against 1.03-1.14 s on two BLAS threads with the distortions done inline;
+784-800-10 at batch 64, 1.74-1.75 s against 1.71-1.80 s, on less CPU.
 
 Measured on the 2-core AMD EPYC (with AVX-512) of the development machine,
-784-128-64-10, seconds of the middle of 3 epochs of ``train()``, whole
-processes alternated, 4 rounds (``benchmarks/epoch_bptrain.py``):
+784-128-64-10, seconds of the middle of 3 epochs of ``train()`` with the
+default settings (momentum, decay, 1-pixel shifts), whole processes
+alternated, 3 rounds (``benchmarks/epoch_bptrain.py --one-thread-below``):
 
-    batch  settings                   one BLAS thread + epoch thread   two BLAS threads, epoch inline
-    10     default (1-pixel shifts)   0.76-0.79 s                     0.88-0.91 s
-    10     plain SGD                  0.67-0.70 s                     0.59-0.63 s (once 0.87)
-    32     default (1-pixel shifts)   0.44-0.45 s                     0.43-0.44 s (once 0.75)
-    32     plain SGD                  0.38-0.40 s                     0.31-0.34 s
-    64     default (1-pixel shifts)   0.37-0.38 s                     0.34-0.36 s
-    128    default (1-pixel shifts)   0.33 s                          0.27-0.36 s
+    batch  multiply-adds   one BLAS thread (s = μv, rotm)   two BLAS threads (v, axpy)
+           per step        + epoch thread                    epoch prepared inline
+    10     1.1 M           0.76-0.86 s                       0.73-0.97 s
+    16     1.75 M          0.53-0.58 s                       0.51-0.51 s (once 0.83)
+    32     3.5 M           0.42-0.49 s                       0.37-0.45 s
+    64     7.0 M           0.36-0.42 s                       0.31-0.34 s
 
-At batch 32 the default settings take the same time either way, on half the
-CPU time (0.60 s against 0.86 s) and without the runs where two threads
-doubled (whenever the second core was slow to answer, CPU time doubled with
-the wall time). 784-30-10 at batch 128 (3.0 M multiply-adds per step) and
-784-800-10 at batch 10 (6.3 M) agree with the boundary below: 0.13-0.15 s
-against 0.15-0.18 s, and 3.0 s against 2.4 s.
+Two threads are also the unsteady ones on this VM: the same epoch takes one
+time or nearly twice it from one process to the next, whenever the second
+core is slow to answer (CPU time doubles with the wall time); one thread
+never did that, so it wins the close calls. Plain SGD (one gemm) took 0.31-0.34 s
+on two threads and 0.38-0.40 s on one at batch 32, 0.59-0.63 s and 0.67-0.70 s
+at batch 10. Adam at batch 32 took 0.59 s on one thread and 0.67 s on two.
 """
 
 from __future__ import annotations
@@ -68,14 +74,16 @@ def step_macs(sizes, batch_size: int) -> int:
     return batch_size * sum(m * n for m, n in zip(sizes[:-1], sizes[1:]))
 
 
-def step_threads(sizes, batch_size: int, update_kind: str = "ufuncs") -> int | None:
-    """BLAS threads for the steps: 1, or None for OpenBLAS's own count (see the module's docstring)."""
+def step_threads(sizes, batch_size: int, update_kind: str = "ufuncs", distorts: bool = False) -> int | None:
+    """BLAS threads for the steps: a number, or None for OpenBLAS's own count (see the module's docstring)."""
     if batch_size == 1 or step_macs(sizes, batch_size) < ONE_THREAD_BELOW[update_kind]:
         return 1
+    if distorts and usable_cores() > 1:
+        return max(1, min(blas.threads(), usable_cores() - 1))  # a core for the epoch thread
     return None
 
 
-def epoch_thread(sizes, batch_size: int, update_kind: str = "ufuncs") -> bool:
+def epoch_thread(sizes, batch_size: int, update_kind: str = "ufuncs", distorts: bool = False) -> bool:
     """Whether a thread should prepare the next epoch while this one trains: when a core is left for it.
 
     ``$BPTRAIN_EPOCH_THREAD`` (0: off, else on) overrides the choice.
@@ -83,10 +91,10 @@ def epoch_thread(sizes, batch_size: int, update_kind: str = "ufuncs") -> bool:
     forced = os.environ.get(EPOCH_THREAD_VARIABLE, "")
     if forced:
         return forced != "0"
-    return usable_cores() > (step_threads(sizes, batch_size, update_kind) or blas.threads())
+    return usable_cores() > (step_threads(sizes, batch_size, update_kind, distorts) or blas.threads())
 
 
-def describe(sizes, batch_size: int, update_kind: str = "ufuncs") -> str:
+def describe(sizes, batch_size: int, update_kind: str = "ufuncs", distorts: bool = False) -> str:
     """How the cores are used, for ``bench``: "1+1" is one BLAS thread and the epoch thread, "2" two BLAS threads."""
-    threads = step_threads(sizes, batch_size, update_kind) or blas.threads()
-    return f"{threads}+1" if epoch_thread(sizes, batch_size, update_kind) else str(threads)
+    threads = step_threads(sizes, batch_size, update_kind, distorts) or blas.threads()
+    return f"{threads}+1" if epoch_thread(sizes, batch_size, update_kind, distorts) else str(threads)

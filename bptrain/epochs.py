@@ -143,6 +143,11 @@ class EpochImages:
                 raise _Stopped
 
     # -------------------------------------------------------------- the reader
+    @property
+    def distorts(self) -> bool:
+        """Whether the epochs are distorted (then preparing one costs as much as training it: bptrain.cores)."""
+        return self._distorter is not None
+
     def next(self) -> tuple[np.ndarray, np.ndarray]:
         """Start the next epoch: all rows of the previous one are released; returns (x, y_onehot)."""
         if self._epoch + 1 >= self._epochs:

@@ -136,7 +136,8 @@ def train(model: MLP, data: Dataset, settings: TrainSettings, *, progress: bool 
     # free, a thread prepares the next epoch into the rows this one is done with (bptrain.epochs, .cores).
     epoch_images = EpochImages(x_train, y_train, n_classes, model.dtype, rng, settings.epochs,
                                shift=settings.augment, distorter=distorter,
-                               background=cores.epoch_thread(model.sizes, batch_size, optimizer.update_kind))
+                               background=cores.epoch_thread(model.sizes, batch_size, optimizer.update_kind,
+                                                             distorts=distorter is not None))
     epochs_without_improvement = 0
     fixed_x, fixed_y = x_train[:INITIAL_BATCH], y_train[:INITIAL_BATCH]
     result.initial_speed = batch_speed(model, fixed_x, fixed_y)
@@ -208,7 +209,8 @@ def run_epoch(model: MLP, optimizer: SGD, x: np.ndarray, y_onehot: np.ndarray, b
     # exp overflows to inf in saturated sigmoids (harmless, see network.sigmoid); a
     # diverging run makes NaNs, which the loss check below reports in one clear line.
     with bar, np.errstate(over="ignore", under="ignore", invalid="ignore"), \
-            blas.threads_at_most(cores.step_threads(model.sizes, batch_size, update_kind)):
+            blas.threads_at_most(cores.step_threads(model.sizes, batch_size, update_kind,
+                                                    distorts=prepared is not None and prepared.distorts)):
         if hasattr(optimizer, "prepare"):
             optimizer.prepare(blas.threads())  # momentum's form for this many threads (optim.SGD)
         for first_batch in range(0, n_batches, batches_per_update):

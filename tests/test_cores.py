@@ -98,7 +98,7 @@ def test_usable_cores_is_at_least_one():
 
 @pytest.mark.parametrize("free_core", [True, False])
 def test_train_prepares_epochs_in_a_thread_exactly_when_a_core_is_free(monkeypatch, free_core):
-    monkeypatch.setattr(cores, "epoch_thread", lambda sizes, batch_size, update_kind: free_core)
+    monkeypatch.setattr(cores, "epoch_thread", lambda sizes, batch_size, update_kind, distorts: free_core)
     seen = []
     model = MLP((49, 8, 3), "ce", seed=0)
     train(model, square_dataset(), TrainSettings(epochs=3, batch_size=16, augment=1), progress=False,
@@ -118,3 +118,32 @@ def test_describe_says_threads_and_preparation(monkeypatch):
     assert cores.describe(DEFAULT, 32, "gemm+axpy") == "2"
     assert cores.describe(DEFAULT, 32, "ufuncs") == "1+1"
     assert cores.describe(DEFAULT, 10, "gemm") == "2"
+
+
+@pytest.mark.parametrize("usable,blas_threads,expected", [(2, 2, 1), (4, 4, 3), (8, 2, 2), (1, 1, None)])
+def test_distortions_get_a_core_of_their_own(monkeypatch, usable, blas_threads, expected):
+    """Distorting an epoch costs as much as training it: the steps leave a core to the epoch thread."""
+    monkeypatch.delenv(cores.EPOCH_THREAD_VARIABLE, raising=False)
+    monkeypatch.setattr(cores, "usable_cores", lambda: usable)
+    monkeypatch.setattr(blas, "threads", lambda: blas_threads)
+    assert cores.step_threads(DEFAULT, 128, "gemm+axpy", distorts=False) is None
+    assert cores.step_threads(DEFAULT, 128, "gemm+axpy", distorts=True) == expected
+    assert cores.epoch_thread(DEFAULT, 128, "gemm+axpy", distorts=True) is (usable > 1)
+    assert cores.step_threads(DEFAULT, 10, "gemm+axpy", distorts=True) == 1  # small steps: one thread anyway
+
+
+@pytest.mark.parametrize("elastic_alpha", [0.0, 5.0])
+def test_train_and_run_epoch_tell_cores_whether_epochs_are_distorted(monkeypatch, elastic_alpha):
+    asked = []
+    step_threads = cores.step_threads
+
+    def record_step_threads(sizes, batch_size, update_kind="ufuncs", distorts=False):
+        asked.append(("steps", distorts))
+        return step_threads(sizes, batch_size, update_kind, distorts)
+
+    monkeypatch.setattr(cores, "step_threads", record_step_threads)
+    model = MLP((49, 8, 3), "ce", seed=0)
+    train(model, square_dataset(), TrainSettings(epochs=2, batch_size=16, elastic_alpha=elastic_alpha),
+          progress=False)
+    distorted = elastic_alpha > 0
+    assert ("steps", distorted) in asked and ("steps", not distorted) not in asked

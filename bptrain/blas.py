@@ -75,7 +75,9 @@ class _Routines:
         """C ← alpha·aᵀb + beta·C for a (k, m) in C or Fortran order, C-contiguous b (k, n) and C (m, n)."""
         (m, n), k = c.shape, len(a)
         if k == 1:
-            if beta != 1.0:
+            if beta == 0.0:
+                c.fill(0)  # as gemm does for β = 0: whatever C held (even NaN) is not read
+            elif beta != 1.0:
                 c *= beta
             self.ger(_ROW_MAJOR, m, n, alpha, _address(a), 1, _address(b), 1, _address(c), n)
         elif a.flags.c_contiguous:
@@ -256,7 +258,9 @@ def gemm_at_b(c: np.ndarray, a: np.ndarray, b: np.ndarray, alpha: float, beta: f
         routines.update(c, a, b, alpha, beta)
         return c
     matmul_at_b(a, b, scratch)
-    if beta != 1.0:
+    if beta == 0.0:
+        c.fill(0)  # as gemm does for β = 0: whatever C held (even NaN) is not read
+    elif beta != 1.0:
         c *= beta
     if alpha == -1.0:
         c -= scratch

@@ -11,7 +11,7 @@ import math
 
 import numpy as np
 
-from .blas import Axpby, Axpy, PairUpdate, PreparedGemmAtB, aligned_empty, aligned_zeros, matmul_at_b
+from .blas import Axpby, Axpy, PairUpdate, PreparedGemmAtB, aligned_empty, aligned_zeros
 
 SCHEDULES = ("constant", "step", "cosine")
 OPTIMIZERS = ("sgd", "adam")
@@ -212,6 +212,9 @@ class Adam:
         self._into_m = Axpby(self._grad, self.m)
         self._into_v = Axpby(self._grad, self.v)
         self._into_param = [Axpby(param_step, param) for param, _, param_step in self._views]
+        # s = A_{l-1}ᵀ(ηΔ_l) for W_l and 1ᵀ(ηΔ_l) for b_l (a one-row matrix), written by gemm (β = 0) with
+        # arguments built once, like SGD's updates; scratch only for the NumPy fallback
+        self._into_grad = [PreparedGemmAtB(as_matrix(grad), np.empty_like(as_matrix(grad))) for _, grad, _ in self._views]
 
     #: How its update uses the cores (bptrain.cores): NumPy's element-wise passes, on one core.
     update_kind = "ufuncs"
@@ -223,10 +226,8 @@ class Adam:
         if lr != self._lr:
             self._rescale(lr)
         for l, delta in enumerate(deltas):
-            _, grad_w, _ = self._views[2 * l]
-            _, grad_b, _ = self._views[2 * l + 1]
-            matmul_at_b(activations[l], delta, grad_w)              # s_W = A_{l-1}ᵀ(ηΔ_l) = η ∂C/∂W_l
-            np.matmul(work.ones, delta, out=grad_b)                  # s_b = Σ_rows ηΔ_l    = η ∂C/∂b_l
+            self._into_grad[2 * l](activations[l], delta, 1.0, 0.0)        # s_W = A_{l-1}ᵀ(ηΔ_l) = η ∂C/∂W_l
+            self._into_grad[2 * l + 1](work.ones_column, delta, 1.0, 0.0)  # s_b = Σ_rows ηΔ_l    = η ∂C/∂b_l
         self.t += 1
         beta1, beta2, t = self.beta1, self.beta2, self.t
         s, m, v, step = self._grad, self.m, self.v, self._step
@@ -253,6 +254,11 @@ class Adam:
             self.m *= ratio
             self.v *= ratio * ratio
         self._lr = lr
+
+
+def as_matrix(array: np.ndarray) -> np.ndarray:
+    """A weight matrix as it is, a bias vector as a one-row matrix (a view)."""
+    return array.reshape(-1, array.shape[-1])
 
 
 def make_optimizer(settings, weights, biases):

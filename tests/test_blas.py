@@ -228,3 +228,17 @@ def test_axpy_adds_a_multiple_of_x_into_y(monkeypatch, alpha, use_blas, size):
     np.testing.assert_allclose(y, expected, rtol=1e-5, atol=1e-6)
     with pytest.raises(ValueError, match="one shape and dtype"):
         blas.Axpy(x, y.astype(np.float64))
+
+
+@pytest.mark.parametrize("rows", [1, 4], ids=["ger", "gemm"])
+@pytest.mark.parametrize("use_blas", [True, False], ids=["openblas", "numpy"])
+def test_beta_zero_overwrites_whatever_c_held(monkeypatch, rows, use_blas):
+    """β = 0 means "C is not read" (BLAS's rule): Adam writes its gradients into uninitialised memory."""
+    if not use_blas:
+        monkeypatch.setattr(blas, "_ROUTINES", None)
+    rng = np.random.default_rng(2)
+    a = rng.standard_normal((rows, 160)).astype(np.float32)
+    b = rng.standard_normal((rows, 128)).astype(np.float32)
+    c = np.full((160, 128), np.nan, np.float32)
+    blas.PreparedGemmAtB(c, np.empty_like(c))(a, b, 1.0, 0.0)
+    np.testing.assert_allclose(c, a.T @ b, rtol=1e-5, atol=1e-5)

@@ -16,9 +16,10 @@ Whether a second BLAS thread pays depends on the optimizer's update, whose
   which OpenBLAS splits like the gemm (:class:`bptrain.optim.SGD`). Two
   threads pay from about batch 32 of 784-128-64-10; below, one thread and
   the epoch thread beside it are faster and steadier.
-- "ufuncs": Adam's element-wise passes run on one core outside OpenBLAS's
-  threads, which must first pull across the half of each matrix the other
-  core's gemm just wrote; one thread up to larger steps.
+- "ufuncs": Adam's element-wise passes are NumPy's, on one core, and the
+  gemms that form its gradients are all a second thread can split; that pays
+  from the same step size (batch 32: 0.52-0.56 s on two threads against
+  0.59-0.63 s on one; batch 10: 1.29-1.53 s against 1.27-1.38 s).
 
 The epoch thread runs whenever the steps leave a core free. Distortions cost
 as much as the training itself (elastic: 0.66 s per epoch of 50,000 images
@@ -36,7 +37,7 @@ alternated, 3 rounds (``benchmarks/epoch_bptrain.py --one-thread-below``):
     batch  multiply-adds   one BLAS thread (s = μv, rotm)   two BLAS threads (v, axpy)
            per step        + epoch thread                    epoch prepared inline
     10     1.1 M           0.76-0.86 s                       0.73-0.97 s
-    16     1.75 M          0.53-0.58 s                       0.51-0.51 s (once 0.83)
+    16     1.75 M          0.53-0.58 s                       0.51 s (once 0.83)
     32     3.5 M           0.42-0.49 s                       0.37-0.45 s
     64     7.0 M           0.36-0.42 s                       0.31-0.34 s
 
@@ -45,7 +46,7 @@ time or nearly twice it from one process to the next, whenever the second
 core is slow to answer (CPU time doubles with the wall time); one thread
 never did that, so it wins the close calls. Plain SGD (one gemm) took 0.31-0.34 s
 on two threads and 0.38-0.40 s on one at batch 32, 0.59-0.63 s and 0.67-0.70 s
-at batch 10. Adam at batch 32 took 0.59 s on one thread and 0.67 s on two.
+at batch 10.
 """
 
 from __future__ import annotations
@@ -56,7 +57,7 @@ from . import blas
 
 #: Below this many multiply-adds per step (batch size x weights), the steps of each kind of update
 #: run on one BLAS thread (batch size 1 always does: all its products are matrix-vector).
-ONE_THREAD_BELOW = {"gemm": 0, "gemm+axpy": 2_000_000, "ufuncs": 5_000_000}
+ONE_THREAD_BELOW = {"gemm": 0, "gemm+axpy": 2_000_000, "ufuncs": 2_000_000}
 #: Set to 0 in the environment, this turns the epoch thread off; set to anything else, on.
 EPOCH_THREAD_VARIABLE = "BPTRAIN_EPOCH_THREAD"
 

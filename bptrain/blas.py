@@ -326,6 +326,27 @@ class PreparedGemmAtB:
         self._scalars = None
 
 
+def _elementwise_routines(kind: str, x: np.ndarray, y: np.ndarray):
+    """The BLAS routines for an element-wise update of two arrays of one shape, or None: NumPy does it."""
+    if x.shape != y.shape or x.dtype != y.dtype:
+        raise ValueError(f"{kind} needs two arrays of one shape and dtype, got {x.shape} {x.dtype} "
+                         f"and {y.shape} {y.dtype}")
+    routines = _ROUTINES.get(x.dtype) if _ROUTINES is not None else None
+    return routines if routines is not None and x.flags.c_contiguous and y.flags.c_contiguous else None
+
+
+def _numpy_axpby(x: np.ndarray, y: np.ndarray, alpha: float, beta: float) -> None:
+    """y ← α·x + β·y in NumPy, for when the bundled OpenBLAS is not there."""
+    if beta != 1.0:
+        y *= beta
+    if alpha == 1.0:
+        y += x
+    elif alpha == -1.0:
+        y -= x
+    else:
+        y += alpha * x
+
+
 class PairUpdate:
     """x, y ← h11·x + h12·y, h21·x + h22·y: element-wise and in place, both from the old values.
 
@@ -339,19 +360,13 @@ class PairUpdate:
     """
 
     def __init__(self, x: np.ndarray, y: np.ndarray, scratch: np.ndarray):
-        if x.shape != y.shape or x.dtype != y.dtype:
-            raise ValueError(f"PairUpdate needs two arrays of one shape and dtype, got {x.shape} {x.dtype} "
-                             f"and {y.shape} {y.dtype}")
         self.x, self.y, self.scratch = x, y, scratch
-        routines = _ROUTINES.get(x.dtype) if _ROUTINES is not None else None
-        if routines is not None and x.flags.c_contiguous and y.flags.c_contiguous:
-            self._routines = routines
+        routines = self._routines = _elementwise_routines("PairUpdate", x, y)
+        if routines is not None:
             integer = routines.integer
             self._param = (routines.scalar * 5)()  # flag, h11, h21, h12, h22 (BLAS's order)
             self._args = (integer(x.size), ctypes.c_void_p(_address(x)), integer(1),
                           ctypes.c_void_p(_address(y)), integer(1), self._param)
-        else:
-            self._routines = None
         self._h = None
 
     def __call__(self, h11: float, h12: float, h21: float, h22: float) -> None:
@@ -378,30 +393,17 @@ class Axpby:
     """
 
     def __init__(self, x: np.ndarray, y: np.ndarray):
-        if x.shape != y.shape or x.dtype != y.dtype:
-            raise ValueError(f"Axpby needs two arrays of one shape and dtype, got {x.shape} {x.dtype} "
-                             f"and {y.shape} {y.dtype}")
         self.x, self.y = x, y
-        routines = _ROUTINES.get(x.dtype) if _ROUTINES is not None else None
-        if routines is not None and x.flags.c_contiguous and y.flags.c_contiguous:
-            self._routines = routines
+        routines = self._routines = _elementwise_routines("Axpby", x, y)
+        if routines is not None:
             integer, scalar = routines.integer, routines.scalar
             self._args = [integer(x.size), scalar(1.0), ctypes.c_void_p(_address(x)), integer(1), scalar(1.0),
                           ctypes.c_void_p(_address(y)), integer(1)]
             self._scalars = (1.0, 1.0)
-        else:
-            self._routines = None
 
     def __call__(self, alpha: float, beta: float) -> None:
         if self._routines is None:
-            if beta != 1.0:
-                self.y *= beta
-            if alpha == 1.0:
-                self.y += self.x
-            elif alpha == -1.0:
-                self.y -= self.x
-            else:
-                self.y += alpha * self.x
+            _numpy_axpby(self.x, self.y, alpha, beta)
             return
         if (alpha, beta) != self._scalars:
             scalar = self._routines.scalar
@@ -421,26 +423,17 @@ class Axpy:
     """
 
     def __init__(self, x: np.ndarray, y: np.ndarray):
-        if x.shape != y.shape or x.dtype != y.dtype:
-            raise ValueError(f"Axpy needs two arrays of one shape and dtype, got {x.shape} {x.dtype} "
-                             f"and {y.shape} {y.dtype}")
         self.x, self.y = x, y
-        routines = _ROUTINES.get(x.dtype) if _ROUTINES is not None else None
-        if routines is not None and x.flags.c_contiguous and y.flags.c_contiguous:
-            self._routines = routines
+        routines = self._routines = _elementwise_routines("Axpy", x, y)
+        if routines is not None:
             integer = routines.integer
             self._args = [integer(x.size), routines.scalar(1.0), ctypes.c_void_p(_address(x)), integer(1),
                           ctypes.c_void_p(_address(y)), integer(1)]
             self._alpha = 1.0
-        else:
-            self._routines = None
 
     def __call__(self, alpha: float) -> None:
         if self._routines is None:
-            if alpha == -1.0:
-                self.y -= self.x
-            else:
-                self.y += alpha * self.x
+            _numpy_axpby(self.x, self.y, alpha, 1.0)
             return
         if alpha != self._alpha:
             self._args[1] = self._routines.scalar(alpha)

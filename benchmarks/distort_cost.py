@@ -2,7 +2,7 @@
 
     python benchmarks/distort_cost.py [--data PATH] [--repeats 5]
 
-Runs in this process, one thread, the way ``train()`` prepares an epoch (bptrain.epochs.EpochImages,
+Runs in this process, one thread, the way ``train()`` prepares an epoch (bptrain.data.epochs.EpochImages,
 inline: permutation, gather, shifts, distortions, one-hot targets; the training loop's own work is not
 included): the median of ``--repeats`` epochs per kind, and µs per image. Uses the real training images
 when present (they are sparse; the cost does not depend on the pixel values), else random ones of the
@@ -18,9 +18,9 @@ from pathlib import Path
 
 import numpy as np
 
-from bptrain.blas import threads_at_most
-from bptrain.epochs import EpochImages
-from bptrain.distort import PAPER_ELASTIC, SIMARD_AFFINE, Distorter, Distortion
+from bptrain.fast.blas import threads_at_most
+from bptrain.data.epochs import EpochImages
+from bptrain.data.distort import PAPER_ELASTIC, SIMARD_AFFINE, Distorter, Distortion
 
 
 def main():
@@ -29,7 +29,7 @@ def main():
     parser.add_argument("--repeats", type=int, default=5)
     args = parser.parse_args()
     if args.data.exists():
-        from bptrain.loader import load_dataset
+        from bptrain.data.loader import load_dataset
 
         images = load_dataset(args.data).train.x
     else:

@@ -3,7 +3,7 @@
 One process, one configuration; prints ``seconds <wall> cpu <process CPU>`` for the median of the
 epochs between the first and the last (``EpochRecord.seconds``: the shuffle, shifts and distortions,
 every step, validation). The first and last are left out: the first has no earlier epoch to prepare its
-images alongside (when the epoch thread is on, bptrain.cores) and the last prepares none after it.
+images alongside (when the epoch thread is on, bptrain.fast.threads) and the last prepares none after it.
 Run it with PYTHONPATH pointing at the tree to time; ``paired.py`` runs it in alternation with other
 configurations and with PyTorch (``compare_pytorch.py``).
 
@@ -20,9 +20,9 @@ from pathlib import Path
 
 import numpy as np
 
-from bptrain.loader import load_dataset
-from bptrain.network import MLP
-from bptrain.train import TrainSettings, train
+from bptrain.data.loader import load_dataset
+from bptrain.core.network import MLP
+from bptrain import TrainSettings, train
 
 SETTINGS = {  # `bptrain train`'s defaults, plain SGD, and the other optimizers
     "default": dict(),
@@ -42,13 +42,13 @@ def main():
     parser.add_argument("--sizes", default="784,128,64,10")
     parser.add_argument("--epochs", type=int, default=3, help="the first and the last are not timed")
     parser.add_argument("--one-thread-below", type=float, default=None, metavar="MACS",
-                        help="set bptrain.cores.ONE_THREAD_BELOW for every kind of update (0: OpenBLAS's own "
+                        help="set bptrain.fast.threads.ONE_THREAD_BELOW for every kind of update (0: OpenBLAS's own "
                              "thread count at every batch size), to compare thread policies")
     parser.add_argument("--data", default=os.environ.get("BPTRAIN_SHARED_DATA", "../shared/data") + "/mnist.pkl.gz")
     args = parser.parse_args()
 
     if args.one_thread_below is not None:
-        from bptrain import cores
+        from bptrain.fast import threads as cores
 
         cores.ONE_THREAD_BELOW = dict.fromkeys(cores.ONE_THREAD_BELOW, args.one_thread_below)
     data = load_dataset(Path(args.data))

@@ -20,9 +20,9 @@ import time
 
 import numpy as np
 
-from bptrain.loader import load_dataset
-from bptrain.network import MLP
-from bptrain.optim import make_optimizer
+from bptrain.data.loader import load_dataset
+from bptrain.core.network import MLP
+from bptrain.core.optimizers import make_optimizer
 from bptrain.speed import SpeedRecorder
 from bptrain.train import TrainSettings, run_epoch
 

@@ -66,7 +66,7 @@ def main():
     parser.add_argument("--torch-threads", default="1,2",
                         help="PyTorch's thread counts to time, comma-separated (each is compared)")
     parser.add_argument("--blas-threads", type=int, default=None,
-                        help="OPENBLAS_NUM_THREADS for bptrain (default: unset; bptrain.cores decides per step size)")
+                        help="OPENBLAS_NUM_THREADS for bptrain (default: unset; bptrain.fast.threads decides per step size)")
     parser.add_argument("--metric", choices=("wall", "cpu"), default="wall",
                         help="wall-clock seconds, or the process's CPU seconds (steadier when other jobs share "
                              "the cores, and with one thread the same work)")
@@ -95,7 +95,7 @@ def main():
                             [args.torch_python, str(HERE / "compare_pytorch.py"), "--batch-size", str(batch),
                              "--threads", threads] + TORCH_CONFIGS[name], dict(os.environ))
     print(f"CPU: {cpu_model()}; {os.cpu_count()} logical CPUs; {args.rounds} rounds; bptrain BLAS threads "
-          f"{args.blas_threads or 'as bptrain.cores decides'}; {args.metric} seconds of the middle of 3 epochs "
+          f"{args.blas_threads or 'as bptrain.fast.threads decides'}; {args.metric} seconds of the middle of 3 epochs "
           f"(50,000 images, 784-128-64-10, validation included)", flush=True)
     times = {key: [] for key in jobs}
     keys = list(jobs)

@@ -3,9 +3,9 @@
     python benchmarks/preprocessing_ablation.py model.npy DIR     # DIR from make_font_digits.py
 
 Every image in DIR (true digit at the end of its name, as make_font_digits.py writes it) is read with
-bptrain.images.load_grayscale and classified after:
+bptrain.app.images.load_grayscale and classified after:
 
-- ``bptrain``: bptrain.images.preprocess, as `bptrain predict` does;
+- ``bptrain``: bptrain.app.images.preprocess, as `bptrain predict` does;
 - ``naive``: the whole picture resized to 28x28 (box filter) and inverted, as if the ink were dark;
 - ``naive+polarity``: the same, inverted only when the paper is light;
 - ``dilate R``: bptrain's preprocessing with the cropped ink thickened first by a disc whose radius is
@@ -23,8 +23,8 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bptrain import images  # noqa: E402
-from bptrain.model_io import load_model  # noqa: E402
+from bptrain.app import images  # noqa: E402
+from bptrain.data.model_io import load_model  # noqa: E402
 
 
 def naive(gray: np.ndarray, polarity: bool) -> np.ndarray:

@@ -21,8 +21,8 @@ from pathlib import Path
 
 import numpy as np
 
-from bptrain import server
-from bptrain.model_io import load_model
+from bptrain.app import server
+from bptrain.data.model_io import load_model
 
 # Pen strokes on the 280 x 280 pad, as polylines of (x, y) points.
 STROKES = {

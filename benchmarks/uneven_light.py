@@ -21,9 +21,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import make_font_digits as fonts  # noqa: E402
 
-from bptrain.errors import DataError  # noqa: E402
-from bptrain.images import preprocess  # noqa: E402
-from bptrain.model_io import load_model  # noqa: E402
+from bptrain.core.errors import DataError  # noqa: E402
+from bptrain.app.images import preprocess  # noqa: E402
+from bptrain.data.model_io import load_model  # noqa: E402
 
 
 def photos(strength: float, seed: int = 5):

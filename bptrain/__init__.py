@@ -4,15 +4,18 @@
     data = load_dataset("data/mnist.pkl.gz")
     model = MLP((784, 128, 64, 10), loss="ce", seed=0)
     train(model, data, TrainSettings(lr=0.1, epochs=5))
+
+The algorithm itself is in :mod:`bptrain.core`; the fast engine in :mod:`bptrain.fast`.
 """
 
 __version__ = "0.1.0"
 
-from .errors import BptrainError, ConfigError, DataError, ModelFileError, TrainingDiverged  # noqa: E402
-from .loader import Dataset, Split, load_dataset  # noqa: E402
-from .model_io import load_model, save_model  # noqa: E402
-from .network import MLP  # noqa: E402
-from .train import TrainSettings, train  # noqa: E402
+from .core.errors import BptrainError, ConfigError, DataError, ModelFileError, TrainingDiverged  # noqa: E402
+from .core.network import MLP  # noqa: E402
+from .core.training import TrainSettings  # noqa: E402
+from .data.loader import Dataset, Split, load_dataset  # noqa: E402
+from .data.model_io import load_model, save_model  # noqa: E402
+from .engines import train  # noqa: E402
 
 __all__ = [
     "__version__", "MLP", "Dataset", "Split", "load_dataset", "load_model", "save_model", "train",

@@ -164,7 +164,7 @@ def real_mnist_path() -> Path:
 # ------------------------------------------------------------------ CLI helpers
 def invoke(runner, *args):
     """Run `bptrain ARGS...` in-process (paths and numbers may be given as objects)."""
-    from bptrain.cli import cli
+    from bptrain.app.cli import cli
 
     return runner.invoke(cli, [str(a) for a in args])
 
@@ -208,3 +208,27 @@ def one_line_error(error_type, function, *args) -> str:
     message = str(caught.value)
     assert message and "\n" not in message, message
     return message
+
+
+# ------------------------------------------------------------------ the fast engine, one epoch
+def run_fast_epoch(model, x, y_onehot, batch_size, lr=0.1, epoch=1, **settings):
+    """One epoch of the fast engine's steps over (x, Y), as ``train()`` runs them; (engine, steps, mean loss).
+
+    ``settings``: TrainSettings fields (the optimizer's); plain SGD unless given.
+    """
+    from bptrain.core.training import EpochSteps, TrainSettings
+    from bptrain.fast import FastEngine
+
+    settings = {"momentum": 0.0, "weight_decay": 0.0, **settings}
+    engine = FastEngine(model, TrainSettings(batch_size=batch_size, **settings), batch_size)
+    steps = EpochSteps(model, epoch, len(x), batch_size, lr)
+    return engine, steps, engine.run_epoch(x, y_onehot, lr, steps)
+
+
+def fast_train_step(network, x, y_onehot, lr):
+    """The fast network's forward and backward pass of one batch: (activations, ηΔ_l, its workspace)."""
+    work = network.workspace(len(x))
+    with np.errstate(over="ignore", under="ignore"):
+        activations = network.forward(x, work)
+        deltas = network.backward(activations, y_onehot, work, lr)
+    return activations, deltas, work

@@ -39,7 +39,8 @@ def draw_strokes(strokes, side: int = 140, pad_side: int = PAD_SIDE, pen_width: 
 @functools.cache
 def trained_mnist_model(mnist_path: Path):
     """A 784-64-10 network trained for 2 epochs on the real MNIST (about 96% right), once per session."""
-    from bptrain import MLP, TrainSettings, blas, load_dataset, train
+    from bptrain import MLP, TrainSettings, load_dataset, train
+    from bptrain.fast import blas
 
     data = load_dataset(mnist_path)
     model = MLP((784, 64, 10), loss="ce", seed=0)

@@ -11,10 +11,14 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from bptrain import blas
-from bptrain.network import MLP, one_hot
-from bptrain.optim import DEFAULT_LR, SGD, Adam, make_optimizer
-from bptrain.train import TrainSettings
+from bptrain.fast import blas
+from bptrain.core.network import MLP, one_hot
+from bptrain.core.optimizers import DEFAULT_LR, make_optimizer
+from bptrain.fast.network import FastNetwork
+from bptrain.fast.optimizers import SGD, Adam
+from bptrain.core.training import TrainSettings
+
+from conftest import fast_train_step
 
 
 class RefAdam:
@@ -50,6 +54,7 @@ def test_adam_matches_the_reference_step_by_step(monkeypatch, weight_decay, eps,
     rng = np.random.default_rng(0)
     sizes = (6, 5, 4, 3)
     model = MLP(sizes, "ce", dtype=np.float64, seed=1)
+    network = FastNetwork(model)
     params = [p.copy() for pair in zip(model.weights, model.biases) for p in pair]  # W1, b1, W2, ...
     adam = Adam(model.weights, model.biases, beta1=0.8, beta2=0.95, eps=eps, weight_decay=weight_decay)
     reference = RefAdam(params, 0.8, 0.95, eps, weight_decay, decayed=[k % 2 == 0 for k in range(len(params))])
@@ -62,8 +67,7 @@ def test_adam_matches_the_reference_step_by_step(monkeypatch, weight_decay, eps,
         grad_w, grad_b = reference_model.gradients(x, y)
         params = reference.step(params, [g for pair in zip(grad_w, grad_b) for g in pair], lr)
 
-        work = model.workspace(batch)
-        activations, deltas = model.train_step(x, one_hot(y, sizes[-1], np.float64), work, lr)
+        activations, deltas, work = fast_train_step(network, x, one_hot(y, sizes[-1], np.float64), lr)
         adam.step(activations, deltas, work, lr)
         for k, p in enumerate(params):
             got = (model.weights if k % 2 == 0 else model.biases)[k // 2]
@@ -76,11 +80,11 @@ def test_adam_first_step_is_lr_times_the_sign_of_the_gradient():
     """With bias correction, step 1 is −η g/(|g| + ε): about η per parameter, whatever the gradient's size."""
     rng = np.random.default_rng(3)
     model = MLP((5, 4, 3), "mse", dtype=np.float64, seed=2)
+    network = FastNetwork(model)
     before = [w.copy() for w in model.weights]
     x, y = rng.random((4, 5)), rng.integers(0, 3, 4)
     grad_w, _ = model.gradients(x, y)
-    work = model.workspace(4)
-    activations, deltas = model.train_step(x, one_hot(y, 3, np.float64), work, 0.01)
+    activations, deltas, work = fast_train_step(network, x, one_hot(y, 3, np.float64), 0.01)
     Adam(model.weights, model.biases, eps=1e-12).step(activations, deltas, work, 0.01)
     for w, w0, g in zip(model.weights, before, grad_w):
         np.testing.assert_allclose(w, w0 - 0.01 * np.sign(g), rtol=0, atol=1e-9)
@@ -96,9 +100,9 @@ def test_adam_rejects_bad_settings(kwargs, message):
 
 def test_make_optimizer_and_default_learning_rates():
     model = MLP((3, 2))
-    assert isinstance(make_optimizer(TrainSettings(), model.weights, model.biases), SGD)
+    assert isinstance(make_optimizer(TrainSettings(), model.weights, model.biases, sgd=SGD, adam=Adam), SGD)
     adam = make_optimizer(TrainSettings(optimizer="adam", beta1=0.5, eps=1e-6, weight_decay=0.01),
-                          model.weights, model.biases)
+                          model.weights, model.biases, sgd=SGD, adam=Adam)
     assert isinstance(adam, Adam) and (adam.beta1, adam.beta2, adam.eps, adam.weight_decay) == (0.5, 0.999, 1e-6, 0.01)
     assert TrainSettings().lr == DEFAULT_LR["sgd"] == 0.1
     assert TrainSettings(optimizer="adam").lr == DEFAULT_LR["adam"] == 0.001
@@ -108,8 +112,8 @@ def test_make_optimizer_and_default_learning_rates():
 
 
 def test_adam_trains_the_synthetic_set(blobs):
-    from bptrain.loader import validate_splits
-    from bptrain.train import train
+    from bptrain.data.loader import validate_splits
+    from bptrain import train
 
     data = validate_splits(blobs, "blobs")
     model = MLP((20, 16, 3), seed=0)
@@ -120,8 +124,8 @@ def test_adam_trains_the_synthetic_set(blobs):
 def test_a_learning_rate_of_zero_changes_nothing(blobs):
     """A step schedule can decay η to (nearly) 0: the η-scaled deltas then underflow and carry no gradient,
     so neither Adam nor the speed recorder may divide by η; the parameters stay put and training finishes."""
-    from bptrain.loader import validate_splits
-    from bptrain.train import train
+    from bptrain.data.loader import validate_splits
+    from bptrain import train
 
     data = validate_splits(blobs, "blobs")
     model = MLP((20, 8, 3), seed=0)

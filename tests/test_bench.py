@@ -5,9 +5,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from bptrain import bench
-from bptrain.epochs import EpochImages
-from bptrain.train import TrainSettings
+from bptrain.app import bench
+from bptrain.fast import engine as fast_engine
+from bptrain.fast.epoch_thread import BackgroundEpochImages
+from bptrain.core.training import TrainSettings
 
 
 def test_default_settings_are_trains():
@@ -25,25 +26,25 @@ def test_a_default_epoch_trains_with_momentum_decay_and_shifts(monkeypatch):
     the images are shifted every epoch, and the parameters move as momentum SGD moves them."""
     shifts = []
 
-    class Recorded(EpochImages):
+    class Recorded(BackgroundEpochImages):
         def __init__(self, *args, shift=0, **kwargs):
             shifts.append(shift)
             super().__init__(*args, shift=shift, **kwargs)
 
-    monkeypatch.setattr(bench, "EpochImages", Recorded)
+    monkeypatch.setattr(fast_engine, "BackgroundEpochImages", Recorded)
     x, y = bench.synthetic_like(64, 16, 3)
     buffers = bench._buffers(x, 3, np.float32)
     default = bench._Epochs((16, 5, 3), "ce", x, y, 8, bench.default_settings(1), buffers, dtype=np.float32,
                             lr=0.1, seed=0)
     plain = bench._Epochs((16, 5, 3), "ce", x, y, 8, bench.PLAIN, buffers, dtype=np.float32, lr=0.1, seed=0)
-    assert (default.optimizer.momentum, default.optimizer.weight_decay) == (0.9, 1e-4)
-    assert (plain.optimizer.momentum, plain.optimizer.weight_decay) == (0.0, 0.0)
+    assert (default.engine.optimizer.momentum, default.engine.optimizer.weight_decay) == (0.9, 1e-4)
+    assert (plain.engine.optimizer.momentum, plain.engine.optimizer.weight_decay) == (0.0, 0.0)
     for timer in (default, plain):
         assert timer.run() > 0
     assert shifts == [1, 0]
     # one pair of epoch buffers for the whole bench, whatever the settings
     assert buffers[0] is default.buffers[0] is plain.buffers[0]
-    assert np.any(default.optimizer.velocity_w[0] != 0)
+    assert np.any(default.engine.optimizer.velocity_w[0] != 0)
     assert not np.allclose(default.model.weights[0], plain.model.weights[0])  # same start, other updates
 
 

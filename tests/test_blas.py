@@ -8,7 +8,8 @@ import sys
 import numpy as np
 import pytest
 
-from bptrain import blas
+from bptrain.fast import blas
+from bptrain.fast.aligned import CACHE_LINE, aligned_copy, aligned_empty, aligned_zeros
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
@@ -40,7 +41,7 @@ def test_views_of_contiguous_rows_are_used_in_place(monkeypatch):
 
 
 def test_fallback_is_selected_by_environment():
-    code = "import bptrain.blas as b; print(b.available())"
+    code = "import bptrain.fast.blas as b; print(b.available())"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
                          env={"BPTRAIN_NO_FUSED_BLAS": "1", "PATH": ""}).stdout.strip()
     assert out == "False"
@@ -50,8 +51,11 @@ def test_fallback_is_selected_by_environment():
                                                             (0.9, False, 1e-3), (0.9, True, 1e-3)])
 @pytest.mark.parametrize("batch_size", [1, 4])
 def test_training_steps_agree_with_and_without_fused_blas(monkeypatch, momentum, nesterov, weight_decay, batch_size):
-    from bptrain.network import MLP, one_hot
-    from bptrain.optim import SGD
+    from bptrain.core.network import MLP, one_hot
+    from bptrain.fast.network import FastNetwork
+    from bptrain.fast.optimizers import SGD
+
+    from conftest import fast_train_step
 
     rng = np.random.default_rng(1)
     x = rng.random((12, 9))
@@ -59,11 +63,11 @@ def test_training_steps_agree_with_and_without_fused_blas(monkeypatch, momentum,
 
     def run():
         model = MLP((9, 5, 3), "ce", dtype=np.float64, seed=3)
+        network = FastNetwork(model)
         optimizer = SGD(model.weights, model.biases, momentum, nesterov, weight_decay)
         for start in range(0, 12, batch_size):
-            work = model.workspace(batch_size)
-            activations, deltas = model.train_step(x[start:start + batch_size], y[start:start + batch_size],
-                                                      work, 0.5)
+            activations, deltas, work = fast_train_step(network, x[start:start + batch_size],
+                                                        y[start:start + batch_size], 0.5)
             optimizer.step(activations, deltas, work, 0.5)
         return model.weights + model.biases
 
@@ -165,28 +169,31 @@ def test_prepared_gemm_follows_every_change_of_operands(monkeypatch, path, dtype
 @pytest.mark.parametrize("shape, order", [((784, 128), "C"), ((10, 128), "F"), ((7,), "C"), ((), "C"), (5, "C")])
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_aligned_arrays_start_a_cache_line_and_are_what_was_asked(shape, order, dtype):
-    array = blas.aligned_empty(shape, dtype, order)
+    array = aligned_empty(shape, dtype, order)
     expected = np.empty(shape, dtype, order=order)
-    assert array.ctypes.data % blas.CACHE_LINE == 0
+    assert array.ctypes.data % CACHE_LINE == 0
     assert (array.shape, array.dtype, array.strides) == (expected.shape, expected.dtype, expected.strides)
     assert array.flags.writeable
-    assert not blas.aligned_zeros(shape, dtype, order).any()
+    assert not aligned_zeros(shape, dtype, order).any()
     source = np.arange(np.prod(shape, dtype=int), dtype=np.float64).reshape(shape)
-    copy = blas.aligned_copy(source, dtype)
-    assert copy.ctypes.data % blas.CACHE_LINE == 0 and copy.flags.c_contiguous
+    copy = aligned_copy(source, dtype)
+    assert copy.ctypes.data % CACHE_LINE == 0 and copy.flags.c_contiguous
     np.testing.assert_array_equal(copy, source.astype(dtype))
 
 
 def test_network_optimizer_and_workspace_arrays_start_cache_lines():
-    from bptrain.network import MLP
-    from bptrain.optim import SGD
+    from bptrain.core.network import MLP
+    from bptrain.fast.optimizers import SGD
+
+    from bptrain.fast.network import FastNetwork
 
     model = MLP((784, 128, 64, 10), seed=0)
+    network = FastNetwork(model)
     optimizer = SGD(model.weights, model.biases, momentum=0.9, weight_decay=1e-4)
-    work = model.workspace(10)
+    work = network.workspace(10)
     arrays = (model.weights + model.biases + optimizer.velocity_w + optimizer.velocity_b
-              + work.z + work.delta + work.scratch + work.grad_w + work.grad_b)
-    assert [a.ctypes.data % blas.CACHE_LINE for a in arrays] == [0] * len(arrays)
+              + work.z + work.delta + work.scratch)
+    assert [a.ctypes.data % CACHE_LINE for a in arrays] == [0] * len(arrays)
 
 
 @pytest.mark.parametrize("alpha,beta", [(1.0, 0.9), (-1.0, 1.0), (-1.0, 0.999), (0.25, -2.0)])

@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from bptrain import server
+from bptrain.app import server
 from digits import PAD_SIDE, STROKES, draw_strokes, trained_mnist_model
 
 CHROMEDRIVER = Path("/usr/bin/chromedriver")

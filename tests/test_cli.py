@@ -21,9 +21,9 @@ import numpy as np
 import pytest
 
 from bptrain import __version__
-from bptrain.cli import cli
-from bptrain.model_io import load_model, save_model
-from bptrain.network import MLP
+from bptrain.app.cli import cli
+from bptrain.data.model_io import load_model, save_model
+from bptrain.core.network import MLP
 
 from conftest import assert_clean_error, invoke, make_blobs, write_gz, write_py2_pickle
 
@@ -543,9 +543,9 @@ def test_kill_after_an_epoch_saves_like_ctrl_c(tmp_path, name, status):
 #: writing the temporary file: a second (and third) signal arriving during the save.
 SIGNAL_DURING_SAVE = """
 import os, signal, sys
-import bptrain.cli, bptrain.model_io
+import bptrain.app.cli, bptrain.data.model_io
 
-real_atomic_write = bptrain.model_io.atomic_write
+real_atomic_write = bptrain.data.model_io.atomic_write
 
 def atomic_write(path, write):
     def write_then_signal(handle):
@@ -558,9 +558,9 @@ def atomic_write(path, write):
         write(handle)
     real_atomic_write(path, write_then_signal)
 
-bptrain.model_io.atomic_write = bptrain.cli.atomic_write = atomic_write
+bptrain.data.model_io.atomic_write = bptrain.app.cli.atomic_write = atomic_write
 sys.argv[0] = "bptrain"
-bptrain.cli.main()
+bptrain.app.cli.main()
 """
 
 
@@ -621,7 +621,7 @@ def test_eval_and_predict_call_a_lying_header_a_corrupt_file_not_out_of_memory(r
 
 
 def test_out_of_memory_advice_only_where_training_runs_out(runner, tmp_path, synthetic_data, trained, monkeypatch):
-    import bptrain.cli as cli_module
+    import bptrain.app.cli as cli_module
 
     def out_of_memory(*args, **kwargs):
         raise MemoryError("Unable to allocate 3.00 GiB for an array with shape (50000, 16000) and data type float32")

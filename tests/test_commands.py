@@ -21,16 +21,16 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from bptrain import bench as bench_module
-from bptrain import cores
-from bptrain import download as download_module
-from bptrain import gradcheck as gradcheck_module
-from bptrain.cli import cli
-from bptrain.download import MNIST_FILENAME
-from bptrain.loader import load_dataset
-from bptrain.model_io import load_model, save_model
-from bptrain.network import MLP
-from bptrain.train import TrainSettings, train
+from bptrain.app import bench as bench_module
+from bptrain.fast import threads as cores
+from bptrain.data import download as download_module
+from bptrain.app import gradcheck as gradcheck_module
+from bptrain.app.cli import cli
+from bptrain.data.download import MNIST_FILENAME
+from bptrain.data.loader import load_dataset
+from bptrain.data.model_io import load_model, save_model
+from bptrain.core.network import MLP
+from bptrain import TrainSettings, train
 
 from conftest import assert_clean_error, invoke, local_http_server, make_blobs, py2_pickle_bytes, write_py2_pickle
 
@@ -148,7 +148,7 @@ def test_train_leaves_the_model_holding_the_best_snapshot(synthetic_data, monkey
         snapshots[record.epoch] = [p.copy() for p in model.weights + model.biases]
 
     settings = TrainSettings(lr=0.05, epochs=len(scripted), batch_size=32, seed=0)
-    result = train(model, dataset, settings, progress=False, on_epoch=on_epoch)
+    result = train(model, dataset, settings, engine="reference", progress=False, on_epoch=on_epoch)
     assert [r.val_accuracy for r in result.history] == pytest.approx(scripted)
     assert result.best_epoch == 2 and result.best_val_accuracy == pytest.approx(0.80)
     assert not result.stopped_early
@@ -321,13 +321,15 @@ def test_gradcheck_fails_with_zero_tolerance(runner, monkeypatch):
 
 
 def test_gradcheck_catches_a_broken_backward(runner, monkeypatch):
-    real = MLP.weight_gradients
+    from bptrain.core.network import Gradients
 
-    def wrong_by_half(self, activations, deltas, work):
-        grad_w, grad_b = real(self, activations, deltas, work)
-        return [1.5 * g for g in grad_w], [1.5 * g for g in grad_b]
+    real = MLP.backward
 
-    monkeypatch.setattr(MLP, "weight_gradients", wrong_by_half)
+    def wrong_by_half(self, activations, y_onehot):
+        grads = real(self, activations, y_onehot)
+        return Gradients(grads.deltas, [1.5 * g for g in grads.weights], [1.5 * g for g in grads.biases])
+
+    monkeypatch.setattr(MLP, "backward", wrong_by_half)
     result = invoke(runner, "gradcheck", "--sizes", "12,5,3", "--max-entries", 0, "--json")
     assert result.exit_code == 1, result.output
     document = json.loads(result.stdout)

@@ -8,9 +8,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from bptrain.cli import cli
-from bptrain.config import check_config, load_config, parse_sizes
-from bptrain.errors import ConfigError
+from bptrain.app.cli import cli
+from bptrain.app.config import check_config, load_config, parse_sizes
+from bptrain.core.errors import ConfigError
 
 from conftest import REPO_ROOT, one_line_error
 

@@ -12,8 +12,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from bptrain.distort import BLOCK, Distorter, Distortion, gaussian_kernel, smoothing_matrix
-from bptrain.errors import BptrainError
+from bptrain.data.distort import BLOCK, Distorter, Distortion, gaussian_kernel, smoothing_matrix
+from bptrain.core.errors import BptrainError
 
 ELASTIC = Distortion(elastic_alpha=34.0, elastic_sigma=4.0)  # the paper's MNIST values
 AFFINE = Distortion(rotate=10.0, scale=0.1, shear=0.2, shift=1.0)
@@ -212,10 +212,10 @@ def test_a_model_trained_on_plain_digits_still_reads_distorted_ones(real_mnist_p
     test digits) still reads most distorted ones: > 85% of 1,000 with affine distortions, > 70% with the
     paper's strong elastic ones (α = 34, σ = 4; chance is 10%). Models trained on elastic digits read them
     far better (README, "Distortions"); training one that long does not fit in a unit test."""
-    from bptrain import blas
-    from bptrain.loader import load_dataset
-    from bptrain.network import MLP
-    from bptrain.train import TrainSettings, train
+    from bptrain.fast import blas
+    from bptrain.data.loader import load_dataset
+    from bptrain.core.network import MLP
+    from bptrain import TrainSettings, train
 
     data = load_dataset(real_mnist_path)
     small = data._replace(train=data.train._replace(x=data.train.x[:20000], y=data.train.y[:20000]),

@@ -19,10 +19,10 @@ import pytest
 
 from conftest import local_http_server
 
-from bptrain import download
-from bptrain.download import MNIST_FILENAME, download_mnist, ensure_data
-from bptrain.errors import DataError, DownloadError
-from bptrain.loader import DEFAULT_DATA_PATH
+from bptrain.data import download
+from bptrain.data.download import MNIST_FILENAME, download_mnist, ensure_data
+from bptrain.core.errors import DataError, DownloadError
+from bptrain.data.loader import DEFAULT_DATA_PATH
 
 PAYLOAD = os.urandom(50_000)
 PAYLOAD_MD5 = hashlib.md5(PAYLOAD).hexdigest()
@@ -279,10 +279,10 @@ class Trickle(http.server.BaseHTTPRequestHandler):
 
 DOWNLOAD_FROM = """
 import sys
-import bptrain.download, bptrain.cli
-bptrain.download.MIRRORS = (sys.argv.pop(1),)
+import bptrain.data.download, bptrain.app.cli
+bptrain.data.download.MIRRORS = (sys.argv.pop(1),)
 sys.argv[0] = "bptrain"
-bptrain.cli.main()
+bptrain.app.cli.main()
 """
 
 

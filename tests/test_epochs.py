@@ -10,15 +10,16 @@ import threading
 import numpy as np
 import pytest
 
-from bptrain.augment import shift_images
-from bptrain.distort import BLOCK, Distorter, Distortion
-from bptrain.epochs import EpochImages
-from bptrain.errors import ConfigError, TrainingDiverged
-from bptrain.loader import validate_splits
-from bptrain.model_io import load_model
-from bptrain.network import MLP
-from bptrain.config import check_config
-from bptrain.train import TrainSettings, train
+from bptrain.data.shifts import shift_images
+from bptrain.data.distort import BLOCK, Distorter, Distortion
+from bptrain.data.epochs import EpochImages
+from bptrain.fast.epoch_thread import BackgroundEpochImages
+from bptrain.core.errors import ConfigError, TrainingDiverged
+from bptrain.data.loader import validate_splits
+from bptrain.data.model_io import load_model
+from bptrain.core.network import MLP
+from bptrain.app.config import check_config
+from bptrain import TrainSettings, train
 
 from conftest import assert_clean_error, invoke, make_blobs, write_py2_pickle
 
@@ -36,8 +37,8 @@ def epoch_thread_alive() -> bool:
     return any(t.name == THREAD_NAME and t.is_alive() for t in threading.enumerate())
 
 
-def read_epochs(images: EpochImages, epochs: int, group: int) -> list[tuple[np.ndarray, np.ndarray]]:
-    """Read like run_epoch: wait for each group of rows, copy it, release it."""
+def read_epochs(images: BackgroundEpochImages, epochs: int, group: int) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Read like the fast engine's steps: wait for each group of rows, copy it, release it."""
     seen = []
     for _ in range(epochs):
         x, y = images.next()
@@ -75,10 +76,16 @@ def test_background_gives_exactly_the_inline_arrays(shift, distortion, chunk):
     x, y = square_problem()
     expected = old_inline_epochs(x, y, 3, 5, 3, shift, distortion)
     for background, group in ((False, 700), (True, 64), (True, 700)):
-        with EpochImages(x, y, 3, np.float32, np.random.default_rng(5), 3, shift=shift,
+        with BackgroundEpochImages(x, y, 3, np.float32, np.random.default_rng(5), 3, shift=shift,
                          distorter=Distorter(49, distortion), background=background, chunk=chunk) as images:
             got = read_epochs(images, 3, group)
         for (gx, gy), (ex, ey) in zip(got, expected):
+            np.testing.assert_array_equal(gx, ex)
+            np.testing.assert_array_equal(gy, ey)
+    with EpochImages(x, y, 3, np.float32, np.random.default_rng(5), 3, shift=shift,
+                     distorter=Distorter(49, distortion), chunk=chunk) as images:  # the data side's own, inline
+        for ex, ey in expected:
+            gx, gy = images.next()
             np.testing.assert_array_equal(gx, ex)
             np.testing.assert_array_equal(gy, ey)
     assert not epoch_thread_alive()
@@ -86,7 +93,7 @@ def test_background_gives_exactly_the_inline_arrays(shift, distortion, chunk):
 
 def test_close_stops_a_thread_waiting_for_rows():
     x, y = square_problem(n=3 * BLOCK)
-    images = EpochImages(x, y, 3, np.float32, np.random.default_rng(0), 50, shift=1,
+    images = BackgroundEpochImages(x, y, 3, np.float32, np.random.default_rng(0), 50, shift=1,
                          distorter=Distorter(49, DISTORTION), background=True, chunk=BLOCK)
     images.next()
     images.wait_for(BLOCK)  # epoch 1 is being prepared; nothing released: the thread must wait
@@ -107,7 +114,7 @@ def test_an_error_in_the_thread_reaches_the_reader():
             super().__call__(images, rng)
 
     x, y = square_problem(n=2 * BLOCK)
-    with EpochImages(x, y, 3, np.float32, np.random.default_rng(0), 3, distorter=Broken(49, DISTORTION),
+    with BackgroundEpochImages(x, y, 3, np.float32, np.random.default_rng(0), 3, distorter=Broken(49, DISTORTION),
                      background=True, chunk=BLOCK) as images:
         images.next()
         images.wait_for(BLOCK)
@@ -230,7 +237,7 @@ def test_plot_distortions_from_the_command_line(runner, tmp_path, square_data):
 @pytest.mark.parametrize("background", [True, False])
 def test_the_thread_runs_only_when_asked(background):
     x, y = square_problem(n=50)
-    with EpochImages(x, y, 3, np.float32, np.random.default_rng(0), 3, shift=1, background=background) as images:
+    with BackgroundEpochImages(x, y, 3, np.float32, np.random.default_rng(0), 3, shift=1, background=background) as images:
         # with a thread, it has prepared the first epoch and waits for its rows to be released
         assert epoch_thread_alive() == background
         images.next()

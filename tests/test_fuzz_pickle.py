@@ -13,8 +13,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from bptrain.errors import DataError
-from bptrain.loader import load_dataset
+from bptrain.core.errors import DataError
+from bptrain.data.loader import load_dataset
 
 from conftest import make_blobs, py2_pickle_bytes
 

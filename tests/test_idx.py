@@ -12,9 +12,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from bptrain.errors import DataError
-from bptrain.idx import load_idx_directory, read_idx
-from bptrain.loader import load_dataset
+from bptrain.core.errors import DataError
+from bptrain.data.idx import load_idx_directory, read_idx
+from bptrain.data.loader import load_dataset
 
 from conftest import one_line_error
 

@@ -1,4 +1,4 @@
-"""Images from the outside world -> MNIST-style inputs (bptrain.images).
+"""Images from the outside world -> MNIST-style inputs (bptrain.app.images).
 
 Images are made here with Pillow and NumPy; fonts come from /usr/share/fonts (the font tests skip with a
 reason when a font file is absent, except under CI=true, where that is a failure). The key test pastes
@@ -20,9 +20,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from bptrain import images
-from bptrain.errors import DataError
-from bptrain.images import (ImagesUnavailable, centre_of_mass, image_to_input, load_grayscale, preprocess,
+from bptrain.app import images
+from bptrain.core.errors import DataError
+from bptrain.app.images import (ImagesUnavailable, centre_of_mass, image_to_input, load_grayscale, preprocess,
                             require_pillow, resample_matrix)
 
 Image = pytest.importorskip("PIL.Image")
@@ -335,8 +335,8 @@ def peak_memory_mb(script: str) -> tuple[str, float]:
 @pytest.mark.skipif(not Path("/proc/self/status").exists(), reason="needs Linux /proc to measure memory")
 def test_a_20000_pixel_square_is_refused_without_using_gigabytes(tmp_path):
     path = huge_png(tmp_path / "huge.png")
-    message, peak_mb = peak_memory_mb("from bptrain.errors import DataError\n"
-                                      "from bptrain.images import load_grayscale\n"
+    message, peak_mb = peak_memory_mb("from bptrain.core.errors import DataError\n"
+                                      "from bptrain.app.images import load_grayscale\n"
                                       "try:\n"
                                       f"    load_grayscale({str(path)!r})\n"
                                       "except DataError as exc:\n"
@@ -388,7 +388,7 @@ def test_fonts_light_on_dark_rgb(path):
 # ============================================================ real MNIST digits
 @pytest.fixture(scope="module")
 def mnist(real_mnist_path):
-    from bptrain.loader import load_dataset
+    from bptrain.data.loader import load_dataset
 
     return load_dataset(real_mnist_path)
 
@@ -396,8 +396,8 @@ def mnist(real_mnist_path):
 @pytest.fixture(scope="module")
 def small_model(mnist):
     """784-64-10, one epoch on the real training set (about a second)."""
-    from bptrain.network import MLP
-    from bptrain.train import TrainSettings, train
+    from bptrain.core.network import MLP
+    from bptrain import TrainSettings, train
 
     model = MLP((784, 64, 10), "ce", seed=0)
     train(model, mnist, TrainSettings(epochs=1, lr=0.1, batch_size=32), progress=False)

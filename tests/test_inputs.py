@@ -10,8 +10,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from bptrain.errors import DataError
-from bptrain.inputs import images_from_array, read_images
+from bptrain.core.errors import DataError
+from bptrain.app.inputs import images_from_array, read_images
 
 RNG = np.random.default_rng(0)
 PIXELS = RNG.integers(0, 256, (3, 28, 28), dtype=np.uint8)  # three 28x28 "digits"

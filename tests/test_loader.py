@@ -10,8 +10,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from bptrain.errors import BptrainError, DataError
-from bptrain.loader import DEFAULT_DATA_PATH, Dataset, Split, load_dataset, resolve_data_path
+from bptrain.core.errors import BptrainError, DataError
+from bptrain.data.loader import DEFAULT_DATA_PATH, Dataset, Split, load_dataset, resolve_data_path
 
 from conftest import make_blobs, py2_array_header, py2_array_opcodes, py2_pickle_bytes, write_gz, write_py2_pickle
 

@@ -10,9 +10,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from bptrain.errors import BptrainError, ModelFileError
-from bptrain.model_io import FORMAT_NAME, FORMAT_VERSION, format_version_for, load_model, save_model
-from bptrain.network import MLP
+from bptrain.core.errors import BptrainError, ModelFileError
+from bptrain.data.model_io import FORMAT_NAME, FORMAT_VERSION, format_version_for, load_model, save_model
+from bptrain.core.network import MLP
 
 from conftest import one_line_error
 

@@ -16,10 +16,13 @@ import warnings
 import numpy as np
 import pytest
 
-from bptrain.loader import validate_splits
-from bptrain.network import MLP, initial_parameters, sigmoid
-from bptrain.optim import SCHEDULES, SGD, learning_rate
-from bptrain.train import TrainSettings, train
+from bptrain.data.loader import validate_splits
+from bptrain.core.network import MLP, initial_parameters, sigmoid
+from bptrain.core.schedules import SCHEDULES, learning_rate
+from bptrain.fast.network import FastNetwork
+from bptrain.fast.network import sigmoid as fast_sigmoid
+from bptrain.fast.optimizers import SGD
+from bptrain import TrainSettings, train
 
 from conftest import make_blobs
 
@@ -179,7 +182,7 @@ def test_gradients_do_not_change_the_parameters(loss):
 def test_forward_shapes_and_ranges(sizes, batch, loss):
     model = MLP(sizes, loss, seed=0)
     x = np.random.default_rng(0).uniform(0, 1, size=(batch, sizes[0])).astype(np.float32)
-    activations = model.forward(x)
+    _, activations = model.forward(x)
     assert len(activations) == len(sizes)
     assert [a.shape for a in activations] == [(batch, n) for n in sizes]
     out = activations[-1]
@@ -196,7 +199,7 @@ def test_forward_shapes_and_ranges(sizes, batch, loss):
 def test_forward_matches_reference(loss, batch):
     x, _ = small_problem(n=batch)
     model = MLP((6, 5, 4, 3), loss, dtype=np.float64, init="normal", seed=7)
-    got = model.forward(x)
+    _, got = model.forward(x)
     want = ref_forward(model.weights, model.biases, x, loss)
     for l, (g, w) in enumerate(zip(got, want)):
         np.testing.assert_allclose(g, w, rtol=1e-13, atol=1e-15, err_msg=f"A_{l}")
@@ -256,8 +259,8 @@ def test_sgd_steps_match_the_reference_step_by_step(monkeypatch, path, opt, thre
     batch (column-major), and the learning rate changing between "epochs"; with the bundled BLAS and with
     the NumPy fallback; and in both forms of momentum (s = μv with one rotm for one BLAS thread, v with
     gemm and axpy for several: SGD.prepare), also switching between them from one "epoch" to the next."""
-    from bptrain import blas
-    from bptrain.network import one_hot
+    from bptrain.fast import blas
+    from bptrain.core.network import one_hot
 
     if path == "blas" and not blas.available():
         pytest.skip("no bundled OpenBLAS found: only the NumPy path exists here")
@@ -266,6 +269,7 @@ def test_sgd_steps_match_the_reference_step_by_step(monkeypatch, path, opt, thre
     sizes, loss = (9, 12, 7, 3), "ce"
     x, y = small_problem(n=15, n_features=9, seed=6)
     model = MLP(sizes, loss, dtype=np.float64, seed=8)
+    network = FastNetwork(model)
     optimizer = SGD(model.weights, model.biases, **OPTIMIZERS[opt])
     reference = RefSGD(len(sizes) - 1, **OPTIMIZERS[opt])
     weights, biases = [w.copy() for w in model.weights], [b.copy() for b in model.biases]
@@ -276,8 +280,9 @@ def test_sgd_steps_match_the_reference_step_by_step(monkeypatch, path, opt, thre
             optimizer.prepare(epoch_threads)
             assert optimizer.split == (epoch_threads > 1 and bool(optimizer.momentum))
             for start, stop in batches:
-                work = model.workspace(stop - start)
-                activations, deltas = model.train_step(x[start:stop], targets[start:stop], work, lr)
+                work = network.workspace(stop - start)
+                activations = network.forward(x[start:stop], work)
+                deltas = network.backward(activations, targets[start:stop], work, lr)
                 optimizer.step(activations, deltas, work, lr)
                 grad_w, grad_b = ref_backward(weights, ref_forward(weights, biases, x[start:stop], loss),
                                               y[start:stop], loss)
@@ -353,7 +358,7 @@ def test_train_matches_reference(loss, opt, batch_size, sizes):
 def test_loss_over_groups_of_batches_matches_reference(monkeypatch, loss, batch_size):
     """The training loss is computed once per group of batches from kept outputs; groups of several
     batches, and a last group ending in a partial batch, must give the reference's per-batch sum."""
-    monkeypatch.setattr(importlib.import_module("bptrain.train"), "UPDATES_PER_EPOCH", 2)
+    monkeypatch.setattr(importlib.import_module("bptrain.core.training"), "UPDATES_PER_EPOCH", 2)
     x, y = small_problem(n=30)
     data = as_dataset(x, y)
     settings = TrainSettings(lr=0.5, epochs=2, batch_size=batch_size, seed=5)
@@ -510,7 +515,7 @@ def test_sigmoid_is_stable_at_extremes(dtype):
         with np.errstate(over="raise", invalid="raise", divide="raise"):
             out = sigmoid(z.copy())
             in_place = z.copy()
-            sigmoid(in_place, out=in_place)
+            fast_sigmoid(in_place, out=in_place)
     assert out.dtype == dtype
     assert out[0] == 0.0 and out[-1] == 1.0 and out[2] == 0.5
     assert np.all(np.isfinite(out))
@@ -524,7 +529,7 @@ def test_forward_with_huge_pre_activations_warns_nothing():
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         with np.errstate(over="raise", invalid="raise", divide="raise"):
-            out = model.forward(x)
+            _, out = model.forward(x)
     np.testing.assert_array_equal(out[1], [[1, 1, 1], [0, 0, 0]])
     np.testing.assert_array_equal(out[2], [[0, 0], [0.5, 0.5]])
 

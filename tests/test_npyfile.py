@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from bptrain.errors import DataError
-from bptrain.npyfile import check_npy_size, format_bytes, read_npy_header
+from bptrain.core.errors import DataError
+from bptrain.data.npyfile import check_npy_size, format_bytes, read_npy_header
 
 
 def test_format_bytes():

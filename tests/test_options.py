@@ -8,11 +8,11 @@ from pathlib import Path
 
 import pytest
 
-from bptrain.cli import cli
-from bptrain.config import check_config
-from bptrain.errors import ConfigError
-from bptrain.options import CLI_AUGMENT, CONFIG_OPTIONS, GROUPS, OPTIONS_BY_NAME, TRAIN_OPTIONS
-from bptrain.train import TrainSettings
+from bptrain.app.cli import cli
+from bptrain.app.config import check_config
+from bptrain.core.errors import ConfigError
+from bptrain.app.options import CLI_AUGMENT, CONFIG_OPTIONS, GROUPS, OPTIONS_BY_NAME, TRAIN_OPTIONS
+from bptrain.core.training import TrainSettings
 
 
 def test_every_training_setting_is_an_option():

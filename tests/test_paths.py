@@ -1,6 +1,6 @@
 """No command destroys a file the user gave it: outputs against inputs, each other, and files not ours.
 
-Unit tests of bptrain.paths, then every clash of issue 13 through the real command line, each checked
+Unit tests of bptrain.app.paths, then every clash of issue 13 through the real command line, each checked
 to be refused before any work (the data is never loaded) with one usage line naming both options.
 """
 
@@ -13,11 +13,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from bptrain import cli as cli_module
-from bptrain.idx import IDX_NAMES
-from bptrain.model_io import load_model, save_model
-from bptrain.network import MLP
-from bptrain.paths import (OutputDir, PathClash, check_no_clash, check_replaceable, data_files, is_history_file,
+from bptrain.app import cli as cli_module
+from bptrain.data.idx import IDX_NAMES
+from bptrain.data.model_io import load_model, save_model
+from bptrain.core.network import MLP
+from bptrain.app.paths import (OutputDir, PathClash, check_no_clash, check_replaceable, data_files, is_history_file,
                            is_model_file, is_png_file, same_file)
 
 from conftest import assert_clean_error, invoke, one_line_error

@@ -14,9 +14,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from bptrain import plot
-from bptrain.errors import BptrainError
-from bptrain.plot import most_confident_mistakes
+from bptrain.app import plot
+from bptrain.core.errors import BptrainError
+from bptrain.app.plot import most_confident_mistakes
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 RNG = np.random.default_rng(0)
@@ -268,7 +268,7 @@ def test_resumed_history_whose_best_is_the_starting_model_plots(tmp_path):
 
 # ------------------------------------------------------------------ distortions
 def test_plot_distortions_draws_a_row_per_distortion(mpl, tmp_path):
-    from bptrain.distort import PAPER_ELASTIC, SIMARD_AFFINE
+    from bptrain.data.distort import PAPER_ELASTIC, SIMARD_AFFINE
 
     images = RNG.random((8, 784)).astype(np.float32)
     out = tmp_path / "d.png"

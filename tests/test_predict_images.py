@@ -10,9 +10,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from bptrain.images import image_to_input
-from bptrain.model_io import load_model, save_model
-from bptrain.network import MLP
+from bptrain.app.images import image_to_input
+from bptrain.data.model_io import load_model, save_model
+from bptrain.core.network import MLP
 
 from conftest import assert_clean_error, invoke
 

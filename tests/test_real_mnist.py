@@ -15,8 +15,8 @@ import sys
 import numpy as np
 import pytest
 
-from bptrain.loader import load_dataset
-from bptrain.model_io import load_model
+from bptrain.data.loader import load_dataset
+from bptrain.data.model_io import load_model
 
 
 @pytest.fixture(scope="module")

@@ -8,7 +8,7 @@ import pickle
 import numpy as np
 import pytest
 
-from bptrain.safe_pickle import PickleFormatError, UnsafePickleError, load_arrays
+from bptrain.data.safe_pickle import PickleFormatError, UnsafePickleError, load_arrays
 
 from conftest import py2_array_opcodes
 

@@ -22,9 +22,9 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 import pytest
 
-from bptrain import server
-from bptrain.model_io import save_model
-from bptrain.network import MLP
+from bptrain.app import server
+from bptrain.data.model_io import save_model
+from bptrain.core.network import MLP
 from conftest import assert_clean_error, invoke
 from digits import STROKES, draw_strokes, trained_mnist_model
 
@@ -91,13 +91,13 @@ def port(model):
 
 def images_module():
     pytest.importorskip("PIL")
-    from bptrain import images
+    from bptrain.app import images
 
     return images
 
 
 def expected(model, gray01: np.ndarray):
-    """What the server should answer: the model's predict_proba on bptrain.images' preprocessing."""
+    """What the server should answer: the model's predict_proba on bptrain.app.images' preprocessing."""
     x = images_module().preprocess(gray01.astype(np.float32)).reshape(1, -1)
     return x[0], model.predict_proba(x)[0]
 
@@ -252,7 +252,7 @@ def test_a_drawing_gets_the_models_own_answer(port, model):
     np.testing.assert_allclose(answer["probabilities"], probabilities, rtol=1e-5, atol=1e-7)
     assert answer["prediction"] == int(np.argmax(probabilities))
     np.testing.assert_allclose(answer["input"], x, atol=5e-4)
-    activations = model.forward(x.reshape(1, -1))
+    _, activations = model.forward(x.reshape(1, -1))
     assert [len(h) for h in answer["hidden"]] == [24, 12]
     for sent, a in zip(answer["hidden"], activations[1:-1]):
         np.testing.assert_allclose(sent, a[0], atol=5e-5)
@@ -409,5 +409,5 @@ def test_other_hidden_units_are_described_and_shown(activation):
     assert (info["activation"], info["output"]) == (activation, "sigmoid")
     assert status == 200
     answer = json.loads(body)
-    expected = net.forward(np.asarray(answer["input"], np.float32).reshape(1, -1))[1][0]
+    expected = net.forward(np.asarray(answer["input"], np.float32).reshape(1, -1))[1][1][0]
     np.testing.assert_allclose(answer["hidden"][0], expected, atol=2e-3)

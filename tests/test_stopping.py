@@ -8,7 +8,7 @@ import threading
 
 import pytest
 
-from bptrain.stopping import STOP_SIGNALS, StopSignals, Stopped, exit_status, signal_name
+from bptrain.app.stopping import STOP_SIGNALS, StopSignals, Stopped, exit_status, signal_name
 
 pytestmark = pytest.mark.skipif(not hasattr(signal, "SIGHUP"), reason="POSIX signals")
 

@@ -8,9 +8,9 @@ import json
 import numpy as np
 import pytest
 
-from bptrain.config import check_config
-from bptrain.errors import ConfigError
-from bptrain.model_io import load_model
+from bptrain.app.config import check_config
+from bptrain.core.errors import ConfigError
+from bptrain.data.model_io import load_model
 
 from conftest import assert_clean_error, invoke, make_blobs, write_py2_pickle
 

@@ -1,0 +1,1 @@
+"""The application: the command line, its options and configs, plots, images, benchmarks, the web page."""

@@ -1,0 +1,92 @@
+"""The header of a ``.npy`` file, read without reading (or allocating) its data.
+
+``np.load`` believes the header: a file whose header claims a (100000, 1000000)
+float32 array makes it try to allocate 400 GB, and the user is told "out of
+memory" about a 1 KB file. Comparing the size the header claims with the size
+of the file first turns that into what it is: a truncated or corrupt file.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from pathlib import Path
+from typing import NamedTuple
+
+import numpy as np
+
+from ..core.errors import BptrainError
+
+_READERS = {
+    (1, 0): np.lib.format.read_array_header_1_0,
+    (2, 0): np.lib.format.read_array_header_2_0,
+}
+
+
+class NpyHeader(NamedTuple):
+    shape: tuple[int, ...]
+    fortran_order: bool
+    dtype: np.dtype
+    data_offset: int  # where the array's bytes start
+
+    @property
+    def data_bytes(self) -> int:
+        """How many bytes of data the header promises (Python ints: no overflow)."""
+        return self.dtype.itemsize * math.prod(self.shape)
+
+
+def read_npy_header(path: str | os.PathLike) -> NpyHeader | None:
+    """The header of the ``.npy`` file at ``path``, or None when it cannot be parsed here.
+
+    None covers files that are not .npy, broken headers and format 3.0 (UTF-8
+    field names, which the public NumPy readers do not parse): ``np.load`` then
+    gives its own error, which the callers already turn into one line.
+    """
+    try:
+        with open(path, "rb") as handle:
+            version = np.lib.format.read_magic(handle)
+            reader = _READERS.get(version)
+            if reader is None:
+                return None
+            shape, fortran_order, dtype = reader(handle)
+            return NpyHeader(tuple(shape), bool(fortran_order), dtype, handle.tell())
+    except (ValueError, OSError, EOFError, SyntaxError, TypeError):
+        return None
+
+
+def check_npy_size(path: str | os.PathLike, error: type[BptrainError], what: str = "") -> NpyHeader | None:
+    """Raise ``error`` if the header of ``path`` claims more bytes than the file holds.
+
+    Call it before ``np.load``: that way a lying header never gets to ask for
+    the memory it claims. ``what`` names the file in the message ("model file").
+    Object arrays are skipped (their data is a pickle
+    of unknown length; ``np.load(allow_pickle=False)`` refuses them anyway).
+    """
+    header = read_npy_header(path)
+    if header is None or header.dtype.hasobject:
+        return header
+    claimed = header.data_offset + header.data_bytes
+    held = Path(path).stat().st_size
+    if claimed > held:
+        name = f"{what} {path}" if what else str(path)
+        raise error(f"{name} is truncated or corrupt: its header claims {format_bytes(claimed)} "
+                    f"({_describe(header)}) but the file holds {format_bytes(held)}")
+    return header
+
+
+def format_bytes(n: int) -> str:
+    """1234 -> '1.2 KB', 4e11 -> '400.0 GB' (decimal units, as disks are sold)."""
+    if n < 1000:
+        return f"{n} bytes"
+    for unit in ("KB", "MB", "GB", "TB", "PB"):
+        n /= 1000
+        if n < 1000 or unit == "PB":
+            return f"{n:.1f} {unit}"
+    raise AssertionError("unreachable")  # pragma: no cover
+
+
+def _describe(header: NpyHeader) -> str:
+    if header.dtype.names is not None:
+        return f"a record of {len(header.dtype.names)} fields" if header.shape == () else \
+            f"shape {header.shape} of records"
+    return f"shape {header.shape} {header.dtype}"

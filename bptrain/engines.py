@@ -1,0 +1,105 @@
+"""``train()``: the data side prepares each epoch, an engine runs its steps, the core's loop drives both.
+
+Two engines compute the same training (the tests hold them equal):
+
+- ``"reference"``: :class:`bptrain.core.training.ReferenceEngine`, the readable
+  one, plain NumPy as the README's math writes it;
+- ``"fast"`` (the default): :class:`bptrain.fast.FastEngine`, the same steps in
+  preallocated buffers through fused BLAS calls. It is imported only when
+  chosen, so the reference engine runs wherever NumPy does.
+"""
+
+from __future__ import annotations
+
+import sys
+
+import numpy as np
+from tqdm import tqdm
+
+from .core.network import MLP
+from .core.training import Callbacks, ReferenceEngine, TrainResult, TrainSettings
+from .core.training import train as train_loop
+from .data.distort import Distorter, Distortion
+from .data.epochs import EpochImages
+
+ENGINES = ("fast", "reference")
+DEFAULT_ENGINE = "fast"
+
+
+def distortion_of(settings: TrainSettings) -> Distortion:
+    """The elastic and affine distortions ``settings`` ask for (all zero: none)."""
+    return Distortion(settings.elastic_alpha, settings.elastic_sigma, settings.affine_rotate, settings.affine_scale,
+                      settings.affine_shear, settings.affine_shift)
+
+
+def make_engine(name: str, model: MLP, settings: TrainSettings, batch_size: int, distorts: bool = False):
+    """The engine ``name`` for training ``model`` with ``settings``."""
+    if name == "fast":
+        from .fast import FastEngine
+
+        return FastEngine(model, settings, batch_size, distorts)
+    if name == "reference":
+        return ReferenceEngine(model, settings)
+    raise ValueError(f"engine must be one of {ENGINES}, got {name!r}")
+
+
+def epoch_images(engine, x, labels, n_classes: int, dtype, settings: TrainSettings, rng, distorter=None,
+                 buffers=None):
+    """Each epoch's shuffled, shifted, distorted images for ``engine`` (the fast one prepares them ahead)."""
+    if hasattr(engine, "epoch_images"):
+        return engine.epoch_images(x, labels, rng, settings.epochs, shift=settings.augment, distorter=distorter,
+                                   buffers=buffers)
+    return EpochImages(x, labels, n_classes, dtype, rng, settings.epochs, shift=settings.augment,
+                       distorter=distorter, buffers=buffers)
+
+
+class ProgressBar(Callbacks):
+    """One tqdm bar per epoch over its batches, with the running loss, on stderr."""
+
+    def __init__(self):
+        self._bar = None
+
+    def epoch_started(self, epoch, n_batches):
+        self.closed()
+        self._bar = tqdm(total=n_batches, desc=f"epoch {epoch}", unit="batch", leave=False, mininterval=0.2,
+                         file=sys.stderr)
+
+    def progress(self, epoch, batches_done, running_loss):
+        self._bar.update(batches_done - self._bar.n)
+        self._bar.set_postfix(loss=f"{running_loss:.4f}", refresh=False)
+
+    def closed(self):
+        if self._bar is not None:
+            self._bar.close()
+            self._bar = None
+
+
+class EpochHook(Callbacks):
+    """Calls ``on_epoch(record, improved)`` after every epoch."""
+
+    def __init__(self, on_epoch):
+        self.on_epoch = on_epoch
+
+    def epoch_ended(self, record, improved):
+        self.on_epoch(record, improved)
+
+
+def train(model: MLP, data, settings: TrainSettings, *, engine: str = DEFAULT_ENGINE, progress: bool = True,
+          on_epoch=None, callbacks=(), first_epoch: int = 1) -> TrainResult:
+    """Train ``model`` on ``data`` (a :class:`bptrain.Dataset`) in place, as ``bptrain train`` does.
+
+    The model ends holding the parameters of its best validation epoch.
+    ``engine``: "fast" or "reference". ``progress``: a bar per epoch on stderr.
+    ``on_epoch(record, improved)``: called after every epoch; ``callbacks``: more
+    :class:`bptrain.core.training.Callbacks`. ``first_epoch`` above 1 continues a
+    saved model (see :func:`bptrain.core.training.train`).
+    """
+    x, labels = data.train
+    batch_size = min(settings.batch_size, len(x))
+    distortion = distortion_of(settings)
+    distorter = Distorter(x.shape[1], distortion) if distortion.active else None
+    runner = make_engine(engine, model, settings, batch_size, distorts=distorter is not None)
+    rng = np.random.default_rng(settings.seed)
+    images = epoch_images(runner, x, labels, model.sizes[-1], model.dtype, settings, rng, distorter)
+    hooks = ([ProgressBar()] if progress else []) + ([EpochHook(on_epoch)] if on_epoch else []) + list(callbacks)
+    return train_loop(model, data, settings, runner, images, callbacks=hooks, first_epoch=first_epoch)

@@ -1,0 +1,117 @@
+"""The next epoch's images, prepared in a thread while this epoch trains.
+
+The same preparation as :class:`bptrain.data.epochs.EpochImages` (same random
+draws, same arrays), overlapped with the steps: NumPy releases the GIL inside
+its large array operations, so with a free core it costs the steps nothing.
+
+One buffer, not two (a second 50,000-image buffer would cost 157 MB): the
+thread writes the rows of epoch e + 1 into the rows that epoch e has finished
+with, and the steps wait (rarely) for rows not yet written. Two counters, in
+rows since the start of training, say how far each side is::
+
+    produced   rows written   (epoch p, row r  ->  p·n + r)
+    consumed   rows released by the steps (``release``)
+
+The thread writes rows [a, b) of epoch p once consumed ≥ (p − 1)·n + b; the
+steps read rows below ``stop`` of epoch c once produced ≥ c·n + stop (``wait_for``).
+"""
+
+from __future__ import annotations
+
+import threading
+
+from ..data.epochs import EpochImages
+
+
+class _Stopped(Exception):
+    """Training ended: the preparation is abandoned."""
+
+
+class BackgroundEpochImages(EpochImages):
+    """:class:`EpochImages` whose epochs a thread prepares ahead (``background=False``: inline, like its base).
+
+    The reader calls ``wait_for(stop)`` before reading rows below ``stop`` and
+    ``release(stop)`` when done with them (the fast engine's steps do both).
+    """
+
+    def __init__(self, *args, background: bool = True, **kwargs):
+        super().__init__(*args, **kwargs)
+        self._produced = 0
+        self._consumed = 0
+        self._stopping = False
+        self._error: BaseException | None = None
+        self._changed = threading.Condition()
+        self._thread = None
+        if background and self._epochs > 0:
+            self._thread = threading.Thread(target=self._produce, name="bptrain-epoch-images", daemon=True)
+            self._thread.start()
+
+    @property
+    def background(self) -> bool:
+        return self._thread is not None
+
+    # -------------------------------------------------------------- the reader
+    def next(self):
+        """Start the next epoch: all rows of the previous one are released; returns (x, Y)."""
+        if self._epoch + 1 >= self._epochs:
+            raise StopIteration
+        self.release(len(self._x))
+        if self._thread is None:
+            return super().next()
+        self._epoch += 1
+        return self.x, self.y
+
+    __next__ = next
+
+    def wait_for(self, stop: int) -> None:
+        """Block until rows [0, stop) of the current epoch are prepared; re-raise the thread's error."""
+        target = self._epoch * len(self._x) + stop
+        with self._changed:
+            while self._produced < target:
+                if self._error is not None:  # those rows will never come
+                    raise self._error
+                self._changed.wait()
+
+    def release(self, stop: int) -> None:
+        """The reader is done with rows [0, stop) of the current epoch: the thread may overwrite them."""
+        with self._changed:
+            self._consumed = max(self._consumed, self._epoch * len(self._x) + stop)
+            self._changed.notify_all()
+
+    def close(self) -> None:
+        """Stop the thread (within one chunk of work) and wait for it."""
+        with self._changed:
+            self._stopping = True
+            self._changed.notify_all()
+        if self._thread is not None:
+            self._thread.join()
+            self._thread = None
+
+    # -------------------------------------------------------------- the thread
+    def _produce(self) -> None:
+        try:
+            for epoch in range(self._epochs):
+                self._prepare_epoch(epoch)
+        except _Stopped:
+            pass
+        except BaseException as exc:  # handed to the reader by wait_for()
+            with self._changed:
+                self._error = exc
+                self._changed.notify_all()
+
+    def _claim_rows(self, epoch: int, stop: int) -> None:
+        if self._thread is None:
+            return
+        n = len(self._x)
+        with self._changed:
+            while not self._consumed >= (epoch - 1) * n + stop:
+                if self._stopping:
+                    raise _Stopped
+                self._changed.wait()
+            if self._stopping:
+                raise _Stopped
+
+    def _rows_ready(self, epoch: int, stop: int) -> None:
+        with self._changed:
+            self._produced = epoch * len(self._x) + stop
+            self._changed.notify_all()

@@ -1,0 +1,248 @@
+"""The core's update rules (:mod:`bptrain.core.optimizers`), fused into few passes over memory.
+
+The fast network hands over deltas already multiplied by the learning rate
+(:meth:`bptrain.fast.network.FastNetwork.backward`), so the plain SGD update of
+a layer is one gemm that adds the product into the weights as it forms it,
+W ← W − A_{l-1}ᵀ(ηΔ_l): the gradient is never stored. Each class computes what
+its namesake in the core computes (the tests hold them equal step by step).
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from ..core.optimizers import check_adam, check_sgd
+from .aligned import aligned_empty, aligned_zeros
+from .blas import Axpby, Axpy, PairUpdate, PreparedGemmAtB
+
+#: Below this η (a step schedule can decay it that far) float32 deltas times η underflow, so the
+#: gradient cannot be recovered from them; Adam skips such steps (they would move no parameter
+#: by more than ~η anyway) and the speed recorder ignores them.
+NEGLIGIBLE_LR = 1e-30
+
+
+class SGD:
+    """Mini-batch SGD with optional momentum (classical or Nesterov) and L2 weight decay.
+
+    It receives the batch's activations A_{l-1} and deltas Δ_l, the latter
+    already multiplied by the learning rate η, so the scaled gradient of W_l is
+    g_l = A_{l-1}ᵀ(ηΔ_l) and of b_l it is Σ_rows ηΔ_l. With momentum μ, velocity
+    v and L2 coefficient λ (weights only; biases are not decayed):
+
+        plain:      W ← (1 − ηλ) W − g
+        classical:  v ← μ v + g + ηλ W;     W ← W − v
+        Nesterov:   v ← μ v + g + ηλ W;     W ← (1 − ηλ) W − g − μ v
+
+    This is PyTorch's SGD with the learning rate inside the velocity.
+
+    How it is computed, streaming W and v as few times as possible. The
+    product g is never stored: gemm adds it into W or v as it forms it. Plain
+    SGD is that one gemm into W. With momentum there are two ways, and
+    :meth:`prepare` picks one for the number of BLAS threads the steps run on
+    (:mod:`bptrain.fast.threads`):
+
+    One thread: the optimizer keeps s = μv, the velocity already multiplied by
+    the momentum, so that the gemm only adds (β = 1; OpenBLAS scales C in a
+    pass of its own for any other β: 3-5% of a default epoch at batch size
+    10-32). One pass over (s, W) together (:class:`bptrain.fast.blas.PairUpdate`:
+    the 2x2 map below, applied to the old s and W) does the rest:
+
+        classical:  s ← s + g                  (= v' − ηλW, with v' the new v)     one gemm into s
+                    (s, W) ← (μs + μηλW, −s + (1 − ηλ)W)   (= μv', W − v')         one pass
+        Nesterov:   s ← s + g                  (= v' − ηλW)                         one gemm into s
+                    (s, W) ← (μs + μηλW, −μs + (1 − ηλ − μηλ)W)   (= μv', (1 − ηλ)W − μv')   one pass
+                    W ← W − g                                                       one gemm into W
+
+    Several threads: that pass would run on one core, which must first pull
+    across the half of s and W the other thread's gemm just wrote. So the
+    optimizer keeps v itself, and every operation is one OpenBLAS splits
+    between its threads alike (gemm, and axpy: :class:`bptrain.fast.blas.Axpy`):
+
+        classical:  v ← μ v + g        one gemm into v (β = μ)
+                    v ← v + ηλ W       one axpy
+                    W ← W − v          one axpy
+        Nesterov:   v ← μ v + g;  v ← v + ηλ W   as above
+                    W ← (1 − ηλ) W − g  one gemm into W (β = 1 − ηλ)
+                    W ← W − μ v        one axpy
+
+    Each array's gemm, pair-update and axpy arguments are prepared once, here.
+    """
+
+    def __init__(self, weights, biases, momentum: float = 0.0, nesterov: bool = False, weight_decay: float = 0.0):
+        check_sgd(momentum, nesterov, weight_decay)
+        self.weights = list(weights)
+        self.biases = [b.reshape(1, -1) for b in biases]  # (1, n) views: a bias is a one-row weight matrix
+        self.momentum = momentum
+        self.nesterov = nesterov
+        self.weight_decay = weight_decay
+        self.split = False  # whether the velocity arrays hold v (several threads) rather than s = μv
+        params = self.weights + self.biases  # W_1..W_L, then b_1..b_L
+        scratch = [aligned_empty(p.shape, p.dtype) for p in params]  # used only where NumPy does an update
+        self._into_param = [PreparedGemmAtB(p, s) for p, s in zip(params, scratch)]
+        if momentum:
+            # s = μv (one thread) or v (several) for each W_l and b_l, see above
+            self.velocity_w = [aligned_zeros(w.shape, w.dtype) for w in self.weights]  # bptrain.fast.aligned
+            self.velocity_b = [aligned_zeros(b.shape, b.dtype) for b in self.biases]
+            velocities = self.velocity_w + self.velocity_b
+            self._into_velocity = [PreparedGemmAtB(v, s) for v, s in zip(velocities, scratch)]
+            self._velocity_and_param = [PairUpdate(v, p, s) for v, p, s in zip(velocities, params, scratch)]
+            self._param_into_velocity = [Axpy(p, v) for v, p in zip(velocities, params)]
+            self._velocity_into_param = [Axpy(v, p) for v, p in zip(velocities, params)]
+
+    #: How its update uses the cores (bptrain.fast.threads): plain SGD is one gemm, momentum gemm and axpy.
+    @property
+    def update_kind(self) -> str:
+        return "gemm+axpy" if self.momentum else "gemm"
+
+    def velocities(self) -> list[np.ndarray]:
+        """The velocity v of W_1..W_L, then b_1..b_L (copies), whichever form the optimizer keeps."""
+        if not self.momentum:
+            return []
+        scale = 1.0 if self.split else 1.0 / self.momentum
+        return [v * scale for v in self.velocity_w + self.velocity_b]
+
+    def prepare(self, threads: int) -> None:
+        """Keep the velocity in the form for steps whose products run on ``threads`` BLAS threads (see above)."""
+        split = bool(self.momentum) and threads > 1
+        if split != self.split:
+            factor = 1.0 / self.momentum if split else self.momentum  # s = μv  <->  v
+            for velocity in self.velocity_w + self.velocity_b:
+                velocity *= factor
+            self.split = split
+
+    def step(self, activations, deltas, work, lr: float) -> None:
+        """Update every layer from a batch's activations [A_0..A_{L-1}] and η-scaled deltas [ηΔ_1..ηΔ_L]."""
+        decay = lr * self.weight_decay
+        n_layers = len(self.weights)
+        update = self._update_split if self.split else self._update
+        for l, delta in enumerate(deltas):
+            # the weight sees inputs A_{l-1}; the bias sees a constant input of 1 and is not decayed
+            update(l, activations[l], delta, decay)
+            update(n_layers + l, work.ones_column, delta, 0.0)
+
+    def _update(self, i, inputs, delta, decay) -> None:
+        if not self.momentum:
+            self._into_param[i](inputs, delta, -1.0, 1.0 - decay)                      # W ← (1−ηλ)W − g
+            return
+        mu = self.momentum
+        self._into_velocity[i](inputs, delta, 1.0, 1.0)                            # s ← s + g
+        if self.nesterov:
+            # (s, W) ← (μs + μηλW, −μs + (1 − ηλ − μηλ)W), then W ← W − g
+            self._velocity_and_param[i](mu, mu * decay, -mu, 1.0 - decay - mu * decay)
+            self._into_param[i](inputs, delta, -1.0, 1.0)
+        else:
+            # (s, W) ← (μs + μηλW, −s + (1 − ηλ)W)
+            self._velocity_and_param[i](mu, mu * decay, -1.0, 1.0 - decay)
+
+    def _update_split(self, i, inputs, delta, decay) -> None:
+        mu = self.momentum
+        self._into_velocity[i](inputs, delta, 1.0, mu)                             # v ← μv + g
+        if decay:
+            self._param_into_velocity[i](decay)                                    # v ← v + ηλW
+        if self.nesterov:
+            self._into_param[i](inputs, delta, -1.0, 1.0 - decay)                  # W ← (1−ηλ)W − g
+            self._velocity_into_param[i](-mu)                                      # W ← W − μv
+        else:
+            self._velocity_into_param[i](-1.0)                                     # W ← W − v
+
+
+class Adam:
+    """Adam (Kingma & Ba 2015), bias-corrected, with decoupled weight decay (AdamW, Loshchilov & Hutter 2019).
+
+    For every parameter θ with gradient g = ∂C/∂θ, at step t = 1, 2, ...::
+
+        m ← β1 m + (1 − β1) g          v ← β2 v + (1 − β2) g²
+        m̂ = m / (1 − β1ᵗ)              v̂ = v / (1 − β2ᵗ)
+        θ ← θ − η m̂ / (√v̂ + ε)         and for weights (not biases)  W ← W − ηλW
+
+    The decay is decoupled: it shrinks the weights directly instead of adding
+    λW to g, where Adam's division by √v̂ would weaken it wherever gradients are large.
+
+    Scale. The network hands us deltas times η, so what we can form is s = ηg.
+    Adam's step would not change if g were scaled by a constant c, except through
+    ε (√v̂ scales by c too), but η changes between epochs under a schedule, and
+    ε must mean what it means in the paper. So the moments are kept as M = ηm/(1 − β1)
+    and V = η²v/(1 − β2), whose updates need s alone (no pass to divide it by η)::
+
+        M ← β1 M + s                    V ← β2 V + s²
+
+    and are rescaled (once) when η changes. Substituting m and v gives the step
+
+        θ ← θ − α M / (√V + ε')   with   α = η (1 − β1) √(1 − β2ᵗ) / ((1 − β1ᵗ) √(1 − β2)),
+                                         ε' = ε η √(1 − β2ᵗ) / √(1 − β2),
+
+    exactly Adam's. All layers' M, V and s live in one flat buffer each, so each
+    of these element-wise operations is one NumPy call over every parameter.
+    """
+
+    def __init__(self, weights, biases, beta1: float = 0.9, beta2: float = 0.999, eps: float = 1e-8,
+                 weight_decay: float = 0.0):
+        check_adam(beta1, beta2, eps, weight_decay)
+        self.weights, self.biases = list(weights), list(biases)
+        self.beta1, self.beta2, self.eps, self.weight_decay = beta1, beta2, eps, weight_decay
+        self.t = 0
+        self._lr = None  # the η that M and V are scaled with
+        params = [p for pair in zip(self.weights, self.biases) for p in pair]  # W1, b1, W2, b2, ...
+        dtype = np.result_type(*params)
+        total = sum(p.size for p in params)
+        self.m, self.v = aligned_zeros(total, dtype), aligned_zeros(total, dtype)  # bptrain.fast.aligned
+        self._grad, self._step = aligned_empty(total, dtype), aligned_empty(total, dtype)
+        self._views = []  # (param, its gradient in _grad, its step in _step)
+        start = 0
+        for p in params:
+            stop = start + p.size
+            self._views.append((p, self._grad[start:stop].reshape(p.shape), self._step[start:stop].reshape(p.shape)))
+            start = stop
+        # one pass each (blas.Axpby) where NumPy takes two: M ← β1 M + s, V ← β2 V + s², θ ← keep·θ − step
+        self._into_m = Axpby(self._grad, self.m)
+        self._into_v = Axpby(self._grad, self.v)
+        self._into_param = [Axpby(param_step, param) for param, _, param_step in self._views]
+        # s = A_{l-1}ᵀ(ηΔ_l) for W_l and 1ᵀ(ηΔ_l) for b_l (a one-row matrix), written by gemm (β = 0) with
+        # arguments built once, like SGD's updates; scratch only for the NumPy fallback
+        self._into_grad = [PreparedGemmAtB(as_matrix(grad), np.empty_like(as_matrix(grad))) for _, grad, _ in self._views]
+
+    #: How its update uses the cores (bptrain.fast.threads): NumPy's element-wise passes, on one core.
+    update_kind = "ufuncs"
+
+    def step(self, activations, deltas, work, lr: float) -> None:
+        """Update every layer from a batch's activations [A_0..A_{L-1}] and η-scaled deltas [ηΔ_1..ηΔ_L]."""
+        if lr < NEGLIGIBLE_LR:  # η-scaled gradients underflow: nothing to divide η out of, and the step is ~0
+            return
+        if lr != self._lr:
+            self._rescale(lr)
+        for l, delta in enumerate(deltas):
+            self._into_grad[2 * l](activations[l], delta, 1.0, 0.0)        # s_W = A_{l-1}ᵀ(ηΔ_l) = η ∂C/∂W_l
+            self._into_grad[2 * l + 1](work.ones_column, delta, 1.0, 0.0)  # s_b = Σ_rows ηΔ_l    = η ∂C/∂b_l
+        self.t += 1
+        beta1, beta2, t = self.beta1, self.beta2, self.t
+        s, m, v, step = self._grad, self.m, self.v, self._step
+        self._into_m(1.0, beta1)                                     # M ← β1 M + s
+        np.square(s, out=s)
+        self._into_v(1.0, beta2)                                     # V ← β2 V + s²
+        correction = math.sqrt(1.0 - beta2 ** t) / math.sqrt(1.0 - beta2)
+        alpha = lr * (1.0 - beta1) * correction / (1.0 - beta1 ** t)
+        np.sqrt(v, out=step)
+        step += self.eps * lr * correction                          # √V + ε'
+        np.divide(alpha, step, out=step)                             # α / (√V + ε')
+        step *= m                                                    # α M / (√V + ε')
+        # (α/d)·M rather than (M/d)·α: M holds subnormal floats where a gradient has been 0 for a
+        # while (2% of them on MNIST), and a division by them is 3x slower here; a product is not.
+        keep = 1.0 - lr * self.weight_decay
+        for k, into_param in enumerate(self._into_param):
+            # θ ← θ − α M / (√V + ε'), and for weights (even k) first W ← W − ηλW
+            into_param(-1.0, keep if k % 2 == 0 else 1.0)
+
+    def _rescale(self, lr: float) -> None:
+        """Keep M = ηm/(1 − β1) and V = η²v/(1 − β2) true when η changes (once per epoch at most)."""
+        if self._lr is not None and self.t:
+            ratio = lr / self._lr
+            self.m *= ratio
+            self.v *= ratio * ratio
+        self._lr = lr
+
+
+def as_matrix(array: np.ndarray) -> np.ndarray:
+    """A weight matrix as it is, a bias vector as a one-row matrix (a view)."""
+    return array.reshape(-1, array.shape[-1])

@@ -140,13 +140,11 @@ class _Epochs:
     @property
     def threads(self) -> str:
         """How the steps use the cores: "1+1" is one BLAS thread and the epoch thread, "2" two BLAS threads."""
-        steps = getattr(self.engine, "step_threads", None)
-        if not hasattr(self.engine, "background"):
+        if self.engine.name != "fast":
             return "numpy"
-        from ..fast import blas
+        from ..fast import threads
 
-        count = steps or blas.threads()
-        return f"{count}+1" if self.engine.background else str(count)
+        return threads.describe(self.model.sizes, self.batch_size, self.engine.optimizer.update_kind)
 
     def run(self) -> float:
         """Seconds of one more epoch, its preparation included."""

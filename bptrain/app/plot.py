@@ -409,7 +409,7 @@ def _square_side(width: int, what: str) -> int:
 
 # -------------------------------------------------------------------- speed
 def has_speed(history: dict) -> bool:
-    """Whether a history document holds per-layer gradient norms (written by bptrain >= issue 11)."""
+    """Whether a history document holds per-layer gradient norms (histories written before the learning speed was recorded have none)."""
     from .history import speed_columns
 
     return speed_columns(history) is not None

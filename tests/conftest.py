@@ -222,7 +222,7 @@ def run_fast_epoch(model, x, y_onehot, batch_size, lr=0.1, epoch=1, **settings):
     settings = {"momentum": 0.0, "weight_decay": 0.0, **settings}
     engine = FastEngine(model, TrainSettings(batch_size=batch_size, **settings), batch_size)
     steps = EpochSteps(model, epoch, len(x), batch_size, lr)
-    return engine, steps, engine.run_epoch(x, y_onehot, lr, steps)
+    return engine, steps, engine.run_epoch(x, y_onehot, steps)
 
 
 def fast_train_step(network, x, y_onehot, lr):

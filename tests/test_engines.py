@@ -245,3 +245,46 @@ def test_the_direction_test_would_catch_a_wrong_import(tmp_path):
     found = [target for _, target in imports_of(bad, "bptrain.core.training")]
     assert found == ["bptrain.fast", "bptrain.app.cli"]
     assert all(layer_of(t) > LAYERS["core"] for t in found)
+
+
+class ChangeByHand(Callbacks):
+    """At batch 3 of epoch 1 set η and μ; keep η set by hand from then on (as the live page does)."""
+
+    def __init__(self, lr, momentum):
+        self.lr, self.momentum, self.applied = lr, momentum, False
+
+    def control(self, steps):
+        if not self.applied and steps.epoch == 1 and steps.batches_done >= 3:
+            steps.set_lr(self.lr)
+            steps.set_momentum(self.momentum)
+            self.applied = True
+        elif self.applied and steps.lr != self.lr:
+            steps.set_lr(self.lr)
+
+
+@pytest.mark.parametrize("threads_form", ["one-thread", "split"])
+@pytest.mark.parametrize("opt", ["momentum+decay", "nesterov+decay", "adamw"])
+def test_learning_rate_and_momentum_changed_mid_run_agree_and_are_recorded(monkeypatch, small_data, opt,
+                                                                           threads_form):
+    monkeypatch.setattr(importlib.import_module("bptrain.core.training"), "UPDATES_PER_EPOCH", 10**6)
+    if threads_form == "split":
+        monkeypatch.setattr(threads, "ONE_THREAD_BELOW", {"gemm": 0, "gemm+axpy": 0, "ufuncs": 0})
+    settings = TrainSettings(epochs=2, batch_size=16, seed=1, **{"lr": 0.3, **OPTIMIZERS[opt]})
+    params = {}
+    for engine in ("reference", "fast"):
+        model = MLP((12, 9, 3), "ce", dtype=np.float64, seed=3)
+        control = ChangeByHand(0.05, 0.5)
+        result = train(model, small_data, settings, engine=engine, progress=False, callbacks=[control])
+        params[engine] = model.weights + model.biases
+        first, second = result.history
+        assert first.controls == [{"batch": 3, "lr": 0.05}, {"batch": 3, "momentum": 0.5}]
+        assert second.controls == [{"batch": 0, "lr": 0.05}] and second.lr == 0.05
+    for a, b in zip(params["reference"], params["fast"]):
+        np.testing.assert_allclose(b, a, rtol=1e-10, atol=1e-12)
+
+
+def test_momentum_cannot_be_changed_in_a_run_without_it(small_data):
+    model = MLP((12, 9, 3), seed=0)
+    with pytest.raises(ValueError, match="no momentum to change"):
+        train(model, small_data, TrainSettings(epochs=1, momentum=0.0), progress=False,
+              callbacks=[ChangeByHand(0.1, 0.5)])

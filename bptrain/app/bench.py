@@ -154,7 +154,7 @@ class _Epochs:
                           self.rng, buffers=self.buffers) as images:
             x, y_onehot = images.next()
             steps = EpochSteps(self.model, self.epoch, len(x), self.batch_size, self.lr)
-            self.engine.run_epoch(x, y_onehot, self.lr, steps)
+            self.engine.run_epoch(x, y_onehot, steps)
         return time.perf_counter() - started
 
 

@@ -54,6 +54,11 @@ class SGD:
         else:
             theta -= v                           # θ ← θ − v
 
+    def set_momentum(self, momentum: float) -> None:
+        """μ for the steps to come (a run started with momentum; μ in (0, 1))."""
+        check_new_momentum(self.momentum, momentum)
+        self.momentum = momentum
+
     def velocities(self) -> list:
         """v of W_1..W_L, then of b_1..b_L (empty without momentum)."""
         return [v.copy() for v in self.velocity_w + self.velocity_b] if self.momentum else []
@@ -94,6 +99,19 @@ class Adam:
             m_hat = m / (1 - beta1 ** t)                     # m̂ = m / (1 − β1ᵗ)
             v_hat = v / (1 - beta2 ** t)                     # v̂ = v / (1 − β2ᵗ)
             theta -= lr * (m_hat / (np.sqrt(v_hat) + self.eps) + decay * theta)   # θ ← θ − η m̂/(√v̂ + ε) − ηλθ
+
+    def set_momentum(self, beta1: float) -> None:
+        """β1 for the steps to come."""
+        check_new_momentum(1.0, beta1, "beta1")
+        self.beta1 = beta1
+
+
+def check_new_momentum(current: float, new: float, name: str = "momentum") -> None:
+    """A momentum (or β1) changed during a run: the run must have one, and the new value is in (0, 1)."""
+    if not current:
+        raise ValueError(f"this run has no {name} to change (it started with {name} 0)")
+    if not 0.0 < new < 1.0:
+        raise ValueError(f"{name} must be in (0, 1), got {new}")
 
 
 def check_sgd(momentum: float, nesterov: bool, weight_decay: float) -> None:

@@ -86,6 +86,8 @@ class EpochRecord:
     grad_w_norm: list | None = None
     fixed_grad_b_norm: list | None = None
     fixed_grad_w_norm: list | None = None
+    # Changes made by hand during the epoch (Callbacks.control), in order: {"batch", "lr" and/or "momentum"}
+    controls: list | None = None
 
 
 @dataclass
@@ -108,6 +110,11 @@ class Callbacks:
     def progress(self, epoch: int, batches_done: int, running_loss: float) -> None:
         """Up to :data:`UPDATES_PER_EPOCH` times per epoch, between steps."""
 
+    def control(self, steps: "EpochSteps") -> None:
+        """Before an epoch's first step and after each progress report: may wait (pause), raise
+        KeyboardInterrupt (stop: the best model is kept), or change the learning rate or the
+        momentum with ``steps.set_lr`` / ``steps.set_momentum``, from the next step on."""
+
     def epoch_ended(self, record: EpochRecord, improved: bool) -> None:
         """After validation; ``improved``: this epoch is the best so far."""
 
@@ -125,8 +132,12 @@ class EpochSteps:
     :meth:`record_speed`.
     """
 
-    def __init__(self, model: MLP, epoch: int, n_samples: int, batch_size: int, lr: float, callbacks=()):
+    def __init__(self, model: MLP, epoch: int, n_samples: int, batch_size: int, lr: float, callbacks=(),
+                 engine=None):
         self.model, self.epoch, self.n_samples, self.batch_size, self.lr = model, epoch, n_samples, batch_size, lr
+        self.engine = engine
+        self.batches_done = 0
+        self.changes: list[dict] = []
         self.n_batches = math.ceil(n_samples / batch_size)
         self.batches_per_group = max(1, self.n_batches // UPDATES_PER_EPOCH)
         n_groups = math.ceil(self.n_batches / self.batches_per_group)
@@ -164,8 +175,27 @@ class EpochSteps:
                 f"training diverged in epoch {self.epoch}: the loss reached {running_loss:.4g} "
                 f"(guessing scores {guessing_loss(self.model):.3g}); the learning rate {self.lr:g} is too large, "
                 f"try a smaller --lr")
+        self.batches_done = math.ceil(rows_done / self.batch_size)
         for callback in self.callbacks:
-            callback.progress(self.epoch, math.ceil(rows_done / self.batch_size), running_loss)
+            callback.progress(self.epoch, self.batches_done, running_loss)
+        self.control()
+
+    def control(self) -> None:
+        """Let the callbacks pause, stop, or change η or μ (:meth:`Callbacks.control`)."""
+        for callback in self.callbacks:
+            callback.control(self)
+
+    def set_lr(self, lr: float) -> None:
+        """Use η = ``lr`` from the next step on (the engines read it before each group of steps)."""
+        if not lr > 0:
+            raise ValueError(f"the learning rate must be above 0, got {lr}")
+        self.lr = lr
+        self.changes.append({"batch": self.batches_done, "lr": lr})
+
+    def set_momentum(self, momentum: float) -> None:
+        """SGD's μ (Adam's β1) from the next step on."""
+        self.engine.set_momentum(momentum)
+        self.changes.append({"batch": self.batches_done, "momentum": momentum})
 
 
 class ReferenceEngine:
@@ -177,10 +207,11 @@ class ReferenceEngine:
         self.model = model
         self.optimizer = make_optimizer(settings, model.weights, model.biases)
 
-    def run_epoch(self, x: np.ndarray, y_onehot: np.ndarray, lr: float, steps: EpochSteps) -> float:
-        """One pass over the shuffled (x, Y) in mini-batches; returns the mean training loss."""
+    def run_epoch(self, x: np.ndarray, y_onehot: np.ndarray, steps: EpochSteps) -> float:
+        """One pass over the shuffled (x, Y) in mini-batches of η = ``steps.lr``; returns the mean training loss."""
         model, batch_size, loss_sum = self.model, steps.batch_size, 0.0
         for start, stop, sample_speed in steps.groups():
+            lr = steps.lr
             for first in range(start, stop, batch_size):
                 xb, yb = x[first:first + batch_size], y_onehot[first:first + batch_size]
                 zs, activations = model.forward(xb)                               # forward
@@ -195,6 +226,10 @@ class ReferenceEngine:
     def evaluate(self, x: np.ndarray, labels: np.ndarray):
         """(mean loss, predicted classes) over a data set."""
         return self.model.evaluate(x, labels)
+
+    def set_momentum(self, momentum: float) -> None:
+        """SGD's μ (Adam's β1), for the steps to come."""
+        self.optimizer.set_momentum(momentum)
 
 
 def train(model: MLP, data, settings: TrainSettings, engine, epoch_images, *, callbacks=(),
@@ -229,16 +264,18 @@ def train(model: MLP, data, settings: TrainSettings, engine, epoch_images, *, ca
                 lr = learning_rate(settings.schedule, settings.lr, epoch - first_epoch, settings.epochs,
                                    settings.step_size, settings.gamma, settings.min_lr)
                 x, y_onehot = epoch_images.next()
-                steps = EpochSteps(model, epoch, len(x), batch_size, lr, callbacks)
+                steps = EpochSteps(model, epoch, len(x), batch_size, lr, callbacks, engine)
                 for callback in callbacks:
                     callback.epoch_started(epoch, steps.n_batches)
-                train_loss = engine.run_epoch(x, y_onehot, lr, steps)
+                steps.control()
+                train_loss = engine.run_epoch(x, y_onehot, steps)
                 val_loss, predictions = engine.evaluate(x_val, y_val)
                 val_accuracy = float(np.mean(predictions == y_val))
                 grad_b_norm, grad_w_norm = steps.speed_means()
                 fixed = batch_speed(model, fixed_x, fixed_y)
-                record = EpochRecord(epoch, train_loss, val_loss, val_accuracy, lr, time.perf_counter() - started,
-                                     grad_b_norm, grad_w_norm, fixed["grad_b_norm"], fixed["grad_w_norm"])
+                record = EpochRecord(epoch, train_loss, val_loss, val_accuracy, steps.lr,
+                                     time.perf_counter() - started, grad_b_norm, grad_w_norm,
+                                     fixed["grad_b_norm"], fixed["grad_w_norm"], steps.changes or None)
                 result.history.append(record)
                 improved = not (val_accuracy <= result.best_val_accuracy)  # the first epoch always counts
                 if improved:

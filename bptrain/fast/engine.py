@@ -55,7 +55,7 @@ class FastEngine:
                                              distorter=distorter, buffers=buffers, background=self.background)
         return self._images
 
-    def run_epoch(self, x: np.ndarray, y_onehot: np.ndarray, lr: float, steps: EpochSteps) -> float:
+    def run_epoch(self, x: np.ndarray, y_onehot: np.ndarray, steps: EpochSteps) -> float:
         """The core's ``ReferenceEngine.run_epoch``: one pass in mini-batches; returns the mean training loss."""
         network, optimizer, batch_size = self.network, self.optimizer, steps.batch_size
         prepared = self._images if self._images is not None and self._images.x is x else None
@@ -72,6 +72,7 @@ class FastEngine:
             if hasattr(optimizer, "prepare"):
                 optimizer.prepare(blas.threads())  # momentum's form for this many threads (optimizers.SGD)
             for start, stop, sample_speed in steps.groups():
+                lr = steps.lr
                 if prepared is not None:
                     prepared.wait_for(stop)
                 for first in range(start, stop, batch_size):
@@ -103,3 +104,7 @@ class FastEngine:
     def evaluate(self, x: np.ndarray, labels: np.ndarray):
         """(mean loss, predicted classes) over a data set."""
         return self.network.evaluate(x, labels)
+
+    def set_momentum(self, momentum: float) -> None:
+        """SGD's μ (Adam's β1), for the steps to come."""
+        self.optimizer.set_momentum(momentum)

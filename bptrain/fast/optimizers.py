@@ -13,7 +13,7 @@ import math
 
 import numpy as np
 
-from ..core.optimizers import check_adam, check_sgd
+from ..core.optimizers import check_adam, check_new_momentum, check_sgd
 from .aligned import aligned_empty, aligned_zeros
 from .blas import Axpby, Axpy, PairUpdate, PreparedGemmAtB
 
@@ -102,6 +102,14 @@ class SGD:
             return []
         scale = 1.0 if self.split else 1.0 / self.momentum
         return [v * scale for v in self.velocity_w + self.velocity_b]
+
+    def set_momentum(self, momentum: float) -> None:
+        """μ for the steps to come; on one thread the velocity arrays hold s = μv, so they follow μ."""
+        check_new_momentum(self.momentum, momentum)
+        if not self.split:
+            for velocity in self.velocity_w + self.velocity_b:
+                velocity *= momentum / self.momentum
+        self.momentum = momentum
 
     def prepare(self, threads: int) -> None:
         """Keep the velocity in the form for steps whose products run on ``threads`` BLAS threads (see above)."""
@@ -234,8 +242,14 @@ class Adam:
             # θ ← θ − α M / (√V + ε'), and for weights (even k) first W ← W − ηλW
             into_param(-1.0, keep if k % 2 == 0 else 1.0)
 
+    def set_momentum(self, beta1: float) -> None:
+        """β1 for the steps to come: M = ηm/(1 − β1) is rescaled to stay true."""
+        check_new_momentum(1.0, beta1, "beta1")
+        self.m *= (1.0 - self.beta1) / (1.0 - beta1)
+        self.beta1 = beta1
+
     def _rescale(self, lr: float) -> None:
-        """Keep M = ηm/(1 − β1) and V = η²v/(1 − β2) true when η changes (once per epoch at most)."""
+        """Keep M = ηm/(1 − β1) and V = η²v/(1 − β2) true when η changes (between epochs, or set by hand)."""
         if self._lr is not None and self.t:
             ratio = lr / self._lr
             self.m *= ratio

@@ -1,4 +1,4 @@
-"""Seconds of one epoch of ``bptrain.train.train()``: what ``bptrain train`` runs, as it runs it.
+"""Seconds of one epoch of ``bptrain.train()``: what ``bptrain train`` runs, as it runs it.
 
 One process, one configuration; prints ``seconds <wall> cpu <process CPU>`` for the median of the
 epochs between the first and the last (``EpochRecord.seconds``: the shuffle, shifts and distortions,
@@ -20,9 +20,8 @@ from pathlib import Path
 
 import numpy as np
 
-from bptrain.data.loader import load_dataset
-from bptrain.core.network import MLP
-from bptrain import TrainSettings, train
+# the public API only, so that the same script times any tree (paired.py --tree before=... --tree now=...)
+from bptrain import MLP, TrainSettings, load_dataset, train
 
 SETTINGS = {  # `bptrain train`'s defaults, plain SGD, and the other optimizers
     "default": dict(),
@@ -44,11 +43,15 @@ def main():
     parser.add_argument("--one-thread-below", type=float, default=None, metavar="MACS",
                         help="set bptrain.fast.threads.ONE_THREAD_BELOW for every kind of update (0: OpenBLAS's own "
                              "thread count at every batch size), to compare thread policies")
+    parser.add_argument("--engine", default=None, help="fast or reference (trees that have both engines)")
     parser.add_argument("--data", default=os.environ.get("BPTRAIN_SHARED_DATA", "../shared/data") + "/mnist.pkl.gz")
     args = parser.parse_args()
 
     if args.one_thread_below is not None:
-        from bptrain.fast import threads as cores
+        try:
+            from bptrain.fast import threads as cores
+        except ImportError:  # a tree from before the core/fast split
+            from bptrain import cores
 
         cores.ONE_THREAD_BELOW = dict.fromkeys(cores.ONE_THREAD_BELOW, args.one_thread_below)
     data = load_dataset(Path(args.data))
@@ -57,8 +60,9 @@ def main():
     model = MLP(tuple(int(n) for n in args.sizes.split(",")), "ce", dtype=np.float32, seed=0,
                 activation=args.activation)
     cpu_at_end = []
+    engine = {"engine": args.engine} if args.engine else {}
     result = train(model, data, settings, progress=False,
-                   on_epoch=lambda record, improved: cpu_at_end.append(time.process_time()))
+                   on_epoch=lambda record, improved: cpu_at_end.append(time.process_time()), **engine)
     middle = range(1, max(2, args.epochs - 1))
     wall = statistics.median(result.history[i].seconds for i in middle)
     cpu = statistics.median(cpu_at_end[i] - cpu_at_end[i - 1] for i in middle)

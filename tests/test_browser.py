@@ -203,3 +203,28 @@ def test_uploading_an_image_file_goes_through_the_server(page, tmp_path):
     page.find_element(By.ID, "upload").send_keys(str(big))
     WebDriverWait(page, 10).until(lambda d: d.find_element(By.ID, "error").text != "")
     assert "limit" in page.find_element(By.ID, "error").text
+
+
+def test_the_ink_choice_goes_with_an_upload(page, tmp_path):
+    """A square ring cut to its ink is two thirds ink: "auto" takes the hole for the ink, "dark" does not."""
+    from PIL import Image
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import Select, WebDriverWait
+
+    ring = np.full((60, 60), 255, np.uint8)
+    ring[:20], ring[-20:], ring[:, :20], ring[:, -20:] = 0, 0, 0, 0
+    path = tmp_path / "ring.png"
+    Image.fromarray(ring).save(path)
+
+    def centre_seen(driver):
+        return driver.execute_script("""
+            const c = document.getElementById('seen');
+            return c.getContext('2d').getImageData(c.width / 2, c.height / 2, 1, 1).data[0];""")
+
+    page.find_element(By.ID, "upload").send_keys(str(path))
+    wait_for_answer(page)
+    assert centre_seen(page) == 255
+    Select(page.find_element(By.ID, "ink")).select_by_value("dark")
+    WebDriverWait(page, 10).until(lambda d: centre_seen(d) == 0)
+    wait_for_answer(page)
+    assert page.find_element(By.ID, "error").text == ""

@@ -181,6 +181,107 @@ def test_a_stroke_touching_the_border_is_still_ink():
     assert ink_extent(field)[0] == 20
 
 
+# ================================================= ink that reaches the picture's edges
+def crop_touching(gray: np.ndarray, edges: str, margin: int = 30) -> np.ndarray:
+    """``gray`` (dark ink on light paper) cut so that the ink touches exactly the named edges (of "tblr")."""
+    rows, cols = np.nonzero(gray < 0.5)
+    top, bottom, left, right = rows.min(), rows.max() + 1, cols.min(), cols.max() + 1
+    return gray[top - (0 if "t" in edges else margin):bottom + (0 if "b" in edges else margin),
+                left - (0 if "l" in edges else margin):right + (0 if "r" in edges else margin)]
+
+
+def scanned(gray: np.ndarray, height: int = 10) -> np.ndarray:
+    """``gray`` as a coarse scan enlarged back: box-shrunk to ``height`` rows, then 8x larger by bicubic."""
+    image = Image.fromarray(np.round(gray * 255).astype(np.uint8))
+    width = max(1, round(image.width * height / image.height))
+    small = image.resize((width, height), Image.Resampling.BOX)
+    return gray_of(small.resize((8 * width, 8 * height), Image.Resampling.BICUBIC))
+
+
+def with_margin(gray: np.ndarray, paper: float, margin: int = 30) -> np.ndarray:
+    return np.pad(gray, margin, constant_values=paper)
+
+
+@pytest.mark.parametrize("edges", ["l", "b", "tl", "lr", "tblr"])
+@pytest.mark.parametrize("look", ["sharp", "scanned"])
+@pytest.mark.parametrize("polarity", ["dark", "light"])
+def test_a_digit_touching_the_edges_is_found_and_centred_like_one_with_a_margin(edges, look, polarity):
+    tight = crop_touching(gray_of(digit_image("3", path=HUMOR, size=160, at=(120, 40))), edges)
+    if look == "scanned":
+        tight = scanned(tight)
+    if polarity == "light":
+        tight = 1 - tight
+    field, expected = preprocess(tight), preprocess(with_margin(tight, paper=float(polarity == "dark")))
+    assert ink_extent(field) == ink_extent(expected) and max(ink_extent(field)) == 20
+    assert_centred(field)
+    assert np.corrcoef(field.ravel(), expected.ravel())[0, 1] > 0.99
+
+
+def pen_digit(ink: int, paper: int):
+    """A 4 drawn with a thick pen, as a person draws it on a pad, on a 200 x 200 sheet."""
+    image = Image.new("L", (200, 200), paper)
+    pen = ImageDraw.Draw(image)
+    pen.line([(115, 40), (40, 120), (160, 120)], fill=ink, width=16, joint="curve")
+    pen.line([(125, 80), (125, 170)], fill=ink, width=16)
+    return image
+
+
+@pytest.mark.parametrize("ink, paper", [(0, 255), (255, 0), (40, 200)], ids=["dark", "light", "grey-paper"])
+def test_pen_strokes_cut_off_at_all_four_edges(ink, paper):
+    roomy = gray_of(pen_digit(ink, paper))
+    tight = crop_touching(roomy if ink < paper else 1 - roomy, "tblr")
+    tight = tight if ink < paper else 1 - tight
+    field, expected = preprocess(tight), preprocess(roomy)
+    assert ink_extent(field) == ink_extent(expected)
+    assert_centred(field)
+    assert np.corrcoef(field.ravel(), expected.ravel())[0, 1] > 0.99
+
+
+#: A small scanned-looking 1 (grey levels 0-16, 16 = full ink) that runs from the top edge to the bottom:
+#: enlarged with bicubic resampling, its blurred flanks are all the picture has besides ink and paper.
+SCANNED_ONE = np.array([[0, 0, 3, 14, 12, 1, 0, 0],
+                        [0, 2, 13, 16, 15, 1, 0, 0],
+                        [0, 5, 16, 16, 14, 0, 0, 0],
+                        [0, 1, 9, 16, 13, 0, 0, 0],
+                        [0, 0, 6, 16, 12, 0, 0, 0],
+                        [0, 0, 7, 16, 11, 0, 0, 0],
+                        [0, 1, 12, 16, 14, 2, 0, 0],
+                        [0, 3, 15, 16, 16, 9, 1, 0]])
+
+
+@pytest.mark.parametrize("polarity", ["dark", "light"])
+def test_an_enlarged_scan_whose_ink_spans_the_picture_is_read_like_one_with_a_margin(polarity):
+    """Paper only left and right of a stroke from top to bottom: the paper's level must not bend into it."""
+    coverage = Image.fromarray(np.round(SCANNED_ONE * 255 / 16).astype(np.uint8)).resize((96, 96),
+                                                                                        Image.Resampling.BICUBIC)
+    sheet = Image.new("L", (144, 144), 0)
+    sheet.paste(coverage, (24, 24))
+    tight, roomy = (np.asarray(i, np.float32) / 255 for i in (coverage, sheet))
+    if polarity == "dark":
+        tight, roomy = 1 - tight, 1 - roomy
+    field, expected = preprocess(tight), preprocess(roomy)
+    assert ink_extent(field) == ink_extent(expected)
+    assert_centred(field)
+    assert np.corrcoef(field.ravel(), expected.ravel())[0, 1] > 0.99
+
+
+def test_a_bold_digit_cropped_to_its_ink_needs_the_users_word_and_gets_it():
+    """An 8 so bold and so tightly cut that it is mostly ink: ``ink=`` says which side is which."""
+    roomy = gray_of(digit_image("8", path=FONTS / "dejavu" / "DejaVuSans-Bold.ttf", size=200, canvas=(500, 400),
+                                at=(180, 60)))
+    tight = crop_touching(roomy, "tblr")
+    assert (tight < 0.5).mean() > 0.5
+    expected = preprocess(roomy)
+    for gray, ink in ((tight, "dark"), (1 - tight, "light")):
+        field = preprocess(gray, ink=ink)
+        assert ink_extent(field) == ink_extent(expected)
+        assert_centred(field)
+        assert np.corrcoef(field.ravel(), expected.ravel())[0, 1] > 0.97
+    np.testing.assert_array_equal(preprocess(roomy, ink="dark"), expected)  # saying what is plain changes nothing
+    with pytest.raises(ValueError, match="ink must be one of auto, dark, light"):
+        preprocess(roomy, ink="black")
+
+
 @pytest.mark.parametrize("gray", [np.ones((50, 60)), np.zeros((50, 60)), np.full((50, 60), 0.4),
                                   0.9 + np.random.default_rng(0).uniform(-0.02, 0.02, (300, 300)),
                                   0.8 + np.random.default_rng(0).normal(0, 0.02, (500, 500))],

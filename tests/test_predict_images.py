@@ -151,20 +151,90 @@ def test_save_preprocessed_refuses_two_inputs_with_one_name(runner, tmp_path, mo
     assert str(first) in line and str(second) in line and not out.exists()
 
 
-@pytest.mark.parametrize("bad", ["truncated", "blank", "missing"])
-def test_one_bad_input_means_nothing_is_written(runner, tmp_path, model_path, bad):
+def truncated(path: Path) -> Path:
+    data = draw(path.with_suffix(".full.png"), ONE).read_bytes()
+    path.with_suffix(".full.png").unlink()
+    path.write_bytes(data[: len(data) // 2])
+    return path
+
+
+def blank(path: Path) -> Path:
+    Image.new("L", (50, 50), 255).save(path)
+    return path
+
+
+def test_a_missing_input_stops_the_run_before_anything_is_written(runner, tmp_path, model_path):
     good = draw(tmp_path / "good.png", SEVEN)
-    wrong = tmp_path / "wrong.png"
-    if bad == "truncated":
-        data = draw(tmp_path / "full.png", ONE).read_bytes()
-        wrong.write_bytes(data[: len(data) // 2])
-    elif bad == "blank":
-        Image.new("L", (50, 50), 255).save(wrong)
     out = tmp_path / "seen"
-    result = invoke(runner, "predict", model_path, good, wrong, "--save-preprocessed", out)
-    phrase = {"truncated": "truncated", "blank": f"no ink found in {wrong}", "missing": "no input file"}[bad]
-    assert_clean_error(result, phrase)
+    result = invoke(runner, "predict", model_path, good, tmp_path / "wrong.png", "--save-preprocessed", out)
+    assert_clean_error(result, "no input file")
     assert result.stdout == "" and not out.exists()
+
+
+@pytest.mark.parametrize("as_json", [False, True], ids=["text", "json"])
+def test_a_folder_with_bad_files_still_gets_its_predictions(runner, tmp_path, model_path, as_json):
+    folder = tmp_path / "digits"
+    folder.mkdir()
+    draw(folder / "a.png", SEVEN)
+    blank(folder / "b.png")
+    truncated(folder / "c.png")
+    draw(folder / "d.jpg", ONE, ink=250, paper=10)
+    out = tmp_path / "seen"
+    result = invoke(runner, "predict", model_path, folder, "--save-preprocessed", out, *(["--json"] if as_json else []))
+    assert result.exit_code == 1 and isinstance(result.exception, SystemExit), result.output
+    assert "Traceback" not in result.output + result.stderr
+    errors = [line for line in result.stderr.splitlines() if line.startswith("Error:")]
+    assert errors == [f"Error: no ink found in {folder / 'b.png'} (it is all one colour, or the marks are too faint)",
+                      f"Error: {folder / 'c.png'} is truncated or corrupt (image file is truncated)"], result.stderr
+    good = [folder / "a.png", folder / "d.jpg"]
+    if as_json:
+        predictions = json.loads(result.stdout)["predictions"]
+        assert [p["file"] for p in predictions] == [str(folder / n) for n in ("a.png", "b.png", "c.png", "d.jpg")]
+        assert predictions[1] == {"file": str(folder / "b.png"), "error": errors[0].removeprefix("Error: ")}
+        assert predictions[2] == {"file": str(folder / "c.png"), "error": errors[1].removeprefix("Error: ")}
+        assert [p["class"] for p in (predictions[0], predictions[3])] == [expected_class(model_path, g) for g in good]
+    else:
+        lines = result.stdout.splitlines()
+        assert [line.split(": ")[0] for line in lines] == [str(g) for g in good]
+        assert [int(line.split(": ")[1][0]) for line in lines] == [expected_class(model_path, g) for g in good]
+    assert sorted(p.name for p in out.iterdir()) == ["a.preprocessed.png", "d.preprocessed.png"]
+
+
+def test_several_files_all_bad_exit_1_with_an_error_line_each(runner, tmp_path, model_path):
+    first, second = blank(tmp_path / "first.png"), truncated(tmp_path / "second.png")
+    result = invoke(runner, "predict", model_path, first, second)
+    assert result.exit_code == 1 and result.stdout == ""
+    assert len([line for line in result.stderr.splitlines() if line.startswith("Error:")]) == 2
+
+
+@pytest.mark.parametrize("bad", [blank, truncated], ids=["blank", "truncated"])
+def test_one_bad_file_alone_is_one_error_line_as_before(runner, tmp_path, model_path, bad):
+    path = bad(tmp_path / "wrong.png")
+    phrase = "no ink found" if bad is blank else "truncated"
+    for options in ([], ["--json"]):
+        result = invoke(runner, "predict", model_path, path, *options)
+        assert_clean_error(result, phrase, exit_code=1)
+        assert result.stdout == ""
+
+
+def test_ink_says_which_side_the_ink_is_on(runner, tmp_path, model_path):
+    """A bold stroke cut so tight that it is mostly ink: --ink dark reads it as the page's dark strokes."""
+    image = Image.new("L", (60, 60), 255)
+    ImageDraw.Draw(image).rectangle((0, 0, 59, 59), outline=0, width=20)  # a square ring, 2/3 of it ink
+    path = tmp_path / "ring.png"
+    image.save(path)
+    assert image_to_input(path).reshape(28, 28)[14, 14] == 1  # left to itself, it takes the hole for the ink
+    out = tmp_path / "seen"
+    document = json.loads(ok(invoke(runner, "predict", model_path, path, "--ink", "dark", "--json",
+                                    "--save-preprocessed", out)).stdout)
+    assert document["predictions"][0]["class"] == int(load_model(model_path)[0].predict(
+        image_to_input(path, ink="dark").reshape(1, -1))[0])
+    with Image.open(out / "ring.preprocessed.png") as picture:
+        seen = np.asarray(picture)
+    np.testing.assert_array_equal(seen, np.round(image_to_input(path, ink="dark") * 255).reshape(28, 28))
+    assert seen[14, 14] == 0 and seen[14, 5] == 255  # the hole is paper, the ring is ink
+    line = assert_clean_error(invoke(runner, "predict", model_path, path, "--ink", "black"), exit_code=2)
+    assert "'black' is not one of 'auto', 'dark', 'light'" in line
 
 
 def test_an_image_needs_a_square_model(runner, tmp_path):

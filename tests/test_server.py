@@ -270,6 +270,50 @@ def test_an_image_file_takes_the_same_path_as_predict(port, model):
     np.testing.assert_allclose(answer["input"], x, atol=5e-4)
 
 
+def ring(side: int = 60) -> np.ndarray:
+    """A square ring of dark ink on white, cut to its ink: two thirds of it are ink, so only the user can say."""
+    gray = np.full((side, side), 255, np.uint8)
+    gray[:side // 3], gray[-(side // 3):], gray[:, :side // 3], gray[:, -(side // 3):] = 0, 0, 0, 0
+    return gray
+
+
+def test_an_upload_cut_tight_to_its_ink_is_read_and_ink_can_be_said(port, model, monkeypatch):
+    """The upload and the drawing go through bptrain.images.preprocess itself, with the ink choice."""
+    images = images_module()
+    gray = draw_strokes(STROKES[7], side=200)
+    rows, cols = np.nonzero(gray < 128)
+    tight = png_bytes(gray[rows.min():rows.max() + 1, cols.min():cols.max() + 1])  # the 7 touches all four edges
+    square = png_bytes(ring())
+    expected = {"tight": images.image_to_input(tight),
+                **{ink: images.image_to_input(square, ink=ink) for ink in ("auto", "dark")}}
+    seen = []
+    real_preprocess = images.preprocess
+    monkeypatch.setattr(images, "preprocess", lambda *a, **k: seen.append(k.get("ink")) or real_preprocess(*a, **k))
+
+    status, _, body = request(port, "POST", "/api/predict", tight, {"Content-Type": "image/png"})
+    assert status == 200, body
+    np.testing.assert_allclose(json.loads(body)["input"], expected["tight"], atol=5e-4)
+    for ink in ("auto", "dark"):
+        status, _, body = request(port, "POST", f"/api/predict?ink={ink}", square, {"Content-Type": "image/png"})
+        assert status == 200, body
+        np.testing.assert_allclose(json.loads(body)["input"], expected[ink], atol=5e-4)
+        status, _, body = post_json(port, {**drawing(ring()), "ink": ink})
+        assert status == 200, body
+        np.testing.assert_allclose(json.loads(body)["input"], expected[ink], atol=5e-4)
+    assert json.loads(body)["input"][14 * 28 + 14] == 0  # with "dark", the ring's hole is paper
+    assert seen == ["auto", "auto", "auto", "dark", "dark"]
+
+
+@pytest.mark.parametrize("how", ["json", "query"])
+def test_an_unknown_ink_is_400(port, how):
+    images_module()
+    if how == "json":
+        answer = post_json(port, {**drawing(ring()), "ink": ["dark"]})
+    else:
+        answer = request(port, "POST", "/api/predict?ink=black", png_bytes(ring()), {"Content-Type": "image/png"})
+    assert error_of(answer) == (400, '"ink" must be one of auto, dark, light')
+
+
 def test_an_mse_model_answers_probabilities_that_sum_to_one():
     images_module()
     mse = MLP((784, 16, 10), loss="mse", seed=1)

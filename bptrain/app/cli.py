@@ -475,23 +475,30 @@ def bench_command(sizes, batch_size, loss, dtype, engine, runs, warmup, samples,
 @click.option("--save-preprocessed", "save_dir", metavar="DIR", type=click.Path(path_type=Path), default=None,
               help="Write, per image file, the picture the network saw as DIR/NAME.preprocessed.png "
                    "(DIR is created if missing; existing files are never overwritten).")
-def predict_command(model_path, input_paths, top_k, as_json, save_dir):
+@click.option("--ink", type=click.Choice(["auto", "dark", "light"]), default="auto", show_default=True,
+              help="Which side of the paper the ink of image files is on: found from the picture, or dark "
+                   "(on light paper) or light (on dark paper), for a digit cropped so tight it is mostly ink.")
+def predict_command(model_path, input_paths, top_k, as_json, save_dir, ink):
     """Classify images: photos or drawings (PNG, JPEG, BMP, GIF, WebP; needs Pillow), directories of
     them, .npy arrays ((N, 784) or (N, 28, 28); uint8 0-255 or float 0-1) or IDX files.
 
     Image files are brought into MNIST's form first: ink found (either polarity), scaled into the
     20x20 box, centred by mass in 28x28. Prints, per image, the predicted class and its probability
     (softmax output for ce models; for mse models the sigmoid outputs normalised to sum to 1).
-    Every input is read before anything is printed or written.
+    Every input is read before anything is printed or written. Of several files (or a directory), one
+    that cannot be read is an error line of its own (an "error" entry in --json) and the others are
+    predicted; the exit status is then 1.
     """
     from .inputs import expand_inputs, preprocessed_paths, read_inputs
 
     model, _ = load_model(model_path)
     files = expand_inputs(input_paths, note=lambda message: click.echo(f"note: {message}", err=True))
     targets = preprocessed_paths(files, save_dir) if save_dir is not None else {}
-    batches = read_inputs(files, expected_width=model.sizes[0])
+    # one file named alone stops at its error as before; of several, each bad one costs only itself
+    several = len(files) > 1 or any(Path(p).is_dir() for p in input_paths)
+    batches = read_inputs(files, expected_width=model.sizes[0], ink=ink, keep_going=several)
     images = np.concatenate([b.images for b in batches])
-    scores = model.predict_proba(images).astype(np.float64)
+    scores = model.predict_proba(images).astype(np.float64) if len(images) else np.empty((0, model.sizes[-1]))
     if model.loss == "mse":
         scores /= np.maximum(scores.sum(axis=1, keepdims=True), np.finfo(np.float64).tiny)
     top_k = min(top_k, model.sizes[-1])
@@ -502,22 +509,38 @@ def predict_command(model_path, input_paths, top_k, as_json, save_dir):
                    + ("" if saved else " (only image files get one)"), err=True)
     # One .npy or IDX file alone keeps the original output: lines "INDEX: ...", no file names.
     single_array = len(input_paths) == 1 and len(batches) == 1 and not batches[0].is_image
-    rows = [(b.path, i, b.is_image) for b in batches for i in range(len(b.images))]
+    # in input order: (file, index in it, is an image, row of scores, None), or (file, .., .., None, error)
+    rows, n = [], 0
+    for b in batches:
+        if b.error is not None:
+            rows.append((b.path, None, b.is_image, None, b.error))
+        for i in range(len(b.images)):
+            rows.append((b.path, i, b.is_image, n, None))
+            n += 1
+    failed = any(b.error is not None for b in batches)
     if as_json:
+        for b in batches:
+            if b.error is not None:
+                click.echo(f"Error: {b.error}", err=True)
         document = {"model": str(model_path), "inputs": [str(p) for p in input_paths]}
         if len(input_paths) == 1:
             document["input"] = str(input_paths[0])
         document["predictions"] = [
+            {"file": str(path), "error": error} if error is not None else
             {"file": str(path), "index": i, "class": int(ranked[n, 0]),
              "top": [{"class": int(c), "probability": float(scores[n, c])} for c in ranked[n]],
              **({"preprocessed": str(saved[path])} if path in saved else {})}
-            for n, (path, i, _) in enumerate(rows)]
+            for path, i, _, n, error in rows]
         click.echo(json.dumps(document))
-        return
-    for n, (path, i, is_image) in enumerate(rows):
+        return 1 if failed else 0
+    for path, i, is_image, n, error in rows:
+        if error is not None:
+            click.echo(f"Error: {error}", err=True)
+            continue
         name = str(i) if single_array else str(path) if is_image else f"{path}[{i}]"
         shown = "  ".join(f"{c} ({100 * scores[n, c]:.1f}%)" for c in ranked[n])
         click.echo(f"{name}: {shown}")
+    return 1 if failed else 0
 
 
 def _save_preprocessed(batches, targets) -> dict:
@@ -530,7 +553,7 @@ def _save_preprocessed(batches, targets) -> dict:
     try:
         next(iter(targets.values())).parent.mkdir(parents=True, exist_ok=True)
         for batch in batches:
-            if batch.path in targets:
+            if batch.path in targets and batch.error is None:
                 save_input_png(batch.images[0], targets[batch.path])
                 written[batch.path] = targets[batch.path]
     except OSError as exc:

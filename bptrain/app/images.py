@@ -50,9 +50,18 @@ WORK_SIDE = 2048
 #: most this many rounds (see paper_surface).
 FIT_SIDE = 64
 MAX_FIT_ROUNDS = 10
+#: Rounds of reweighting for the picture's level (see picture_level), and the smallest residual a
+#: weight is divided by (so a pixel exactly on the plane does not get an infinite weight).
+PLANE_ROUNDS = 20
+PLANE_EPSILON = 1e-3
+#: Weight of a pixel on the ink's side of the paper's envelope (see fit_paper); the paper's side has the rest.
+ENVELOPE_ASYMMETRY = 0.01
+#: Which side of the paper the ink is on: found from the picture, or said by the user.
+INK_CHOICES = ("auto", "dark", "light")
 #: MNIST's digit box is 20 px in a 28 px field; other sides keep the proportion.
 BOX_FRACTION = 20 / 28
-#: Border ring used to find the paper: this fraction of the shorter side (at least one pixel).
+#: Border ring, weighed as much as the rest of the picture when finding the paper: this fraction of the
+#: shorter side (at least one pixel).
 BORDER_FRACTION = 0.04
 #: Ink fainter than this fraction of the strongest ink is treated as paper tone or noise.
 FAINT_FRACTION = 0.2
@@ -230,23 +239,26 @@ def _reduce(image):
 
 
 # ================================================================= preprocessing
-def preprocess(gray: np.ndarray, side: int = 28, name: str = "the image") -> np.ndarray:
+def preprocess(gray: np.ndarray, side: int = 28, name: str = "the image", ink: str = "auto") -> np.ndarray:
     """Luminance (H, W) in [0, 1] (1 = white) -> float32 (side, side) white ink on black, as MNIST was made.
 
     Find the paper's level (under uneven light too) and the ink's polarity (the side that stands out
     from the paper); turn the picture into ink intensity; drop paper tone and faint noise; crop to the
     ink's bounding box; scale its longer side to ``round(side * 20 / 28)`` preserving the aspect ratio,
     with anti-aliasing; place it in the field so that its centre of mass is at the centre. ``name`` is
-    used in the error for an image without ink.
+    used in the error for an image without ink. ``ink`` is ``"auto"`` (the picture says which side the
+    ink is on), ``"dark"`` or ``"light"`` (the user says, for a picture that is mostly ink).
     """
+    if ink not in INK_CHOICES:
+        raise ValueError(f"ink must be one of {', '.join(INK_CHOICES)}, not {ink!r}")
     gray = np.asarray(gray, dtype=np.float32)
     if gray.ndim != 2 or gray.size == 0:
         raise DataError(f"{name} is not a 2-D grey image (shape {gray.shape})")
     if not np.isfinite(gray).all():
         raise DataError(f"{name} contains NaN or infinite values")
-    dark_ink = ink_is_dark(gray)
+    dark_ink = ink_is_dark(gray) if ink == "auto" else ink == "dark"
     paper = paper_surface(gray, dark_ink)
-    noise = paper_noise(gray, paper)
+    noise = paper_noise(gray, paper, dark_ink)
     ink = ink_intensity(gray, paper, dark_ink)
     ink = remove_faint(ink, noise)
     if ink is None:
@@ -299,50 +311,104 @@ def _surface(coefficients, y: np.ndarray, x: np.ndarray) -> np.ndarray:
                            (y.shape[0], x.shape[1]))
 
 
-def fit_paper(small: np.ndarray, y: np.ndarray, x: np.ndarray, dark_ink: bool, inside: bool = True) -> np.ndarray:
-    """The six coefficients of the quadratic paper surface of a shrunken image; see :func:`paper_surface`.
+def _border_mask(height: int, width: int) -> np.ndarray:
+    """True on a ring around the edge, ``BORDER_FRACTION`` of the shorter side wide (at least one pixel)."""
+    ring = max(1, round(BORDER_FRACTION * min(height, width)))
+    mask = np.zeros((height, width), dtype=bool)
+    mask[:ring], mask[-ring:], mask[:, :ring], mask[:, -ring:] = True, True, True, True
+    return mask
 
-    Least squares on the pixels not clearly on the ink's side of the previous fit (more than 3 robust
-    standard deviations, or half of ``MIN_CONTRAST``), again until that set stops changing: first among
-    the border pixels only (where the paper is; strokes running into the border drop out), then, if
-    ``inside``, among all pixels.
+
+def _weighted_median(values: np.ndarray, weights: np.ndarray) -> float:
+    order = np.argsort(values, kind="stable")
+    cumulative = np.cumsum(weights[order])
+    return float(values[order][np.searchsorted(cumulative, cumulative[-1] / 2)])
+
+
+def picture_level(small: np.ndarray, y: np.ndarray, x: np.ndarray) -> np.ndarray:
+    """Each pixel's difference from what most of the picture shows: a plane through its middle level.
+
+    The plane is fitted by least absolute deviations (a median that can follow a tilt of the light;
+    iteratively reweighted least squares from the weighted median), so it lies on the paper whenever
+    the paper covers more of the picture than the ink, wherever the ink is, edges included; and nearer
+    the paper than the ink when blur makes most pixels grey. The border ring weighs as much as all the
+    rest: a bold digit that fills most of a picture with a margin of paper around it still has its
+    paper found. A plane, not a curved surface: it cannot bend into the strokes.
     """
     height, width = small.shape
     values = small.ravel()
-    ring = max(1, round(BORDER_FRACTION * min(height, width)))
-    paper = np.zeros((height, width), dtype=bool)
-    paper[:ring], paper[-ring:], paper[:, :ring], paper[:, -ring:] = True, True, True, True
-    paper = paper.ravel()
+    border = _border_mask(height, width).ravel()
+    weights = np.where(border, max(1, int((~border).sum())) / border.sum(), 1.0)
     yy, xx = (grid.ravel() for grid in np.meshgrid(y, x, indexing="ij"))
-    terms = np.stack([np.ones_like(xx), xx, yy, xx * xx, xx * yy, yy * yy], axis=1)
-    if height * width < 4 * terms.shape[1]:  # too small to fit a surface: the paper is one level
-        return np.array([np.median(values[paper])] + [0.0] * (terms.shape[1] - 1))
-    towards_paper = 1.0 if dark_ink else -1.0
-    border, everywhere = paper.copy(), np.ones_like(paper)
-    for allowed in (border, everywhere) if inside else (border,):  # first clean the border of strokes
-        for _ in range(MAX_FIT_ROUNDS):
-            coefficients = np.linalg.lstsq(terms[paper], values[paper], rcond=None)[0]
-            residual = towards_paper * (values - terms @ coefficients)
-            spread = 1.4826 * float(np.median(np.abs(residual[paper])))
-            now_paper = allowed & (residual > -max(3 * spread, MIN_CONTRAST / 2))
-            if np.array_equal(now_paper, paper) or now_paper.sum() < terms.shape[1]:
-                break
-            paper = now_paper
-    return coefficients
+    terms = np.stack([np.ones_like(xx), xx, yy], axis=1)
+    plane = np.full_like(values, _weighted_median(values, weights))
+    for _ in range(PLANE_ROUNDS):
+        root = np.sqrt(weights / np.maximum(np.abs(values - plane), PLANE_EPSILON))
+        previous, plane = plane, terms @ np.linalg.lstsq(terms * root[:, None], values * root, rcond=None)[0]
+        if np.max(np.abs(plane - previous)) < PLANE_EPSILON / 10:
+            break
+    return (values - plane).reshape(height, width)
 
 
 def ink_is_dark(gray: np.ndarray) -> bool:
-    """Whether the ink is darker than the paper: the side that stands out more from the border's paper.
+    """Whether the ink is darker than the paper, decided from the whole picture.
 
-    The paper's surface is fitted to the border for either polarity, on the shrunken image (where noise
-    has been averaged away); dark ink then dips far below it inside, light ink rises far above it.
-    Deciding by the border's brightness alone (light paper, dark ink) fails for a photo of white paper
-    that came out mid-grey, or half in shadow.
+    The paper is what most of the picture shows (see :func:`picture_level`); the ink is what stands
+    out from it: darker (below) or lighter (above), whichever carries more (the sum of the differences
+    beyond half of ``MIN_CONTRAST``; the paper's own noise adds about as much to both sides). Neither
+    the border nor the paper's brightness is taken on trust: a tight crop has ink on its edges, and
+    white paper may come out mid-grey. A bold digit cropped so tightly that it covers most of the
+    picture and its border looks like light paper with dark gaps; only the user can say
+    (``ink="dark"`` or ``"light"``).
     """
-    small, y, x = shrink(gray, FIT_SIDE)
-    below = float(np.max(_surface(fit_paper(small, y, x, True, inside=False), y, x) - small))
-    above = float(np.max(small - _surface(fit_paper(small, y, x, False, inside=False), y, x)))
+    residual = picture_level(*shrink(gray, FIT_SIDE))
+    below = float(np.maximum(-residual - MIN_CONTRAST / 2, 0).sum())
+    above = float(np.maximum(residual - MIN_CONTRAST / 2, 0).sum())
     return below >= above
+
+
+def fit_paper(small: np.ndarray, y: np.ndarray, x: np.ndarray, dark_ink: bool) -> np.ndarray:
+    """The six coefficients of the quadratic paper surface of a shrunken image; see :func:`paper_surface`.
+
+    First the paper's envelope: asymmetric least squares, where a pixel on the ink's side of the
+    surface weighs ``ENVELOPE_ASYMMETRY`` and one on the paper's side the rest, again until those sides
+    stop changing. That surface rests on the paper's side of the picture however much of it is ink,
+    and whether or not the ink reaches the edges; it cannot be pulled into the strokes. Then least
+    squares on the pixels not clearly on the ink's side of it (more than 3 standard deviations of the
+    paper, or half of ``MIN_CONTRAST``), again until that set stops changing: the paper's own level,
+    noise centred. The paper's spread is taken from the pixels on its side of the fit, where no ink is.
+    """
+    height, width = small.shape
+    values = small.ravel()
+    yy, xx = (grid.ravel() for grid in np.meshgrid(y, x, indexing="ij"))
+    terms = np.stack([np.ones_like(xx), xx, yy, xx * xx, xx * yy, yy * yy], axis=1)
+    if height * width < 4 * terms.shape[1]:  # too small to fit a surface: the paper is one level
+        level = np.max(values) if dark_ink else np.min(values)
+        return np.array([level] + [0.0] * (terms.shape[1] - 1))
+    towards_paper = 1.0 if dark_ink else -1.0
+    plane, weights = terms[:, :3], np.ones_like(values)
+    for _ in range(MAX_FIT_ROUNDS * 3):
+        root = np.sqrt(weights)
+        coefficients = np.linalg.lstsq(plane * root[:, None], values * root, rcond=None)[0]
+        residual = towards_paper * (values - plane @ coefficients)
+        now = np.where(residual >= 0, 1 - ENVELOPE_ASYMMETRY, ENVELOPE_ASYMMETRY)
+        if np.array_equal(now, weights):
+            break
+        weights = now
+    coefficients = np.concatenate([coefficients, np.zeros(terms.shape[1] - plane.shape[1])])
+    paper = residual > -MIN_CONTRAST / 2
+    for _ in range(MAX_FIT_ROUNDS):
+        if paper.sum() < terms.shape[1]:
+            break
+        coefficients = np.linalg.lstsq(terms[paper], values[paper], rcond=None)[0]
+        residual = towards_paper * (values - terms @ coefficients)
+        paper_side = residual[paper & (residual >= 0)]
+        spread = 1.4826 * float(np.median(paper_side)) if paper_side.size else 0.0
+        now_paper = residual > -max(3 * spread, MIN_CONTRAST / 2)
+        if np.array_equal(now_paper, paper):
+            break
+        paper = now_paper
+    return coefficients
 
 
 def paper_surface(gray: np.ndarray, dark_ink: bool) -> np.ndarray:
@@ -357,13 +423,17 @@ def paper_surface(gray: np.ndarray, dark_ink: bool) -> np.ndarray:
     return _surface(coefficients, _coordinates(height), _coordinates(width)).astype(np.float32)
 
 
-def paper_noise(gray: np.ndarray, paper: np.ndarray) -> float:
+def paper_noise(gray: np.ndarray, paper: np.ndarray, dark_ink: bool) -> float:
     """How much the paper varies by itself (texture, sensor and JPEG noise) around its fitted level.
 
-    Three robust standard deviations (1.4826 x the median absolute deviation) of the border's
-    difference from the paper surface: robust, so strokes running into the border do not count.
+    Three robust standard deviations of the pixels' difference from the paper surface, taken from the
+    pixels on the paper's side of it (brighter than the surface behind dark ink): no ink is there,
+    wherever the strokes run, so it holds for a picture whose edges are ink too. The median of that
+    half-normal difference is 0.6745 standard deviations, as the median absolute deviation is.
     """
-    return 3 * 1.4826 * float(np.median(np.abs(border_pixels(gray - paper))))
+    difference = (gray - paper) if dark_ink else (paper - gray)
+    paper_side = difference[difference >= 0]
+    return 3 * 1.4826 * float(np.median(paper_side)) if paper_side.size else 0.0
 
 
 def ink_intensity(gray: np.ndarray, paper: np.ndarray, dark_ink: bool) -> np.ndarray:
@@ -509,11 +579,12 @@ def place_by_centre_of_mass(scaled: np.ndarray, side: int) -> np.ndarray:
 
 
 # =================================================================== together
-def image_to_input(source: str | os.PathLike | bytes, name: str | None = None, side: int = 28) -> np.ndarray:
+def image_to_input(source: str | os.PathLike | bytes, name: str | None = None, side: int = 28,
+                   ink: str = "auto") -> np.ndarray:
     """An image file or its bytes -> the model's input: float32 (side * side,) in [0, 1], white on black."""
     if name is None:
         name = str(source) if isinstance(source, (str, Path, os.PathLike)) else "the image"
-    return preprocess(load_grayscale(source, name), side, name=name).reshape(-1)
+    return preprocess(load_grayscale(source, name), side, name=name, ink=ink).reshape(-1)
 
 
 def _first_line(exc: BaseException) -> str:

@@ -211,12 +211,14 @@ class InputBatch:
     """The images read from one input file, in the model's input form.
 
     ``images`` is float32 (N, width). ``is_image`` is True for an image file (then N == 1 and
-    ``images[0]`` is the preprocessed picture); False for a .npy array or an IDX file.
+    ``images[0]`` is the preprocessed picture); False for a .npy array or an IDX file. ``error`` is the
+    one-line reason a file could not be read (then N == 0), when the caller asked to go on past it.
     """
 
     path: Path
     images: np.ndarray
     is_image: bool
+    error: str | None = None
 
 
 def expand_inputs(paths, note=None) -> list[Path]:
@@ -254,21 +256,34 @@ def expand_inputs(paths, note=None) -> list[Path]:
     return files
 
 
-def read_inputs(files, expected_width: int) -> list[InputBatch]:
+def read_inputs(files, expected_width: int, ink: str = "auto", keep_going: bool = False) -> list[InputBatch]:
     """Read every file (images preprocessed to the model's square input; arrays as :func:`read_images`).
 
-    Everything is read before anything is returned, so a bad file anywhere stops the run before any
-    output is written. Image files need a model whose input is a square image, and Pillow.
+    Everything is read before anything is returned. A file that cannot be read (unreadable, truncated,
+    no ink, ...) stops the reading with its :class:`DataError`, or, with ``keep_going``, becomes a batch
+    of no images carrying that error, so that one bad file in a folder costs only its own prediction.
+    Image files need a model whose input is a square image, and Pillow (without either, the reading
+    stops whatever ``keep_going`` says). ``ink`` (auto, dark or light) says which side of the paper the ink of image files is
+    on; see :func:`bptrain.images.preprocess`.
     """
     batches = []
     for path in map(Path, files):
-        if _is_image_file(path):
+        is_image = _is_image_file(path)
+        if is_image:
             from .images import image_to_input
 
             side = _square_side(expected_width, path)
-            batches.append(InputBatch(path, image_to_input(path, str(path), side).reshape(1, -1), True))
-        else:
-            batches.append(InputBatch(path, read_images(path, expected_width), False))
+        try:
+            if is_image:
+                images = image_to_input(path, str(path), side, ink=ink).reshape(1, -1)
+            else:
+                images = read_images(path, expected_width)
+        except DataError as exc:
+            if not keep_going:
+                raise
+            batches.append(InputBatch(path, np.empty((0, expected_width), np.float32), is_image, str(exc)))
+            continue
+        batches.append(InputBatch(path, images, is_image))
     return batches
 
 

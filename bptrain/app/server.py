@@ -7,7 +7,8 @@ status code and a one-line JSON error, and the server goes on serving.
 
     GET  /              the page (bptrain/web/index.html)
     GET  /api/model     the model's layer sizes, loss, activation, input side
-    POST /api/predict   a drawing (JSON grayscale pixels) or an image file (raw body, image/*)
+    POST /api/predict   a drawing (JSON grayscale pixels) or an image file (raw body, image/*;
+                        ?ink=dark|light to say which side the ink is on, as "ink" does in the JSON)
                         -> prediction, probabilities, the preprocessed input, hidden activations
 
 The preprocessing is :mod:`bptrain.app.images`, the same code as ``bptrain predict`` on image files;
@@ -25,6 +26,7 @@ import socket
 import sys
 import threading
 import time
+import urllib.parse
 from importlib import resources
 
 import numpy as np
@@ -53,6 +55,15 @@ class RequestError(Exception):
         super().__init__(message)
         self.status = status
         self.message = message
+
+
+def ink_choice(value) -> str:
+    """The request's ink choice (auto, dark or light; see bptrain.images.preprocess), or a 400."""
+    from .images import INK_CHOICES
+
+    if value not in INK_CHOICES:
+        raise RequestError(400, f'"ink" must be one of {", ".join(INK_CHOICES)}')
+    return value
 
 
 def page_html() -> bytes:
@@ -95,9 +106,12 @@ class Predictor:
         """The model's input from a JSON drawing: {"width": W, "height": H, "pixels": [H*W numbers]}.
 
         Pixels are brightness from 0 (black) to 255 (white), row by row; the page sends its pad,
-        dark ink on white paper, but light ink on dark works too (the preprocessing finds out).
+        dark ink on white paper, but light ink on dark works too (the preprocessing finds out, unless
+        an optional "ink": "dark" or "light" says).
         """
         from . import images
+
+        ink = ink_choice(document.get("ink", "auto"))
 
         width, height, pixels = document.get("width"), document.get("height"), document.get("pixels")
         for name, value in (("width", width), ("height", height)):
@@ -115,18 +129,18 @@ class Predictor:
             raise RequestError(400, '"pixels" must lie between 0 (black) and 255 (white)')
         gray = (values / 255.0).astype(np.float32).reshape(height, width)
         try:
-            return images.preprocess(gray, side=self.side).reshape(-1)
+            return images.preprocess(gray, side=self.side, ink=ink).reshape(-1)
         except BptrainError as exc:
             raise RequestError(400, str(exc)) from None
 
-    def input_from_image(self, data: bytes, content_type: str) -> np.ndarray:
+    def input_from_image(self, data: bytes, content_type: str, ink: str = "auto") -> np.ndarray:
         """The model's input from an image file's bytes (PNG, JPEG, ...), as `bptrain predict` reads it."""
         from . import images
 
         if not data:
             raise RequestError(400, "the request body is empty; send an image file")
         try:
-            return images.image_to_input(data, name="the uploaded image", side=self.side).reshape(-1)
+            return images.image_to_input(data, name="the uploaded image", side=self.side, ink=ink).reshape(-1)
         except BptrainError as exc:
             raise RequestError(400, str(exc)) from None
 
@@ -237,7 +251,8 @@ class Handler(http.server.BaseHTTPRequestHandler):
                 raise RequestError(400, 'expected a JSON object {"width": W, "height": H, "pixels": [...]}')
             x = self.predictor.input_from_pixels(document)
         elif content_type.startswith(IMAGE_TYPES):
-            x = self.predictor.input_from_image(body, content_type)
+            query = urllib.parse.parse_qs(urllib.parse.urlsplit(self.path).query)
+            x = self.predictor.input_from_image(body, content_type, ink_choice(query.get("ink", ["auto"])[-1]))
         else:
             raise RequestError(415, "send application/json (a drawing) or an image file (image/png, image/jpeg, ...)")
         result = self.predictor.predict(x)

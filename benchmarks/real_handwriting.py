@@ -30,9 +30,9 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bptrain.errors import DataError  # noqa: E402
-from bptrain.images import image_to_input  # noqa: E402
-from bptrain.model_io import load_model  # noqa: E402
+from bptrain.core.errors import DataError  # noqa: E402
+from bptrain.app.images import image_to_input  # noqa: E402
+from bptrain.data.model_io import load_model  # noqa: E402
 
 SIDE = 96
 MARGIN = 24

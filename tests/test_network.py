@@ -3,7 +3,7 @@
 - backward against central differences of a loss computed here, independently (float64, < 1e-6);
 - forward, and whole training runs through ``train`` (plain SGD, momentum, Nesterov, weight decay;
   batch 1, a partial last batch, full batch) against a plain allocating NumPy reference written
-  straight from GUIDE §2 and the SGD docstring (float64, identical to ~1e-12);
+  straight from the README's math section and the SGD docstring (float64, identical to ~1e-12);
 - dtypes, shapes, schedules, a stable sigmoid, and that training really learns.
 """
 
@@ -61,7 +61,7 @@ def ref_loss(weights, biases, x, y, loss):
 
 
 def ref_backward(weights, activations, y, loss):
-    """(∂C/∂W_l, ∂C/∂b_l) of the batch-mean loss, GUIDE §2 line by line."""
+    """(∂C/∂W_l, ∂C/∂b_l) of the batch-mean loss, the math section line by line."""
     batch = len(y)
     target = np.eye(activations[-1].shape[1])[y]
     a_out = activations[-1]

@@ -1,6 +1,6 @@
 """No command destroys a file the user gave it: outputs against inputs, each other, and files not ours.
 
-Unit tests of bptrain.app.paths, then every clash of issue 13 through the real command line, each checked
+Unit tests of bptrain.app.paths, then every clash between a command's files through the real command line, each checked
 to be refused before any work (the data is never loaded) with one usage line naming both options.
 """
 

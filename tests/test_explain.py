@@ -8,21 +8,25 @@ untrained networks throughout; one optional test on the real MNIST.
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import json
+import threading
 
 import numpy as np
 import pytest
 
 from bptrain.app import explain as explain_module
+from bptrain.app import server
 from bptrain.app.explain import FULL_UP_TO, MAX_STEPS, explain
 from bptrain.app.gradcheck import numerical_gradient, relative_error
 from bptrain.core.network import ACTIVATIONS, LOSSES, MLP, one_hot
+from bptrain.data.loader import validate_splits
 from bptrain.data.model_io import load_model, save_model
 
 from conftest import N_CLASSES, N_FEATURES, assert_clean_error, invoke, make_blobs
 from digits import STROKES, draw_strokes
-from test_server import images_module, png_bytes
+from test_server import drawing, error_of, images_module, png_bytes, post_json, request, running
 
 SIZES = (N_FEATURES, 6, 5, N_CLASSES)
 EVERY_UNIT = [(loss, activation) for loss in LOSSES for activation in ACTIVATIONS]
@@ -301,6 +305,178 @@ def test_a_batch_too_big_for_the_network_is_refused_before_any_work(runner, synt
     assert_clean_error(invoke(runner, "explain", wide, "--index", 0, "--batch-size", 150, "--data", synthetic_data),
                        "--batch-size: batch size 150 is too large for a 20-100000-3 network: at most 99 digits",
                        exit_code=2)
+
+
+# ====================================================================== the endpoint
+@pytest.fixture(scope="module")
+def net():
+    return MLP((784, 24, 12, 10), loss="ce", seed=3)
+
+
+@pytest.fixture(scope="module")
+def test_digits():
+    """A small data set of 784-pixel 'digits' (synthetic blobs) for "test_index"."""
+    return validate_splits(make_blobs(40, 20, 20, n_features=784, n_classes=10), source="blobs")
+
+
+@contextlib.contextmanager
+def serving(model, meta=None, dataset=None):
+    """Like test_server's ``running``, with a data set for "test_index"."""
+    httpd = server.make_server(server.Predictor(model, meta, dataset=dataset), "127.0.0.1", 0)
+    thread = threading.Thread(target=httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
+    thread.start()
+    try:
+        yield httpd.server_address[1]
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
+        thread.join(timeout=5)
+
+
+@pytest.fixture(scope="module")
+def port(net, test_digits):
+    with serving(net, {"settings": {"lr": 0.2}}, test_digits) as port:
+        yield port
+
+
+def post(port, document):
+    status, headers, body = post_json(port, document, "/api/explain")
+    return status, json.loads(body)
+
+
+def test_a_drawing_is_explained_as_the_cli_explains_the_same_input(port, net, runner, tmp_path):
+    images = images_module()
+    gray = draw_strokes(STROKES[7], side=200)
+    png = png_bytes(gray)
+    status, headers, body = request(port, "POST", "/api/explain?label=7&steps=1&unit=1,5", png,
+                                    {"Content-Type": "image/png"})
+    assert status == 200 and headers["Content-Type"] == "application/json", body
+    answer = json.loads(body)
+    assert answer["arrays"] == "units" and answer["input"] == {"kind": "image"}
+    assert answer["labels"] == [7] and answer["steps_taken"] == 1 and answer["step"]["lr"] == 0.2
+    path = tmp_path / "seven.png"
+    path.write_bytes(png)
+    model_path = save_model(net, tmp_path / "net.npy", {"settings": {"lr": 0.2}})
+    cli = explain_json(runner, model_path, path, "--label", 7, "--steps", 1, "--unit", "1,5")
+    cli.pop("input"), answer.pop("input")
+    assert cli.pop("arrays") == "all" and answer.pop("arrays") == "units"
+    for layer in cli["layers"]:                      # W_l and ∂C/∂W_l: in full only in the CLI's answer
+        for name in ("W", "grad_W"):
+            assert layer[name].pop("values")
+    assert cli["step"].pop("lr_source") == "the initial learning rate in the model's settings"
+    answer["step"].pop("lr_source")
+    assert answer == cli                             # the same function: the page and the terminal agree
+    x = images.image_to_input(png)
+    np.testing.assert_array_equal(values(json.loads(body)["A_0"])[0], x)
+
+
+def test_the_json_forms_drawing_input_and_test_index(port, net, test_digits):
+    images_module()
+    status, drawn = post(port, {**drawing(draw_strokes(STROKES[1])), "label": None})
+    assert status == 200 and drawn["input"] == {"kind": "drawing"} and drawn["label_rule"] == "prediction"
+    assert drawn["labels"] == drawn["output"]["predictions"] and drawn["steps_taken"] == 0
+    status, again = post(port, {"input": values(drawn["A_0"])[0].tolist()})
+    assert status == 200 and again["input"] == {"kind": "input"}
+    assert again["layers"] == drawn["layers"] and again["loss"] == drawn["loss"]
+    status, digit = post(port, {"test_index": 5, "label": None, "steps": 0, "lr": 0.05})
+    assert status == 200 and digit["input"] == {"kind": "dataset", "split": "test", "index": 5}
+    assert digit["labels"] == digit["true_labels"] == [int(test_digits.test.y[5])] and digit["label_rule"] == "true"
+    assert digit["step"]["lr"] == 0.05 and digit["step"]["lr_source"] == "given"
+
+
+def test_steps_are_stateless_and_the_model_never_changes(port, net):
+    images_module()
+    weights = [w.copy() for w in net.weights]
+    document = {**drawing(draw_strokes(STROKES[7])), "label": 3}
+    answers = [post(port, {**document, "steps": s})[1] for s in (0, 1, 2, 0)]
+    assert [a["steps_taken"] for a in answers] == [0, 1, 2, 0]
+    assert answers[0] == answers[3]                       # nothing was kept between requests
+    for before, after in zip(answers, answers[1:3]):      # each step is the "one step" the previous answer showed
+        assert after["loss"] == pytest.approx(before["step"]["loss_after"], rel=1e-12)
+        assert after["output"]["p_label"] == pytest.approx(before["step"]["p_label_after"], rel=1e-12)
+    assert answers[2]["loss"] < answers[1]["loss"] < answers[0]["loss"]
+    for W, w in zip(net.weights, weights):
+        np.testing.assert_array_equal(W, w)
+
+
+def test_a_unit_request_gives_what_the_hover_needs(port):
+    images_module()
+    status, answer = post(port, {**drawing(draw_strokes(STROKES[1])), "unit": [1, 3]})
+    assert status == 200
+    unit = answer["unit"]
+    assert (unit["layer"], unit["j"], unit["kind"]) == (1, 3, "hidden")
+    assert len(unit["incoming_weights"]) == 784 and len(unit["outgoing_weights"]) == 12
+    assert unit["delta"] == unit["backprop_sum"] * unit["f_prime"] == answer["layers"][0]["delta"]["values"][0][3]
+    assert unit["formula"].startswith("δ_j = (Σ_k W_jk δ_k) · a_j (1 − a_j) = ")
+    hidden = answer["layers"][0]
+    for name in ("Z", "A", "b", "delta", "backprop_sum", "f_prime"):
+        assert "values" in hidden[name], name
+    assert "values" not in hidden["W"] and "values" not in hidden["grad_W"]
+
+
+def test_the_answer_stays_small_for_the_default_network():
+    images_module()
+    model = MLP((784, 128, 64, 10), seed=0)
+    with running(model) as port:
+        status, headers, body = post_json(port, {**drawing(draw_strokes(STROKES[7])), "unit": [1, 0], "steps": 5},
+                                          "/api/explain")
+    assert status == 200 and len(body) < 200_000
+
+
+def test_a_server_without_data_refuses_test_index(net):
+    with running(net) as port:
+        status, message = error_of(post_json(port, {"test_index": 0}, "/api/explain"))
+    assert status == 400 and "needs a data set" in message
+
+
+@pytest.mark.parametrize("document, phrase", [
+    ({}, "give one input"),
+    ({"test_index": 0, "input": [0] * 784}, "give one input"),
+    ({"test_index": 20}, '"test_index" must be an integer from 0 to 19'),
+    ({"test_index": True}, '"test_index"'),
+    ({"input": [0] * 10}, "784 numbers"),
+    ({"input": [2] * 784}, "from 0 to 1"),
+    ({"input": ["a"] * 784}, "numbers only"),
+    ({"test_index": 0, "label": 10}, '"label" must be a class, an integer from 0 to 9'),
+    ({"test_index": 0, "label": "3"}, '"label"'),
+    ({"test_index": 0, "steps": MAX_STEPS + 1}, '"steps" must be an integer from 0 to 50'),
+    ({"test_index": 0, "steps": -1}, '"steps"'),
+    ({"test_index": 0, "lr": 0}, '"lr" must be a number above 0'),
+    ({"test_index": 0, "lr": "fast"}, '"lr"'),
+    ({"test_index": 0, "lr": 1e9}, "at most 1000"),
+    ({"test_index": 0, "unit": [4, 0]}, '"unit" must be [layer, j]'),
+    ({"test_index": 0, "unit": [1, 24]}, '"unit"'),
+    ({"test_index": 0, "unit": 3}, '"unit"'),
+    ({"test_index": 0, "lable": 3}, 'unknown field "lable"'),
+    ({"width": 2, "height": 2, "pixels": [0, 1, 2]}, "4 numbers"),
+])
+def test_bad_requests_are_400_with_one_line(port, document, phrase):
+    status, message = error_of(post_json(port, document, "/api/explain"))
+    assert status == 400 and phrase in message, message
+
+
+def test_bad_bodies_methods_and_types_as_for_predict(port):
+    images_module()
+    assert error_of(request(port, "POST", "/api/explain", b"{nope", {"Content-Type": "application/json"}))[0] == 400
+    status, message = error_of(request(port, "POST", "/api/explain", b"[1]", {"Content-Type": "application/json"}))
+    assert status == 400 and "JSON object" in message
+    status, message = error_of(request(port, "POST", "/api/explain", b"x" * (3 * 1024 * 1024),
+                                       {"Content-Type": "application/json"}))
+    assert status == 413
+    status, headers, _ = request(port, "GET", "/api/explain")
+    assert status == 405 and headers["Allow"] == "POST"
+    assert error_of(request(port, "POST", "/api/explain", b"hi", {"Content-Type": "text/plain"}))[0] == 415
+    status, message = error_of(post_json(port, drawing(np.full((60, 60), 255, np.uint8)), "/api/explain"))
+    assert status == 400 and "no ink" in message
+    png = png_bytes(draw_strokes(STROKES[1]))
+    for query, phrase in (("?label=12", '"label"'), ("?steps=many", '"steps"'), ("?unit=1", '"unit"'),
+                          ("?colour=red", "unknown field")):
+        status, message = error_of(request(port, "POST", "/api/explain" + query, png, {"Content-Type": "image/png"}))
+        assert status == 400 and phrase in message, (query, message)
+    status, message = error_of(request(port, "POST", "/api/explain", b"not an image", {"Content-Type": "image/png"}))
+    assert status == 400
+    status, _, body = post_json(port, {"test_index": 1}, "/api/explain")  # and it goes on serving
+    assert status == 200 and json.loads(body)["batch_size"] == 1
 
 
 # ====================================================================== the real MNIST (optional)

@@ -23,6 +23,7 @@ from __future__ import annotations
 import json
 import math
 from pathlib import Path
+from urllib.parse import parse_qsl, urlsplit
 
 import click
 import numpy as np
@@ -341,13 +342,87 @@ def _g(value: float) -> str:
     return f"{value + 0.0:.4g}"
 
 
-# ================================================================== the learning rate
+# ================================================================== requests (the page's endpoint)
+#: The fields of a POST /api/explain request besides its input.
+REQUEST_FIELDS = ("label", "steps", "lr", "unit")
+
+
+def request_options(fields: dict, model: MLP) -> dict:
+    """Validated {"label", "steps", "lr", "unit"} from a request's fields (JSON values, or query
+    strings for an uploaded image). Raises BptrainError with one line naming the field."""
+    unknown = sorted(set(fields) - set(REQUEST_FIELDS))
+    if unknown:
+        raise BptrainError(f'unknown field "{unknown[0]}"; /api/explain takes an input and '
+                           + ", ".join(f'"{name}"' for name in REQUEST_FIELDS))
+    classes, L = model.sizes[-1], model.n_layers
+    label = fields.get("label")
+    if label is not None and not _is_int(label, 0, classes - 1):
+        raise BptrainError(f'"label" must be a class, an integer from 0 to {classes - 1}, or null')
+    steps = fields.get("steps", 0)
+    if steps is None:
+        steps = 0
+    if not _is_int(steps, 0, MAX_STEPS):
+        raise BptrainError(f'"steps" must be an integer from 0 to {MAX_STEPS}')
+    lr = fields.get("lr")
+    if lr is not None and (isinstance(lr, bool) or not isinstance(lr, (int, float)) or not math.isfinite(lr)
+                           or not 0 < lr <= MAX_LR):
+        raise BptrainError(f'"lr" must be a number above 0 and at most {MAX_LR:g}, or null')
+    unit = fields.get("unit")
+    if unit is not None:
+        if not (isinstance(unit, list) and len(unit) == 2 and _is_int(unit[0], 1, L)
+                and _is_int(unit[1], 0, model.sizes[unit[0]] - 1)):
+            raise BptrainError(f'"unit" must be [layer, j] with layer 1..{L} and j a unit of that layer, or null')
+        unit = (unit[0], unit[1])
+    return {"label": label, "steps": steps, "lr": None if lr is None else float(lr), "unit": unit}
+
+
+def query_fields(path: str) -> dict:
+    """The request fields of an image upload, from its query string: ?label=K&steps=S&lr=η&unit=L,J
+    (typed as JSON would type them, so :func:`request_options` checks both alike)."""
+    fields = {}
+    for name, text in parse_qsl(urlsplit(path).query, keep_blank_values=True):
+        if name == "unit":
+            value = [_number(part) for part in text.split(",")]
+        elif text in ("", "null"):
+            value = None
+        else:
+            value = _number(text)
+        fields[name] = value
+    return fields
+
+
+def input_from_values(values, width: int) -> np.ndarray:
+    """A model input sent as numbers (e.g. the preprocessed picture an earlier answer returned)."""
+    if not isinstance(values, list) or len(values) != width:
+        raise BptrainError(f'"input" must be a list of {width} numbers (the model\'s input)')
+    if not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in values):
+        raise BptrainError('"input" must hold numbers only')
+    x = np.array(values, np.float64)
+    if not np.isfinite(x).all() or x.min() < 0 or x.max() > 1:
+        raise BptrainError('"input" must hold finite numbers from 0 to 1')
+    return x
+
+
 def model_lr(meta: dict | None) -> tuple[float, str]:
     """The default η: the initial learning rate in the model's settings, else sgd's default."""
     lr = ((meta or {}).get("settings") or {}).get("lr")
     if isinstance(lr, (int, float)) and not isinstance(lr, bool) and math.isfinite(lr) and 0 < lr <= MAX_LR:
         return float(lr), "the initial learning rate in the model's settings"
     return DEFAULT_LR["sgd"], "sgd's default; the model file records none"
+
+
+def _is_int(value, low: int, high: int) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and low <= value <= high
+
+
+def _number(text: str):
+    """A query-string value as JSON would type it: an int, a float, or the text itself (then refused)."""
+    for kind in (int, float):
+        try:
+            return kind(text)
+        except ValueError:
+            pass
+    return text
 
 
 # ================================================================== the terminal

@@ -76,9 +76,9 @@ def gradient_step(model: MLP, grads, lr: float) -> None:
 def backprop(model: MLP, x: np.ndarray, y_onehot: np.ndarray) -> dict:
     """The forward and backward pass of the core, and the two factors of each hidden Δ.
 
-    For a hidden layer l the core computes Δ_l = (Δ_{l+1} W_{l+1}ᵀ) ⊙ f'(Z_l); ``backprop_sums[l]`` and
-    ``f_primes[l]`` are those two factors, computed by the same operations, so their product is Δ_l
-    exactly. The output layer has no back-propagated sum; its f' is σ' for the quadratic cost and
+    For a hidden layer l the core computes Δ_l = (Δ_{l+1} W_{l+1}ᵀ) ⊙ f'(Z_l); ``backprop_sums`` and
+    ``f_primes`` hold those two factors (lists indexed 0..L-1 for layers 1..L, as in the core),
+    computed by the same operations, so their product is Δ_l exactly. The output layer has no back-propagated sum; its f' is σ' for the quadratic cost and
     none for cross-entropy (softmax and cross-entropy together give Δ_L = (A_L − Y)/B directly).
     """
     zs, activations = model.forward(x)

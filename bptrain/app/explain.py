@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import json
 import math
+import sys
 from pathlib import Path
 from urllib.parse import parse_qsl, urlsplit
 
@@ -661,7 +662,7 @@ def explain_command(model_path, image, index, split, label, lr, batch_size, step
     if image is not None:
         x, true_labels, source = _image_input(model, image), None, {"kind": "image", "file": str(image)}
     else:
-        x, true_labels, source = _dataset_input(model, data, no_download, split, index, batch_size, as_json)
+        x, true_labels, source = _dataset_input(model, data, no_download, split, index, batch_size)
     labels, rule = choose_labels(model, x, true_labels, label)
     if lr is None:
         lr, lr_source = model_lr(meta)
@@ -684,10 +685,10 @@ def _image_input(model: MLP, path: Path) -> np.ndarray:
     return image_to_input(path, str(path), side).reshape(1, -1)
 
 
-def _dataset_input(model: MLP, data, no_download: bool, split: str, index: int, batch_size: int, quiet: bool):
+def _dataset_input(model: MLP, data, no_download: bool, split: str, index: int, batch_size: int):
     from .cli import check_model_fits_data, obtain_dataset
 
-    dataset = obtain_dataset(data, no_download, progress=False)
+    dataset = obtain_dataset(data, no_download, progress=sys.stderr.isatty())
     check_model_fits_data(model, dataset, "the model")
     x, y = dataset.split(split)
     if index >= len(x):

@@ -22,6 +22,7 @@ from .. import __version__
 from ..data.shifts import is_square_image
 from .bench import SETTINGS_CHOICES as BENCH_SETTINGS
 from .config import load_config
+from .explain import explain_command
 from ..core.errors import BptrainError, DataError, TrainingDiverged
 from ..data.loader import DATA_ENV_VAR, DEFAULT_DATA_PATH, SPLIT_NAMES, load_dataset, resolve_data_path
 from .metrics import confusion_matrix, format_confusion, format_per_class, per_class_accuracy
@@ -92,6 +93,9 @@ def _load_config_defaults(ctx: click.Context, param, value):
 @click.version_option(__version__, prog_name="bptrain")
 def cli():
     """Train and evaluate an MLP (sigmoid hidden units by default) on MNIST with backpropagation written out in NumPy."""
+
+
+cli.add_command(explain_command)  # defined beside its computation, in bptrain/app/explain.py
 
 
 def data_options(func):

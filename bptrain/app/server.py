@@ -10,6 +10,8 @@ status code and a one-line JSON error, and the server goes on serving.
     POST /api/predict   a drawing (JSON grayscale pixels) or an image file (raw body, image/*;
                         ?ink=dark|light to say which side the ink is on, as "ink" does in the JSON)
                         -> prediction, probabilities, the preprocessed input, hidden activations
+    POST /api/explain   the same inputs (or a model input, or a test digit) with a target label
+                        -> the forward and backward pass with the numbers (bptrain.app.explain)
 
 The preprocessing is :mod:`bptrain.app.images`, the same code as ``bptrain predict`` on image files;
 the math is the model's own forward pass.
@@ -45,6 +47,11 @@ SOCKET_TIMEOUT = 30
 LINGER_BYTES = 2 * MAX_BODY_BYTES
 LINGER_SECONDS = 2
 JSON_TYPE = "application/json"
+#: /api/explain answers with every unit's numbers up to this many units (Σ n_l), summaries beyond:
+#: about 200 bytes per unit, so the answer stays well under MAX_BODY_BYTES.
+MAX_EXPLAINED_UNITS = 8192
+#: The JSON fields of an explain request that name its input (the others: bptrain.app.explain.REQUEST_FIELDS).
+EXPLAIN_INPUT_FIELDS = ("pixels", "width", "height", "input", "test_index")
 IMAGE_TYPES = ("image/", "application/octet-stream")
 
 
@@ -78,7 +85,7 @@ class Predictor:
     own arrays, so request threads can run it side by side.
     """
 
-    def __init__(self, model: MLP, meta: dict | None = None):
+    def __init__(self, model: MLP, meta: dict | None = None, dataset=None):
         side = math.isqrt(model.sizes[0])
         if side * side != model.sizes[0]:
             raise BptrainError(f"the model's input has {model.sizes[0]} features, not a square image; "
@@ -86,6 +93,7 @@ class Predictor:
         self.model = model
         self.meta = meta or {}
         self.side = side
+        self.dataset = dataset  # a bptrain Dataset, for explain's "test_index"; None: no data
 
     def describe(self) -> dict:
         """What the page shows about the model (GET /api/model)."""
@@ -160,6 +168,48 @@ class Predictor:
             "hidden": [_rounded(a, 4) for a in activations[1:-1]],
         }
 
+    def explain_input(self, document: dict):
+        """(x, source, true label) of an explain request's JSON: a drawing (as /api/predict takes it),
+        "input" (the model's input, n_0 numbers in [0, 1]) or "test_index" (needs a data set)."""
+        from .explain import input_from_values
+
+        given = [key for key in ("pixels", "input", "test_index") if key in document]
+        if len(given) != 1:
+            raise RequestError(400, 'give one input: "pixels" (with "width" and "height", a drawing), '
+                                    '"input" (the model\'s input) or "test_index"')
+        if given == ["pixels"]:
+            return self.input_from_pixels(document), {"kind": "drawing"}, None
+        if given == ["input"]:
+            try:
+                return input_from_values(document["input"], self.model.sizes[0]), {"kind": "input"}, None
+            except BptrainError as exc:
+                raise RequestError(400, str(exc)) from None
+        if self.dataset is None:
+            raise RequestError(400, '"test_index" needs a data set, and this server has none; send a drawing, '
+                                    'an image or "input"')
+        x, y = self.dataset.test
+        index = document["test_index"]
+        if not isinstance(index, int) or isinstance(index, bool) or not 0 <= index < len(x):
+            raise RequestError(400, f'"test_index" must be an integer from 0 to {len(x) - 1}')
+        return x[index], {"kind": "dataset", "split": "test", "index": index}, [int(y[index])]
+
+    def explain(self, x: np.ndarray, fields: dict, source: dict, true_labels=None) -> dict:
+        """:func:`bptrain.app.explain.explain` of one input, on a fresh float64 copy of the model (which
+        first takes the request's "steps" gradient steps): the same dict as `bptrain explain --json`."""
+        from . import explain
+
+        try:
+            options = explain.request_options(fields, self.model)
+            batch = np.asarray(x, np.float64).reshape(1, -1)
+            labels, rule = explain.choose_labels(self.model, batch, true_labels, options["label"])
+            lr, lr_source = explain.model_lr(self.meta) if options["lr"] is None else (options["lr"], "given")
+            arrays = "units" if sum(self.model.sizes) <= MAX_EXPLAINED_UNITS else "summaries"
+            return explain.explain(self.model, batch, labels, lr=lr, lr_source=lr_source, label_rule=rule,
+                                   true_labels=true_labels, source=source, steps=options["steps"], arrays=arrays,
+                                   unit=options["unit"])
+        except BptrainError as exc:
+            raise RequestError(400, str(exc)) from None
+
 
 def _rounded(values: np.ndarray, digits: int) -> list[float]:
     """Floats rounded for the wire: the page draws grey levels, it needs no 7 digits."""
@@ -184,6 +234,7 @@ class Handler(http.server.BaseHTTPRequestHandler):
         "/": {"GET": "page"},
         "/api/model": {"GET": "model_info"},
         "/api/predict": {"POST": "predict"},
+        "/api/explain": {"POST": "explain"},
     }
 
     # every method goes through one dispatcher, so unknown paths are 404 and known ones 405
@@ -241,14 +292,7 @@ class Handler(http.server.BaseHTTPRequestHandler):
         body = self._read_body()
         content_type = self.headers.get("Content-Type", "").split(";", 1)[0].strip().lower()
         if content_type == JSON_TYPE:
-            try:
-                document = json.loads(body)
-            except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-                raise RequestError(400, f"malformed JSON: {exc}") from None
-            except RecursionError:  # e.g. a million nested brackets
-                raise RequestError(400, "malformed JSON: nested too deeply") from None
-            if not isinstance(document, dict):
-                raise RequestError(400, 'expected a JSON object {"width": W, "height": H, "pixels": [...]}')
+            document = _json_object(body, '{"width": W, "height": H, "pixels": [...]}')
             x = self.predictor.input_from_pixels(document)
         elif content_type.startswith(IMAGE_TYPES):
             query = urllib.parse.parse_qs(urllib.parse.urlsplit(self.path).query)
@@ -258,6 +302,25 @@ class Handler(http.server.BaseHTTPRequestHandler):
         result = self.predictor.predict(x)
         result["milliseconds"] = round(1000 * (time.perf_counter() - started), 2)
         self._send_json(result)
+
+    def route_explain(self):
+        """A drawing, a model input or a test digit as JSON (with "label", "steps", "lr", "unit"), or an
+        image file as the raw body (the same fields in the query string: ?label=3&steps=1&unit=1,17)."""
+        from .explain import query_fields
+
+        body = self._read_body()
+        content_type = self.headers.get("Content-Type", "").split(";", 1)[0].strip().lower()
+        if content_type == JSON_TYPE:
+            fields = _json_object(body, '{"pixels": [...], "width": W, "height": H, "label": K, "steps": S}')
+            x, source, true_labels = self.predictor.explain_input(fields)
+            fields = {k: v for k, v in fields.items() if k not in EXPLAIN_INPUT_FIELDS}
+        elif content_type.startswith(IMAGE_TYPES):
+            fields = query_fields(self.path)
+            x, source, true_labels = self.predictor.input_from_image(body, content_type), {"kind": "image"}, None
+        else:
+            raise RequestError(415, "send application/json (a drawing, an input or a test index) or an image file "
+                                    "(image/png, image/jpeg, ...)")
+        self._send_json(self.predictor.explain(x, fields, source, true_labels))
 
     # -------------------------------------------------------------- helpers
     def _read_body(self) -> bytes:
@@ -328,6 +391,19 @@ class Handler(http.server.BaseHTTPRequestHandler):
     def log_message(self, format, *args):
         if self.verbose:
             super().log_message(format, *args)
+
+
+def _json_object(body: bytes, expected: str) -> dict:
+    """The request body as a JSON object, or a 400 saying what was ``expected``."""
+    try:
+        document = json.loads(body)
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise RequestError(400, f"malformed JSON: {exc}") from None
+    except RecursionError:  # e.g. a million nested brackets
+        raise RequestError(400, "malformed JSON: nested too deeply") from None
+    if not isinstance(document, dict):
+        raise RequestError(400, f"expected a JSON object {expected}")
+    return document
 
 
 class Server(http.server.ThreadingHTTPServer):

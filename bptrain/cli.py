@@ -32,6 +32,7 @@ from .options import CLI_AUGMENT, SETTINGS_FIELDS, TRAIN_OPTIONS, GroupedHelpCom
 from .paths import PathClash, OutputDir, check_no_clash, check_replaceable, data_files
 from .paths import is_history_file, is_model_file, is_png_file
 from .stopping import StopSignals, Stopped, exit_status, signal_name
+from .sweep import sweep_command
 from .train import TrainSettings, train
 
 EXIT_INTERRUPTED = 130
@@ -715,6 +716,7 @@ def serve_command(model_path, host, port, open_browser, verbose):
     server.serve(httpd, open_browser=open_browser, say=click.echo)
 
 
+cli.add_command(sweep_command)
 cli.add_command(compare_command)
 
 

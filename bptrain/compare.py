@@ -412,10 +412,14 @@ def failure_lines(runs: list[Run]) -> list[str]:
     return [f"{run.label}: {run.message}" for run in runs if run.message and run.status in ("diverged", "failed")]
 
 
-def same_line(runs: list[Run], width: int = 100) -> str | None:
+def same_line(runs: list[Run], width: int = 100, data_name_only: bool = False) -> str | None:
+    """"same in all: sizes 784-30-10, loss mse, ..." wrapped at ``width``; ``data_name_only``: the data
+    file's name without its folders (for pictures that leave the machine)."""
     same = same_settings(runs)
     if not same:
         return None
+    if data_name_only and isinstance(same.get("data"), str):
+        same["data"] = Path(same["data"]).name
     text = "same in all: " + ", ".join(f"{option_label(k)} {show_value(k, v)}" for k, v in same.items())
     return "\n".join(textwrap.wrap(text, width=width, subsequent_indent="  "))
 
@@ -491,7 +495,7 @@ def plot_runs(sources, out_dir: Path | None, say=click.echo) -> list[Path]:
                               f"{path}, which --out-dir {out_dir} would write,")
     except PathClash as exc:
         raise click.UsageError(str(exc)) from None
-    subtitle = same_line(runs, width=110) or ""
+    subtitle = same_line(runs, width=110, data_name_only=True) or ""
     subtitle = subtitle.removeprefix("same in all: ")
     written = []
     for kind, path in zip(kinds, pictures.files()):

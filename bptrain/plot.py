@@ -553,8 +553,13 @@ def overlay_figure(runs, quantity: str, subtitle: str = ""):
     finite = np.concatenate([scale * data[quantity] for data in columns])
     finite = finite[np.isfinite(finite)]
     if quantity != "val_accuracy" and len(finite) and finite.min() > 0 and finite.max() / finite.min() > 5:
+        from matplotlib.ticker import FuncFormatter
+
         ax.set_yscale("log")
         ylabel += " (log scale)"
+        plain = FuncFormatter(lambda value, _: f"{value:g}")  # 0.04, not 4×10⁻²
+        ax.yaxis.set_major_formatter(plain)
+        ax.yaxis.set_minor_formatter(plain)
     if quantity == "val_accuracy":
         ax.yaxis.set_major_formatter(PercentFormatter(decimals=None))
     ax.set_xlabel("epoch")
@@ -620,8 +625,10 @@ def overlay_speed_figure(runs, subtitle: str = ""):
             ax.set_yscale("log")
     for ax in axes[n_layers:]:
         ax.set_visible(False)
-    for ax in axes[:n_layers][-per_row:]:
+    for column in range(per_row):  # the lowest panel of each column carries the epochs
+        ax = axes[max(range(column, n_layers, per_row))]
         ax.set_xlabel("epoch (hollow: before the first update)")
+        ax.xaxis.set_tick_params(labelbottom=True)
     axes[0].set_ylabel("‖∂C/∂b_l‖ on 1,000 training images")
     axes[0].legend(fontsize=8)
     title = "Learning speed per layer, ‖∂C/∂b_l‖ (log scale)"

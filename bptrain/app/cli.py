@@ -21,6 +21,7 @@ import numpy as np
 from .. import __version__
 from ..data.shifts import is_square_image
 from .bench import SETTINGS_CHOICES as BENCH_SETTINGS
+from .compare import compare_command, parameters_sha256
 from .config import load_config
 from .explain import explain_command
 from ..core.errors import BptrainError, DataError, TrainingDiverged
@@ -34,6 +35,7 @@ from .paths import is_history_file, is_model_file, is_png_file
 from .stopping import StopSignals, Stopped, exit_status, signal_name
 from ..core.training import TrainSettings
 from ..engines import train
+from .sweep import sweep_command
 
 EXIT_INTERRUPTED = 130
 CONFIG_PATH_KEY = "bptrain.config_path"
@@ -196,6 +198,7 @@ def train_command(sizes, loss, activation, init, dtype, epochs, batch_size, augm
     say = (lambda *a, **k: None) if quiet else click.echo
     progress = not quiet and sys.stderr.isatty()
     model, init, first_epoch = _model_to_train(ctx, resume, sizes, loss, activation, init, dtype, seed)
+    initial_sha256 = parameters_sha256(model.weights, model.biases)  # which runs started alike (bptrain compare)
     _note_unused_options(ctx, learning["optimizer"])
     dataset = obtain_dataset(data, no_download, progress)
     check_model_fits_data(model, dataset, "--sizes" if resume is None else str(resume))
@@ -227,9 +230,9 @@ def train_command(sizes, loss, activation, init, dtype, epochs, batch_size, augm
                        err=True)
             ctx.exit(exit_status(signals.signum))
         signals.defer()
-        metadata = _training_metadata(settings, result, dataset, init, first_epoch)
+        metadata = _training_metadata(settings, result, dataset, init, first_epoch, initial_sha256)
         save_model(model, out, metadata)
-        _write_history(history, result, metadata)
+        _write_history(history, result, metadata, model)
     trained_epochs = metadata["epochs_run"]
     if result.interrupted or signals.stopped:
         if result.interrupted:
@@ -312,7 +315,8 @@ def _fit_to_data(ctx, dataset, learning: dict, augment: int, batch_size: int, qu
     return augment, batch_size
 
 
-def _training_metadata(settings: TrainSettings, result, dataset, init, first_epoch: int) -> dict:
+def _training_metadata(settings: TrainSettings, result, dataset, init, first_epoch: int,
+                       initial_sha256: str) -> dict:
     """What the model file and the history record about the run."""
     return {
         "bptrain_version": __version__,
@@ -325,10 +329,11 @@ def _training_metadata(settings: TrainSettings, result, dataset, init, first_epo
         "best_epoch": result.best_epoch,
         "val_accuracy": None if math.isnan(result.best_val_accuracy) else result.best_val_accuracy,
         "data": dataset.source,
+        "initial_parameters_sha256": initial_sha256,
     }
 
 
-def _write_history(path: Path, result, metadata: dict) -> None:
+def _write_history(path: Path, result, metadata: dict, model: MLP) -> None:
     document = {
         "epochs": [vars(record) for record in result.history],
         "initial": result.initial_speed,  # per-layer gradient norms before the first update
@@ -336,6 +341,9 @@ def _write_history(path: Path, result, metadata: dict) -> None:
         "stopped_early": result.stopped_early,
         "interrupted": result.interrupted,
         **{k: metadata[k] for k in ("settings", "bptrain_version", "data")},
+        # the network too, so that a history alone says what it is a history of (bptrain compare)
+        "sizes": list(model.sizes), "loss": model.loss, "activation": model.activation, "init": metadata["init"],
+        "dtype": model.dtype.name, "initial_parameters_sha256": metadata["initial_parameters_sha256"],
     }
     text = json.dumps(document, indent=2)
     atomic_write(path, lambda handle: handle.write(text.encode("utf-8")))
@@ -570,7 +578,7 @@ def _save_preprocessed(batches, targets) -> dict:
 
 # ---------------------------------------------------------------------- plot
 @cli.command("plot")
-@click.argument("source", metavar="[MODEL_OR_HISTORY]", type=click.Path(path_type=Path), required=False)
+@click.argument("sources", metavar="[MODEL_OR_HISTORY]...", type=click.Path(path_type=Path), nargs=-1)
 @click.option("--out-dir", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="Where to write the PNG files [default: next to the input, or . for --distortions alone]. "
                    "Existing files of the same names are replaced only if they are PNGs.")
@@ -580,11 +588,23 @@ def _save_preprocessed(batches, targets) -> dict:
 @click.option("--distortions", is_flag=True,
               help="Also draw distortions.png: 8 digits and their elastic and affine distortions "
                    "(those of configs/simard-elastic.toml and simard-affine.toml).")
-def plot_command(source, out_dir, data, no_download, split, distortions):
+def plot_command(sources, out_dir, data, no_download, split, distortions):
     """Draw PNGs: learning curves from a history .json; for a model .npy, also its confusion
-    matrix, the digits it gets most confidently wrong, and its first layer's weights."""
+    matrix, the digits it gets most confidently wrong, and its first layer's weights.
+
+    Several runs (models, histories, or a folder of them such as a sweep's): their curves overlaid
+    on shared axes, one PNG per quantity (compare.train-loss.png, ...), a colour per run."""
     from . import plot
 
+    if len(sources) > 1 or (sources and sources[0].is_dir()):
+        if distortions:
+            raise click.UsageError("--distortions draws digits, not runs: give it without runs")
+        from .compare import plot_runs
+
+        for path in plot_runs(sources, out_dir):
+            click.echo(f"wrote {path}")
+        return
+    source = sources[0] if sources else None
     if source is None and not distortions:
         raise click.UsageError("give a model .npy or history .json to plot, or --distortions")
     plot.require_matplotlib()
@@ -746,6 +766,10 @@ def serve_command(model_path, host, port, open_browser, verbose):
         click.echo(f"warning: listening on {host}, not loopback: anyone who can reach this machine "
                    "can use the page", err=True)
     server.serve(httpd, open_browser=open_browser, say=click.echo)
+
+
+cli.add_command(sweep_command)
+cli.add_command(compare_command)
 
 
 def main():

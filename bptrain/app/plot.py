@@ -500,3 +500,142 @@ def plot_distortions(images: np.ndarray, rows: dict, out, seed: int = 0,
     ax.tick_params(length=0)
     ax.set_title(title, fontsize=9)
     return _save(fig, out)
+
+
+# ----------------------------------------------------------------- overlays
+#: History column -> (title, y-axis label) of its overlay picture.
+OVERLAY_QUANTITIES = {
+    "train_loss": ("Training loss per epoch", "mean loss per training image"),
+    "val_loss": ("Validation loss per epoch", "mean loss per validation image"),
+    "val_accuracy": ("Validation accuracy per epoch", "validation accuracy"),
+}
+BEST_MARK = "★ best validation epoch"
+
+
+def run_colours(n: int) -> list:
+    """One colour per run: matplotlib's ten distinct ones, or a sequence of a colour map beyond ten."""
+    if n <= 10:
+        return [f"C{i}" for i in range(n)]
+    from matplotlib import colormaps
+
+    return [colormaps["viridis"](i / (n - 1)) for i in range(n)]
+
+
+def overlay_figure(runs, quantity: str, subtitle: str = ""):
+    """Several runs' ``quantity`` ("train_loss", "val_loss", "val_accuracy") per epoch on shared axes.
+
+    ``runs`` is a list of (label, history document); each run is one line in its own colour,
+    named in the legend by its label, with a star at its best validation epoch. ``subtitle``
+    says what the runs share. Returns the matplotlib Figure (see :func:`plot_overlay`).
+    """
+    if quantity not in OVERLAY_QUANTITIES:
+        raise BptrainError(f"cannot overlay {quantity!r}; one of {', '.join(OVERLAY_QUANTITIES)}")
+    if not runs:
+        raise BptrainError("no runs to draw")
+    columns = [validate_history(document, source=f"the history of {label}") for label, document in runs]
+    require_matplotlib()
+    from matplotlib.ticker import MaxNLocator, PercentFormatter
+
+    title, ylabel = OVERLAY_QUANTITIES[quantity]
+    scale = 100 if quantity == "val_accuracy" else 1
+    fig = _figure(figsize=(8.5, 5.2))
+    ax = fig.subplots()
+    longest = max(len(data["epoch"]) for data in columns)
+    for (label, _), data, colour in zip(runs, columns, run_colours(len(runs))):
+        values = scale * data[quantity]
+        style = {"marker": "o", "markersize": 3} if longest <= 40 else {}
+        ax.plot(data["epoch"], values, color=colour, label=label, linewidth=1.6, **style)
+        best = data["best_epoch"]
+        if best is not None:
+            at = np.flatnonzero(data["epoch"] == best)[0]
+            ax.plot([best], [values[at]], marker="*", markersize=15, color=colour, markeredgecolor="black",
+                    markeredgewidth=0.6, linestyle="none", zorder=3)
+    finite = np.concatenate([scale * data[quantity] for data in columns])
+    finite = finite[np.isfinite(finite)]
+    if quantity != "val_accuracy" and len(finite) and finite.min() > 0 and finite.max() / finite.min() > 5:
+        from matplotlib.ticker import FuncFormatter
+
+        ax.set_yscale("log")
+        ylabel += " (log scale)"
+        plain = FuncFormatter(lambda value, _: f"{value:g}")  # 0.04, not 4×10⁻²
+        ax.yaxis.set_major_formatter(plain)
+        ax.yaxis.set_minor_formatter(plain)
+    if quantity == "val_accuracy":
+        ax.yaxis.set_major_formatter(PercentFormatter(decimals=None))
+    ax.set_xlabel("epoch")
+    ax.set_ylabel(ylabel)
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend(loc="best", fontsize=9)
+    ax.set_title(f"{title}   ({BEST_MARK})", fontsize=12)
+    if subtitle:
+        fig.suptitle("same in all: " + subtitle, fontsize=8, color="0.35")
+    return fig
+
+
+def plot_overlay(runs, quantity: str, out, subtitle: str = "") -> Path:
+    """Write :func:`overlay_figure` as a PNG to ``out``."""
+    return _save(overlay_figure(runs, quantity, subtitle), out)
+
+
+def overlay_speed_figure(runs, subtitle: str = ""):
+    """Learning speed per layer of several runs: one panel per layer, one line per run (log scale, shared).
+
+    The speed is ‖∂C/∂b_l‖ on the fixed batch (the first 1,000 training images), before the first update
+    (hollow marker) and after every epoch, as in :func:`plot_speed`. Sharing the y axis puts the layers
+    side by side: in a deep sigmoid network the first layers' lines sit far below the last ones'.
+    """
+    from .history import speed_columns
+
+    columns = [(label, speed_columns(document, source=f"the history of {label}")) for label, document in runs]
+    columns = [(label, data) for label, data in columns if data is not None]
+    if not columns:
+        raise BptrainError("none of the runs has per-layer gradient norms")
+    require_matplotlib()
+    from matplotlib.ticker import MaxNLocator
+
+    n_layers = max(data["n_layers"] for _, data in columns)
+    per_row = min(n_layers, 3)
+    rows = math.ceil(n_layers / per_row)
+    fig = _figure(figsize=(4.2 * per_row + 0.6, 3.6 * rows + 0.9))
+    axes = np.atleast_1d(fig.subplots(rows, per_row, sharex=True, sharey=True, squeeze=False)).ravel()
+    colours = run_colours(len(runs))
+    colour_of = {label: colours[i] for i, (label, _) in enumerate(runs)}
+    for l in range(n_layers):
+        ax = axes[l]
+        for label, data in columns:
+            if l == n_layers - 1:  # the last panel holds every run's output layer, however deep the run
+                layer = data["n_layers"] - 1
+            elif l < data["n_layers"] - 1:
+                layer = l
+            else:
+                continue
+            xs, ys = list(data["epoch"]), list(data["fixed_b"][:, layer])
+            start = (data["epoch"][0] - 1) if len(data["epoch"]) else 0
+            if data["initial_b"] is not None:
+                xs, ys = [start] + xs, [data["initial_b"][layer]] + ys
+                ax.plot([start], [data["initial_b"][layer]], marker="o", markersize=6, markerfacecolor="white",
+                        color=colour_of[label], linestyle="none")
+            style = {"marker": "o", "markersize": 2.5} if len(xs) <= 40 else {}
+            ax.plot(xs, ys, color=colour_of[label], label=label, linewidth=1.4, **style)
+        ax.set_title(f"layer {l + 1}" + (" (output)" if l == n_layers - 1 else " (hidden)"), fontsize=10)
+        ax.grid(True, which="both", alpha=0.3)
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        if any(line.get_ydata().size and np.nanmax(line.get_ydata()) > 0 for line in ax.get_lines()):
+            ax.set_yscale("log")
+    for ax in axes[n_layers:]:
+        ax.set_visible(False)
+    for column in range(per_row):  # the lowest panel of each column carries the epochs
+        ax = axes[max(range(column, n_layers, per_row))]
+        ax.set_xlabel("epoch (hollow: before the first update)")
+        ax.xaxis.set_tick_params(labelbottom=True)
+    axes[0].set_ylabel("‖∂C/∂b_l‖ on 1,000 training images")
+    axes[0].legend(fontsize=8)
+    title = "Learning speed per layer, ‖∂C/∂b_l‖ (log scale)"
+    fig.suptitle(title + ("\nsame in all: " + subtitle if subtitle else ""), fontsize=10)
+    return fig
+
+
+def plot_overlay_speed(runs, out, subtitle: str = "") -> Path:
+    """Write :func:`overlay_speed_figure` as a PNG to ``out``."""
+    return _save(overlay_speed_figure(runs, subtitle), out)

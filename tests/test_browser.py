@@ -32,7 +32,7 @@ def _missing() -> str | None:
     try:
         import PIL  # noqa: F401
     except ImportError:
-        return "Pillow is not installed (pip install -e '.[images]')"
+        return "Pillow is not installed (pip install -e '.[test]')"
     if shutil.which("chromium") is None:
         return "chromium is not installed (apt-get install chromium chromium-driver)"
     if not CHROMEDRIVER.is_file():

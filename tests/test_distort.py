@@ -211,7 +211,7 @@ def test_a_model_trained_on_plain_digits_still_reads_distorted_ones(real_mnist_p
     """A small model that never saw a distortion (784-100-10, 3 epochs on 20,000 digits, ~93% on plain
     test digits) still reads most distorted ones: > 85% of 1,000 with affine distortions, > 70% with the
     paper's strong elastic ones (α = 34, σ = 4; chance is 10%). Models trained on elastic digits read them
-    far better (README, "Distortions"); training one that long does not fit in a unit test."""
+    far better (docs/distortions.md); training one that long does not fit in a unit test."""
     from bptrain.fast import blas
     from bptrain.data.loader import load_dataset
     from bptrain.core.network import MLP

@@ -178,9 +178,9 @@ def test_info_with_a_broken_history_is_one_clean_error(runner, tmp_path):
     assert_clean_error(invoke(runner, "info", out), "grad_b_norm")
 
 
-# ====================================================================== the README's claim, on the real MNIST
+# ============================================================ docs/learning-speed.md's claim, on the real MNIST
 def test_deep_sigmoid_first_layer_learns_far_more_slowly_and_relu_closes_the_gap(real_mnist_path):
-    """README, "Why deep sigmoid networks learn slowly": on the first 1,000 real training images, the first
+    """docs/learning-speed.md: on the first 1,000 real training images, the first
     hidden layer of 784-30-30-30-30-10 learns at least 10x more slowly than the last with sigmoid units
     (default init), and within 2x with relu (He init). Skipped without the real data."""
     from bptrain.data.loader import load_dataset

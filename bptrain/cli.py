@@ -19,6 +19,7 @@ import click
 import numpy as np
 
 from . import __version__
+from . import memory
 from .augment import is_square_image
 from .bench import SETTINGS_CHOICES as BENCH_SETTINGS
 from .config import load_config
@@ -167,6 +168,13 @@ def _given(ctx: click.Context, name: str) -> bool:
     return ctx.get_parameter_source(name) not in (click.core.ParameterSource.DEFAULT, None)
 
 
+def _check_memory(estimate: memory.Estimate) -> None:
+    """Refuse, in one line, a run the machine's memory cannot hold; warn when it would take most of it."""
+    warning = memory.check_fits(estimate)
+    if warning:
+        click.echo(f"warning: {warning}", err=True)  # even with --quiet, like the --batch-size note
+
+
 def _history_path(out: Path) -> Path:
     name = out.name[:-4] if out.name.endswith(".npy") else out.name
     return out.with_name(name + ".history.json")
@@ -199,6 +207,9 @@ def train_command(sizes, loss, activation, init, dtype, epochs, batch_size, augm
     note = (lambda text: None) if quiet else (lambda text: click.echo(text, err=True))
     progress = not quiet and sys.stderr.isatty()
 
+    dataset = obtain_dataset(data, no_download, progress)  # first: its shape is part of what the run needs
+    _check_memory(memory.training_estimate(sizes, batch_size, resume=resume, dtype=dtype, augment=augment,
+                                           data=memory.DataShape.of(dataset), **learning))
     first_epoch = 1
     if resume is not None:
         model, meta = load_model(resume, dtype=DTYPES[dtype])
@@ -225,7 +236,6 @@ def train_command(sizes, loss, activation, init, dtype, epochs, batch_size, augm
         if ctx.get_parameter_source(name) == click.core.ParameterSource.COMMANDLINE:
             click.echo(f"note: --{name} does not apply to --optimizer {optimizer}; ignored", err=True)  # even if -q
 
-    dataset = obtain_dataset(data, no_download, progress)
     check_model_fits_data(model, dataset, "--sizes" if resume is None else str(resume))
     n_train = len(dataset.train.x)
     distortions = {name: learning[name]
@@ -419,6 +429,7 @@ def bench_command(sizes, batch_sizes, loss, dtype, runs, warmup, samples, data, 
     if augment and not is_square_image(x.shape[1]):
         augment = 0  # as in train: shifts need square images (the settings line says "no shifts")
     settings = bench.settings_to_time(settings_choice, augment)
+    _check_memory(memory.bench_estimate(sizes, batch_sizes, dtype=dtype, settings=settings, n_samples=len(x)))
     rows, peak = bench.bench(sizes, loss, x, y, batch_sizes, dtype=DTYPES[dtype], runs=runs, warmup=warmup,
                              settings=settings)
     if as_json:
@@ -616,6 +627,7 @@ def gradcheck_command(sizes, loss, activation, batch_size, seed, max_entries, as
     """
     from .gradcheck import TOLERANCE, gradient_check
 
+    _check_memory(memory.gradcheck_estimate(sizes, batch_size))
     rows = gradient_check(sizes, loss, batch_size, seed, max_entries or None, activation=activation)
     passed = all(row.passed for row in rows)
     if as_json:

@@ -23,6 +23,7 @@ from bptrain.memory import DataShape, MemoryLimitError, Part
 from bptrain.model_io import save_model
 from bptrain.network import MLP
 
+from conftest import assert_clean_error, invoke
 
 GB = 10**9
 
@@ -253,3 +254,119 @@ def test_model_file_layout_from_the_header(tmp_path):
     np.save(tmp_path / "array.npy", np.zeros(3))
     for other in ("plain.npy", "array.npy", "missing.npy"):
         assert memory.model_file_layout(tmp_path / other) is None
+
+
+# ====================================================================== the commands
+@pytest.fixture
+def tiny_memory(monkeypatch):
+    """The machine has 10 MB available: every run is refused (the baseline alone is more)."""
+    monkeypatch.setattr(memory, "available_bytes", lambda: 10 * 10**6)
+
+
+def assert_refused(result, network_label: str) -> str:
+    line = assert_clean_error(result, exit_code=1)
+    assert f"Error: {network_label} needs about " in line and "; this machine has 10 MB available: " in line, line
+    return line
+
+
+def test_train_is_refused_in_one_line_and_writes_nothing(runner, tmp_path, synthetic_data, tiny_memory):
+    out = tmp_path / "m.npy"
+    result = invoke(runner, "train", "--data", synthetic_data, "--out", out, "--sizes", "20,50000,3")
+    assert_refused(result, "20-50000-3 at batch 32")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["synthetic.pkl.gz"]  # no model, no history
+
+
+def test_a_config_file_is_checked_the_same_way(runner, tmp_path, synthetic_data, tiny_memory):
+    config = tmp_path / "wide.toml"
+    config.write_text(f'sizes = [20, 50000, 3]\nbatch_size = 600\ndata = "{synthetic_data}"\nout = "{tmp_path}/c.npy"\n')
+    result = invoke(runner, "train", "--config", config)
+    assert_refused(result, "20-50000-3 at batch 600")
+    assert not (tmp_path / "c.npy").exists() and not (tmp_path / "c.history.json").exists()
+
+
+def test_resume_is_checked_with_the_files_sizes(runner, tmp_path, synthetic_data, monkeypatch):
+    first = tmp_path / "first.npy"
+    save_model(MLP((20, 30, 3), seed=0), first)
+    before = first.read_bytes()
+    seen = []
+    check_fits = memory.check_fits
+
+    def spy(estimate, available=None):
+        seen.append(estimate)
+        return check_fits(estimate, available)
+
+    monkeypatch.setattr(memory, "check_fits", spy)
+    monkeypatch.setattr(memory, "available_bytes", lambda: 10 * 10**6)
+    result = invoke(runner, "train", "--data", synthetic_data, "--resume", first, "--out", first)
+    line = assert_refused(result, "20-30-3 at batch 32")
+    assert seen[0].run.sizes == (20, 30, 3) and seen[0].run.build == "file"
+    assert "fewer units" not in line  # a resumed network keeps its units
+    assert first.read_bytes() == before and not (tmp_path / "first.history.json").exists()
+
+
+def test_gradcheck_and_bench_are_refused(runner, tmp_path, tiny_memory):
+    assert_refused(invoke(runner, "gradcheck", "--sizes", "784,30,10"), "gradient check of 784-30-10 at batch 8")
+    result = invoke(runner, "bench", "--sizes", "784,16,10", "--data", tmp_path / "none", "--batch-size", "64")
+    assert "no data at" in result.stderr  # a data error still comes first
+    result = invoke(runner, "bench", "--sizes", "784,16,10", "--batch-size", "64", "--samples", "100")
+    assert_refused(result, "bench of 784-16-10 at batch 64")
+
+
+def test_a_run_that_fits_tightly_warns_and_trains(runner, tmp_path, synthetic_data, monkeypatch):
+    seen = []
+    check_fits = memory.check_fits
+    monkeypatch.setattr(memory, "check_fits", lambda e, available=None: seen.append(e) or check_fits(e, available))
+    args = ["train", "--data", synthetic_data, "--sizes", "20,8,3", "--epochs", "1", "-q"]
+    monkeypatch.setattr(memory, "available_bytes", lambda: None)
+    quiet = invoke(runner, *args, "--out", tmp_path / "a.npy")
+    assert quiet.exit_code == 0 and quiet.stderr == ""  # nothing known: nothing said
+    monkeypatch.setattr(memory, "available_bytes", lambda: int(seen[0].total / 0.85))
+    result = invoke(runner, *args, "--out", tmp_path / "b.npy")
+    assert result.exit_code == 0 and (tmp_path / "b.npy").exists()
+    warnings = result.stderr.splitlines()
+    assert len(warnings) == 1 and warnings[0].startswith("warning: 20-8-3 at batch 32 needs about ")
+    assert "85% of the" in warnings[0]
+
+
+def _at_most_8_gb_of_address_space():
+    """Were the check broken, the child's large allocations fail (MemoryError) instead of filling the machine."""
+    resource.setrlimit(resource.RLIMIT_AS, (8 * GB, 8 * GB))
+
+
+def _refused_in_a_subprocess(args, tmp_path, limit_seconds=30.0):
+    started = time.perf_counter()
+    result = subprocess.run([sys.executable, "-m", "bptrain", *map(str, args), "--out", tmp_path / "big.npy"],
+                            cwd=tmp_path, capture_output=True, text=True, timeout=120,
+                            preexec_fn=_at_most_8_gb_of_address_space)
+    seconds = time.perf_counter() - started
+    assert result.returncode == 1, result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("Error: ") and "needs about" in lines[0], result.stderr
+    assert not (tmp_path / "big.npy").exists() and not (tmp_path / "big.history.json").exists()
+    assert seconds < limit_seconds
+    return lines[0]
+
+
+def _skip_if_it_would_fit(estimate):
+    available = memory.available_bytes()
+    if available is None or estimate.total <= available:
+        pytest.skip("this machine could hold the run: refusing it cannot be tested here without allocating")
+
+
+def test_an_absurd_network_is_refused_in_seconds(tmp_path, synthetic_data):
+    """The real check, in a real process, on this machine's real available memory (nothing faked)."""
+    data = DataShape.of(load_dataset(synthetic_data))
+    _skip_if_it_would_fit(memory.estimate((20, 300_000_000, 3), 32, data=data))
+    line = _refused_in_a_subprocess(["train", "--data", synthetic_data, "--sizes", "20,300000000,3"], tmp_path)
+    assert "20-300000000-3 at batch 32" in line
+
+
+def test_the_issues_command_is_refused_in_seconds(tmp_path, real_mnist_path):
+    """`bptrain train --sizes 784,3000000,10` on the real MNIST, as the issue tried it."""
+    _skip_if_it_would_fit(memory.estimate((784, 3_000_000, 10), 32))
+    line = _refused_in_a_subprocess(["train", "--data", real_mnist_path, "--sizes", "784,3000000,10"], tmp_path)
+    assert "784-3000000-10 at batch 32 needs about" in line and line.endswith("use fewer units")
+
+
+def test_part_is_plain_data():
+    assert Part("x", 3).bytes == 3

@@ -129,7 +129,7 @@ def test_constants_agree_with_the_modules_that_allocate():
     assert memory.UPDATES_PER_EPOCH == importlib.import_module("bptrain.train").UPDATES_PER_EPOCH
 
 
-def test_the_issues_network_needs_far_more_than_this_machine_has():
+def test_784_3000000_10_needs_far_more_than_this_machine_has():
     """784-3000000-10: building it alone (float64 draw, then float32) is ~28.6 GB; training needs much more."""
     estimate = memory.estimate((784, 3_000_000, 10), 32)
     params = 784 * 3_000_000 + 3_000_000 + 3_000_000 * 10 + 10
@@ -141,7 +141,7 @@ def test_the_issues_network_needs_far_more_than_this_machine_has():
     assert parts["evaluation chunk"] > 8192 * 3_000_000 * 4  # the evaluation workspace is the largest part
 
 
-def test_refusal_message_is_the_issues_one_line():
+def test_the_refusal_is_one_line_naming_need_availability_and_change():
     estimate = memory.estimate((784, 3_000_000, 10), 32)
     with pytest.raises(MemoryLimitError) as caught:
         memory.check_fits(estimate, available=21_900_000_000)
@@ -361,8 +361,8 @@ def test_an_absurd_network_is_refused_in_seconds(tmp_path, synthetic_data):
     assert "20-300000000-3 at batch 32" in line
 
 
-def test_the_issues_command_is_refused_in_seconds(tmp_path, real_mnist_path):
-    """`bptrain train --sizes 784,3000000,10` on the real MNIST, as the issue tried it."""
+def test_784_3000000_10_on_mnist_is_refused_in_seconds(tmp_path, real_mnist_path):
+    """`bptrain train --sizes 784,3000000,10` on the real MNIST: a few zeros too many."""
     _skip_if_it_would_fit(memory.estimate((784, 3_000_000, 10), 32))
     line = _refused_in_a_subprocess(["train", "--data", real_mnist_path, "--sizes", "784,3000000,10"], tmp_path)
     assert "784-3000000-10 at batch 32 needs about" in line and line.endswith("use fewer units")

@@ -335,3 +335,21 @@ def test_epoch_line_pattern_matches_trains_output(runner, tmp_path, data):
     assert lines and all(sweep_module.EPOCH_LINE.match(line) for line in lines)
     match = sweep_module.EPOCH_LINE.match(lines[-1])
     assert match.group(1, 2) == ("2", "2")
+
+
+def test_parallel_runs_that_would_not_fit_together_are_refused_before_any_run(runner, synthetic_data, tmp_path,
+                                                                            monkeypatch):
+    """The sweep counts its parallel runs together: here one fits, two do not; nothing is started."""
+    from bptrain.app import memory
+    from bptrain.app.cli import cli
+
+    one = memory.training_estimate((20, 16, 3), 32, data=memory.DataShape.mnist(20)).total
+    monkeypatch.setattr(memory, "available_bytes", lambda root="/": int(1.5 * one))
+    started = []
+    monkeypatch.setattr(sweep_module.subprocess, "Popen", lambda *a, **k: started.append(a) or 1 / 0)
+    result = runner.invoke(cli, ["sweep", "--data", str(synthetic_data), "--sizes", "20,16,3", "--lr", "0.1,0.2",
+                                 "--jobs", "2", "--out-dir", str(tmp_path / "runs")])
+    assert result.exit_code == 1, result.output
+    assert "2 parallel runs of 20-16-3 at batch 32 need about" in result.output
+    assert "--jobs" in result.output or "fewer parallel jobs" in result.output
+    assert started == [] and not list((tmp_path / "runs").glob("*.npy"))

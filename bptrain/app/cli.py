@@ -20,6 +20,7 @@ import numpy as np
 
 from .. import __version__
 from ..data.shifts import is_square_image
+from . import memory
 from .bench import SETTINGS_CHOICES as BENCH_SETTINGS
 from .compare import compare_command, parameters_sha256
 from .config import load_config
@@ -174,6 +175,13 @@ def _given(ctx: click.Context, name: str) -> bool:
     return ctx.get_parameter_source(name) not in (click.core.ParameterSource.DEFAULT, None)
 
 
+def _check_memory(estimate: memory.Estimate) -> None:
+    """Refuse, in one line, a run the machine's memory cannot hold; warn when it would take most of it."""
+    warning = memory.check_fits(estimate)
+    if warning:
+        click.echo(f"warning: {warning}", err=True)  # even with --quiet, like the --batch-size note
+
+
 def _history_path(out: Path) -> Path:
     name = out.name[:-4] if out.name.endswith(".npy") else out.name
     return out.with_name(name + ".history.json")
@@ -197,10 +205,12 @@ def train_command(sizes, loss, activation, init, dtype, epochs, batch_size, augm
     _check_train_files(ctx, out, history, data, resume)
     say = (lambda *a, **k: None) if quiet else click.echo
     progress = not quiet and sys.stderr.isatty()
+    dataset = obtain_dataset(data, no_download, progress)  # first: its shape is part of what the run needs
+    _check_memory(memory.training_estimate(sizes, batch_size, resume=resume, dtype=dtype, augment=augment,
+                                           data=memory.DataShape.of(dataset), engine=engine, **learning))
     model, init, first_epoch = _model_to_train(ctx, resume, sizes, loss, activation, init, dtype, seed)
     initial_sha256 = parameters_sha256(model.weights, model.biases)  # which runs started alike (bptrain compare)
     _note_unused_options(ctx, learning["optimizer"])
-    dataset = obtain_dataset(data, no_download, progress)
     check_model_fits_data(model, dataset, "--sizes" if resume is None else str(resume))
     augment, batch_size = _fit_to_data(ctx, dataset, learning, augment, batch_size, quiet)
     settings = TrainSettings(epochs=epochs, batch_size=batch_size, seed=seed, augment=augment,
@@ -454,6 +464,8 @@ def bench_command(sizes, batch_size, loss, dtype, engine, runs, warmup, samples,
     if augment and not is_square_image(x.shape[1]):
         augment = 0  # as in train: shifts need square images (the settings line says "no shifts")
     settings = bench.settings_to_time(settings_choice, augment)
+    _check_memory(memory.bench_estimate(sizes, batch_size, dtype=dtype, settings=settings, n_samples=len(x),
+                                        engine=engine))
     rows, peak = bench.bench(sizes, loss, x, y, batch_size, dtype=DTYPES[dtype], runs=runs, warmup=warmup,
                              settings=settings, engine=engine)
     if as_json:
@@ -686,6 +698,7 @@ def gradcheck_command(sizes, loss, activation, batch_size, seed, max_entries, as
     """
     from .gradcheck import TOLERANCE, gradient_check
 
+    _check_memory(memory.gradcheck_estimate(sizes, batch_size, engine="reference"))  # the core's own arrays
     rows = gradient_check(sizes, loss, batch_size, seed, max_entries or None, activation=activation)
     passed = all(row.passed for row in rows)
     if as_json:

@@ -41,10 +41,11 @@ import click
 from .. import __version__
 from .compare import (SUMMARY_FORMAT, SUMMARY_NAME, Run, failure_lines, format_table, is_summary_file, option_label,
                       read_run, show_value, start_note)
+from . import memory
 from .config import load_config
 from ..core.errors import BptrainError, PathClash
 from ..core.network import AUTO_INIT, default_init
-from .options import GROUPS, PATH, TRAIN_OPTIONS, Option
+from .options import GROUPS, PATH, TRAIN_OPTIONS, Option, parse_sizes
 from .paths import check_no_clash, check_replaceable, data_files, is_history_file, is_model_file
 from .stopping import STOP_SIGNALS, StopSignals, exit_status, signal_name
 
@@ -253,15 +254,35 @@ def _clamped(recorded: int, run: Run) -> bool:
     return isinstance(batch, int) and (recorded == batch if batch < 1000 else recorded >= 1000)
 
 
-def check_runs_fit(commands, jobs: int) -> None:
-    """Refuse a sweep whose ``jobs`` parallel runs would not fit in memory together.
+def check_runs_fit(runs: list[dict], jobs: int) -> None:
+    """Refuse, before any run starts, a sweep whose ``jobs`` parallel runs would not fit in memory together.
 
-    Not done yet: it will ask the memory estimator (``bptrain.memory``, being written
-    alongside) for each command's peak and refuse, before any run starts, a ``--jobs``
-    whose largest ``jobs`` peaks add up to more than the memory available, naming the
-    ``--jobs`` that would fit. Until then every sweep is let through.
+    ``runs``: each run's settings by option name (the table's defaults, then the config, then the
+    sweep's). The largest run is counted ``jobs`` times: each is a process with its own data and
+    buffers. The refusal names the ``--jobs`` that would fit.
     """
-    return None
+    if not runs:
+        return
+    named = ("sizes", "batch_size", "resume", "dtype", "augment", "data")
+    # the runs' data is not loaded here: MNIST's shape, with the network's input width
+    estimates = [memory.training_estimate(run["sizes"], run["batch_size"], resume=run.get("resume"),
+                                          dtype=run["dtype"], augment=run["augment"],
+                                          data=memory.DataShape.mnist(run["sizes"][0]),
+                                          **{key: value for key, value in run.items() if key not in named})
+                 for run in runs]
+    largest = max(estimates, key=lambda estimate: estimate.per_job)
+    warning = memory.check_fits(memory.sweep_estimate(largest, jobs))
+    if warning:
+        click.echo(f"warning: {warning}", err=True)
+
+
+def run_settings(job: Job, config_values: dict, fixed: dict) -> dict:
+    """The settings ``bptrain train`` will run ``job`` with: defaults, then the config, then the sweep's."""
+    defaults = {option.name: option.default_value() for option in TRAIN_OPTIONS}
+    settings = {**defaults, **config_values, **fixed, **job.values}
+    if isinstance(settings["sizes"], str):
+        settings["sizes"] = parse_sizes(settings["sizes"])
+    return settings
 
 
 # --------------------------------------------------------------------- cores
@@ -662,7 +683,7 @@ def sweep_command(out_dir, jobs, print_commands, force, quiet, config, **given):
     from ..fast.threads import usable_cores  # only here: the command line must not need the fast engine
 
     parallel, threads, variables = plan_cores(max(1, len(to_do)), jobs, usable_cores(), os.environ)
-    check_runs_fit([job.args for job in to_do], parallel)
+    check_runs_fit([run_settings(job, config_values, fixed) for job in to_do], parallel)
     mode = "quiet" if quiet else ("live" if sys.stderr.isatty() else "lines")
     display = Display(all_jobs, mode)
     for job in all_jobs:

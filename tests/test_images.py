@@ -29,10 +29,27 @@ Image = pytest.importorskip("PIL.Image")
 ImageDraw = pytest.importorskip("PIL.ImageDraw")
 ImageFont = pytest.importorskip("PIL.ImageFont")
 
-FONTS = Path("/usr/share/fonts/truetype")
-DEJAVU = FONTS / "dejavu" / "DejaVuSans.ttf"
-HUMOR = FONTS / "humor-sans" / "Humor-Sans.ttf"
-LIBERATION_SERIF = FONTS / "liberation2" / "LiberationSerif-Regular.ttf"
+FONTS = Path(os.environ.get("BPTRAIN_TEST_FONTS", "/usr/share/fonts/truetype"))
+
+
+def font_file(system: str, bundled: str) -> Path:
+    """A font of Debian's (as CI installs them), else the same one as matplotlib ships it (in the test
+    extra), so that these font tests run on any machine with ``pip install -e '.[test]'``.
+    ``$BPTRAIN_TEST_FONTS`` names another folder for Debian's fonts (an empty one shows the fallback)."""
+    path = FONTS / system
+    if path.is_file() or os.environ.get("CI") == "true":
+        return path
+    try:
+        import matplotlib
+    except ImportError:
+        return path
+    return Path(matplotlib.get_data_path()) / "fonts" / "ttf" / bundled
+
+
+DEJAVU = font_file("dejavu/DejaVuSans.ttf", "DejaVuSans.ttf")
+DEJAVU_BOLD = font_file("dejavu/DejaVuSans-Bold.ttf", "DejaVuSans-Bold.ttf")
+HUMOR = FONTS / "humor-sans" / "Humor-Sans.ttf"  # hand-drawn strokes: nothing bundled is like it
+LIBERATION_SERIF = font_file("liberation2/LiberationSerif-Regular.ttf", "DejaVuSerif.ttf")
 
 
 def font(path: Path, size: int):
@@ -40,7 +57,7 @@ def font(path: Path, size: int):
         if os.environ.get("CI") == "true":
             pytest.fail(f"font {path} is missing in CI "
                         "(install fonts-dejavu-core, fonts-humor-sans, fonts-liberation2)")
-        pytest.skip(f"font {path} not installed")
+        pytest.skip(f"font {path} not installed (apt-get install fonts-dejavu-core fonts-humor-sans fonts-liberation2)")
     return ImageFont.truetype(str(path), size)
 
 
@@ -167,7 +184,7 @@ def test_polarity_on_mid_grey_paper(paper, ink):
 
 def test_a_tightly_cropped_bold_digit_keeps_its_strokes():
     """Thick strokes filling much of a small image must not be mistaken for paper by the surface fit."""
-    roomy = gray_of(digit_image("8", path=FONTS / "dejavu" / "DejaVuSans-Bold.ttf", size=200, canvas=(500, 400),
+    roomy = gray_of(digit_image("8", path=DEJAVU_BOLD, size=200, canvas=(500, 400),
                                 at=(180, 60)))
     rows, cols = np.nonzero(roomy < 0.5)
     tight = roomy[rows.min() - 2:rows.max() + 3, cols.min() - 2:cols.max() + 3]
@@ -267,7 +284,7 @@ def test_an_enlarged_scan_whose_ink_spans_the_picture_is_read_like_one_with_a_ma
 
 def test_a_bold_digit_cropped_to_its_ink_needs_the_users_word_and_gets_it():
     """An 8 so bold and so tightly cut that it is mostly ink: ``ink=`` says which side is which."""
-    roomy = gray_of(digit_image("8", path=FONTS / "dejavu" / "DejaVuSans-Bold.ttf", size=200, canvas=(500, 400),
+    roomy = gray_of(digit_image("8", path=DEJAVU_BOLD, size=200, canvas=(500, 400),
                                 at=(180, 60)))
     tight = crop_touching(roomy, "tblr")
     assert (tight < 0.5).mean() > 0.5

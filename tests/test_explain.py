@@ -8,16 +8,13 @@ untrained networks throughout; one optional test on the real MNIST.
 
 from __future__ import annotations
 
-import contextlib
 import copy
 import json
-import threading
 
 import numpy as np
 import pytest
 
 from bptrain.app import explain as explain_module
-from bptrain.app import server
 from bptrain.app.explain import FULL_UP_TO, MAX_STEPS, explain
 from bptrain.app.gradcheck import numerical_gradient, relative_error
 from bptrain.core.network import ACTIVATIONS, LOSSES, MLP, one_hot
@@ -319,18 +316,7 @@ def test_digits():
     return validate_splits(make_blobs(40, 20, 20, n_features=784, n_classes=10), source="blobs")
 
 
-@contextlib.contextmanager
-def serving(model, meta=None, dataset=None):
-    """Like test_server's ``running``, with a data set for "test_index"."""
-    httpd = server.make_server(server.Predictor(model, meta, dataset=dataset), "127.0.0.1", 0)
-    thread = threading.Thread(target=httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
-    thread.start()
-    try:
-        yield httpd.server_address[1]
-    finally:
-        httpd.shutdown()
-        httpd.server_close()
-        thread.join(timeout=5)
+serving = running  # test_server's, with a data set for "test_index"
 
 
 @pytest.fixture(scope="module")

@@ -30,9 +30,9 @@ from digits import STROKES, draw_strokes, trained_mnist_model
 
 
 @contextlib.contextmanager
-def running(model, meta=None):
-    """Serve ``model`` on 127.0.0.1 at a free port in a thread; yields the port."""
-    httpd = server.make_server(server.Predictor(model, meta), "127.0.0.1", 0)
+def running(model, meta=None, dataset=None):
+    """Serve ``model`` (and ``dataset``, for "test_index") on 127.0.0.1 at a free port in a thread; yields the port."""
+    httpd = server.make_server(server.Predictor(model, meta, dataset=dataset), "127.0.0.1", 0)
     thread = threading.Thread(target=httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
     thread.start()
     try:

@@ -432,7 +432,7 @@ def format_explanation(doc: dict) -> str:
     and one gradient step, each matrix with its shape for this input and a summary of its values."""
     lines: list[str] = []
     say = lines.append
-    model, L, B = doc["model"], len(doc["layers"]), doc["batch_size"]
+    model, B = doc["model"], doc["batch_size"]
     sizes = "-".join(map(str, model["sizes"]))
     labels = doc["labels"]
     rule = {"true": ("the true label", "the true labels"), "given": ("given with --label",) * 2,

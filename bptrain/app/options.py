@@ -285,17 +285,24 @@ def table_option(name: str, **overrides):
 
 
 class GroupedHelpCommand(click.Command):
-    """A command whose ``--help`` lists its options under headings (Option.group), in GROUPS order."""
+    """A command whose ``--help`` lists its options under headings (Option.group), in GROUPS order.
+
+    Options that are not in the table go under ``own_group`` (``--config`` under "Files").
+    """
+
+    own_group = "Other"
+
+    def group_of(self, ctx, param) -> str:
+        option = OPTIONS_BY_NAME.get(param.name)
+        return option.group if option is not None else ("Files" if param.name == "config" else self.own_group)
 
     def format_options(self, ctx, formatter):
-        sections: dict[str, list] = {group: [] for group in GROUPS}
+        first = {} if self.own_group in GROUPS else {self.own_group: []}  # a command's own options first
+        sections: dict[str, list] = {**first, **{group: [] for group in GROUPS}}
         for param in self.get_params(ctx):
             record = param.get_help_record(ctx)
-            if record is None:
-                continue
-            option = OPTIONS_BY_NAME.get(param.name)
-            group = option.group if option is not None else ("Files" if param.name == "config" else "Other")
-            sections.setdefault(group, []).append(record)
+            if record is not None:
+                sections.setdefault(self.group_of(ctx, param), []).append(record)
         for group, records in sections.items():
             if records:
                 with formatter.section(group):

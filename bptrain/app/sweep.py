@@ -45,7 +45,7 @@ from . import memory
 from .config import load_config
 from ..core.errors import BptrainError, PathClash
 from ..core.network import AUTO_INIT, default_init
-from .options import GROUPS, PATH, TRAIN_OPTIONS, Option, parse_sizes
+from .options import PATH, TRAIN_OPTIONS, GroupedHelpCommand, Option, parse_sizes
 from .paths import check_no_clash, check_replaceable, data_files, is_history_file, is_model_file
 from .stopping import STOP_SIGNALS, StopSignals, exit_status, signal_name
 
@@ -103,26 +103,18 @@ def sweep_options(func):
     return func
 
 
-class SweepHelp(click.Command):
+class SweepHelp(GroupedHelpCommand):
     """``--help`` with the sweep's own options first, then train's in their groups."""
 
-    def format_options(self, ctx, formatter):
+    own_group = "The sweep"
+
+    def group_of(self, ctx, param) -> str:
+        if param is self.get_help_option(ctx):
+            return "Other"
         by_name = {option.name: option for option in SWEEP_OPTIONS}
         by_name.update({_off_name(o): o for o in SWEEP_OPTIONS if o.flag is not None and "/" in o.flag})
-        sections = {"The sweep": [], **{group: [] for group in GROUPS}}
-        for param in self.get_params(ctx):
-            record = param.get_help_record(ctx)
-            if record is None:
-                continue
-            option = by_name.get(param.name)
-            group = option.group if option is not None else ("Files" if param.name == "config" else "The sweep")
-            if param is self.get_help_option(ctx):
-                group = "Other"
-            sections.setdefault(group, []).append(record)
-        for group, records in sections.items():
-            if records:
-                with formatter.section(group):
-                    formatter.write_dl(records)
+        option = by_name.get(param.name)
+        return option.group if option is not None else ("Files" if param.name == "config" else self.own_group)
 
 
 # --------------------------------------------------------------------- the grid

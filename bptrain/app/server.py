@@ -50,8 +50,9 @@ JSON_TYPE = "application/json"
 #: /api/explain answers with every unit's numbers up to this many units (Σ n_l), summaries beyond:
 #: about 200 bytes per unit, so the answer stays well under MAX_BODY_BYTES.
 MAX_EXPLAINED_UNITS = 8192
-#: The JSON fields of an explain request that name its input (the others: bptrain.app.explain.REQUEST_FIELDS).
-EXPLAIN_INPUT_FIELDS = ("pixels", "width", "height", "input", "test_index")
+#: The JSON fields of an explain request that name its input (the others: bptrain.app.explain.REQUEST_FIELDS);
+#: "ink" goes with a drawing, as in /api/predict, so the page can send the same body to both.
+EXPLAIN_INPUT_FIELDS = ("pixels", "width", "height", "ink", "input", "test_index")
 IMAGE_TYPES = ("image/", "application/octet-stream")
 
 
@@ -305,7 +306,8 @@ class Handler(http.server.BaseHTTPRequestHandler):
 
     def route_explain(self):
         """A drawing, a model input or a test digit as JSON (with "label", "steps", "lr", "unit"), or an
-        image file as the raw body (the same fields in the query string: ?label=3&steps=1&unit=1,17)."""
+        image file as the raw body (the same fields in the query string: ?label=3&steps=1&unit=1,17, and
+        ?ink=dark|light as for /api/predict)."""
         from .explain import query_fields
 
         body = self._read_body()
@@ -316,7 +318,8 @@ class Handler(http.server.BaseHTTPRequestHandler):
             fields = {k: v for k, v in fields.items() if k not in EXPLAIN_INPUT_FIELDS}
         elif content_type.startswith(IMAGE_TYPES):
             fields = query_fields(self.path)
-            x, source, true_labels = self.predictor.input_from_image(body, content_type), {"kind": "image"}, None
+            ink = ink_choice(fields.pop("ink", "auto"))
+            x, source, true_labels = self.predictor.input_from_image(body, content_type, ink), {"kind": "image"}, None
         else:
             raise RequestError(415, "send application/json (a drawing, an input or a test index) or an image file "
                                     "(image/png, image/jpeg, ...)")

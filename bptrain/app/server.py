@@ -6,6 +6,7 @@ URL can read a file. Every request body is capped before it is read; every bad r
 status code and a one-line JSON error, and the server goes on serving.
 
     GET  /              the page (bptrain/web/index.html)
+    GET  /backprop.js   the page's Backprop panel (an ES module beside it)
     GET  /api/model     the model's layer sizes, loss, activation, input side
     POST /api/predict   a drawing (JSON grayscale pixels) or an image file (raw body, image/*;
                         ?ink=dark|light to say which side the ink is on, as "ink" does in the JSON)
@@ -77,6 +78,11 @@ def ink_choice(value) -> str:
 def page_html() -> bytes:
     """The page, read from the package data (so it is there in any install, editable or not)."""
     return resources.files("bptrain.app").joinpath("web", "index.html").read_bytes()
+
+
+def backprop_js() -> bytes:
+    """The page's Backprop panel, a script module shipped beside the page (package data too)."""
+    return resources.files("bptrain.app").joinpath("web", "backprop.js").read_bytes()
 
 
 class Predictor:
@@ -233,6 +239,7 @@ class Handler(http.server.BaseHTTPRequestHandler):
 
     ROUTES = {
         "/": {"GET": "page"},
+        "/backprop.js": {"GET": "backprop_js"},
         "/api/model": {"GET": "model_info"},
         "/api/predict": {"POST": "predict"},
         "/api/explain": {"POST": "explain"},
@@ -284,6 +291,9 @@ class Handler(http.server.BaseHTTPRequestHandler):
     # --------------------------------------------------------------- routes
     def route_page(self):
         self._send(page_html(), "text/html; charset=utf-8")
+
+    def route_backprop_js(self):
+        self._send(backprop_js(), "text/javascript; charset=utf-8")
 
     def route_model_info(self):
         self._send_json(self.predictor.describe())
@@ -380,7 +390,7 @@ class Handler(http.server.BaseHTTPRequestHandler):
         self.send_header("X-Content-Type-Options", "nosniff")
         self.send_header("Referrer-Policy", "no-referrer")
         self.send_header("Content-Security-Policy",
-                         "default-src 'none'; script-src 'unsafe-inline'; style-src 'unsafe-inline'; "
+                         "default-src 'none'; script-src 'self' 'unsafe-inline'; style-src 'unsafe-inline'; "
                          "img-src 'self' blob: data:; connect-src 'self'; form-action 'none'; "
                          "frame-ancestors 'none'; base-uri 'none'")
         if status == 405:

@@ -8,6 +8,7 @@ Manager never runs. Without them the tests skip with the reason, except in CI (C
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import threading
 from pathlib import Path
@@ -185,6 +186,10 @@ def test_uploading_an_image_file_goes_through_the_server(page, tmp_path):
     page.find_element(By.ID, "upload").send_keys(str(path))
     assert wait_for_answer(page) == "7"
     assert canvas_grey_levels(page, "hidden-1") > 10
+    # the Backprop panel explains the same file, sent as it is to /api/explain
+    wait_for_panel(page, lambda d: d.find_element(By.ID, "backprop-probability").get_attribute("data-label") == "7")
+    assert page.find_element(By.ID, "backprop-error").text == ""
+    assert len(page.find_elements(By.CSS_SELECTOR, "#backprop-layers .bp-cell")) == 2 * 64
 
     not_an_image = tmp_path / "notes.png"
     not_an_image.write_bytes(b"these are not pixels")
@@ -228,3 +233,100 @@ def test_the_ink_choice_goes_with_an_upload(page, tmp_path):
     WebDriverWait(page, 10).until(lambda d: centre_seen(d) == 0)
     wait_for_answer(page)
     assert page.find_element(By.ID, "error").text == ""
+
+
+def wait_for_panel(driver, condition=lambda d: True, seconds=20):
+    """Wait until the Backprop panel has every answer in and ``condition`` holds."""
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    WebDriverWait(driver, seconds).until(
+        lambda d: d.find_element(By.ID, "backprop").get_attribute("data-requests") == "idle" and condition(d))
+
+
+def section_text(driver) -> str:
+    from selenium.webdriver.common.by import By
+
+    return driver.find_element(By.ID, "backprop").text
+
+
+def shown_percentages(text: str) -> list[float]:
+    return [float(number) for number in re.findall(r"([0-9.e-]+)%", text)]
+
+
+def test_the_backprop_panel_teaches_a_drawn_7_to_be_a_1(page, tmp_path):
+    """Draw a 7, set the label to 1, hover a unit of the first hidden layer and read its δ formula, take one
+    step and see p(1) rise; Reset goes back. The numbers are the server's (/api/explain)."""
+    from PIL import Image
+    from selenium.webdriver.common.action_chains import ActionChains
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import Select
+
+    draw(page, page.find_element(By.ID, "pad"), STROKES[7])
+    assert wait_for_answer(page) == "7"
+    wait_for_panel(page, lambda d: d.find_elements(By.CSS_SELECTOR, '#backprop-layers [data-layer="1"]'))
+    label = Select(page.find_element(By.ID, "backprop-label"))
+    assert label.first_selected_option.text == "the network's answer (7)"
+    assert [o.get_attribute("value") for o in label.options] == [""] + [str(c) for c in range(10)]
+
+    label.select_by_value("1")
+    probability = page.find_element(By.ID, "backprop-probability")
+    wait_for_panel(page, lambda d: probability.get_attribute("data-label") == "1")
+    assert probability.text.startswith("p(1) = ")
+    before = float(probability.get_attribute("data-now"))
+    # Δ_L = A_L − Y: ten signed numbers, the label's near −1 (p(1) is small), the network's 7 near +1
+    errors = [float(c.text.replace("−", "-")) for c in page.find_elements(By.CSS_SELECTOR, "#backprop-output .bp-delta")]
+    assert len(errors) == 10 and errors[1] < -0.9 and errors[7] > 0.5 and abs(sum(errors)) < 0.01
+    # δ of the 64 units of the hidden layer, as signed colours, beside its activations
+    deltas = page.find_elements(By.CSS_SELECTOR, '#backprop-layers .bp-grid[data-kind="delta"] .bp-cell')
+    actives = page.find_elements(By.CSS_SELECTOR, '#backprop-layers .bp-grid[data-kind="a"] .bp-cell')
+    assert len(deltas) == len(actives) == 64
+    colours = {c.value_of_css_property("background-color") for c in deltas}
+    assert len(colours) > 20 and any("200" in c for c in colours)   # many shades, some reddish (positive)
+
+    cell = deltas[5]
+    ActionChains(page).move_to_element(cell).perform()
+    formula = page.find_element(By.ID, "backprop-unit")
+    wait_for_panel(page, lambda d: d.find_element(By.ID, "backprop-unit").get_attribute("data-shown-unit") == "5")
+    line = page.find_element(By.ID, "backprop-formula").text
+    assert re.fullmatch(r"δ_j = \(Σ_k W_jk δ_k\) · a_j \(1 − a_j\) = (-?[0-9.e-]+) × ([0-9.e-]+) = (-?[0-9.e-]+)",
+                        line), line
+    assert "Unit 5 of hidden layer 1" in formula.text and "bias b_j" in formula.text
+    weights = page.find_element(By.ID, "backprop-weights")
+    assert (weights.get_attribute("width"), weights.get_attribute("height")) == ("28", "28")
+    assert canvas_grey_levels(page, "backprop-weights") > 50          # 784 weights in signed colours
+    assert "picked" in cell.get_attribute("class") and "picked" in actives[5].get_attribute("class")
+    assert "picked" not in formula.get_attribute("class")
+
+    step = page.find_element(By.ID, "backprop-step")
+    assert step.is_enabled() and page.find_element(By.ID, "backprop-steps").text == "0"
+    step.click()
+    wait_for_panel(page, lambda d: d.find_element(By.ID, "backprop-steps").text == "1")
+    shown = shown_percentages(probability.text)
+    assert "1 step taken" in section_text(page)
+    assert probability.text.startswith("p(1): ") and len(shown) == 2 and shown[1] > shown[0], probability.text
+    assert float(probability.get_attribute("data-before")) == before < float(probability.get_attribute("data-now"))
+    assert page.find_element(By.ID, "backprop-unit").get_attribute("data-shown-unit") == "5"  # the unit stays, new numbers
+    assert page.find_element(By.ID, "backprop-formula").text != line
+    page.save_screenshot(str(tmp_path / "backprop.png"))
+    section = page.find_element(By.ID, "backprop")
+    page.execute_script("arguments[0].scrollIntoView()", page.find_element(By.TAG_NAME, "header"))
+    readme = Path(__file__).resolve().parent.parent / ".readme" / "backprop.png"
+    if os.environ.get("BPTRAIN_SCREENSHOTS"):   # remake the docs' picture: the whole page, panel included
+        page.set_window_size(1120, 1500)
+        wait_for_panel(page)
+        page.save_screenshot(str(tmp_path / "full.png"))
+        height = page.execute_script("return Math.ceil(document.querySelector('main').getBoundingClientRect().bottom)")
+        image = Image.open(tmp_path / "full.png").convert("RGB")
+        image.crop((0, 0, image.width, min(image.height, height))).quantize(colors=128).save(readme, optimize=True)
+        page.set_window_size(1120, 800)
+    assert section.is_displayed()
+
+    page.find_element(By.ID, "backprop-reset").click()
+    wait_for_panel(page, lambda d: d.find_element(By.ID, "backprop-steps").text == "0")
+    assert float(probability.get_attribute("data-now")) == before
+    assert page.find_element(By.ID, "error").text == "" and page.find_element(By.ID, "backprop-error").text == ""
+
+    page.find_element(By.ID, "clear").click()                          # a cleared pad: nothing to explain
+    wait_for_panel(page, lambda d: d.find_element(By.ID, "backprop-output").text == "")
+    assert probability.text.startswith("Draw a digit")

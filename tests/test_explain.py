@@ -400,6 +400,32 @@ def test_a_unit_request_gives_what_the_hover_needs(port):
     assert "values" not in hidden["W"] and "values" not in hidden["grad_W"]
 
 
+def test_the_body_the_page_sends_to_predict_with_its_ink_choice_is_explained_alike(port):
+    """A square ring cut to its ink is two thirds ink: "auto" takes the hole for the ink, "dark" does not."""
+    images_module()
+    ring = np.full((60, 60), 255, np.uint8)
+    ring[:20], ring[-20:], ring[:, :20], ring[:, -20:] = 0, 0, 0, 0
+    seen = {}
+    for ink in ("auto", "dark"):
+        document = {**drawing(ring), "ink": ink}
+        status, _, body = post_json(port, document)
+        predicted = json.loads(body)["input"]
+        status, answer = post(port, document)
+        assert status == 200, answer
+        seen[ink] = np.array(answer["A_0"]["values"][0])
+        np.testing.assert_allclose(seen[ink], predicted, atol=5e-4)    # /api/predict rounds to 3 digits
+        status, image = request(port, "POST", f"/api/explain?ink={ink}&label=2", png_bytes(ring),
+                                {"Content-Type": "image/png"})[::2]
+        assert status == 200
+        np.testing.assert_array_equal(np.array(json.loads(image)["A_0"]["values"][0]), seen[ink])
+    assert not np.array_equal(seen["auto"], seen["dark"])
+    status, message = error_of(post_json(port, {**drawing(ring), "ink": "purple"}, "/api/explain"))
+    assert status == 400 and '"ink"' in message
+    status, message = error_of(request(port, "POST", "/api/explain?ink=purple", png_bytes(ring),
+                                       {"Content-Type": "image/png"}))
+    assert status == 400 and '"ink"' in message
+
+
 def test_the_answer_stays_small_for_the_default_network():
     images_module()
     model = MLP((784, 128, 64, 10), seed=0)

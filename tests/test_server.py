@@ -114,6 +114,20 @@ def test_the_page_is_served_at_the_root(port):
     assert request(port, "GET", "/?from=bookmark")[0] == 200
 
 
+def test_the_backprop_panel_script_is_served_beside_the_page(port):
+    status, headers, body = request(port, "GET", "/backprop.js")
+    assert status == 200 and headers["Content-Type"] == "text/javascript; charset=utf-8"
+    script = body.decode("utf-8")
+    assert "/api/explain" in script and "bptrain:drawing" in script
+    assert "http://" not in script and "https://" not in script  # no CDN: the page works offline
+    assert "script-src 'self'" in headers["Content-Security-Policy"]  # the page may load it, from here only
+    _, _, page = request(port, "GET", "/")
+    assert b'<script type="module" src="/backprop.js"></script>' in page
+    for path in ("/backprop.js/", "/web/backprop.js", "/app.js", "/backprop.js/../index.html", "/Backprop.js"):
+        assert error_of(request(port, "GET", path)) == (404, "not found"), path
+    assert request(port, "POST", "/backprop.js", b"{}", {"Content-Type": "application/json"})[0] == 405
+
+
 def test_head_gives_the_headers_without_the_body(port):
     status, headers, body = request(port, "HEAD", "/")
     assert status == 200 and int(headers["Content-Length"]) > 1000 and body == b""

@@ -6,6 +6,7 @@ URL can read a file. Every request body is capped before it is read; every bad r
 status code and a one-line JSON error, and the server goes on serving.
 
     GET  /              the page (bptrain/web/index.html)
+    GET  /backprop.js   the page's Backprop panel (an ES module beside it)
     GET  /api/model     the model's layer sizes, loss, activation, input side
     POST /api/predict   a drawing (JSON grayscale pixels) or an image file (raw body, image/*;
                         ?ink=dark|light to say which side the ink is on, as "ink" does in the JSON)
@@ -50,8 +51,9 @@ JSON_TYPE = "application/json"
 #: /api/explain answers with every unit's numbers up to this many units (Σ n_l), summaries beyond:
 #: about 200 bytes per unit, so the answer stays well under MAX_BODY_BYTES.
 MAX_EXPLAINED_UNITS = 8192
-#: The JSON fields of an explain request that name its input (the others: bptrain.app.explain.REQUEST_FIELDS).
-EXPLAIN_INPUT_FIELDS = ("pixels", "width", "height", "input", "test_index")
+#: The JSON fields of an explain request that name its input (the others: bptrain.app.explain.REQUEST_FIELDS);
+#: "ink" goes with a drawing, as in /api/predict, so the page can send the same body to both.
+EXPLAIN_INPUT_FIELDS = ("pixels", "width", "height", "ink", "input", "test_index")
 IMAGE_TYPES = ("image/", "application/octet-stream")
 
 
@@ -76,6 +78,11 @@ def ink_choice(value) -> str:
 def page_html() -> bytes:
     """The page, read from the package data (so it is there in any install, editable or not)."""
     return resources.files("bptrain.app").joinpath("web", "index.html").read_bytes()
+
+
+def backprop_js() -> bytes:
+    """The page's Backprop panel, a script module shipped beside the page (package data too)."""
+    return resources.files("bptrain.app").joinpath("web", "backprop.js").read_bytes()
 
 
 class Predictor:
@@ -232,6 +239,7 @@ class Handler(http.server.BaseHTTPRequestHandler):
 
     ROUTES = {
         "/": {"GET": "page"},
+        "/backprop.js": {"GET": "backprop_js"},
         "/api/model": {"GET": "model_info"},
         "/api/predict": {"POST": "predict"},
         "/api/explain": {"POST": "explain"},
@@ -284,6 +292,9 @@ class Handler(http.server.BaseHTTPRequestHandler):
     def route_page(self):
         self._send(page_html(), "text/html; charset=utf-8")
 
+    def route_backprop_js(self):
+        self._send(backprop_js(), "text/javascript; charset=utf-8")
+
     def route_model_info(self):
         self._send_json(self.predictor.describe())
 
@@ -305,7 +316,8 @@ class Handler(http.server.BaseHTTPRequestHandler):
 
     def route_explain(self):
         """A drawing, a model input or a test digit as JSON (with "label", "steps", "lr", "unit"), or an
-        image file as the raw body (the same fields in the query string: ?label=3&steps=1&unit=1,17)."""
+        image file as the raw body (the same fields in the query string: ?label=3&steps=1&unit=1,17, and
+        ?ink=dark|light as for /api/predict)."""
         from .explain import query_fields
 
         body = self._read_body()
@@ -316,7 +328,8 @@ class Handler(http.server.BaseHTTPRequestHandler):
             fields = {k: v for k, v in fields.items() if k not in EXPLAIN_INPUT_FIELDS}
         elif content_type.startswith(IMAGE_TYPES):
             fields = query_fields(self.path)
-            x, source, true_labels = self.predictor.input_from_image(body, content_type), {"kind": "image"}, None
+            ink = ink_choice(fields.pop("ink", "auto"))
+            x, source, true_labels = self.predictor.input_from_image(body, content_type, ink), {"kind": "image"}, None
         else:
             raise RequestError(415, "send application/json (a drawing, an input or a test index) or an image file "
                                     "(image/png, image/jpeg, ...)")
@@ -377,7 +390,7 @@ class Handler(http.server.BaseHTTPRequestHandler):
         self.send_header("X-Content-Type-Options", "nosniff")
         self.send_header("Referrer-Policy", "no-referrer")
         self.send_header("Content-Security-Policy",
-                         "default-src 'none'; script-src 'unsafe-inline'; style-src 'unsafe-inline'; "
+                         "default-src 'none'; script-src 'self' 'unsafe-inline'; style-src 'unsafe-inline'; "
                          "img-src 'self' blob: data:; connect-src 'self'; form-action 'none'; "
                          "frame-ancestors 'none'; base-uri 'none'")
         if status == 405:

@@ -43,6 +43,11 @@ def main():
     parser.add_argument("--one-thread-below", type=float, default=None, metavar="MACS",
                         help="set bptrain.fast.threads.ONE_THREAD_BELOW for every kind of update (0: OpenBLAS's own "
                              "thread count at every batch size), to compare thread policies")
+    parser.add_argument("--core-for-distortions-up-to", type=float, default=None, metavar="WEIGHTS",
+                        help="set bptrain.fast.threads.CORE_FOR_DISTORTIONS_UP_TO (0: never leave a core to "
+                             "the distortions), to compare thread policies")
+    parser.add_argument("--affine", action="store_true", help="with rotation 15, scale 0.15 (Ciresan's)")
+    parser.add_argument("--elastic-sigma", type=float, default=4.0)
     parser.add_argument("--engine", default=None, help="fast or reference (trees that have both engines)")
     parser.add_argument("--data", default=os.environ.get("BPTRAIN_SHARED_DATA", "../shared/data") + "/mnist.pkl.gz")
     args = parser.parse_args()
@@ -54,9 +59,15 @@ def main():
             from bptrain import cores
 
         cores.ONE_THREAD_BELOW = dict.fromkeys(cores.ONE_THREAD_BELOW, args.one_thread_below)
+    if args.core_for_distortions_up_to is not None:
+        from bptrain.fast import threads
+
+        threads.CORE_FOR_DISTORTIONS_UP_TO = args.core_for_distortions_up_to
     data = load_dataset(Path(args.data))
     settings = TrainSettings(epochs=args.epochs, batch_size=args.batch_size, augment=args.augment,
-                             elastic_alpha=args.elastic_alpha, **SETTINGS[args.settings])
+                             elastic_alpha=args.elastic_alpha, elastic_sigma=args.elastic_sigma,
+                             **({"affine_rotate": 15.0, "affine_scale": 0.15} if args.affine else {}),
+                             **SETTINGS[args.settings])
     model = MLP(tuple(int(n) for n in args.sizes.split(",")), "ce", dtype=np.float32, seed=0,
                 activation=args.activation)
     cpu_at_end = []

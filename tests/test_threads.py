@@ -148,3 +148,16 @@ def test_train_and_run_epoch_tell_cores_whether_epochs_are_distorted(monkeypatch
           progress=False)
     distorted = elastic_alpha > 0
     assert ("steps", distorted) in asked and ("steps", not distorted) not in asked
+
+
+def test_large_networks_keep_every_blas_thread_with_distortions(monkeypatch):
+    """Above CORE_FOR_DISTORTIONS_UP_TO weights the products outweigh the distortions: no core is left."""
+    monkeypatch.delenv(cores.EPOCH_THREAD_VARIABLE, raising=False)
+    monkeypatch.setattr(cores, "usable_cores", lambda: 2)
+    monkeypatch.setattr(blas, "threads", lambda: 2)
+    big, small = (784, 1000, 500, 10), (784, 800, 10)
+    assert cores.weights(big) > cores.CORE_FOR_DISTORTIONS_UP_TO >= cores.weights(small)
+    assert cores.step_threads(big, 64, "gemm+axpy", distorts=True) is None
+    assert cores.epoch_thread(big, 64, "gemm+axpy", distorts=True) is False
+    assert cores.step_threads(small, 64, "gemm+axpy", distorts=True) == 1
+    assert cores.epoch_thread(small, 64, "gemm+axpy", distorts=True) is True

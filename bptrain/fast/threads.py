@@ -17,8 +17,11 @@ its ``update_kind`` names (:data:`ONE_THREAD_BELOW`):
 - "ufuncs": Adam's element-wise passes are NumPy's, on one core; a second
   thread splits only the gemms of its gradients, which pays from the same size.
 
-With distortions on, preparing an epoch costs about as much as training it,
-so the steps leave a core to the epoch thread whatever their size. The
+With distortions on, preparing an epoch costs about as much as training a
+small network, so the steps of networks up to :data:`CORE_FOR_DISTORTIONS_UP_TO`
+weights leave a core to the epoch thread; larger networks' products outweigh
+the distortions, so their steps keep every BLAS thread and the epoch is
+distorted inline. The
 measurements behind every boundary are in benchmarks/README.md.
 """
 
@@ -31,6 +34,9 @@ from . import blas
 #: Below this many multiply-adds per step (batch size x weights), the steps of each kind of update
 #: run on one BLAS thread (batch size 1 always does: all its products are matrix-vector).
 ONE_THREAD_BELOW = {"gemm": 0, "gemm+axpy": 2_000_000, "ufuncs": 2_000_000}
+#: With distortions on, the steps of networks up to this many weights leave a core to the epoch thread
+#: (distorting an epoch costs about as much as training it); larger networks' products outweigh it.
+CORE_FOR_DISTORTIONS_UP_TO = 1_000_000
 #: Set to 0 in the environment, this turns the epoch thread off; set to anything else, on.
 EPOCH_THREAD_VARIABLE = "BPTRAIN_EPOCH_THREAD"
 
@@ -43,6 +49,11 @@ def usable_cores() -> int:
         return os.cpu_count() or 1
 
 
+def weights(sizes) -> int:
+    """The network's weights: the multiply-adds of one image's forward pass."""
+    return sum(m * n for m, n in zip(sizes[:-1], sizes[1:]))
+
+
 def step_macs(sizes, batch_size: int) -> int:
     """Multiply-adds of one step's forward products (the backward ones scale the same way)."""
     return batch_size * sum(m * n for m, n in zip(sizes[:-1], sizes[1:]))
@@ -52,7 +63,7 @@ def step_threads(sizes, batch_size: int, update_kind: str = "ufuncs", distorts: 
     """BLAS threads for the steps: a number, or None for OpenBLAS's own count (see the module's docstring)."""
     if batch_size == 1 or step_macs(sizes, batch_size) < ONE_THREAD_BELOW[update_kind]:
         return 1
-    if distorts and usable_cores() > 1:
+    if distorts and usable_cores() > 1 and weights(sizes) <= CORE_FOR_DISTORTIONS_UP_TO:
         return max(1, min(blas.threads(), usable_cores() - 1))  # a core for the epoch thread
     return None
 

@@ -255,6 +255,9 @@ TRAIN_OPTIONS: tuple[Option, ...] = (
 
 OPTIONS_BY_NAME = {option.name: option for option in TRAIN_OPTIONS}
 CONFIG_OPTIONS = {option.name: option for option in TRAIN_OPTIONS if option.in_config}
+#: The settings of the training form of `bptrain serve`'s page (which `serve` also takes, to preset it):
+#: what a config may set, but the files. The page's requests carry no file paths.
+FORM_OPTIONS = tuple(option for option in TRAIN_OPTIONS if option.in_config and option.group != "Files")
 
 
 def click_options(options=TRAIN_OPTIONS):
@@ -285,16 +288,22 @@ def table_option(name: str, **overrides):
 
 
 class GroupedHelpCommand(click.Command):
-    """A command whose ``--help`` lists its options under headings (Option.group), in GROUPS order."""
+    """A command whose ``--help`` lists its options under headings (Option.group), in ``group_order``.
+
+    Options outside the table go under ``other_groups[name]`` ("Other" if not named there).
+    """
+
+    group_order: tuple[str, ...] = GROUPS
+    other_groups: dict[str, str] = {"config": "Files"}
 
     def format_options(self, ctx, formatter):
-        sections: dict[str, list] = {group: [] for group in GROUPS}
+        sections: dict[str, list] = {group: [] for group in self.group_order}
         for param in self.get_params(ctx):
             record = param.get_help_record(ctx)
             if record is None:
                 continue
             option = OPTIONS_BY_NAME.get(param.name)
-            group = option.group if option is not None else ("Files" if param.name == "config" else "Other")
+            group = option.group if option is not None else self.other_groups.get(param.name, "Other")
             sections.setdefault(group, []).append(record)
         for group, records in sections.items():
             if records:

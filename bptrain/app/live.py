@@ -75,10 +75,10 @@ LOSS_POINTS_PER_EPOCH = 20
 #: Seconds between live copies of the parameters, at least; a copy may take at most COPY_SHARE of the time.
 COPY_INTERVAL = 0.3
 COPY_SHARE = 0.02
-#: Each client of the event stream hears at most this often (seconds) ...
-EVENT_INTERVAL = 0.25
-#: ... and gets the first layer's weights at most this often.
-TILES_INTERVAL = 0.45
+#: Each client of the event stream hears at most this often (seconds): a little over twice a second ...
+EVENT_INTERVAL = 0.45
+#: ... and gets the first layer's weights at most this often (with the same batch of events, when they changed).
+TILES_INTERVAL = 0.4
 #: A comment line this often keeps a silent stream open through proxies and tells a dead client apart.
 HEARTBEAT_SECONDS = 15.0
 #: Event streams open at once, at most (each holds a thread of the server).
@@ -183,7 +183,7 @@ class Snapshot:
     weights: list
     biases: list
     record: EpochRecord | None = None
-    confusion: list | None = None  # of the validation split, computed when first asked for
+    confusion: list | None = None  # of the validation split: the loop's at the end of an epoch, else when asked for
     tiles: dict | None = None
 
     @property
@@ -246,6 +246,7 @@ class LiveRun(Callbacks):
         self.live: tuple[list, list] | None = None  # float32 copy: the network as it is now
         self.live_speed: list | None = None  # this epoch's mean ‖∂C/∂b_l‖ so far
         self._tiles: tuple[int, dict | None] | None = None
+        self._confusion: list | None = None  # of the last validation, from the loop's own predictions
         self.snapshots: list[Snapshot] = []
         self.max_snapshots = MAX_SNAPSHOTS
         self.best_epoch = first_epoch - 1 if first_epoch > 1 else 0
@@ -380,8 +381,13 @@ class LiveRun(Callbacks):
             self.live, self.live_version, self.live_speed = copy, self.live_version + 1, speed
         self._next_copy = started + max(COPY_INTERVAL, took / COPY_SHARE)
 
+    def validated(self, epoch: int, predictions: np.ndarray) -> None:
+        labels = self.owner.dataset.validation.y
+        self._confusion = confusion_matrix(labels, predictions, self.model.sizes[-1]).tolist()
+
     def epoch_ended(self, record: EpochRecord, improved: bool) -> None:
-        snapshot = Snapshot(record.epoch, float32_copy(self.model.weights), float32_copy(self.model.biases), record)
+        snapshot = Snapshot(record.epoch, float32_copy(self.model.weights), float32_copy(self.model.biases), record,
+                            confusion=self._confusion)
         best = ([w.copy() for w in self.model.weights], [b.copy() for b in self.model.biases]) if improved else None
         with self.lock:
             self.records.append(record)
@@ -918,11 +924,12 @@ class LiveTraining:
                     self.lock.wait(min(wait, TILES_INTERVAL))
                 if self._closing:
                     return
+            sent_at = time.monotonic()
             if news:
                 yield b"".join(sse(self._finished(event)) for event in news)
             else:
                 yield b": heartbeat\n\n"
-            time.sleep(EVENT_INTERVAL)
+            time.sleep(max(0.0, sent_at + EVENT_INTERVAL - time.monotonic()))
 
     def _welcome(self, client: dict) -> dict:
         client.update(seq=self._seq, run=self.run.id if self.run else None, points=0, progress=-1, tiles=-1)

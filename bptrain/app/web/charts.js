@@ -122,26 +122,29 @@ export function drawConfusion(canvas, matrix) {
   canvas.dataset.filled = "true";
 }
 
+// Byte -> colour of a weight, as one little-endian RGBA word: 128 is 0 (white), 255 +max (red), 1 −max (blue).
+const TILE_COLOURS = new Uint32Array(256).map((_, q) => {
+  const v = (q - 128) / 127, fade = Math.round(255 * (1 - Math.abs(v)));
+  const [r, g, b] = [v > 0 ? 255 : fade, fade, v < 0 ? 255 : fade];
+  return (255 << 24 | b << 16 | g << 8 | r) >>> 0;
+});
+
 // The first layer's weights: tiles.count tiles of side x side bytes (128 = 0), red positive, blue negative.
 export function drawTiles(canvas, tiles) {
   if (!tiles) { canvas.dataset.drawn = "false"; return; }
-  const bytes = Uint8Array.from(atob(tiles.tiles), (ch) => ch.charCodeAt(0));
+  const text = atob(tiles.tiles);
   const side = tiles.side, count = tiles.count, columns = Math.min(count, 16);
   const rows = Math.ceil(count / columns), step = side + 2;
   const width = columns * step + 2, height = rows * step + 2;
   if (canvas.width !== width || canvas.height !== height) { canvas.width = width; canvas.height = height; }
   const c = canvas.getContext("2d");
   const image = c.createImageData(width, height);
-  image.data.fill(255);
-  for (let t = 0; t < count; t++) {
+  const pixels = new Uint32Array(image.data.buffer).fill(0xffffffff);
+  for (let t = 0, at = 0; t < count; t++) {
     const x0 = 2 + (t % columns) * step, y0 = 2 + Math.floor(t / columns) * step;
-    for (let i = 0; i < side * side; i++) {
-      const v = (bytes[t * side * side + i] - 128) / 127;
-      const at = 4 * ((y0 + Math.floor(i / side)) * width + x0 + (i % side));
-      const fade = Math.round(255 * (1 - Math.abs(v)));
-      image.data[at] = v > 0 ? 255 : fade;
-      image.data[at + 1] = fade;
-      image.data[at + 2] = v < 0 ? 255 : fade;
+    for (let row = 0; row < side; row++) {
+      const start = (y0 + row) * width + x0;
+      for (let column = 0; column < side; column++) pixels[start + column] = TILE_COLOURS[text.charCodeAt(at++)];
     }
   }
   c.putImageData(image, 0, 0);

@@ -227,6 +227,28 @@ function connect() {
   source.onopen = () => { document.body.dataset.stream = "open"; };
 }
 
+// What changed is drawn once per animation frame, however many events came (a batch comes at once):
+// drawing costs the browser, and the browser shares the machine with the training.
+const dirty = new Set();
+let frame = 0;
+function redraw(...parts) {
+  parts.forEach((part) => dirty.add(part));
+  if (!frame) frame = requestAnimationFrame(drawDirty);
+}
+function drawDirty() {
+  frame = 0;
+  const parts = new Set(dirty);
+  dirty.clear();
+  if (parts.has("all")) { drawAll(); return; }
+  if (parts.has("status")) showStatus();
+  if (parts.has("loss")) drawLoss();
+  if (parts.has("speed")) drawSpeed();
+  if (parts.has("tiles") && view === null) {
+    drawTiles($("weights"), liveTiles);
+    $("weights").dataset.epoch = "live";
+  }
+}
+
 function handle(event) {
   if (event.type === "state") { applyState(event.state); return; }
   if (!run || event.run !== run.run) return;
@@ -234,7 +256,7 @@ function handle(event) {
   else if (event.type === "epoch") applyEpoch(event);
   else if (event.type === "weights") {
     liveTiles = event.tiles;
-    if (view === null) { drawTiles($("weights"), liveTiles); $("weights").dataset.epoch = "live"; refreshPrediction(); }
+    if (view === null) { redraw("tiles"); refreshPrediction(); }
   } else if (event.type === "status" || event.type === "error") {
     run.status = event.status;
     run.message = event.message;
@@ -276,9 +298,8 @@ function applyProgress(event) {
   run.progress = event;
   run.status = event.status;
   run.loss_points.push(...event.loss);
-  showStatus();
   showButtons();
-  drawLoss(); drawSpeed();
+  redraw("status", "loss", "speed");
 }
 
 function applyEpoch(event) {
@@ -288,7 +309,7 @@ function applyEpoch(event) {
   run.best_val_accuracy = event.best_val_accuracy;
   liveConfusion = event.confusion;
   showReplay();
-  drawAll();
+  redraw("all");
 }
 
 // ------------------------------------------------------------------ showing it
@@ -393,7 +414,7 @@ function drawSpeed() {
 }
 
 function drawAll() {
-  drawLoss(); drawAccuracy(); drawSpeed();
+  showStatus(); drawLoss(); drawAccuracy(); drawSpeed();
   const shown = view === null ? null : kept.get(`${run.run}:${view}`);
   drawConfusion($("confusion"), view === null ? liveConfusion : shown && shown.confusion);
   const tiles = view === null ? (run ? liveTiles : idleTiles) : shown && shown.tiles;

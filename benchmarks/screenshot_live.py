@@ -108,7 +108,8 @@ def main() -> int:
     scale = picture.width / page_width
     picture = picture.crop((0, 0, picture.width, min(picture.height, round((bottom + 14) * scale))))
     height = round(picture.height * args.width / picture.width)
-    picture = picture.resize((args.width, height), Image.Resampling.LANCZOS).quantize(colors=256, dither=Image.Dither.NONE)
+    picture = picture.resize((args.width, height), Image.Resampling.LANCZOS).quantize(
+        colors=256, method=Image.Quantize.FASTOCTREE, dither=Image.Dither.NONE)  # keeps the few chart colours
     args.out.parent.mkdir(parents=True, exist_ok=True)
     picture.save(args.out, optimize=True)
     for record in history:

@@ -134,6 +134,13 @@ def test_watch_it_learn_draw_during_training_and_replay_from_epoch_0(browser, li
     assert picture(page, "weights") != tiles_at_end
     page.save_screenshot(str(tmp_path / "epoch0.png"))
 
+    page.find_element(By.ID, "replay-play").click()  # Play: from epoch 0 through the kept epochs, to the end
+    until(page, lambda d: d.find_element(By.ID, "replay-play").text == "■ Stop")
+    until(page, lambda d: d.find_element(By.TAG_NAME, "body").get_attribute("data-view") == "live", timeout=30)
+    assert page.find_element(By.ID, "replay-play").text == "▶ Play"
+
+    slider.send_keys(Keys.HOME)
+    until(page, lambda d: attribute(d, "weights", "data-epoch") == "0")
     slider.send_keys(Keys.END)  # and forward again to the end of the run
     until(page, lambda d: attribute(d, "weights", "data-epoch") == "live")
     until(page, lambda d: attribute(d, "answer", "data-network") == "live")

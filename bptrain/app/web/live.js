@@ -485,9 +485,9 @@ function play() {
   $("replay-play").textContent = "■ Stop";
   playing = setInterval(() => {
     const next = Number(slider.value) + 1;
-    if (next > Number(slider.max)) { stopPlaying(); return; }
     slider.value = String(next);
     showView(next);
+    if (next >= Number(slider.max)) stopPlaying();   // back at the end: the network as it is now
   }, 900);
 }
 

@@ -288,3 +288,27 @@ def test_momentum_cannot_be_changed_in_a_run_without_it(small_data):
     with pytest.raises(ValueError, match="no momentum to change"):
         train(model, small_data, TrainSettings(epochs=1, momentum=0.0), progress=False,
               callbacks=[ChangeByHand(0.1, 0.5)])
+
+
+class Validations(Callbacks):
+    """Keeps what the loop hands to validated(), and each epoch's record."""
+
+    def __init__(self):
+        self.seen, self.records = [], []
+
+    def validated(self, epoch, predictions):
+        self.seen.append((epoch, predictions.copy()))
+
+    def epoch_ended(self, record, improved):
+        self.records.append(record)
+
+
+@pytest.mark.parametrize("engine", ["reference", "fast"])
+def test_the_loop_hands_its_validation_predictions_to_the_callbacks(small_data, engine):
+    hook = Validations()
+    train(MLP((12, 9, 3), seed=0), small_data, TrainSettings(epochs=2, batch_size=16), engine=engine,
+          progress=False, callbacks=[hook])
+    _, labels = small_data.validation
+    assert [epoch for epoch, _ in hook.seen] == [1, 2]
+    for (_, predictions), record in zip(hook.seen, hook.records):  # the very predictions of the record's accuracy
+        assert predictions.shape == labels.shape and np.mean(predictions == labels) == record.val_accuracy

@@ -107,10 +107,16 @@ def test_the_page_is_served_at_the_root(port):
     status, headers, body = request(port, "GET", "/")
     assert status == 200 and headers["Content-Type"] == "text/html; charset=utf-8"
     page = body.decode("utf-8")
+    for path, (_, content_type) in server.STATIC_FILES.items():  # the page and its style sheet and modules
+        status, file_headers, file_body = request(port, "GET", path)
+        assert status == 200 and file_headers["Content-Type"] == content_type
+        assert path == "/" or f'"{path}"' in page or f'"./{path[1:]}"' in page
+        page += file_body.decode("utf-8")
     for needle in ('<canvas id="pad"', 'id="prediction"', 'id="seen"', "/api/predict", "setPointerCapture"):
         assert needle in page
     assert "http://" not in page and "https://" not in page  # nothing fetched from elsewhere: works offline
     assert headers["X-Content-Type-Options"] == "nosniff" and "default-src 'none'" in headers["Content-Security-Policy"]
+    assert "'unsafe-inline'" not in headers["Content-Security-Policy"]  # no inline script or style at all
     assert request(port, "GET", "/?from=bookmark")[0] == 200
 
 
@@ -123,7 +129,7 @@ def test_the_backprop_panel_script_is_served_beside_the_page(port):
     assert "script-src 'self'" in headers["Content-Security-Policy"]  # the page may load it, from here only
     _, _, page = request(port, "GET", "/")
     assert b'<script type="module" src="/backprop.js"></script>' in page
-    for path in ("/backprop.js/", "/web/backprop.js", "/app.js", "/backprop.js/../index.html", "/Backprop.js"):
+    for path in ("/backprop.js/", "/web/backprop.js", "/backprop.js/../index.html", "/Backprop.js"):
         assert error_of(request(port, "GET", path)) == (404, "not found"), path
     assert request(port, "POST", "/backprop.js", b"{}", {"Content-Type": "application/json"})[0] == 405
 
@@ -431,11 +437,12 @@ def test_serve_in_a_real_process_prints_its_url_answers_and_stops_cleanly(tmp_pa
     path = save_model(MLP((784, 8, 10), seed=2), tmp_path / "m.npy")
     process = subprocess.Popen([sys.executable, "-m", "bptrain", "serve", str(path), "--port", "0"]
                                + ["--verbose"] * verbose,
-                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                               env={**os.environ, "PYTHONUNBUFFERED": "1"})
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=tmp_path,
+                               env={**{k: v for k, v in os.environ.items() if k != "BPTRAIN_DATA"},
+                                    "PYTHONUNBUFFERED": "1"})
     try:
-        line = process.stdout.readline()
-        assert line.startswith("serving the drawing page at http://127.0.0.1:"), line + process.stderr.read()
+        line = process.stdout.readline()  # without data the page still trains nothing, but it is the training page
+        assert line.startswith("serving the training page at http://127.0.0.1:"), line + process.stderr.read()
         url = line.split()[5]
         port = int(url.rstrip("/").rsplit(":", 1)[1])
         assert port != 0
@@ -452,8 +459,9 @@ def test_serve_in_a_real_process_prints_its_url_answers_and_stops_cleanly(tmp_pa
     assert out.strip() == "stopped" and "Traceback" not in err
     if verbose:  # a line per request
         assert '"GET / HTTP/1.1" 200' in err and '"POST /api/predict HTTP/1.1" 200' in err, err
-    else:
-        assert err == ""  # quiet: no line per request
+    else:  # quiet: no line per request; only why the page cannot train (no data in the default place)
+        assert [line.split(":")[0] for line in err.splitlines()] == ["note"], err
+        assert "the page can draw but not train: no data at data/mnist.pkl.gz" in err
 
 
 @pytest.mark.parametrize("activation", ["tanh", "relu"])

@@ -32,33 +32,38 @@ def load_config(path: str | Path) -> dict:
     return check_config(raw, str(path))
 
 
-def check_config(raw: dict, where: str = "config") -> dict:
-    """Check every key and value with the option's own rules (bptrain.app.options); names with underscores."""
+def check_config(raw: dict, where: str | None = "config") -> dict:
+    """Check every key and value with the option's own rules (bptrain.app.options); names with underscores.
+
+    Each message starts with ``where`` ("FILE: lr must be ..."); ``where=None`` leaves it out (the page's
+    form shows the message beside the field).
+    """
     settings = {}
+    where = f"{where}: " if where else ""
     for key, value in raw.items():
         name = key.replace("-", "_")
         option = CONFIG_OPTIONS.get(name)
         if option is None:
-            raise ConfigError(f"{where}: unknown key {key!r} (known keys: {', '.join(sorted(CONFIG_OPTIONS))})")
+            raise ConfigError(f"{where}unknown key {key!r} (known keys: {', '.join(sorted(CONFIG_OPTIONS))})")
         kind = option.kind
         if name == "sizes":
             value = _check_sizes(value, where)
         elif not kind.has_type(value):
-            raise ConfigError(f"{where}: {key} must be {kind.expected}, got {value!r}")
+            raise ConfigError(f"{where}{key} must be {kind.expected}, got {value!r}")
         elif (problem := kind.check(value)) is not None:
-            raise ConfigError(f"{where}: {key} {problem}, got {value!r}")
+            raise ConfigError(f"{where}{key} {problem}, got {value!r}")
         if kind.expected == "a number":
             value = float(value)
         settings[name] = value
     return settings
 
 
-def _check_sizes(value, where: str) -> tuple[int, ...]:
+def _check_sizes(value, where: str) -> tuple[int, ...]:  # where: "FILE: " or ""
     if isinstance(value, list) and all(isinstance(n, int) and not isinstance(n, bool) for n in value):
         value = ",".join(str(n) for n in value)
     if not isinstance(value, str):
-        raise ConfigError(f"{where}: sizes must be a list of integers like [784, 128, 10], got {value!r}")
+        raise ConfigError(f"{where}sizes must be a list of integers like [784, 128, 10], got {value!r}")
     try:
         return parse_sizes(value)
     except ValueError as exc:
-        raise ConfigError(f"{where}: sizes: {exc}") from None
+        raise ConfigError(f"{where}sizes: {exc}") from None

@@ -255,6 +255,9 @@ TRAIN_OPTIONS: tuple[Option, ...] = (
 
 OPTIONS_BY_NAME = {option.name: option for option in TRAIN_OPTIONS}
 CONFIG_OPTIONS = {option.name: option for option in TRAIN_OPTIONS if option.in_config}
+#: The settings of the training form of `bptrain serve`'s page (which `serve` also takes, to preset it):
+#: what a config may set, but the files. The page's requests carry no file paths.
+FORM_OPTIONS = tuple(option for option in TRAIN_OPTIONS if option.in_config and option.group != "Files")
 
 
 def click_options(options=TRAIN_OPTIONS):
@@ -285,20 +288,23 @@ def table_option(name: str, **overrides):
 
 
 class GroupedHelpCommand(click.Command):
-    """A command whose ``--help`` lists its options under headings (Option.group), in GROUPS order.
+    """A command whose ``--help`` lists its options under headings (Option.group), in ``group_order``.
 
-    Options that are not in the table go under ``own_group`` (``--config`` under "Files").
+    Options outside the table go under ``other_groups[name]``, else under ``own_group``, which comes
+    first when it is not one of ``group_order``.
     """
 
     own_group = "Other"
+    group_order: tuple[str, ...] = GROUPS
+    other_groups: dict[str, str] = {"config": "Files"}
 
     def group_of(self, ctx, param) -> str:
         option = OPTIONS_BY_NAME.get(param.name)
-        return option.group if option is not None else ("Files" if param.name == "config" else self.own_group)
+        return option.group if option is not None else self.other_groups.get(param.name, self.own_group)
 
     def format_options(self, ctx, formatter):
-        first = {} if self.own_group in GROUPS else {self.own_group: []}  # a command's own options first
-        sections: dict[str, list] = {**first, **{group: [] for group in GROUPS}}
+        first = {} if self.own_group in self.group_order else {self.own_group: []}  # a command's own options
+        sections: dict[str, list] = {**first, **{group: [] for group in self.group_order}}
         for param in self.get_params(ctx):
             record = param.get_help_record(ctx)
             if record is not None:

@@ -1,18 +1,35 @@
-"""`bptrain serve`: a local web page to draw digits on, and the small JSON API behind it.
+"""`bptrain serve`: a local web page to draw digits on and to train networks in, and the JSON API behind it.
 
-Standard library only (``http.server``): one page, shipped as package data, and one prediction
-endpoint. The routes are an explicit table, never a mapping of URLs onto the file system, so no
-URL can read a file. Every request body is capped before it is read; every bad request gets a
-status code and a one-line JSON error, and the server goes on serving.
+Standard library only (``http.server``): the page is a few static files shipped as package data
+(:data:`STATIC_FILES`). The routes are an explicit table, never a mapping of URLs onto the file
+system, so no URL can read a file. Every request body is capped before it is read; every bad request
+gets a status code and a one-line JSON error, and the server goes on serving.
 
-    GET  /              the page (bptrain/web/index.html)
-    GET  /backprop.js   the page's Backprop panel (an ES module beside it)
-    GET  /api/model     the model's layer sizes, loss, activation, input side
-    POST /api/predict   a drawing (JSON grayscale pixels) or an image file (raw body, image/*;
-                        ?ink=dark|light to say which side the ink is on, as "ink" does in the JSON)
-                        -> prediction, probabilities, the preprocessed input, hidden activations
-    POST /api/explain   the same inputs (or a model input, or a test digit) with a target label
-                        -> the forward and backward pass with the numbers (bptrain.app.explain)
+    GET  /                      the page (bptrain/app/web/index.html, and its style.css and .js modules)
+    GET  /api/model             the network's layer sizes, loss, activation, input side
+    POST /api/predict           a drawing (JSON grayscale pixels) or an image file (raw body, image/*;
+                                ?ink=dark|light to say which side the ink is on, as "ink" does in the JSON)
+                                -> prediction, probabilities, the preprocessed input, hidden activations
+    POST /api/explain           the same inputs (or a model input, or a test digit) with a target label
+                                -> the forward and backward pass with the numbers (bptrain.app.explain)
+
+With training on (:mod:`bptrain.app.live`; docs/live.md has every field):
+
+    GET  /api/train/form        the settings form: the options table, the presets, whether data is there
+    GET  /api/train             the current run's whole state
+    POST /api/train             start a run with the settings (the option names of `bptrain train`)
+    POST /api/train/control     {"action": "pause" | "resume" | "stop"} and/or {"lr": ..., "momentum": ...}
+    GET  /api/train/events      Server-Sent Events: the state, then progress, epochs, weights, errors
+    GET  /api/train/snapshots   the kept epochs; GET /api/train/snapshot?epoch=K[&format=npy] one of them
+    POST /api/train/save        {"name": "NAME.npy"}: the run's model into --out-dir
+    GET  /api/train/model       the same file, as a download
+
+Predictions and explanations use the network on show: the served model, the live run's weights, or a
+kept epoch ("snapshot": K in the JSON, or ?snapshot=K).
+
+Requests that change something (POST under /api/train) are accepted only with this server's own
+Host and, when the browser sends one, an Origin of the same, so another web site open in the same
+browser cannot drive them; the other training routes check the Host too (DNS rebinding).
 
 The preprocessing is :mod:`bptrain.app.images`, the same code as ``bptrain predict`` on image files;
 the math is the model's own forward pass.
@@ -24,10 +41,8 @@ import http.server
 import ipaddress
 import json
 import math
-import signal
 import socket
 import sys
-import threading
 import time
 import urllib.parse
 from importlib import resources
@@ -57,13 +72,34 @@ EXPLAIN_INPUT_FIELDS = ("pixels", "width", "height", "ink", "input", "test_index
 IMAGE_TYPES = ("image/", "application/octet-stream")
 
 
-class RequestError(Exception):
-    """A request the server refuses: an HTTP status and a one-line message for the client."""
+#: The page's files: URL path -> (file in bptrain/app/web, content type). Nothing else is ever read.
+STATIC_FILES = {
+    "/": ("index.html", "text/html; charset=utf-8"),
+    "/style.css": ("style.css", "text/css; charset=utf-8"),
+    "/app.js": ("app.js", "text/javascript; charset=utf-8"),
+    "/live.js": ("live.js", "text/javascript; charset=utf-8"),
+    "/charts.js": ("charts.js", "text/javascript; charset=utf-8"),
+    "/backprop.js": ("backprop.js", "text/javascript; charset=utf-8"),
+}
+EVENT_STREAM_TYPE = "text/event-stream"
 
-    def __init__(self, status: int, message: str):
+
+class RequestError(Exception):
+    """A request the server refuses: an HTTP status and a one-line message for the client.
+
+    ``field``: the setting the message is about, for the page to show it beside that field.
+    """
+
+    def __init__(self, status: int, message: str, field: str | None = None):
         super().__init__(message)
         self.status = status
         self.message = message
+        self.field = field
+
+
+def web_file(name: str) -> bytes:
+    """One of the page's files, read from the package data (so it is there in any install, editable or not)."""
+    return resources.files("bptrain.app").joinpath("web", name).read_bytes()
 
 
 def ink_choice(value) -> str:
@@ -76,13 +112,8 @@ def ink_choice(value) -> str:
 
 
 def page_html() -> bytes:
-    """The page, read from the package data (so it is there in any install, editable or not)."""
-    return resources.files("bptrain.app").joinpath("web", "index.html").read_bytes()
-
-
-def backprop_js() -> bytes:
-    """The page's Backprop panel, a script module shipped beside the page (package data too)."""
-    return resources.files("bptrain.app").joinpath("web", "backprop.js").read_bytes()
+    """The page."""
+    return web_file("index.html")
 
 
 class Predictor:
@@ -218,6 +249,27 @@ class Predictor:
             raise RequestError(400, str(exc)) from None
 
 
+def json_safe(value):
+    """``value`` with every non-finite float replaced by None: browsers' JSON has no NaN or Infinity."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {k: json_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [json_safe(v) for v in value]
+    return value
+
+
+def parse_json(body: bytes):
+    """A request's JSON, or a 400 that says what is wrong with it."""
+    try:
+        return json.loads(body)
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise RequestError(400, f"malformed JSON: {exc}") from None
+    except RecursionError:  # e.g. a million nested brackets
+        raise RequestError(400, "malformed JSON: nested too deeply") from None
+
+
 def _rounded(values: np.ndarray, digits: int) -> list[float]:
     """Floats rounded for the wire: the page draws grey levels, it needs no 7 digits."""
     return [round(float(v), digits) for v in values]
@@ -225,9 +277,14 @@ def _rounded(values: np.ndarray, digits: int) -> list[float]:
 
 # ------------------------------------------------------------------ HTTP
 class Handler(http.server.BaseHTTPRequestHandler):
-    """Explicit routes; anything else is 404. Set ``predictor`` and ``verbose`` on a subclass."""
+    """Explicit routes; anything else is 404. Set ``predictor``, ``live`` and ``verbose`` on a subclass.
 
-    predictor: Predictor
+    ``predictor``: the model to read drawings with when the server does not train; ``live``: a
+    :class:`bptrain.app.live.LiveTraining` when it does (it then says which network reads them).
+    """
+
+    predictor: Predictor | None = None
+    live = None
     verbose = False
     timeout = SOCKET_TIMEOUT
     server_version = "bptrain"
@@ -238,11 +295,21 @@ class Handler(http.server.BaseHTTPRequestHandler):
     disable_nagle_algorithm = True
 
     ROUTES = {
-        "/": {"GET": "page"},
-        "/backprop.js": {"GET": "backprop_js"},
+        **{path: {"GET": "static"} for path in STATIC_FILES},
         "/api/model": {"GET": "model_info"},
         "/api/predict": {"POST": "predict"},
         "/api/explain": {"POST": "explain"},
+    }
+    #: Served only when the server trains (``live`` is set).
+    TRAIN_ROUTES = {
+        "/api/train/form": {"GET": "train_form"},
+        "/api/train": {"GET": "train_state", "POST": "train_start"},
+        "/api/train/control": {"POST": "train_control"},
+        "/api/train/events": {"GET": "train_events"},
+        "/api/train/snapshots": {"GET": "train_snapshots"},
+        "/api/train/snapshot": {"GET": "train_snapshot"},
+        "/api/train/save": {"POST": "train_save"},
+        "/api/train/model": {"GET": "train_model"},
     }
 
     # every method goes through one dispatcher, so unknown paths are 404 and known ones 405
@@ -269,8 +336,12 @@ class Handler(http.server.BaseHTTPRequestHandler):
 
     def _dispatch(self, method: str) -> None:
         # The path is compared as sent, byte for byte: no decoding, no normalising, no file system.
-        path = self.path.split("?", 1)[0].split("#", 1)[0]
+        path, _, query = self.path.split("#", 1)[0].partition("?")
+        self._query, self._route_path = query, path
         methods = self.ROUTES.get(path)
+        training = methods is None and self.live is not None and path in self.TRAIN_ROUTES
+        if training:
+            methods = self.TRAIN_ROUTES[path]
         try:
             if methods is None:
                 raise RequestError(404, "not found")
@@ -278,39 +349,58 @@ class Handler(http.server.BaseHTTPRequestHandler):
             if name is None:
                 self._allow = ", ".join(methods)
                 raise RequestError(405, f"{method} is not allowed here; use {self._allow}")
+            if training:
+                self._check_host(changes=method == "POST")
             getattr(self, "route_" + name)()
         except RequestError as exc:
-            self._send_json({"error": exc.message}, exc.status)
+            self._send_json({"error": exc.message, **({"field": exc.field} if exc.field else {})}, exc.status)
             if getattr(self, "_unread_body", False):
                 self._linger()
+        except (BrokenPipeError, ConnectionResetError, socket.timeout):
+            self.close_connection = True  # the client went away: nothing to answer, nobody to tell
         except Exception as exc:  # a bug must not stop the server: report it, keep serving
             print(f"bptrain serve: internal error on {method} {path}: {type(exc).__name__}: {exc}",
                   file=sys.stderr)
             self._send_json({"error": "internal server error"}, 500)
 
-    # --------------------------------------------------------------- routes
-    def route_page(self):
-        self._send(page_html(), "text/html; charset=utf-8")
+    # --------------------------------------------------------------- who may ask
+    def _check_host(self, changes: bool) -> None:
+        """Refuse a request not addressed to this server by name (DNS rebinding) and, for one that changes
+        something, one a page of another web site sent (its Origin names that site)."""
+        host = self.headers.get("Host", "")
+        if not own_host(host, self.server.server_address):
+            raise RequestError(403, f"refused: the Host header {host[:80]!r} does not name this server")
+        origin = self.headers.get("Origin")
+        if changes and origin is not None and origin.lower() != f"http://{host}".lower():
+            raise RequestError(403, f"refused: a page of another web site ({origin[:80]}) may not change the "
+                                    "training")
 
-    def route_backprop_js(self):
-        self._send(backprop_js(), "text/javascript; charset=utf-8")
+    # --------------------------------------------------------------- routes
+    def route_static(self):
+        name, content_type = STATIC_FILES[self._route_path]
+        self._send(web_file(name), content_type)
 
     def route_model_info(self):
-        self._send_json(self.predictor.describe())
+        self._send_json(self.live.describe() if self.live is not None else self.predictor.describe())
 
     def route_predict(self):
         started = time.perf_counter()
         body = self._read_body()
         content_type = self.headers.get("Content-Type", "").split(";", 1)[0].strip().lower()
+        snapshot = self._query_value("snapshot")
         if content_type == JSON_TYPE:
             document = _json_object(body, '{"width": W, "height": H, "pixels": [...]}')
-            x = self.predictor.input_from_pixels(document)
+            snapshot = document.get("snapshot", snapshot)
+            predictor = self._predictor_for(snapshot)
+            x = predictor.input_from_pixels(document)
         elif content_type.startswith(IMAGE_TYPES):
-            query = urllib.parse.parse_qs(urllib.parse.urlsplit(self.path).query)
-            x = self.predictor.input_from_image(body, content_type, ink_choice(query.get("ink", ["auto"])[-1]))
+            predictor = self._predictor_for(snapshot)
+            x = predictor.input_from_image(body, content_type, ink_choice(self._query_value("ink") or "auto"))
         else:
             raise RequestError(415, "send application/json (a drawing) or an image file (image/png, image/jpeg, ...)")
-        result = self.predictor.predict(x)
+        result = predictor.predict(x)
+        if snapshot is not None:
+            result["snapshot"] = snapshot
         result["milliseconds"] = round(1000 * (time.perf_counter() - started), 2)
         self._send_json(result)
 
@@ -324,18 +414,103 @@ class Handler(http.server.BaseHTTPRequestHandler):
         content_type = self.headers.get("Content-Type", "").split(";", 1)[0].strip().lower()
         if content_type == JSON_TYPE:
             fields = _json_object(body, '{"pixels": [...], "width": W, "height": H, "label": K, "steps": S}')
-            x, source, true_labels = self.predictor.explain_input(fields)
+            predictor = self._predictor_for(fields.pop("snapshot", self._query_value("snapshot")))
+            x, source, true_labels = predictor.explain_input(fields)
             fields = {k: v for k, v in fields.items() if k not in EXPLAIN_INPUT_FIELDS}
         elif content_type.startswith(IMAGE_TYPES):
             fields = query_fields(self.path)
+            predictor = self._predictor_for(fields.pop("snapshot", None))
             ink = ink_choice(fields.pop("ink", "auto"))
-            x, source, true_labels = self.predictor.input_from_image(body, content_type, ink), {"kind": "image"}, None
+            x, source, true_labels = predictor.input_from_image(body, content_type, ink), {"kind": "image"}, None
         else:
             raise RequestError(415, "send application/json (a drawing, an input or a test index) or an image file "
                                     "(image/png, image/jpeg, ...)")
-        self._send_json(self.predictor.explain(x, fields, source, true_labels))
+        self._send_json(predictor.explain(x, fields, source, true_labels))
+
+    def _predictor_for(self, snapshot) -> Predictor:
+        if snapshot is not None:
+            if isinstance(snapshot, str) and snapshot.isdigit():
+                snapshot = int(snapshot)
+            if not isinstance(snapshot, int) or isinstance(snapshot, bool) or snapshot < 0:
+                raise RequestError(400, '"snapshot" must be the epoch of a kept snapshot (GET /api/train/snapshots)')
+        if self.live is not None:
+            return self.live.predictor(snapshot)
+        if snapshot is not None:
+            raise RequestError(404, "this server does not train, so it keeps no snapshots")
+        return self.predictor
+
+    def route_train_form(self):
+        self._send_json(self.live.form())
+
+    def route_train_state(self):
+        self._send_json(self.live.state())
+
+    def route_train_start(self):
+        self._send_json(self.live.start(self._read_json()))
+
+    def route_train_control(self):
+        self._send_json(self.live.control(self._read_json()))
+
+    def route_train_save(self):
+        self._send_json(self.live.save(self._read_json()))
+
+    def route_train_snapshots(self):
+        self._send_json(self.live.snapshots())
+
+    def route_train_snapshot(self):
+        epoch = self._query_value("epoch")
+        if epoch is None or not epoch.isdigit() or len(epoch) > 9:
+            raise RequestError(400, "give the snapshot's epoch: /api/train/snapshot?epoch=K (see /api/train/snapshots)")
+        kind = self._query_value("format") or "json"
+        if kind == "npy":
+            body, name = self.live.snapshot_file(int(epoch))
+            self._send(body, "application/octet-stream", headers={"Content-Disposition": f'attachment; filename="{name}"'})
+        elif kind == "json":
+            self._send_json(self.live.snapshot(int(epoch)))
+        else:
+            raise RequestError(400, f'"format" must be json or npy, got {kind[:40]!r}')
+
+    def route_train_model(self):
+        body, name = self.live.model_file()
+        self._send(body, "application/octet-stream", headers={"Content-Disposition": f'attachment; filename="{name}"'})
+
+    def route_train_events(self):
+        """Server-Sent Events until the client goes or the server stops; a dead client ends only its own stream."""
+        live = self.live
+        live.open_stream()
+        try:
+            self.close_connection = True  # the body has no length: it ends when the connection does
+            self.send_response(200)
+            self.send_header("Content-Type", EVENT_STREAM_TYPE)
+            self.send_header("Cache-Control", "no-cache")
+            self.send_header("X-Content-Type-Options", "nosniff")
+            self.send_header("Connection", "close")
+            self.end_headers()
+            if self.command == "HEAD":
+                return
+            for chunk in live.stream():
+                self.wfile.write(chunk)  # unbuffered: each event leaves at once
+                self.wfile.flush()
+        except (BrokenPipeError, ConnectionResetError, socket.timeout):
+            pass
+        finally:
+            live.close_stream()
 
     # -------------------------------------------------------------- helpers
+    def _query_value(self, name: str) -> str | None:
+        from urllib.parse import parse_qs
+
+        values = parse_qs(self._query, max_num_fields=10).get(name)
+        return values[0] if values else None
+
+    def _read_json(self):
+        """The JSON body of a request that changes something."""
+        content_type = self.headers.get("Content-Type", "").split(";", 1)[0].strip().lower()
+        if content_type != JSON_TYPE:
+            self.close_connection = True
+            raise RequestError(415, "send the settings as application/json")
+        return parse_json(self._read_body())
+
     def _read_body(self) -> bytes:
         """The request body, refused unread when its declared length is missing, invalid or too big."""
         if self.headers.get("Transfer-Encoding"):
@@ -380,9 +555,9 @@ class Handler(http.server.BaseHTTPRequestHandler):
             pass
 
     def _send_json(self, document: dict, status: int = 200) -> None:
-        self._send(json.dumps(document, separators=(",", ":")).encode("utf-8"), JSON_TYPE, status)
+        self._send(json.dumps(json_safe(document), separators=(",", ":")).encode("utf-8"), JSON_TYPE, status)
 
-    def _send(self, body: bytes, content_type: str, status: int = 200) -> None:
+    def _send(self, body: bytes, content_type: str, status: int = 200, headers: dict | None = None) -> None:
         self.send_response(status)
         self.send_header("Content-Type", content_type)
         self.send_header("Content-Length", str(len(body)))
@@ -390,9 +565,11 @@ class Handler(http.server.BaseHTTPRequestHandler):
         self.send_header("X-Content-Type-Options", "nosniff")
         self.send_header("Referrer-Policy", "no-referrer")
         self.send_header("Content-Security-Policy",
-                         "default-src 'none'; script-src 'self' 'unsafe-inline'; style-src 'unsafe-inline'; "
+                         "default-src 'none'; script-src 'self'; style-src 'self'; "
                          "img-src 'self' blob: data:; connect-src 'self'; form-action 'none'; "
                          "frame-ancestors 'none'; base-uri 'none'")
+        for name, value in (headers or {}).items():
+            self.send_header(name, value)
         if status == 405:
             self.send_header("Allow", self._allow + (", HEAD" if "GET" in self._allow else ""))
         if self.close_connection:
@@ -426,6 +603,12 @@ class Server(http.server.ThreadingHTTPServer):
     block_on_close = False
     request_queue_size = 64  # the default listen backlog of 5 resets connections when many arrive at once
 
+    def handle_error(self, request, client_address):
+        """A client that went away is no error of ours; anything else is reported (and the server goes on)."""
+        if isinstance(sys.exc_info()[1], (ConnectionError, socket.timeout)):
+            return
+        super().handle_error(request, client_address)
+
 
 class Server6(Server):
     address_family = socket.AF_INET6
@@ -441,9 +624,48 @@ def is_loopback(host: str) -> bool:
         return False
 
 
-def make_server(predictor: Predictor, host: str = "127.0.0.1", port: int = 8000, verbose: bool = False) -> Server:
-    """Bind the server (port 0: a free one); raises BptrainError if the address cannot be used."""
-    handler = type("BoundHandler", (Handler,), {"predictor": predictor, "verbose": verbose})
+def own_host(host_header: str, server_address) -> bool:
+    """Whether a request's Host header names this server: its port, and its address or a name of it.
+
+    A loopback server answers to loopback addresses and ``localhost``; one on a wildcard address to any
+    IP address and this machine's host names. A web page whose domain an attacker points at 127.0.0.1
+    (DNS rebinding) sends its own domain as the Host, and is refused.
+    """
+    bound, port = str(server_address[0]).lower(), server_address[1]
+    name, given_port = host_header.strip().lower(), "80"
+    if name.startswith("["):
+        end = name.find("]")
+        if end < 0:
+            return False
+        name, rest = name[1:end], name[end + 1:]
+        if rest:
+            if not rest.startswith(":"):
+                return False
+            given_port = rest[1:]
+    elif name.count(":") == 1:
+        name, given_port = name.split(":")
+    if not given_port.isdigit() or int(given_port) != port or not name:
+        return False
+    try:
+        address = ipaddress.ip_address(name)
+    except ValueError:
+        address = None
+    if is_loopback(bound):
+        return name == "localhost" or (address is not None and address.is_loopback)
+    names = {"localhost", socket.gethostname().lower(), socket.getfqdn().lower()}
+    if bound in ("0.0.0.0", "::"):
+        return address is not None or name in names
+    return name == bound or name in names
+
+
+def make_server(predictor: Predictor | None, host: str = "127.0.0.1", port: int = 8000, verbose: bool = False,
+                live=None) -> Server:
+    """Bind the server (port 0: a free one); raises BptrainError if the address cannot be used.
+
+    ``predictor``: the model the page reads drawings with; ``live``: a
+    :class:`bptrain.app.live.LiveTraining` to train from the page (it then decides which network reads them).
+    """
+    handler = type("BoundHandler", (Handler,), {"predictor": predictor, "verbose": verbose, "live": live})
     host = host.strip("[]")
     server_class = Server6 if ":" in host else Server
     try:
@@ -463,26 +685,27 @@ def server_url(server: Server) -> str:
     return f"http://[{host}]:{port}/" if ":" in host else f"http://{host}:{port}/"
 
 
-def serve(server: Server, open_browser: bool = False, say=print) -> None:
-    """Serve until Ctrl-C (or SIGTERM, as from `kill`), then close the socket and say so."""
+def serve(server: Server, open_browser: bool = False, say=print, on_stop=None) -> None:
+    """Serve until Ctrl-C (or SIGTERM, as from `kill`, or SIGHUP), then call ``on_stop()``, close the socket
+    and say so. Signals that come while ``on_stop`` runs (it may be saving a model) wait for it."""
+    from .stopping import StopSignals
+
     url = server_url(server)
-    say(f"serving the drawing page at {url}  (Ctrl-C stops)")
+    training = getattr(server.RequestHandlerClass, "live", None) is not None
+    say(f"serving the {'training' if training else 'drawing'} page at {url}  (Ctrl-C stops)")
     if open_browser:
         import webbrowser
 
         webbrowser.open(url)
-    in_main_thread = threading.current_thread() is threading.main_thread()
-    previous = signal.signal(signal.SIGTERM, _interrupt) if in_main_thread else None
-    try:
-        server.serve_forever(poll_interval=0.2)
-    except KeyboardInterrupt:
-        pass
-    finally:
-        server.server_close()
-        if in_main_thread:
-            signal.signal(signal.SIGTERM, previous)
+    with StopSignals() as signals:
+        try:
+            server.serve_forever(poll_interval=0.2)
+        except KeyboardInterrupt:  # Ctrl-C, or StopSignals' Stopped for SIGTERM and SIGHUP
+            pass
+        signals.defer()
+        try:
+            if on_stop is not None:
+                on_stop()
+        finally:
+            server.server_close()
     say("stopped")
-
-
-def _interrupt(signum, frame):
-    raise KeyboardInterrupt

@@ -115,6 +115,10 @@ class Callbacks:
         KeyboardInterrupt (stop: the best model is kept), or change the learning rate or the
         momentum with ``steps.set_lr`` / ``steps.set_momentum``, from the next step on."""
 
+    def validated(self, epoch: int, predictions: np.ndarray) -> None:
+        """The classes the network predicts for the validation images at the end of ``epoch`` (read only;
+        the page's confusion matrix comes from them, without a second pass over the data)."""
+
     def epoch_ended(self, record: EpochRecord, improved: bool) -> None:
         """After validation; ``improved``: this epoch is the best so far."""
 
@@ -270,6 +274,8 @@ def train(model: MLP, data, settings: TrainSettings, engine, epoch_images, *, ca
                 steps.control()
                 train_loss = engine.run_epoch(x, y_onehot, steps)
                 val_loss, predictions = engine.evaluate(x_val, y_val)
+                for callback in callbacks:
+                    callback.validated(epoch, predictions)
                 val_accuracy = float(np.mean(predictions == y_val))
                 grad_b_norm, grad_w_norm = steps.speed_means()
                 fixed = batch_speed(model, fixed_x, fixed_y)

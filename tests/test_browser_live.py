@@ -16,7 +16,8 @@ from bptrain.app import server
 from bptrain.app.live import LiveTraining
 from bptrain.data.loader import Dataset, Split, load_dataset
 from digits import STROKES
-from test_browser import browser, canvas_grey_levels, draw, wait_for_answer  # noqa: F401  (browser: a fixture)
+from test_browser import browser as browser  # noqa: F401  (a fixture: headless Chromium, as the drawing test's)
+from test_browser import canvas_grey_levels, draw, wait_for_answer
 
 TRAIN_IMAGES, VALIDATION_IMAGES = 10_000, 2_000
 

@@ -388,11 +388,15 @@ def test_the_learning_rate_and_momentum_set_mid_run_are_recorded(trainer):
     status, answer = call(port, "POST", "/api/train/control", {"lr": 0.0123, "momentum": 0.5})
     assert status == 200 and answer["taken"] and answer["lr"] == 0.0123 and answer["momentum"] == 0.5
     assert answer["lr_by_hand"]
-    changed_in = progress_now(port)["epoch"]
-    wait_until(lambda: len(state(port)["epochs"]) >= changed_in + 2)
+
+    def changed_in():  # the epoch whose record has the change (epochs of 600 images are quick)
+        return next((r["epoch"] for r in state(port)["epochs"]
+                     if any(c.get("momentum") == 0.5 for c in r["controls"] or [])), None)
+
+    wait_until(lambda: changed_in() is not None and len(state(port)["epochs"]) >= changed_in() + 1)
     call(port, "POST", "/api/train/control", {"action": "stop"})
     records = {r["epoch"]: r for r in state(port)["epochs"]}
-    first, after = records[changed_in], records[changed_in + 1]
+    first, after = records[changed_in()], records[changed_in() + 1]
     assert {"lr": 0.0123} in [{k: v for k, v in c.items() if k == "lr"} for c in first["controls"]]
     assert any(c.get("momentum") == 0.5 for c in first["controls"])
     assert first["lr"] == 0.0123

@@ -637,3 +637,10 @@ def test_out_of_memory_advice_only_where_training_runs_out(runner, tmp_path, syn
     assert line == ("Error: out of memory (Unable to allocate 3.00 GiB for an array with shape (50000, 16000) "
                     "and data type float32)")
     assert not (tmp_path / "m.npy").exists()
+
+
+def test_nesterov_without_momentum_is_one_usage_line(runner, synthetic_data, tmp_path):
+    result = invoke(runner, "train", "--data", synthetic_data, "--sizes", "20,8,3", "--epochs", 1, "--nesterov",
+                    "--momentum", 0, "--out", tmp_path / "m.npy")
+    assert_clean_error(result, "Nesterov momentum needs a momentum above 0", exit_code=2)
+    assert not (tmp_path / "m.npy").exists()

@@ -35,6 +35,7 @@ from .options import click_options, table_option
 from .paths import PathClash, OutputDir, check_no_clash, check_replaceable, data_files
 from .paths import is_history_file, is_model_file, is_png_file
 from .stopping import StopSignals, Stopped, exit_status, signal_name
+from ..core.optimizers import check_sgd
 from ..core.training import TrainSettings
 from ..engines import train
 from .sweep import sweep_command
@@ -204,6 +205,11 @@ def train_command(sizes, loss, activation, init, dtype, epochs, batch_size, augm
     out = Path(out)
     history = Path(history) if history else _history_path(out)
     _check_train_files(ctx, out, history, data, resume)
+    try:  # settings each option allows but not together, e.g. --nesterov with --momentum 0
+        if learning["optimizer"] == "sgd":
+            check_sgd(learning["momentum"], learning["nesterov"], learning["weight_decay"])
+    except ValueError as exc:
+        raise click.UsageError(str(exc), ctx=ctx) from None
     say = (lambda *a, **k: None) if quiet else click.echo
     progress = not quiet and sys.stderr.isatty()
     dataset = obtain_dataset(data, no_download, progress)  # first: its shape is part of what the run needs

@@ -29,6 +29,7 @@ from urllib.parse import parse_qsl, urlsplit
 import click
 import numpy as np
 
+from ..core.committee import output_probabilities
 from ..core.errors import BptrainError, DataError
 from ..core.network import HIDDEN_UNITS, MLP, one_hot
 from ..core.optimizers import DEFAULT_LR
@@ -95,14 +96,6 @@ def backprop(model: MLP, x: np.ndarray, y_onehot: np.ndarray) -> dict:
             "f_primes": primes}
 
 
-def probabilities(model: MLP, a_out: np.ndarray) -> np.ndarray:
-    """The class probabilities `bptrain predict` shows: A_L (softmax) for ce; for mse the sigmoid
-    outputs normalised to sum to 1."""
-    if model.loss == "ce":
-        return a_out
-    return a_out / np.maximum(a_out.sum(axis=1, keepdims=True), np.finfo(np.float64).tiny)
-
-
 def choose_labels(model: MLP, x: np.ndarray, true_labels=None, label: int | None = None):
     """(targets, rule): ``label`` for every digit if given, else the true labels where known, else
     the network's own answers (of ``model`` as it is, before any step). Raises BptrainError for a
@@ -160,7 +153,7 @@ def explain(model: MLP, x, labels, *, lr: float, lr_source: str = "given", label
     weights = arrays == "all"
     L, batch = net.n_layers, len(x)
     a_out = run["activations"][-1]
-    probs = probabilities(net, a_out)
+    probs = output_probabilities(net, a_out)
     rows = np.arange(batch)
     document = {
         "model": {"sizes": list(net.sizes), "loss": net.loss, "activation": net.activation,
@@ -237,8 +230,8 @@ def _one_step(net: MLP, x, y, run: dict, lr: float, lr_source: str, labels, valu
     gradient_step(after, run["grads"], lr)
     zs, activations = after.forward(x)
     rows = np.arange(len(x))
-    before = probabilities(net, run["activations"][-1])
-    now = probabilities(after, activations[-1])
+    before = output_probabilities(net, run["activations"][-1])
+    now = output_probabilities(after, activations[-1])
     return {
         "lr": lr,
         "lr_source": lr_source,

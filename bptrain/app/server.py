@@ -49,6 +49,7 @@ from importlib import resources
 
 import numpy as np
 
+from ..core.committee import output_probabilities
 from ..core.errors import BptrainError
 from ..core.network import MLP
 
@@ -195,10 +196,8 @@ class Predictor:
         """Prediction, probabilities, the input and every hidden layer's activations for one input."""
         batch = np.ascontiguousarray(x, dtype=self.model.dtype).reshape(1, -1)
         _, activations = self.model.forward(batch)
+        scores = output_probabilities(self.model, activations[-1].astype(np.float64))[0]  # as `bptrain predict`
         activations = [a[0].astype(np.float64) for a in activations]
-        scores = activations[-1]
-        if self.model.loss != "ce":  # sigmoid outputs: normalised to sum to 1, as `bptrain predict` does
-            scores = scores / max(float(scores.sum()), np.finfo(np.float64).tiny)
         return {
             "prediction": int(np.argmax(scores)),
             "probabilities": [float(p) for p in scores],

@@ -172,6 +172,28 @@ def test_resume_continues_numbering_and_keeps_the_architecture(runner, tmp_path,
                               "--out", tmp_path / "third.npy"), "no model file")
 
 
+def test_resume_is_a_new_run_from_the_saved_weights(runner, tmp_path, synthetic_data):
+    """What docs/published.md says --resume restarts: the schedule (from --lr over the new --epochs), the
+    momentum (from zero) and the random streams (from --seed). So a resumed run trains exactly as a fresh
+    run of the same settings started from the saved weights does."""
+    from bptrain import TrainSettings, load_dataset, train
+
+    first, resumed = tmp_path / "first.npy", tmp_path / "resumed.npy"
+    assert invoke(runner, "train", "--data", synthetic_data, "--out", first, *FAST, "-q").exit_code == 0
+    result = invoke(runner, "train", "--data", synthetic_data, "--resume", first, "--out", resumed,
+                    "--epochs", "3", "--lr", "0.4", "--schedule", "cosine", "--seed", "5", "-q")
+    assert result.exit_code == 0, result.output
+    history = json.loads((tmp_path / "resumed.history.json").read_text())
+    settings = TrainSettings(**history["settings"])
+    assert history["epochs"][0]["lr"] == pytest.approx(0.4)  # the cosine starts again at --lr
+
+    model, _ = load_model(first)
+    fresh = train(model, load_dataset(synthetic_data), settings, progress=False)
+    assert [r.lr for r in fresh.history] == pytest.approx([e["lr"] for e in history["epochs"]])
+    assert [r.train_loss for r in fresh.history] == pytest.approx([e["train_loss"] for e in history["epochs"]],
+                                                                  rel=1e-6)
+
+
 # ====================================================================== help, version, python -m
 def test_version_and_help(runner):
     result = invoke(runner, "--version")

@@ -75,6 +75,14 @@ def test_shipped_configs_load(path):
     assert settings, f"{path.name} sets nothing"
 
 
+def test_best_config_holds_the_settings_it_names():
+    """configs/best.toml is a copy of the config whose results it claims; the two must not drift apart."""
+    best = load_config(REPO_ROOT / "configs" / "best.toml")
+    named = load_config(REPO_ROOT / "configs" / "ciresan-1000-500.toml")
+    assert {k: v for k, v in best.items() if k != "seed"} == named
+    assert best.get("seed", 0) == 0  # the seed its first result was measured with, and train's default
+
+
 def test_seed_article_config_has_the_seed_articles_settings():
     path = REPO_ROOT / "configs" / "seed-article.toml"
     if not path.exists():

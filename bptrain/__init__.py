@@ -10,6 +10,7 @@ The algorithm itself is in :mod:`bptrain.core`; the fast engine in :mod:`bptrain
 
 __version__ = "0.1.0"
 
+from .core.committee import Committee  # noqa: E402
 from .core.errors import BptrainError, ConfigError, DataError, ModelFileError, TrainingDiverged  # noqa: E402
 from .core.network import MLP  # noqa: E402
 from .core.training import TrainSettings  # noqa: E402
@@ -18,6 +19,6 @@ from .data.model_io import load_model, save_model  # noqa: E402
 from .engines import train  # noqa: E402
 
 __all__ = [
-    "__version__", "MLP", "Dataset", "Split", "load_dataset", "load_model", "save_model", "train",
+    "__version__", "MLP", "Committee", "Dataset", "Split", "load_dataset", "load_model", "save_model", "train",
     "TrainSettings", "BptrainError", "ConfigError", "DataError", "ModelFileError", "TrainingDiverged",
 ]

@@ -10,7 +10,8 @@ import re
 import numpy as np
 import pytest
 
-from bptrain.core.committee import Committee, class_probabilities, mean_negative_log_likelihood
+from bptrain import Committee
+from bptrain.core.committee import class_probabilities, mean_negative_log_likelihood
 from bptrain.core.errors import ModelFileError
 from bptrain.core.network import MLP
 from bptrain.data.model_io import load_model, save_model
@@ -170,3 +171,19 @@ def test_predict_committee_errors_are_one_line(runner, three_models, tmp_path):
     assert_clean_error(invoke(runner, "predict", paths[0], array, "--committee", paths[0]), "given twice")
     assert_clean_error(invoke(runner, "predict", paths[0], array, "--committee", tmp_path / "missing.npy"),
                        "missing.npy")
+
+
+def test_a_committee_too_big_for_the_memory_is_refused_before_loading(runner, three_models, tmp_path, monkeypatch):
+    from bptrain.app import memory
+
+    data, paths = three_models
+    monkeypatch.setattr(memory, "available_bytes", lambda: sum(p.stat().st_size for p in paths) - 1)
+    monkeypatch.setattr("bptrain.app.cli.load_model", lambda path: pytest.fail("loaded a model"))
+    line = assert_clean_error(invoke(runner, "eval", *paths, "--data", data), "use fewer models", exit_code=1)
+    assert "the 3 models need about" in line
+    array = tmp_path / "images.npy"
+    np.save(array, np.zeros((2, 20), np.float32))
+    assert_clean_error(invoke(runner, "predict", paths[0], array, "--committee", paths[1], "--committee", paths[2]),
+                       "use fewer models", exit_code=1)
+    monkeypatch.undo()
+    assert invoke(runner, "eval", *paths, "--data", data).exit_code == 0

@@ -389,6 +389,7 @@ def eval_command(model_paths, data, no_download, split, as_json):
     (its loss is the mean -ln p of the true class); each member's own accuracy is shown too.
     """
     _check_distinct(model_paths)
+    _check_committee_fits(model_paths)
     models = [load_model(path)[0] for path in model_paths]
     committee = Committee(models, names=[str(path) for path in model_paths])
     dataset = obtain_dataset(data, no_download, progress=not as_json and sys.stderr.isatty())
@@ -436,6 +437,19 @@ def eval_command(model_paths, data, no_download, split, as_json):
     click.echo("")
     click.echo("confusion matrix (rows: true class, columns: predicted)")
     click.echo(format_confusion(confusion))
+
+
+def _check_committee_fits(model_paths) -> None:
+    """A committee holds all its networks at once: refuse, in one line and before any loading, models whose
+    files together exceed the memory this machine has available (a file holds its parameters as stored)."""
+    if len(model_paths) < 2:
+        return
+    total = sum(path.stat().st_size for path in map(Path, model_paths) if path.is_file())
+    available = memory.available_bytes()
+    if available is not None and total > available:
+        raise memory.MemoryLimitError(
+            f"the {len(model_paths)} models need about {memory.format_gb(total)} together; this machine has "
+            f"{memory.format_gb(available)} available: use fewer models")
 
 
 def _check_distinct(model_paths) -> None:
@@ -566,6 +580,7 @@ def predict_command(model_path, input_paths, top_k, as_json, save_dir, ink, memb
     from .inputs import expand_inputs, preprocessed_paths, read_inputs
 
     _check_distinct((model_path, *members))
+    _check_committee_fits((model_path, *members))
     committee = Committee([load_model(path)[0] for path in (model_path, *members)],
                           names=[str(path) for path in (model_path, *members)])
     files = expand_inputs(input_paths, note=lambda message: click.echo(f"note: {message}", err=True))

@@ -44,8 +44,8 @@ import math
 import socket
 import sys
 import time
-import urllib.parse
 from importlib import resources
+from urllib.parse import parse_qs
 
 import numpy as np
 
@@ -497,8 +497,6 @@ class Handler(http.server.BaseHTTPRequestHandler):
 
     # -------------------------------------------------------------- helpers
     def _query_value(self, name: str) -> str | None:
-        from urllib.parse import parse_qs
-
         values = parse_qs(self._query, max_num_fields=10).get(name)
         return values[0] if values else None
 

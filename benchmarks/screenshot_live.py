@@ -23,7 +23,7 @@ from pathlib import Path
 from bptrain.app import server
 from bptrain.app.live import LiveTraining
 from bptrain.data.loader import load_dataset
-from screenshot_serve import STROKES, draw
+from screenshot_serve import STROKES, draw, headless_chromium
 
 
 def main() -> int:
@@ -37,7 +37,6 @@ def main() -> int:
     args = parser.parse_args()
 
     from PIL import Image
-    from selenium import webdriver
     from selenium.webdriver.common.by import By
     from selenium.webdriver.common.keys import Keys
     from selenium.webdriver.support.ui import WebDriverWait
@@ -46,65 +45,55 @@ def main() -> int:
     live = LiveTraining(dataset=load_dataset(args.data), out_dir=out_dir)
     httpd = server.make_server(None, "127.0.0.1", 0, live=live)
     threading.Thread(target=httpd.serve_forever, daemon=True).start()
-    options = webdriver.ChromeOptions()
-    options.binary_location = shutil.which("chromium") or "/usr/bin/chromium"
-    profile = tempfile.mkdtemp(prefix="chromium-profile-")
-    for argument in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
-                     "--disable-background-networking", "--disable-component-update", "--disable-sync",
-                     "--no-first-run", "--window-size=1280,1200", "--hide-scrollbars", f"--user-data-dir={profile}"):
-        options.add_argument(argument)
-    driver = webdriver.Chrome(service=webdriver.ChromeService(executable_path="/usr/bin/chromedriver"),
-                              options=options)
-    wait = WebDriverWait(driver, 600, poll_frequency=0.05)
-    body = lambda d: d.find_element(By.TAG_NAME, "body")  # noqa: E731
-    try:
-        driver.get(server.server_url(httpd))
-        wait.until(lambda d: d.find_element(By.ID, "opt-epochs").get_attribute("value"))
-        driver.find_element(By.ID, "train-start").click()
-        pressed = time.perf_counter()
-        wait.until(lambda d: body(d).get_attribute("data-run") == "running")
-        pad = driver.find_element(By.ID, "pad")
-        driver.execute_script("arguments[0].scrollIntoView({block: 'center'})", pad)
-        draw(driver, pad, STROKES[args.digit])
-        driver.execute_script("window.scrollTo(0, 0)")
-        reached = None
-        while reached is None:
-            records = live.state()["epochs"]
-            for record in records:
-                if record["val_accuracy"] >= args.target:
-                    reached = record
+    with headless_chromium("1280,1200") as driver:
+        wait = WebDriverWait(driver, 600, poll_frequency=0.05)
+        body = lambda d: d.find_element(By.TAG_NAME, "body")  # noqa: E731
+        try:
+            driver.get(server.server_url(httpd))
+            wait.until(lambda d: d.find_element(By.ID, "opt-epochs").get_attribute("value"))
+            driver.find_element(By.ID, "train-start").click()
+            pressed = time.perf_counter()
+            wait.until(lambda d: body(d).get_attribute("data-run") == "running")
+            pad = driver.find_element(By.ID, "pad")
+            driver.execute_script("arguments[0].scrollIntoView({block: 'center'})", pad)
+            draw(driver, pad, STROKES[args.digit])
+            driver.execute_script("window.scrollTo(0, 0)")
+            reached = None
+            while reached is None:
+                records = live.state()["epochs"]
+                for record in records:
+                    if record["val_accuracy"] >= args.target:
+                        reached = record
+                        break
+                if live.run.status not in ("running", "paused"):
                     break
-            if live.run.status not in ("running", "paused"):
-                break
-            time.sleep(0.05)
-        reached_after = time.perf_counter() - pressed
-        knob = driver.find_element(By.ID, "knob-lr")
-        knob.send_keys(str(args.lr))
-        driver.find_element(By.ID, "knob-apply").click()
-        wait.until(lambda d: "set by hand" in d.find_element(By.ID, "train-status").text)
-        epochs_seen = len(live.state()["epochs"])
-        wait.until(lambda d: len(live.state()["epochs"]) > epochs_seen)  # the epoch of the change, recorded
-        time.sleep(1.5)  # a few more points on the charts, the tiles redrawn
-        shown = driver.find_element(By.ID, "prediction").text
-        bottom, page_width = driver.execute_script(
-            "return [document.getElementById('weights-card').getBoundingClientRect().bottom, window.innerWidth]")
-        picture = Image.open(io.BytesIO(driver.get_screenshot_as_png())).convert("RGB")
-        driver.find_element(By.ID, "train-stop").click()
-        wait.until(lambda d: body(d).get_attribute("data-run") == "stopped")
-        driver.find_element(By.ID, "train-save").click()
-        wait.until(lambda d: d.find_element(By.ID, "save-result").text)
-        saved = driver.find_element(By.ID, "save-result").text
-        driver.find_element(By.ID, "replay").send_keys(Keys.HOME)
-        wait.until(lambda d: d.find_element(By.ID, "answer").get_attribute("data-network") == "0"
-                   and body(d).get_attribute("data-requests") == "idle")
-        at_start = driver.find_element(By.ID, "prediction").text, driver.find_element(By.ID, "confidence").text
-        history = live.state()["epochs"]
-    finally:
-        driver.quit()
-        live.close(timeout=60)
-        httpd.shutdown()
-        shutil.rmtree(profile, ignore_errors=True)
-        shutil.rmtree(out_dir, ignore_errors=True)
+                time.sleep(0.05)
+            reached_after = time.perf_counter() - pressed
+            knob = driver.find_element(By.ID, "knob-lr")
+            knob.send_keys(str(args.lr))
+            driver.find_element(By.ID, "knob-apply").click()
+            wait.until(lambda d: "set by hand" in d.find_element(By.ID, "train-status").text)
+            epochs_seen = len(live.state()["epochs"])
+            wait.until(lambda d: len(live.state()["epochs"]) > epochs_seen)  # the epoch of the change, recorded
+            time.sleep(1.5)  # a few more points on the charts, the tiles redrawn
+            shown = driver.find_element(By.ID, "prediction").text
+            bottom, page_width = driver.execute_script(
+                "return [document.getElementById('weights-card').getBoundingClientRect().bottom, window.innerWidth]")
+            picture = Image.open(io.BytesIO(driver.get_screenshot_as_png())).convert("RGB")
+            driver.find_element(By.ID, "train-stop").click()
+            wait.until(lambda d: body(d).get_attribute("data-run") == "stopped")
+            driver.find_element(By.ID, "train-save").click()
+            wait.until(lambda d: d.find_element(By.ID, "save-result").text)
+            saved = driver.find_element(By.ID, "save-result").text
+            driver.find_element(By.ID, "replay").send_keys(Keys.HOME)
+            wait.until(lambda d: d.find_element(By.ID, "answer").get_attribute("data-network") == "0"
+                       and body(d).get_attribute("data-requests") == "idle")
+            at_start = driver.find_element(By.ID, "prediction").text, driver.find_element(By.ID, "confidence").text
+            history = live.state()["epochs"]
+        finally:
+            live.close(timeout=60)
+            httpd.shutdown()
+            shutil.rmtree(out_dir, ignore_errors=True)
     scale = picture.width / page_width
     picture = picture.crop((0, 0, picture.width, min(picture.height, round((bottom + 14) * scale))))
     height = round(picture.height * args.width / picture.width)

@@ -11,6 +11,7 @@ saved as a small palette PNG.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import io
 import shutil
 import sys
@@ -31,6 +32,28 @@ STROKES = {
     7: [[(80, 55), (200, 55), (120, 235)]],
     1: [[(140, 45), (140, 235)]],
 }
+
+
+@contextlib.contextmanager
+def headless_chromium(window_size: str):
+    """A Selenium driver of Debian's headless Chromium with a throwaway profile, quit and removed on exit."""
+    from selenium import webdriver
+
+    options = webdriver.ChromeOptions()
+    options.binary_location = shutil.which("chromium") or "/usr/bin/chromium"
+    profile = tempfile.mkdtemp(prefix="chromium-profile-")
+    for argument in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+                     "--disable-background-networking", "--disable-component-update", "--disable-sync",
+                     "--no-first-run", f"--window-size={window_size}", "--hide-scrollbars",
+                     f"--user-data-dir={profile}"):
+        options.add_argument(argument)
+    driver = webdriver.Chrome(service=webdriver.ChromeService(executable_path="/usr/bin/chromedriver"),
+                              options=options)
+    try:
+        yield driver
+    finally:
+        driver.quit()
+        shutil.rmtree(profile, ignore_errors=True)
 
 
 def draw(driver, pad, strokes, step=10):
@@ -57,41 +80,31 @@ def main() -> int:
     args = parser.parse_args()
 
     from PIL import Image
-    from selenium import webdriver
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support.ui import WebDriverWait
 
     model, meta = load_model(args.model)
     httpd = server.make_server(server.Predictor(model, meta), "127.0.0.1", 0)
     threading.Thread(target=httpd.serve_forever, daemon=True).start()
-    options = webdriver.ChromeOptions()
-    options.binary_location = shutil.which("chromium") or "/usr/bin/chromium"
-    profile = tempfile.mkdtemp(prefix="chromium-profile-")
-    for argument in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
-                     "--disable-background-networking", "--disable-component-update", "--disable-sync",
-                     "--no-first-run", "--window-size=1120,1000", "--hide-scrollbars", f"--user-data-dir={profile}"):
-        options.add_argument(argument)
-    driver = webdriver.Chrome(service=webdriver.ChromeService(executable_path="/usr/bin/chromedriver"),
-                              options=options)
-    try:
-        driver.get(server.server_url(httpd))
-        WebDriverWait(driver, 10).until(lambda d: d.find_elements(By.CSS_SELECTOR, "#layers canvas.strip"))
-        draw(driver, driver.find_element(By.ID, "pad"), STROKES[args.digit])
-        WebDriverWait(driver, 20).until(lambda d: d.find_element(By.TAG_NAME, "body").get_attribute("data-requests")
-                                        == "idle" and d.find_element(By.ID, "prediction").text)
-        time.sleep(0.3)  # the bars' 80 ms transition
-        shown = driver.find_element(By.ID, "prediction").text
-        durations = driver.execute_script("return performance.getEntriesByType('resource')"
-                                          ".filter(e => e.name.endsWith('/api/predict')).map(e => e.duration)")
-        request_bytes = driver.execute_script("return padPixels().length")
-        right, bottom, page_width = driver.execute_script(
-            "const r = document.querySelector('main').getBoundingClientRect();"
-            "return [r.right, r.bottom, window.innerWidth];")
-        picture = Image.open(io.BytesIO(driver.get_screenshot_as_png())).convert("RGB")
-    finally:
-        driver.quit()
-        httpd.shutdown()
-        shutil.rmtree(profile, ignore_errors=True)
+    with headless_chromium("1120,1000") as driver:
+        try:
+            driver.get(server.server_url(httpd))
+            WebDriverWait(driver, 10).until(lambda d: d.find_elements(By.CSS_SELECTOR, "#layers canvas.strip"))
+            draw(driver, driver.find_element(By.ID, "pad"), STROKES[args.digit])
+            WebDriverWait(driver, 20).until(
+                lambda d: d.find_element(By.TAG_NAME, "body").get_attribute("data-requests") == "idle"
+                and d.find_element(By.ID, "prediction").text)
+            time.sleep(0.3)  # the bars' 80 ms transition
+            shown = driver.find_element(By.ID, "prediction").text
+            durations = driver.execute_script("return performance.getEntriesByType('resource')"
+                                              ".filter(e => e.name.endsWith('/api/predict')).map(e => e.duration)")
+            request_bytes = driver.execute_script("return padPixels().length")
+            right, bottom, page_width = driver.execute_script(
+                "const r = document.querySelector('main').getBoundingClientRect();"
+                "return [r.right, r.bottom, window.innerWidth];")
+            picture = Image.open(io.BytesIO(driver.get_screenshot_as_png())).convert("RGB")
+        finally:
+            httpd.shutdown()
     scale = picture.width / page_width  # screenshot pixels per CSS pixel
     picture = picture.crop((0, 0, min(picture.width, round(right * scale)), min(picture.height, round(bottom * scale))))
     height = round(picture.height * args.width / picture.width)

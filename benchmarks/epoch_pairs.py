@@ -21,7 +21,8 @@ import time
 import numpy as np
 
 from bptrain.core.network import MLP, one_hot
-from bptrain.core.training import EpochSteps, TrainSettings
+from bptrain.core.epoch_steps import EpochSteps
+from bptrain.core.training import TrainSettings
 from bptrain.data.loader import load_dataset
 from bptrain.engines import make_engine
 

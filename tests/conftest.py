@@ -216,7 +216,8 @@ def run_fast_epoch(model, x, y_onehot, batch_size, lr=0.1, epoch=1, **settings):
 
     ``settings``: TrainSettings fields (the optimizer's); plain SGD unless given.
     """
-    from bptrain.core.training import EpochSteps, TrainSettings
+    from bptrain.core.epoch_steps import EpochSteps
+    from bptrain.core.training import TrainSettings
     from bptrain.fast import FastEngine
 
     settings = {"momentum": 0.0, "weight_decay": 0.0, **settings}

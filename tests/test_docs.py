@@ -58,11 +58,11 @@ CORE_LINES = {
     ("bptrain/core/optimizers.py", 101): "theta -= lr * (m_hat / (np.sqrt(v_hat) + self.eps) + decay * theta)",
     ("bptrain/core/schedules.py", 21): "base_lr * gamma ** (epoch // step_size)",
     ("bptrain/core/schedules.py", 23): "math.cos(math.pi * epoch / epochs)",
-    ("bptrain/core/training.py", 221): "model.forward(xb)",
-    ("bptrain/core/training.py", 223): "model.backward(activations, yb)",
-    ("bptrain/core/training.py", 224): "self.optimizer.step(grads.weights, grads.biases, lr)",
-    ("bptrain/core/training.py", 266): "for epoch in range(",
-    ("bptrain/core/training.py", 275): "engine.run_epoch(",
+    ("bptrain/core/training.py", 155): "model.forward(xb)",
+    ("bptrain/core/training.py", 156): "model.backward(activations, yb)",
+    ("bptrain/core/training.py", 157): "self.optimizer.step(grads.weights, grads.biases, steps.lr)",
+    ("bptrain/core/training.py", 200): "for epoch in range(",
+    ("bptrain/core/training.py", 209): "engine.run_epoch(",
 }
 
 #: Modules the tests import whose distribution has another name.

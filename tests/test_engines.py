@@ -71,7 +71,7 @@ def test_every_step_of_the_fast_engine_matches_the_reference_in_float64(monkeypa
                                                                          opt, threads_form):
     """A batch that does not divide the set (a partial last batch), shifts off, two epochs under a
     schedule; one step per progress group, so each step's parameters are compared."""
-    monkeypatch.setattr(importlib.import_module("bptrain.core.training"), "UPDATES_PER_EPOCH", 10**6)
+    monkeypatch.setattr(importlib.import_module("bptrain.core.epoch_steps"), "UPDATES_PER_EPOCH", 10**6)
     if threads_form == "split":  # momentum's several-thread form (v, gemm + axpy) whatever the step size
         monkeypatch.setattr(threads, "ONE_THREAD_BELOW", {"gemm": 0, "gemm+axpy": 0, "ufuncs": 0})
     settings = TrainSettings(epochs=2, batch_size=16, schedule="step", step_size=1, gamma=0.5, seed=1,
@@ -266,7 +266,7 @@ class ChangeByHand(Callbacks):
 @pytest.mark.parametrize("opt", ["momentum+decay", "nesterov+decay", "adamw"])
 def test_learning_rate_and_momentum_changed_mid_run_agree_and_are_recorded(monkeypatch, small_data, opt,
                                                                            threads_form):
-    monkeypatch.setattr(importlib.import_module("bptrain.core.training"), "UPDATES_PER_EPOCH", 10**6)
+    monkeypatch.setattr(importlib.import_module("bptrain.core.epoch_steps"), "UPDATES_PER_EPOCH", 10**6)
     if threads_form == "split":
         monkeypatch.setattr(threads, "ONE_THREAD_BELOW", {"gemm": 0, "gemm+axpy": 0, "ufuncs": 0})
     settings = TrainSettings(epochs=2, batch_size=16, seed=1, **{"lr": 0.3, **OPTIMIZERS[opt]})

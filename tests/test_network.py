@@ -358,7 +358,7 @@ def test_train_matches_reference(loss, opt, batch_size, sizes):
 def test_loss_over_groups_of_batches_matches_reference(monkeypatch, loss, batch_size):
     """The training loss is computed once per group of batches from kept outputs; groups of several
     batches, and a last group ending in a partial batch, must give the reference's per-batch sum."""
-    monkeypatch.setattr(importlib.import_module("bptrain.core.training"), "UPDATES_PER_EPOCH", 2)
+    monkeypatch.setattr(importlib.import_module("bptrain.core.epoch_steps"), "UPDATES_PER_EPOCH", 2)
     x, y = small_problem(n=30)
     data = as_dataset(x, y)
     settings = TrainSettings(lr=0.5, epochs=2, batch_size=batch_size, seed=5)

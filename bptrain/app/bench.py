@@ -19,7 +19,8 @@ from dataclasses import asdict, dataclass
 import numpy as np
 
 from ..core.network import MLP
-from ..core.training import EpochSteps, TrainSettings
+from ..core.epoch_steps import EpochSteps
+from ..core.training import TrainSettings
 from ..engines import DEFAULT_ENGINE, epoch_images, make_engine
 
 

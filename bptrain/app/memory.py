@@ -50,7 +50,7 @@ import numpy as np
 from ..core.errors import BptrainError
 from ..core.learning_speed import INITIAL_BATCH
 from ..core.network import PREDICT_CHUNK
-from ..core.training import UPDATES_PER_EPOCH
+from ..core.epoch_steps import UPDATES_PER_EPOCH
 from ..data.distort import BLOCK
 from ..data.epochs import CHUNK
 from ..engines import ENGINES

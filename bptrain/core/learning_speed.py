@@ -7,7 +7,7 @@ moves b_l by η times it. Training records it and ‖∂C/∂W_l‖ for every la
 * before any update, and after every epoch, on the first :data:`INITIAL_BATCH`
   training images (as Nielsen does): :func:`batch_speed`;
 * during training, averaged over a few sampled steps per epoch, each on its own
-  mini-batch (:class:`bptrain.core.training.EpochSteps`). A mini-batch gradient is
+  mini-batch (:class:`bptrain.core.epoch_steps.EpochSteps`). A mini-batch gradient is
   noisier, so longer, than the 1,000-image one: compare layers with each other,
   and epochs with epochs.
 

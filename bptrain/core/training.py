@@ -3,31 +3,26 @@
 The loop is written once, for both engines. An engine runs the steps of one
 epoch (:class:`ReferenceEngine` here: forward, backward, update, in three
 lines; :class:`bptrain.fast.FastEngine`: the same in preallocated buffers) and
-evaluates the network; everything else is here. The epochs' images come
-ready from the data side (shuffled, shifted, distorted: :mod:`bptrain.data.epochs`).
-The loop prints nothing: it tells its :class:`Callbacks`.
+evaluates the network; everything else is here. What happens around the steps
+(reporting, the divergence check, learning-speed samples, knobs) is
+:mod:`.epoch_steps`. Each epoch's training set comes in a new random order
+(:class:`ShuffledEpochs`), or ready from the data side, which can also shift,
+distort and prepare it ahead (:mod:`bptrain.data.epochs`). The loop prints
+nothing: it tells its :class:`Callbacks`.
 """
 
 from __future__ import annotations
 
-import math
 import time
 from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
-from .errors import TrainingDiverged
-from .learning_speed import INITIAL_BATCH, SAMPLES_PER_EPOCH, batch_speed, gradient_norms
-from .network import MLP
+from .epoch_steps import EpochSteps
+from .learning_speed import INITIAL_BATCH, batch_speed
+from .network import MLP, one_hot
 from .optimizers import DEFAULT_LR, OPTIMIZERS, make_optimizer
 from .schedules import learning_rate
-
-#: The progress callback and the divergence check run at most this many times per epoch,
-#: so their cost does not grow with the number of batches (50,000 at batch size 1).
-UPDATES_PER_EPOCH = 100
-#: Training has diverged when the running loss is this many times the loss of
-#: guessing (uniform outputs): far past anything a learning network produces.
-DIVERGENCE_FACTOR = 100.0
 
 
 @dataclass
@@ -110,7 +105,7 @@ class Callbacks:
     def progress(self, epoch: int, batches_done: int, running_loss: float) -> None:
         """Up to :data:`UPDATES_PER_EPOCH` times per epoch, between steps."""
 
-    def control(self, steps: "EpochSteps") -> None:
+    def control(self, steps: EpochSteps) -> None:
         """Before an epoch's first step and after each progress report: may wait (pause), raise
         KeyboardInterrupt (stop: the best model is kept), or change the learning rate or the
         momentum with ``steps.set_lr`` / ``steps.set_momentum``, from the next step on."""
@@ -126,80 +121,22 @@ class Callbacks:
         """Training is over (finished, stopped early, interrupted or failed)."""
 
 
-class EpochSteps:
-    """One epoch's plan for an engine: its groups of batches, and what the loop wants to hear.
+class ShuffledEpochs:
+    """Each epoch's training set in a new random order: a permutation, then (x, Y) gathered in that order.
 
-    The batches come in groups of about 1/:data:`UPDATES_PER_EPOCH` of the epoch.
-    After each group the engine calls :meth:`group_done` with the loss summed so
-    far, which checks for divergence and reports progress. Of some groups (at most
-    :data:`SAMPLES_PER_EPOCH`) the engine hands the last step's gradients to
-    :meth:`record_speed`.
+    The plain way to feed the loop from arrays. The data side's :class:`bptrain.data.epochs.EpochImages`
+    draws the same permutation from the same generator, and adds shifts, distortions and preparing ahead.
     """
 
-    def __init__(self, model: MLP, epoch: int, n_samples: int, batch_size: int, lr: float, callbacks=(),
-                 engine=None):
-        self.model, self.epoch, self.n_samples, self.batch_size, self.lr = model, epoch, n_samples, batch_size, lr
-        self.engine = engine
-        self.batches_done = 0
-        self.changes: list[dict] = []
-        self.n_batches = math.ceil(n_samples / batch_size)
-        self.batches_per_group = max(1, self.n_batches // UPDATES_PER_EPOCH)
-        n_groups = math.ceil(self.n_batches / self.batches_per_group)
-        self.groups_per_sample = math.ceil(n_groups / SAMPLES_PER_EPOCH)
-        self.callbacks = callbacks
-        self.divergence_limit = DIVERGENCE_FACTOR * guessing_loss(model)
-        self._sum_b = np.zeros(model.n_layers)
-        self._sum_w = np.zeros(model.n_layers)
-        self.samples = 0
+    def __init__(self, x: np.ndarray, labels: np.ndarray, n_classes: int, dtype, rng: np.random.Generator):
+        self.x, self.labels, self.n_classes, self.rng = np.asarray(x, dtype), labels, n_classes, rng
 
-    def groups(self):
-        """(first row, row after the last, sample the speed?) of each group of batches."""
-        group_rows = self.batches_per_group * self.batch_size
-        for index, start in enumerate(range(0, self.n_samples, group_rows)):
-            yield start, min(start + group_rows, self.n_samples), index % self.groups_per_sample == 0
+    def next(self) -> tuple[np.ndarray, np.ndarray]:
+        order = self.rng.permutation(len(self.x))
+        return self.x[order], one_hot(self.labels[order], self.n_classes, dtype=self.x.dtype)
 
-    def record_speed(self, grad_w, grad_b, scale: float = 1.0) -> None:
-        """Add one step's ‖∂C/∂W_l‖ and ‖∂C/∂b_l‖ (the gradients times ``scale``) to the epoch's means."""
-        norms = gradient_norms(grad_w, grad_b)
-        self._sum_b += np.asarray(norms["grad_b_norm"]) * scale
-        self._sum_w += np.asarray(norms["grad_w_norm"]) * scale
-        self.samples += 1
-
-    def speed_means(self):
-        """(mean ‖∂C/∂b_l‖ per layer, mean ‖∂C/∂W_l‖ per layer) of the recorded steps; (None, None) if none."""
-        if not self.samples:
-            return None, None
-        return (self._sum_b / self.samples).tolist(), (self._sum_w / self.samples).tolist()
-
-    def group_done(self, rows_done: int, loss_sum: float) -> None:
-        """The steps of rows [0, rows_done) are taken and their losses add up to ``loss_sum``."""
-        running_loss = loss_sum / rows_done
-        if not running_loss < self.divergence_limit:  # also true for NaN
-            raise TrainingDiverged(
-                f"training diverged in epoch {self.epoch}: the loss reached {running_loss:.4g} "
-                f"(guessing scores {guessing_loss(self.model):.3g}); the learning rate {self.lr:g} is too large, "
-                f"try a smaller --lr")
-        self.batches_done = math.ceil(rows_done / self.batch_size)
-        for callback in self.callbacks:
-            callback.progress(self.epoch, self.batches_done, running_loss)
-        self.control()
-
-    def control(self) -> None:
-        """Let the callbacks pause, stop, or change η or μ (:meth:`Callbacks.control`)."""
-        for callback in self.callbacks:
-            callback.control(self)
-
-    def set_lr(self, lr: float) -> None:
-        """Use η = ``lr`` from the next step on (the engines read it before each group of steps)."""
-        if not lr > 0:
-            raise ValueError(f"the learning rate must be above 0, got {lr}")
-        self.lr = lr
-        self.changes.append({"batch": self.batches_done, "lr": lr})
-
-    def set_momentum(self, momentum: float) -> None:
-        """SGD's μ (Adam's β1) from the next step on."""
-        self.engine.set_momentum(momentum)
-        self.changes.append({"batch": self.batches_done, "momentum": momentum})
+    def close(self) -> None:
+        """Nothing to stop."""
 
 
 class ReferenceEngine:
@@ -212,20 +149,14 @@ class ReferenceEngine:
         self.optimizer = make_optimizer(settings, model.weights, model.biases)
 
     def run_epoch(self, x: np.ndarray, y_onehot: np.ndarray, steps: EpochSteps) -> float:
-        """One pass over the shuffled (x, Y) in mini-batches of η = ``steps.lr``; returns the mean training loss."""
-        model, batch_size, loss_sum = self.model, steps.batch_size, 0.0
-        for start, stop, sample_speed in steps.groups():
-            lr = steps.lr
-            for first in range(start, stop, batch_size):
-                xb, yb = x[first:first + batch_size], y_onehot[first:first + batch_size]
-                zs, activations = model.forward(xb)                               # forward
-                loss_sum += model.loss_value(zs[-1], activations[-1], yb) * len(xb)
-                grads = model.backward(activations, yb)                           # backward
-                self.optimizer.step(grads.weights, grads.biases, lr)              # update
-            if sample_speed:
-                steps.record_speed(grads.weights, grads.biases)
-            steps.group_done(stop, loss_sum)
-        return loss_sum / len(x)
+        """One pass over the shuffled (x, Y) in mini-batches, at η = ``steps.lr``; returns the mean training loss."""
+        model = self.model
+        for xb, yb in steps.batches(x, y_onehot):
+            zs, activations = model.forward(xb)                          # Z_l = A_{l-1} W_l + b_l, A_l = f(Z_l)
+            grads = model.backward(activations, yb)                      # Δ_l; ∂C/∂W_l = A_{l-1}ᵀ Δ_l; ∂C/∂b_l
+            self.optimizer.step(grads.weights, grads.biases, steps.lr)   # W_l -= η ∂C/∂W_l (+ momentum, decay)
+            steps.step_taken(model.loss_value(zs[-1], activations[-1], yb), grads)
+        return steps.mean_loss()
 
     def evaluate(self, x: np.ndarray, labels: np.ndarray):
         """(mean loss, predicted classes) over a data set."""
@@ -236,22 +167,25 @@ class ReferenceEngine:
         self.optimizer.set_momentum(momentum)
 
 
-def train(model: MLP, data, settings: TrainSettings, engine, epoch_images, *, callbacks=(),
+def train(model: MLP, data, settings: TrainSettings, engine=None, epoch_images=None, *, callbacks=(),
           first_epoch: int = 1) -> TrainResult:
     """Train ``model`` in place; leave it holding the parameters of its best validation epoch.
 
-    ``data`` has ``train`` and ``validation`` splits, each an (x, labels) pair.
-    ``engine`` runs the steps (:class:`ReferenceEngine` or the fast one);
-    ``epoch_images`` hands out each epoch's shuffled training set, (x, Y) with
-    ``next()``, and is closed at the end. Epochs are numbered from
-    ``first_epoch``; above 1 the run continues a saved model, whose own
-    validation accuracy is the one to beat. A Ctrl-C (KeyboardInterrupt) ends
-    training cleanly: the result says ``interrupted`` and the model holds the best
-    parameters seen (or the current ones if no epoch finished).
+    ``data``: ((x_train, labels_train), (x_val, labels_val)), or anything with ``train`` and
+    ``validation`` pairs (a :class:`bptrain.Dataset`). ``engine`` runs the steps
+    (:class:`ReferenceEngine` when None, or the fast one); ``epoch_images`` hands out each epoch's
+    shuffled training set, (x, Y) with ``next()``, and is closed at the end (when None:
+    :class:`ShuffledEpochs` from ``settings.seed``). Epochs are numbered from ``first_epoch``; above 1
+    the run continues a saved model, whose own validation accuracy is the one to beat. A Ctrl-C
+    (KeyboardInterrupt) ends training cleanly: the result says ``interrupted`` and the model holds the
+    best parameters seen (or the current ones if no epoch finished).
     """
-    x_train, y_train = data.train
-    x_val, y_val = data.validation
+    (x_train, y_train), (x_val, y_val) = (data.train, data.validation) if hasattr(data, "train") else data
     batch_size = min(settings.batch_size, len(x_train))
+    engine = engine if engine is not None else ReferenceEngine(model, settings)
+    if epoch_images is None:
+        epoch_images = ShuffledEpochs(x_train, y_train, model.sizes[-1], model.dtype,
+                                      np.random.default_rng(settings.seed))
     result = TrainResult()
     best = _snapshot(model)
     try:
@@ -267,13 +201,13 @@ def train(model: MLP, data, settings: TrainSettings, engine, epoch_images, *, ca
                 started = time.perf_counter()
                 lr = learning_rate(settings.schedule, settings.lr, epoch - first_epoch, settings.epochs,
                                    settings.step_size, settings.gamma, settings.min_lr)
-                x, y_onehot = epoch_images.next()
+                x, y_onehot = epoch_images.next()                       # this epoch's order (and distortions)
                 steps = EpochSteps(model, epoch, len(x), batch_size, lr, callbacks, engine)
                 for callback in callbacks:
                     callback.epoch_started(epoch, steps.n_batches)
                 steps.control()
-                train_loss = engine.run_epoch(x, y_onehot, steps)
-                val_loss, predictions = engine.evaluate(x_val, y_val)
+                train_loss = engine.run_epoch(x, y_onehot, steps)       # the steps
+                val_loss, predictions = engine.evaluate(x_val, y_val)   # validation
                 for callback in callbacks:
                     callback.validated(epoch, predictions)
                 val_accuracy = float(np.mean(predictions == y_val))
@@ -284,7 +218,7 @@ def train(model: MLP, data, settings: TrainSettings, engine, epoch_images, *, ca
                                      fixed["grad_b_norm"], fixed["grad_w_norm"], steps.changes or None)
                 result.history.append(record)
                 improved = not (val_accuracy <= result.best_val_accuracy)  # the first epoch always counts
-                if improved:
+                if improved:                                            # keep the best
                     result.best_val_accuracy, result.best_epoch = val_accuracy, epoch
                     best = _snapshot(model)
                     epochs_without_improvement = 0
@@ -305,14 +239,6 @@ def train(model: MLP, data, settings: TrainSettings, engine, epoch_images, *, ca
             callback.closed()
     _restore(model, best)
     return result
-
-
-def guessing_loss(model: MLP) -> float:
-    """The loss of a network that knows nothing: uniform softmax (ce) or outputs of ½ (mse)."""
-    n_classes = model.sizes[-1]
-    if model.loss == "ce":
-        return max(math.log(n_classes), math.log(2))
-    return 0.125 * n_classes  # ½‖a − y‖² with every a_j = ½
 
 
 def _snapshot(model: MLP):

@@ -16,7 +16,8 @@ from __future__ import annotations
 import numpy as np
 
 from ..core.optimizers import make_optimizer
-from ..core.training import EpochSteps, TrainSettings
+from ..core.epoch_steps import EpochSteps
+from ..core.training import TrainSettings
 from . import blas
 from . import threads
 from .aligned import aligned_empty, aligned_zeros

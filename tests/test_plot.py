@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from bptrain.app import plot
+from bptrain.app import history, plot
 from bptrain.core.errors import BptrainError
 from bptrain.app.plot import most_confident_mistakes
 
@@ -84,7 +84,7 @@ def test_plot_history_from_file_written_by_train(mpl, tmp_path):
     path.write_text(json.dumps({**history_document(3), "settings": {"lr": 0.1}, "bptrain_version": "0.1.0",
                                 "data": "x"}))
     out = tmp_path / "curves.png"
-    assert_sensible_png(out, plot.plot_history(plot.load_history(path), str(out)))
+    assert_sensible_png(out, plot.plot_history(history.load_history(path), str(out)))
 
 
 def test_plot_history_single_epoch_without_lr_or_best(mpl, tmp_path):
@@ -96,7 +96,7 @@ def test_plot_history_single_epoch_without_lr_or_best(mpl, tmp_path):
 def test_best_epoch_defaults_to_highest_validation_accuracy():
     document = history_document()
     del document["best_epoch"]
-    assert plot.validate_history(document)["best_epoch"] == 5  # first of the equal maxima (epochs 5..8)
+    assert history.validate_history(document)["best_epoch"] == 5  # first of the equal maxima (epochs 5..8)
 
 
 @pytest.mark.parametrize("document, message", [
@@ -124,15 +124,15 @@ def test_bad_history_documents(tmp_path, document, message):
 
 def test_load_history_errors(tmp_path):
     with pytest.raises(BptrainError, match="no history file at"):
-        plot.load_history(tmp_path / "missing.json")
+        history.load_history(tmp_path / "missing.json")
     bad = tmp_path / "bad.json"
     bad.write_text("{not json")
     with pytest.raises(BptrainError, match="is not valid JSON"):
-        plot.load_history(bad)
+        history.load_history(bad)
     empty = tmp_path / "empty.json"
     empty.write_text('{"epochs": []}')
     with pytest.raises(BptrainError, match=f"{empty} has no epochs"):
-        plot.load_history(empty)
+        history.load_history(empty)
 
 
 # ------------------------------------------------------------------- confusion
@@ -260,7 +260,7 @@ def test_resumed_history_whose_best_is_the_starting_model_plots(tmp_path):
     for record in document["epochs"]:
         record["epoch"] += 13
     document["best_epoch"] = 13
-    assert plot.validate_history(document)["best_epoch"] is None
+    assert history.validate_history(document)["best_epoch"] is None
     pytest.importorskip("matplotlib")
     path = plot.plot_history(document, tmp_path / "resumed.curves.png")
     assert path.read_bytes().startswith(b"\x89PNG")

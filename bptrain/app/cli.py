@@ -25,6 +25,7 @@ from .bench import SETTINGS_CHOICES as BENCH_SETTINGS
 from .compare import compare_command, parameters_sha256
 from .config import load_config
 from .explain import explain_command
+from .history import history_path, load_history, training_metadata, write_history
 from ..core.errors import BptrainError, DataError, TrainingDiverged
 from ..data.loader import DATA_ENV_VAR, DEFAULT_DATA_PATH, SPLIT_NAMES, load_dataset, resolve_data_path
 from .metrics import confusion_matrix, format_confusion, format_per_class, per_class_accuracy
@@ -185,11 +186,6 @@ def _check_memory(estimate: memory.Estimate) -> None:
         click.echo(f"warning: {warning}", err=True)  # even with --quiet, like the --batch-size note
 
 
-def _history_path(out: Path) -> Path:
-    name = out.name[:-4] if out.name.endswith(".npy") else out.name
-    return out.with_name(name + ".history.json")
-
-
 # --------------------------------------------------------------------- train
 @cli.command("train", cls=GroupedHelpCommand)
 @click.option("--config", type=click.Path(dir_okay=False, path_type=Path), is_eager=True, expose_value=False,
@@ -204,7 +200,7 @@ def train_command(sizes, loss, activation, init, dtype, epochs, batch_size, augm
     """
     ctx = click.get_current_context()
     out = Path(out)
-    history = Path(history) if history else _history_path(out)
+    history = Path(history) if history else history_path(out)
     _check_train_files(ctx, out, history, data, resume)
     try:  # settings each option allows but not together, e.g. --nesterov with --momentum 0
         if learning["optimizer"] == "sgd":
@@ -248,9 +244,9 @@ def train_command(sizes, loss, activation, init, dtype, epochs, batch_size, augm
                        err=True)
             ctx.exit(exit_status(signals.signum))
         signals.defer()
-        metadata = _training_metadata(settings, result, dataset, init, first_epoch, initial_sha256)
+        metadata = training_metadata(settings, result, dataset, init, first_epoch, initial_sha256)
         save_model(model, out, metadata)
-        _write_history(history, result, metadata, model)
+        write_history(history, result, metadata, model)
     trained_epochs = metadata["epochs_run"]
     if result.interrupted or signals.stopped:
         if result.interrupted:
@@ -331,40 +327,6 @@ def _fit_to_data(ctx, dataset, learning: dict, augment: int, batch_size: int, qu
                    f"using {n_train}", err=True)
         batch_size = n_train
     return augment, batch_size
-
-
-def _training_metadata(settings: TrainSettings, result, dataset, init, first_epoch: int,
-                       initial_sha256: str) -> dict:
-    """What the model file and the history record about the run."""
-    return {
-        "bptrain_version": __version__,
-        "init": init,
-        "settings": settings.to_dict(),
-        # the saved parameters are those of the best epoch: that many epochs trained them
-        # (epochs are numbered across resumes, so --resume continues from here)
-        "epochs_trained": result.best_epoch or first_epoch - 1,
-        "epochs_run": first_epoch - 1 + len(result.history),
-        "best_epoch": result.best_epoch,
-        "val_accuracy": None if math.isnan(result.best_val_accuracy) else result.best_val_accuracy,
-        "data": dataset.source,
-        "initial_parameters_sha256": initial_sha256,
-    }
-
-
-def _write_history(path: Path, result, metadata: dict, model: MLP) -> None:
-    document = {
-        "epochs": [vars(record) for record in result.history],
-        "initial": result.initial_speed,  # per-layer gradient norms before the first update
-        "best_epoch": result.best_epoch,
-        "stopped_early": result.stopped_early,
-        "interrupted": result.interrupted,
-        **{k: metadata[k] for k in ("settings", "bptrain_version", "data")},
-        # the network too, so that a history alone says what it is a history of (bptrain compare)
-        "sizes": list(model.sizes), "loss": model.loss, "activation": model.activation, "init": metadata["init"],
-        "dtype": model.dtype.name, "initial_parameters_sha256": metadata["initial_parameters_sha256"],
-    }
-    text = json.dumps(document, indent=2)
-    atomic_write(path, lambda handle: handle.write(text.encode("utf-8")))
 
 
 def check_model_fits_data(model: MLP, dataset, source: str) -> None:
@@ -698,7 +660,7 @@ def plot_command(sources, out_dir, data, no_download, split, distortions):
     pictures = OutputDir(out_dir, names)
     reads_data = distortions or (source is not None and not is_history)
     check_paths(inputs={"MODEL_OR_HISTORY": [source],
-                        "the history": [None if source is None or is_history else _history_path(source)],
+                        "the history": [None if source is None or is_history else history_path(source)],
                         _data_label(data): data_files(resolve_data_path(data)) if reads_data else []},
                 outputs={"--out-dir": [pictures]},
                 replaceable=[("--out-dir", path, is_png_file, "a PNG picture", f"{path}, which --out-dir {out_dir} "
@@ -714,7 +676,7 @@ def plot_command(sources, out_dir, data, no_download, split, distortions):
     if source is None:
         pass
     elif is_history:
-        history = plot.load_history(source)
+        history = load_history(source)
         written.append(plot.plot_history(history, out_dir / f"{stem}.curves.png"))
         if plot.has_speed(history):
             written.append(plot.plot_speed(history, out_dir / f"{stem}.speed.png"))
@@ -738,9 +700,9 @@ def plot_command(sources, out_dir, data, no_download, split, distortions):
         else:
             click.echo(f"note: the {model.sizes[0]}-feature inputs are not square images; "
                        "no pictures of digits or weights", err=True)
-        history_path = _history_path(source)
+        history_path = history_path(source)
         if history_path.exists():
-            history = plot.load_history(history_path)
+            history = load_history(history_path)
             written.append(plot.plot_history(history, out_dir / f"{stem}.curves.png"))
             if plot.has_speed(history):
                 written.append(plot.plot_speed(history, out_dir / f"{stem}.speed.png"))
@@ -810,9 +772,8 @@ def info_command(model_path, as_json):
         click.echo("settings     " + ", ".join(f"{k}={v}" for k, v in settings.items()))
     if meta.get("data"):
         click.echo(f"data         {meta['data']}")
-    history = _history_path(model_path)
+    history = history_path(model_path)
     if history.is_file():
-        from .plot import load_history
         from .history import format_speed_table
 
         table = format_speed_table(load_history(history))
@@ -882,10 +843,10 @@ def serve_command(model_path, host, port, open_browser, verbose, data, no_downlo
     if out is not None:
         out = Path(out)
         check_writable(out, "model file")
-        check_paths(inputs=inputs, outputs={"--out": [out], "its history": [_history_path(out)]},
+        check_paths(inputs=inputs, outputs={"--out": [out], "its history": [history_path(out)]},
                     replaceable=[("--out", out, is_model_file, "a bptrain model"),
-                                 ("--out", _history_path(out), is_history_file, "a bptrain history JSON",
-                                  f"its history {_history_path(out)}")])
+                                 ("--out", history_path(out), is_history_file, "a bptrain history JSON",
+                                  f"its history {history_path(out)}")])
     dataset, problem = _data_to_serve(data, data_path, no_download, model_path is None)
     if dataset is None and model is None:
         raise click.ClickException(f"nothing to serve: {problem}; give a MODEL to draw with, or data to train on")

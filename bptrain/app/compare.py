@@ -30,6 +30,7 @@ import numpy as np
 from ..core.errors import BptrainError, PathClash
 from ..data.model_io import read_model_record
 from .options import OPTIONS_BY_NAME, TRAIN_OPTIONS
+from .history import HISTORY_SUFFIX, read_history_document, validate_history
 from .paths import OutputDir, check_no_clash, check_replaceable, is_history_file, is_model_file, is_png_file
 
 #: The settings of the network, recorded beside train's settings in models and histories.
@@ -42,7 +43,6 @@ SUMMARY_FORMAT = "bptrain-sweep"
 SETTING_ORDER = tuple(option.name for option in TRAIN_OPTIONS if option.name not in ("out", "history", "resume",
                                                                                       "quiet", "no_download", "data"))
 SETTING_ORDER += ("data",)
-HISTORY_SUFFIX = ".history.json"
 
 
 def parameters_sha256(weights, biases) -> str:
@@ -110,17 +110,8 @@ def flat_settings(document: dict) -> dict:
     return settings
 
 
-def read_history_document(path: Path) -> dict:
-    """A history file as ``bptrain train`` writes it; one-line errors for anything else."""
-    if not is_history_file(path):
-        raise BptrainError(f"{path} is not a bptrain history (a JSON object with an \"epochs\" list)")
-    return json.loads(path.read_text(encoding="utf-8"))
-
-
 def read_run(label: str, model: Path | None = None, history: Path | None = None) -> Run:
     """Read what a run's model and/or history say about it."""
-    from .plot import validate_history
-
     run = Run(label, model, history)
     meta = {}
     if model is not None:

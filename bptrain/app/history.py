@@ -1,14 +1,28 @@
-"""Reading a training history back: the learning speed per layer as arrays and as a table.
+"""The history file, ``MODEL.history.json``: what a run records, written and read in this one place.
 
-``bptrain train`` writes the history (``MODEL.history.json``); ``info`` prints its
-table and ``plot`` draws it.
+A run's record (:func:`training_metadata`) goes into the model file's metadata and
+into the history, beside every epoch's record. ``train``, the page and ``sweep``
+write it (:func:`write_history`); ``plot``, ``compare``, ``info`` and the page
+read it back (:func:`load_history`, :func:`read_history_document`), and the
+learning speed per layer comes out of it as arrays and as a table.
 """
 
 from __future__ import annotations
 
+import json
+import math
+from pathlib import Path
+
 import numpy as np
 
+from .. import __version__
 from ..core.errors import BptrainError
+from ..data.model_io import atomic_write
+from .paths import is_history_file
+
+HISTORY_SUFFIX = ".history.json"
+#: What every epoch entry must hold.
+HISTORY_KEYS = ("epoch", "train_loss", "val_loss", "val_accuracy")
 
 #: History keys of the two measurements, per epoch: (bias, weight) norms.
 MINI_BATCH_KEYS = ("grad_b_norm", "grad_w_norm")
@@ -95,3 +109,127 @@ def format_speed_table(history: dict, max_epochs: int = 10) -> str | None:
         notes.append("mini-batches: mean over the epoch's sampled steps")
     lines.append("; ".join(notes))
     return "\n".join(lines)
+
+
+def history_path(out: Path) -> Path:
+    """Where the history of the model file ``out`` goes: beside it, NAME.history.json."""
+    name = out.name[:-4] if out.name.endswith(".npy") else out.name
+    return out.with_name(name + HISTORY_SUFFIX)
+
+
+def training_metadata(settings: TrainSettings, result, dataset, init, first_epoch: int,
+                       initial_sha256: str) -> dict:
+    """What the model file and the history record about the run."""
+    return {
+        "bptrain_version": __version__,
+        "init": init,
+        "settings": settings.to_dict(),
+        # the saved parameters are those of the best epoch: that many epochs trained them
+        # (epochs are numbered across resumes, so --resume continues from here)
+        "epochs_trained": result.best_epoch or first_epoch - 1,
+        "epochs_run": first_epoch - 1 + len(result.history),
+        "best_epoch": result.best_epoch,
+        "val_accuracy": None if math.isnan(result.best_val_accuracy) else result.best_val_accuracy,
+        "data": dataset.source,
+        "initial_parameters_sha256": initial_sha256,
+    }
+
+
+def write_history(path: Path, result, metadata: dict, model) -> None:
+    """Write the run's history atomically: every epoch's record, the run's record, and the network."""
+    document = {
+        "epochs": [vars(record) for record in result.history],
+        "initial": result.initial_speed,  # per-layer gradient norms before the first update
+        "best_epoch": result.best_epoch,
+        "stopped_early": result.stopped_early,
+        "interrupted": result.interrupted,
+        **{k: metadata[k] for k in ("settings", "bptrain_version", "data")},
+        # the network too, so that a history alone says what it is a history of (bptrain compare)
+        "sizes": list(model.sizes), "loss": model.loss, "activation": model.activation, "init": metadata["init"],
+        "dtype": model.dtype.name, "initial_parameters_sha256": metadata["initial_parameters_sha256"],
+    }
+    text = json.dumps(document, indent=2)
+    atomic_write(path, lambda handle: handle.write(text.encode("utf-8")))
+
+
+def load_history(path) -> dict:
+    """Read a history JSON file (as written by ``bptrain train``) and check it."""
+    import json
+
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise BptrainError(f"no history file at {path}") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise BptrainError(f"cannot read history file {path}: {getattr(exc, 'strerror', None) or exc}") from None
+    try:
+        document = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise BptrainError(f"{path} is not valid JSON (line {exc.lineno}: {exc.msg})") from None
+    validate_history(document, source=str(path))
+    return document
+
+
+def validate_history(history, source: str = "the history") -> dict:
+    """Check a history document and return its columns as float arrays.
+
+    Returns ``{"epoch", "train_loss", "val_loss", "val_accuracy", "lr",
+    "seconds"}`` (``lr`` and ``seconds`` are None when no epoch records them) and
+    ``"best_epoch"``: the document's, or the first epoch of highest validation
+    accuracy when the document does not say.
+    """
+    if not isinstance(history, dict):
+        raise BptrainError(f"{source} must be a JSON object with an \"epochs\" list, "
+                           f"found {type(history).__name__}")
+    if "epochs" not in history:
+        raise BptrainError(f"{source} has no \"epochs\" list; is it a bptrain history file?")
+    epochs = history["epochs"]
+    if not isinstance(epochs, list):
+        raise BptrainError(f"{source}: \"epochs\" must be a list, found {type(epochs).__name__}")
+    if not epochs:
+        raise BptrainError(f"{source} has no epochs to plot (training stopped before the first epoch ended)")
+    columns = {key: [] for key in (*HISTORY_KEYS, "lr", "seconds")}
+    for i, record in enumerate(epochs):
+        if not isinstance(record, dict):
+            raise BptrainError(f"{source}: epoch entry {i} must be an object, found {type(record).__name__}")
+        missing = [key for key in HISTORY_KEYS if key not in record]
+        if missing:
+            raise BptrainError(f"{source}: epoch entry {i} is missing {', '.join(missing)}")
+        for key, values in columns.items():
+            value = record.get(key)
+            if value is None and key not in HISTORY_KEYS:
+                values.append(math.nan)
+                continue
+            if isinstance(value, bool) or not isinstance(value, (int, float)):
+                raise BptrainError(f"{source}: epoch entry {i} has {key} = {value!r}, expected a number")
+            values.append(float(value))
+    result = {key: np.asarray(values, dtype=np.float64) for key, values in columns.items()}
+    for key in ("lr", "seconds"):
+        if np.isnan(result[key]).all():
+            result[key] = None
+    if not np.isfinite(result["epoch"]).all() or np.any(np.diff(result["epoch"]) <= 0):
+        raise BptrainError(f"{source}: epoch numbers must be finite and increasing")
+
+    best = history.get("best_epoch")
+    if best is None or best == 0:
+        accuracy = result["val_accuracy"]
+        best = int(result["epoch"][np.nanargmax(accuracy)]) if np.isfinite(accuracy).any() else None
+    elif isinstance(best, bool) or not isinstance(best, int):
+        raise BptrainError(f"{source}: best_epoch = {best!r}, expected an integer epoch number")
+    elif best < result["epoch"][0]:
+        # a resumed run none of whose epochs beat the model it started from: the best is the
+        # resumed model itself, which this history does not hold, so no epoch is marked
+        best = None
+    elif best not in result["epoch"]:
+        raise BptrainError(f"{source}: best_epoch {best} is not one of its epochs "
+                           f"({int(result['epoch'][0])}..{int(result['epoch'][-1])})")
+    result["best_epoch"] = best
+    return result
+
+
+def read_history_document(path: Path) -> dict:
+    """A history file as ``bptrain train`` writes it; one-line errors for anything else."""
+    if not is_history_file(path):
+        raise BptrainError(f"{path} is not a bptrain history (a JSON object with an \"epochs\" list)")
+    return json.loads(path.read_text(encoding="utf-8"))

@@ -48,6 +48,7 @@ from ..data.shifts import is_square_image
 from . import memory
 from .compare import parameters_sha256
 from .config import check_config
+from .history import history_path, training_metadata, write_history
 from .metrics import confusion_matrix
 from .options import FORM_OPTIONS, OPTIONS_BY_NAME, SETTINGS_FIELDS, TRAIN_OPTIONS
 from .paths import is_history_file, is_model_file, same_file
@@ -491,8 +492,6 @@ class LiveRun(Callbacks):
         """(the run's model as `train` would save it now, its metadata, the result its history is written
         from): the best epoch so far, the current parameters before any epoch ended; once over, the model
         the loop left."""
-        from .cli import _training_metadata
-
         with self.lock:
             if self.status in ("diverged", "failed"):
                 raise RequestError(409, f"the run {self.status}; nothing to save (as `bptrain train`, which "
@@ -505,7 +504,7 @@ class LiveRun(Callbacks):
                 params, result = (self.model.weights, self.model.biases), self.result
         model = MLP(self.model.sizes, self.model.loss, weights=params[0], biases=params[1], dtype=self.model.dtype,
                     activation=self.model.activation)
-        metadata = _training_metadata(self.settings, result, self.owner.dataset, self.init, self.first_epoch,
+        metadata = training_metadata(self.settings, result, self.owner.dataset, self.init, self.first_epoch,
                                       self.initial_sha256)
         return model, metadata, result
 
@@ -871,11 +870,9 @@ class LiveTraining:
 
     @staticmethod
     def _write(model: MLP, metadata: dict, result: TrainResult, path: Path, history: Path) -> None:
-        from .cli import _write_history
-
         try:
             save_model(model, path, metadata)
-            _write_history(history, result, metadata, model)
+            write_history(history, result, metadata, model)
         except OSError as exc:
             raise RequestError(500, f"cannot write {exc.filename and Path(exc.filename).name or path.name}: "
                                     f"{exc.strerror or exc}") from None
@@ -891,11 +888,9 @@ class LiveTraining:
         """Called by a run's thread when it is over: with --out, its best model is saved there, as `train` does."""
         if self.out is None or run.status not in ("finished", "stopped"):
             return
-        from .cli import _history_path
-
         try:
             model, metadata, result = run.model_to_save()
-            self._write(model, metadata, result, self.out, _history_path(self.out))
+            self._write(model, metadata, result, self.out, history_path(self.out))
             self.say(f"run {run.id} {run.status}: saved {self.out} ({run.message})")
         except (RequestError, BptrainError) as exc:
             self.say(f"run {run.id} {run.status}: could not save {self.out}: {exc}")

@@ -27,12 +27,12 @@ import numpy as np
 
 from ..data.shifts import is_square_image
 from ..core.errors import BptrainError
+from .history import validate_history
 
 MISSING_MATPLOTLIB = "plotting needs matplotlib: pip install 'bptrain[plot]'"
 DPI = 100
 #: Above this many classes the confusion matrix cells are too small for numbers.
 MAX_ANNOTATED_CLASSES = 20
-HISTORY_KEYS = ("epoch", "train_loss", "val_loss", "val_accuracy")
 
 
 def require_matplotlib():
@@ -80,82 +80,6 @@ def _save(fig, out) -> Path:
 
 
 # ------------------------------------------------------------------ history
-def load_history(path) -> dict:
-    """Read a history JSON file (as written by ``bptrain train``) and check it."""
-    import json
-
-    path = Path(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise BptrainError(f"no history file at {path}") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise BptrainError(f"cannot read history file {path}: {getattr(exc, 'strerror', None) or exc}") from None
-    try:
-        document = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise BptrainError(f"{path} is not valid JSON (line {exc.lineno}: {exc.msg})") from None
-    validate_history(document, source=str(path))
-    return document
-
-
-def validate_history(history, source: str = "the history") -> dict:
-    """Check a history document and return its columns as float arrays.
-
-    Returns ``{"epoch", "train_loss", "val_loss", "val_accuracy", "lr",
-    "seconds"}`` (``lr`` and ``seconds`` are None when no epoch records them) and
-    ``"best_epoch"``: the document's, or the first epoch of highest validation
-    accuracy when the document does not say.
-    """
-    if not isinstance(history, dict):
-        raise BptrainError(f"{source} must be a JSON object with an \"epochs\" list, "
-                           f"found {type(history).__name__}")
-    if "epochs" not in history:
-        raise BptrainError(f"{source} has no \"epochs\" list; is it a bptrain history file?")
-    epochs = history["epochs"]
-    if not isinstance(epochs, list):
-        raise BptrainError(f"{source}: \"epochs\" must be a list, found {type(epochs).__name__}")
-    if not epochs:
-        raise BptrainError(f"{source} has no epochs to plot (training stopped before the first epoch ended)")
-    columns = {key: [] for key in (*HISTORY_KEYS, "lr", "seconds")}
-    for i, record in enumerate(epochs):
-        if not isinstance(record, dict):
-            raise BptrainError(f"{source}: epoch entry {i} must be an object, found {type(record).__name__}")
-        missing = [key for key in HISTORY_KEYS if key not in record]
-        if missing:
-            raise BptrainError(f"{source}: epoch entry {i} is missing {', '.join(missing)}")
-        for key, values in columns.items():
-            value = record.get(key)
-            if value is None and key not in HISTORY_KEYS:
-                values.append(math.nan)
-                continue
-            if isinstance(value, bool) or not isinstance(value, (int, float)):
-                raise BptrainError(f"{source}: epoch entry {i} has {key} = {value!r}, expected a number")
-            values.append(float(value))
-    result = {key: np.asarray(values, dtype=np.float64) for key, values in columns.items()}
-    for key in ("lr", "seconds"):
-        if np.isnan(result[key]).all():
-            result[key] = None
-    if not np.isfinite(result["epoch"]).all() or np.any(np.diff(result["epoch"]) <= 0):
-        raise BptrainError(f"{source}: epoch numbers must be finite and increasing")
-
-    best = history.get("best_epoch")
-    if best is None or best == 0:
-        accuracy = result["val_accuracy"]
-        best = int(result["epoch"][np.nanargmax(accuracy)]) if np.isfinite(accuracy).any() else None
-    elif isinstance(best, bool) or not isinstance(best, int):
-        raise BptrainError(f"{source}: best_epoch = {best!r}, expected an integer epoch number")
-    elif best < result["epoch"][0]:
-        # a resumed run none of whose epochs beat the model it started from: the best is the
-        # resumed model itself, which this history does not hold, so no epoch is marked
-        best = None
-    elif best not in result["epoch"]:
-        raise BptrainError(f"{source}: best_epoch {best} is not one of its epochs "
-                           f"({int(result['epoch'][0])}..{int(result['epoch'][-1])})")
-    result["best_epoch"] = best
-    return result
-
-
 def plot_history(history: dict, out) -> Path:
     """Learning curves: losses (left), validation accuracy with the best epoch (middle), learning rate (right)."""
     data = validate_history(history)

@@ -13,7 +13,7 @@ resampling and saved as a PNG in four forms:
     margin, dark ink on light paper      the same 96x96 pixels pasted in a 144x144 sheet of paper
     margin, light ink on dark paper      the same, inverted
 
-Every file goes through the real ``bptrain.images.image_to_input`` (decoding included) and the model.
+Every file goes through the real ``bptrain.app.images.image_to_input`` (decoding included) and the model.
 Prints, per form, how many were refused ("no ink found" or another error) and the accuracy over all of
 them (a refused digit counts as wrong). ``--keep DIR`` leaves the PNGs there to look at; by default
 they go in a temporary directory that is removed. Needs Pillow, NumPy and scikit-learn; deterministic.

@@ -20,8 +20,8 @@ import threading
 import time
 from pathlib import Path
 
-from bptrain.app import server
-from bptrain.app.live import LiveTraining
+from bptrain.app.serve import http as server
+from bptrain.app.serve.session import LiveTraining
 from bptrain.data.loader import load_dataset
 from screenshot_serve import STROKES, draw, headless_chromium
 

@@ -22,7 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
-from bptrain.app import server
+from bptrain.app.serve import http as server
 from bptrain.data.model_io import load_model
 
 # Pen strokes on the 280 x 280 pad, as polylines of (x, y) points.

@@ -1,6 +1,6 @@
 """`python -m bptrain` is the same as the `bptrain` command."""
 
-from .app.cli import main
+from .app.commands import main
 
 if __name__ == "__main__":
     main()

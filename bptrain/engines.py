@@ -32,6 +32,17 @@ def distortion_of(settings: TrainSettings) -> Distortion:
                       settings.affine_shear, settings.affine_shift)
 
 
+def engine_class(name: str):
+    """The class of engine ``name``, for what it says of itself (e.g. the memory it allocates)."""
+    if name == "fast":
+        from .fast import FastEngine
+
+        return FastEngine
+    if name == "reference":
+        return ReferenceEngine
+    raise ValueError(f"engine must be one of {ENGINES}, got {name!r}")
+
+
 def make_engine(name: str, model: MLP, settings: TrainSettings, batch_size: int, distorts: bool = False):
     """The engine ``name`` for training ``model`` with ``settings``."""
     if name == "fast":

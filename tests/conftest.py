@@ -164,7 +164,7 @@ def real_mnist_path() -> Path:
 # ------------------------------------------------------------------ CLI helpers
 def invoke(runner, *args):
     """Run `bptrain ARGS...` in-process (paths and numbers may be given as objects)."""
-    from bptrain.app.cli import cli
+    from bptrain.app.commands import cli
 
     return runner.invoke(cli, [str(a) for a in args])
 

@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from bptrain.app import server
+from bptrain.app.serve import http as server
 from digits import PAD_SIDE, STROKES, draw_strokes, trained_mnist_model
 
 CHROMEDRIVER = Path("/usr/bin/chromedriver")

@@ -12,8 +12,8 @@ import threading
 
 import pytest
 
-from bptrain.app import server
-from bptrain.app.live import LiveTraining
+from bptrain.app.serve import http as server
+from bptrain.app.serve.session import LiveTraining
 from bptrain.data.loader import Dataset, Split, load_dataset
 from digits import STROKES
 from test_browser import browser as browser  # noqa: F401  (a fixture: headless Chromium, as the drawing test's)

@@ -21,7 +21,7 @@ import numpy as np
 import pytest
 
 from bptrain import __version__
-from bptrain.app.cli import cli
+from bptrain.app.commands import cli
 from bptrain.data.model_io import load_model, save_model
 from bptrain.core.network import MLP
 
@@ -565,7 +565,7 @@ def test_kill_after_an_epoch_saves_like_ctrl_c(tmp_path, name, status):
 #: writing the temporary file: a second (and third) signal arriving during the save.
 SIGNAL_DURING_SAVE = """
 import os, signal, sys
-import bptrain.app.cli, bptrain.data.model_io
+import bptrain.app.commands, bptrain.app.history, bptrain.data.model_io
 
 real_atomic_write = bptrain.data.model_io.atomic_write
 
@@ -580,9 +580,9 @@ def atomic_write(path, write):
         write(handle)
     real_atomic_write(path, write_then_signal)
 
-bptrain.data.model_io.atomic_write = bptrain.app.cli.atomic_write = atomic_write
+bptrain.data.model_io.atomic_write = bptrain.app.history.atomic_write = atomic_write
 sys.argv[0] = "bptrain"
-bptrain.app.cli.main()
+bptrain.app.commands.main()
 """
 
 
@@ -643,18 +643,20 @@ def test_eval_and_predict_call_a_lying_header_a_corrupt_file_not_out_of_memory(r
 
 
 def test_out_of_memory_advice_only_where_training_runs_out(runner, tmp_path, synthetic_data, trained, monkeypatch):
-    import bptrain.app.cli as cli_module
+    import bptrain.app.commands.common as common
+    import bptrain.app.commands.train as train_module
+    import bptrain.app.runs as runs
 
     def out_of_memory(*args, **kwargs):
         raise MemoryError("Unable to allocate 3.00 GiB for an array with shape (50000, 16000) and data type float32")
 
-    monkeypatch.setattr(cli_module, "train", out_of_memory)
+    monkeypatch.setattr(train_module, "train", out_of_memory)
     assert_clean_error(invoke(runner, "train", "--data", synthetic_data, "--out", tmp_path / "m.npy", *FAST, "-q"),
                        "out of memory while training; try a smaller --batch-size or network")
-    monkeypatch.setattr(cli_module, "MLP", out_of_memory)
+    monkeypatch.setattr(runs, "MLP", out_of_memory)
     assert_clean_error(invoke(runner, "train", "--data", synthetic_data, "--out", tmp_path / "m.npy", *FAST, "-q"),
                        "out of memory creating a 20-16-3 network; try a smaller network")
-    monkeypatch.setattr(cli_module, "load_dataset", out_of_memory)
+    monkeypatch.setattr(common, "load_dataset", out_of_memory)
     line = assert_clean_error(invoke(runner, "eval", trained[1], "--data", synthetic_data))
     assert line == ("Error: out of memory (Unable to allocate 3.00 GiB for an array with shape (50000, 16000) "
                     "and data type float32)")

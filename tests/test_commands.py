@@ -25,7 +25,7 @@ from bptrain.app import bench as bench_module
 from bptrain.fast import threads as cores
 from bptrain.data import download as download_module
 from bptrain.app import gradcheck as gradcheck_module
-from bptrain.app.cli import cli
+from bptrain.app.commands import cli
 from bptrain.data.download import MNIST_FILENAME
 from bptrain.data.loader import load_dataset
 from bptrain.data.model_io import load_model, save_model

@@ -83,7 +83,7 @@ def three_models(tmp_path_factory):
     and not all alike), and that set."""
     from click.testing import CliRunner
 
-    from bptrain.app.cli import cli
+    from bptrain.app.commands import cli
 
     directory = tmp_path_factory.mktemp("committee")
     data = write_py2_pickle(directory / "noisy.pkl.gz", make_blobs(spread=0.3, seed=7))
@@ -178,7 +178,7 @@ def test_a_committee_too_big_for_the_memory_is_refused_before_loading(runner, th
 
     data, paths = three_models
     monkeypatch.setattr(memory, "available_bytes", lambda: sum(p.stat().st_size for p in paths) - 1)
-    monkeypatch.setattr("bptrain.app.cli.load_model", lambda path: pytest.fail("loaded a model"))
+    monkeypatch.setattr("bptrain.app.commands.evaluate.load_model", lambda path: pytest.fail("loaded a model"))
     line = assert_clean_error(invoke(runner, "eval", *paths, "--data", data), "use fewer models", exit_code=1)
     assert "the 3 models need about" in line
     array = tmp_path / "images.npy"

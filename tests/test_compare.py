@@ -31,7 +31,7 @@ def runs_dir(tmp_path_factory) -> Path:
     """Three runs trained once for the module: lr 0.1 and 0.5 of 20-16-3, and lr 0.1 of 20-8-3 elsewhere."""
     from click.testing import CliRunner
 
-    from bptrain.app.cli import cli
+    from bptrain.app.commands import cli
 
     root = tmp_path_factory.mktemp("runs")
     data = write_py2_pickle(root / "syn.pkl.gz", make_blobs())

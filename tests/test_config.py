@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from bptrain.app.cli import cli
+from bptrain.app.commands import cli
 from bptrain.app.config import check_config, load_config, parse_sizes
 from bptrain.core.errors import ConfigError
 

@@ -279,10 +279,10 @@ class Trickle(http.server.BaseHTTPRequestHandler):
 
 DOWNLOAD_FROM = """
 import sys
-import bptrain.data.download, bptrain.app.cli
+import bptrain.data.download, bptrain.app.commands
 bptrain.data.download.MIRRORS = (sys.argv.pop(1),)
 sys.argv[0] = "bptrain"
-bptrain.app.cli.main()
+bptrain.app.commands.main()
 """
 
 

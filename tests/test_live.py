@@ -24,10 +24,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from bptrain.app import live as live_module
-from bptrain.app import server
+from bptrain.app.serve import events as events_module, live_run
+from bptrain.core.errors import SettingError
+from bptrain.app.serve import http as server
 from bptrain.app.config import check_config
-from bptrain.app.live import LiveTraining, check_run_fits, thin_evenly, weight_tiles
+from bptrain.app.serve.form import check_run_fits
+from bptrain.app.serve.session import LiveTraining
+from bptrain.app.serve.snapshots import thin_evenly, weight_tiles
 from bptrain.app.options import FORM_OPTIONS, TRAIN_OPTIONS
 from bptrain.app.paths import is_history_file
 from bptrain.core.errors import ConfigError
@@ -346,12 +349,12 @@ def test_events_are_throttled_and_small(trainer):
         call(port, "POST", "/api/train/control", {"action": "stop"})
         stream.wait_for(lambda e: e["type"] == "status" and e["status"] == "stopped")
         progress = stream.of("progress")
-    assert len(progress) <= 2.0 / live_module.EVENT_INTERVAL + 4  # not one per callback (100 an epoch)
+    assert len(progress) <= 2.0 / events_module.EVENT_INTERVAL + 4  # not one per callback (100 an epoch)
     assert len(progress) >= 4  # but several a second
 
 
 def test_a_heartbeat_keeps_a_quiet_stream_open(trainer, monkeypatch):
-    monkeypatch.setattr(live_module, "HEARTBEAT_SECONDS", 0.2)
+    monkeypatch.setattr(events_module, "HEARTBEAT_SECONDS", 0.2)
     port, _ = trainer
     with events(port) as stream:
         wait_until(lambda: len(stream.comments) >= 2, timeout=10)
@@ -526,11 +529,11 @@ def test_save_never_replaces_someone_elses_file_nor_one_the_server_reads(digits,
         start(port, epochs=1)
         wait_until(lambda: state(port)["status"] == "finished")
         message = one_line_error(call(port, "POST", "/api/train/save", {"name": "notes.npy"}))
-        assert message.startswith("notes.npy already exists in the output folder and is not a bptrain model")
+        assert message.startswith("notes.npy already exists and is not a bptrain model")
         message = one_line_error(call(port, "POST", "/api/train/save", {"name": "other.npy"}))
         assert "other.history.json already exists" in message
         message = one_line_error(call(port, "POST", "/api/train/save", {"name": "served.npy"}))
-        assert message == "served.npy is a file this server reads (MODEL); choose another name"
+        assert message == "name served.npy is the same file as MODEL served.npy; choose another name"
     assert (tmp_path / "notes.npy").read_text() == "my notes, not a model"
     assert (tmp_path / "other.history.json").read_text() == "[]"
 
@@ -586,15 +589,15 @@ def load_model_from(port, tmp_path):
 
 def test_snapshots_are_thinned_evenly_within_their_caps(trainer, monkeypatch):
     port, _ = trainer
-    monkeypatch.setattr(live_module, "MAX_SNAPSHOTS", 5)
+    monkeypatch.setattr(live_run, "MAX_SNAPSHOTS", 5)
     start(port, epochs=12)
     wait_until(lambda: state(port)["status"] == "finished")
     kept = [s["epoch"] for s in call(port, "GET", "/api/train/snapshots")[1]["snapshots"]]
     assert len(kept) == 5 and kept[0] == 0 and kept[-1] == 12
     assert max(np.diff(kept)) <= 2 * min(np.diff(kept)) + 1  # about evenly spread
     one = (784 * 16 + 16 + 16 * 10 + 10) * 4
-    monkeypatch.setattr(live_module, "MAX_SNAPSHOTS", 64)
-    monkeypatch.setattr(live_module, "SNAPSHOT_BYTES", 3 * one + 100)  # room for three
+    monkeypatch.setattr(live_run, "MAX_SNAPSHOTS", 64)
+    monkeypatch.setattr(live_run, "SNAPSHOT_BYTES", 3 * one + 100)  # room for three
     start(port, epochs=6)
     wait_until(lambda: state(port)["status"] == "finished")
     kept = [s["epoch"] for s in call(port, "GET", "/api/train/snapshots")[1]["snapshots"]]
@@ -629,16 +632,16 @@ def test_weight_tiles_are_one_byte_per_weight_each_at_its_own_scale():
 def test_check_run_fits():
     settings = TrainSettings(batch_size=32, epochs=10)
     check_run_fits((784, 128, 64, 10), settings, 50_000)
-    with pytest.raises(live_module.TooBig, match="at most 50,000,000") as caught:
+    with pytest.raises(SettingError, match="at most 50,000,000") as caught:
         check_run_fits((784, 10_000, 5_000, 10), settings, 50_000)
-    assert caught.value.setting == "sizes"
-    with pytest.raises(live_module.TooBig, match="larger than the 20 training samples"):
+    assert caught.value.field == "sizes"
+    with pytest.raises(SettingError, match="larger than the 20 training samples"):
         check_run_fits((784, 10), settings, 20)
 
 
 # ------------------------------------------------------------------ many clients, and who may drive
 def test_concurrent_clients_see_the_same_run_and_a_burst_of_controls_breaks_nothing(trainer, monkeypatch):
-    monkeypatch.setattr(live_module, "HEARTBEAT_SECONDS", 0.3)  # a closed client is noticed at the next write
+    monkeypatch.setattr(events_module, "HEARTBEAT_SECONDS", 0.3)  # a closed client is noticed at the next write
     port, live = trainer
     clients = [Events(port) for _ in range(5)]
     try:
@@ -662,7 +665,7 @@ def test_concurrent_clients_see_the_same_run_and_a_burst_of_controls_breaks_noth
     finally:
         for client in clients:
             client.close()
-    wait_until(lambda: live._streams == 0, timeout=10)
+    wait_until(lambda: live.events._streams == 0, timeout=10)
     assert state(port)["status"] == "finished" and request(port, "GET", "/")[0] == 200
 
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from bptrain.app.cli import cli
+from bptrain.app.commands import cli
 from bptrain.app.config import check_config
 from bptrain.core.errors import ConfigError
 from bptrain.app.options import CLI_AUGMENT, CONFIG_OPTIONS, GROUPS, OPTIONS_BY_NAME, TRAIN_OPTIONS

@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from bptrain.app import cli as cli_module
+from bptrain.app.commands import common as cli_module
 from bptrain.data.idx import IDX_NAMES
 from bptrain.data.model_io import load_model, save_model
 from bptrain.core.network import MLP

@@ -22,7 +22,7 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 import pytest
 
-from bptrain.app import server
+from bptrain.app.serve import http as server
 from bptrain.data.model_io import save_model
 from bptrain.core.network import MLP
 from conftest import assert_clean_error, invoke
@@ -143,7 +143,8 @@ def test_the_model_is_described(port):
     status, _, body = request(port, "GET", "/api/model")
     assert status == 200
     assert json.loads(body) == {"sizes": [784, 24, 12, 10], "input_side": 28, "hidden": [24, 12], "classes": 10,
-                                "loss": "ce", "activation": "sigmoid", "output": "softmax", "val_accuracy": 0.5}
+                                "loss": "ce", "activation": "sigmoid", "output": "softmax", "val_accuracy": 0.5,
+                                "max_steps": 50}
 
 
 @pytest.mark.parametrize("path", ["/../../etc/passwd", "/%2e%2e/%2e%2e/etc/passwd", "//etc/passwd",

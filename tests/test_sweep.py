@@ -341,7 +341,7 @@ def test_parallel_runs_that_would_not_fit_together_are_refused_before_any_run(ru
                                                                             monkeypatch):
     """The sweep counts its parallel runs together: here one fits, two do not; nothing is started."""
     from bptrain.app import memory
-    from bptrain.app.cli import cli
+    from bptrain.app.commands import cli
 
     one = memory.training_estimate((20, 16, 3), 32, data=memory.DataShape.mnist(20)).total
     monkeypatch.setattr(memory, "available_bytes", lambda root="/": int(1.5 * one))

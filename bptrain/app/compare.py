@@ -24,10 +24,10 @@ import textwrap
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import click
 import numpy as np
 
-from ..core.errors import BptrainError, PathClash
+from ..core.errors import BptrainError, SettingError
+from ..core.training import DISTORTION_SETTINGS
 from ..data.model_io import read_model_record
 from .options import OPTIONS_BY_NAME, TRAIN_OPTIONS
 from .history import HISTORY_SUFFIX, read_history_document, validate_history
@@ -80,7 +80,7 @@ class Run:
 
     def to_dict(self) -> dict:
         return {"label": self.label, "model": _path_text(self.model), "history": _path_text(self.history),
-                "status": self.status, "settings": {k: _json_value(v) for k, v in self.settings.items()},
+                "status": self.status, "settings": {k: json_value(v) for k, v in self.settings.items()},
                 "best_val_accuracy": self.best_val_accuracy, "best_epoch": self.best_epoch,
                 "epochs_run": self.epochs_run, "final_train_loss": self.final_train_loss, "seconds": self.seconds,
                 DIGEST_KEY: self.initial_sha256, "message": self.message}
@@ -90,7 +90,7 @@ def _path_text(path: Path | None) -> str | None:
     return None if path is None else str(path)
 
 
-def _json_value(value):
+def json_value(value):
     return list(value) if isinstance(value, tuple) else value
 
 
@@ -273,7 +273,7 @@ def same_settings(runs: list[Run]) -> dict:
 
 
 #: Settings whose 0 means "off": shown only when on.
-OFF_AT_ZERO = ("early_stopping", "elastic_alpha", "affine_rotate", "affine_scale", "affine_shear", "affine_shift")
+OFF_AT_ZERO = ("early_stopping",) + DISTORTION_SETTINGS
 
 
 def _applies(key: str, settings: dict) -> bool:
@@ -416,46 +416,16 @@ def same_line(runs: list[Run], width: int = 100, data_name_only: bool = False) -
 
 
 # --------------------------------------------------------------------- compare
-@click.command("compare")
-@click.argument("paths", metavar="RUN...", nargs=-1, required=True, type=click.Path(path_type=Path))
-@click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
-def compare_command(paths, as_json):
-    """Show runs side by side: the settings that differ between them, each one's best validation
-    accuracy and its epoch, final train loss and seconds, and whether they started from the same weights.
-
-    RUN is a model .npy, a history .json, or a folder of them (a sweep's --out-dir, or the files of
-    `bptrain sweep --print-commands` gathered from wherever they ran).
-    """
-    runs = collect_runs(paths)
-    differ = differing_settings(runs)
-    if as_json:
-        letters = start_letters(runs)
-        click.echo(json.dumps({
-            "runs": [run.to_dict() for run in runs],
-            "differ": differ,
-            "same": {key: _json_value(value) for key, value in same_settings(runs).items()},
-            "identical_start": None if sum(bool(r.initial_sha256) for r in runs) < 2 else letters is None,
-        }))
-        return
-    differ_text = ", ".join(option_label(key) for key in differ) if differ else "none"
-    click.echo(f"{len(runs)} run{'s' if len(runs) != 1 else ''}; settings that differ: {differ_text}")
-    line = same_line(runs)
-    if line:
-        click.echo(line)
-    click.echo("")
-    click.echo(format_table(runs, differ))
-    for text in filter(None, [start_note(runs), *failure_lines(runs)]):
-        click.echo(text)
-
-
 # --------------------------------------------------------------------- overlaid curves
 #: The overlay pictures: file name part -> (history column, or "speed").
 OVERLAYS = {"train-loss": "train_loss", "val-loss": "val_loss", "val-accuracy": "val_accuracy", "speed": "speed"}
 OVERLAY_PREFIX = "compare"
 
 
-def plot_runs(sources, out_dir: Path | None, say=click.echo) -> list[Path]:
-    """``bptrain plot RUN RUN ...``: one PNG per quantity with every run's curve on shared axes."""
+def plot_runs(sources, out_dir: Path | None, note) -> list[Path]:
+    """``bptrain plot RUN RUN ...``: one PNG per quantity with every run's curve on shared axes.
+
+    ``note(text)``: how to tell the user of a run that has nothing to draw."""
     from . import plot
 
     plot.require_matplotlib()
@@ -463,7 +433,7 @@ def plot_runs(sources, out_dir: Path | None, say=click.echo) -> list[Path]:
     drawn = [run for run in runs if run.document is not None and run.document["epochs"]]
     for run in runs:
         if run not in drawn:
-            say(f"note: {run.label} ({status_text(run)}) has no epochs in a history; not drawn", err=True)
+            note(f"note: {run.label} ({status_text(run)}) has no epochs in a history; not drawn")
     if not drawn:
         raise BptrainError("none of these runs has a history with epochs to draw")
     differ = differing_settings(runs)
@@ -474,18 +444,14 @@ def plot_runs(sources, out_dir: Path | None, say=click.echo) -> list[Path]:
         if len(parents) > 1:
             out_dir = Path(".")
     if not out_dir.is_dir():
-        raise click.UsageError(f"output directory {out_dir} does not exist")
+        raise SettingError(f"output directory {out_dir} does not exist", field="out_dir")
     with_speed = any(plot.has_speed(document) for _, document in labelled)
     kinds = [kind for kind, column in OVERLAYS.items() if column != "speed" or with_speed]
     pictures = OutputDir(out_dir, tuple(f"{OVERLAY_PREFIX}.{kind}.png" for kind in kinds))
     inputs = [p for run in runs for p in (run.model, run.history) if p is not None]
-    try:
-        check_no_clash({"RUN": inputs}, {"--out-dir": [pictures]})
-        for path in pictures.files():
-            check_replaceable("--out-dir", path, is_png_file, "a PNG picture",
-                              f"{path}, which --out-dir {out_dir} would write,")
-    except PathClash as exc:
-        raise click.UsageError(str(exc)) from None
+    check_no_clash({"RUN": inputs}, {"--out-dir": [pictures]})
+    for path in pictures.files():
+        check_replaceable("--out-dir", path, is_png_file, "a PNG picture", f"{path}, which --out-dir {out_dir} would write,")
     subtitle = same_line(runs, width=110, data_name_only=True) or ""
     subtitle = subtitle.removeprefix("same in all: ")
     written = []

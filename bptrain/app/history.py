@@ -117,7 +117,7 @@ def history_path(out: Path) -> Path:
     return out.with_name(name + HISTORY_SUFFIX)
 
 
-def training_metadata(settings: TrainSettings, result, dataset, init, first_epoch: int,
+def training_metadata(settings, result, dataset, init, first_epoch: int,
                        initial_sha256: str) -> dict:
     """What the model file and the history record about the run."""
     return {

@@ -264,7 +264,7 @@ def read_inputs(files, expected_width: int, ink: str = "auto", keep_going: bool 
     of no images carrying that error, so that one bad file in a folder costs only its own prediction.
     Image files need a model whose input is a square image, and Pillow (without either, the reading
     stops whatever ``keep_going`` says). ``ink`` (auto, dark or light) says which side of the paper the ink of image files is
-    on; see :func:`bptrain.images.preprocess`.
+    on; see :func:`bptrain.app.images.preprocess`.
     """
     batches = []
     for path in map(Path, files):

@@ -51,9 +51,10 @@ from ..core.errors import BptrainError
 from ..core.learning_speed import INITIAL_BATCH
 from ..core.network import PREDICT_CHUNK
 from ..core.epoch_steps import UPDATES_PER_EPOCH
+from ..core.training import DISTORTION_SETTINGS
 from ..data.distort import BLOCK
 from ..data.epochs import CHUNK
-from ..engines import ENGINES
+from ..engines import ENGINES, engine_class
 
 
 #: Resident memory of a bptrain process before its arrays: the interpreter, NumPy, click, tqdm,
@@ -72,15 +73,6 @@ DISTORT_BLOCK = BLOCK
 #: bench's GEMM peak measurement multiplies two n x n matrices (bench.gemm_peak_gflops).
 GEMM_PEAK_SIDE = 2048
 
-#: Float arrays per parameter an optimizer keeps. fast: SGD's velocity; Adam's m, v and its flat
-#: gradient and step buffers (optim.Adam). reference: one velocity; Adam's m and v.
-_OPTIMIZER_ARRAYS = {
-    "fast": {"sgd": 1, "plain": 0, "adam": 4},
-    "reference": {"sgd": 1, "plain": 0, "adam": 2},
-}
-#: The reference engine's readable update formulas make arrays of a layer's parameters while they
-#: run: v = μv + g + λW holds two beside v; Adam's bias-corrected step up to four.
-_REFERENCE_UPDATE_TEMPORARIES = {"sgd": 2, "plain": 2, "adam": 4}
 
 #: cgroup v1 reports "no limit" as a number near 2^63.
 _NO_LIMIT = 1 << 60
@@ -381,7 +373,6 @@ def estimate(sizes, batch_size: int, *, engine: str = "fast", dtype="float32", o
 
 
 #: Training settings that turn the distortions on (bptrain.core.training.TrainSettings).
-DISTORTION_SETTINGS = ("elastic_alpha", "affine_rotate", "affine_scale", "affine_shear", "affine_shift")
 
 
 def training_estimate(sizes, batch_size: int, *, resume=None, dtype="float32", augment: int = 0,
@@ -440,11 +431,8 @@ def estimate_run(run: Run) -> Estimate:
 def _phases(run: Run) -> dict:
     """{phase: (Part, ...)} of the arrays alive together in each phase of ``run``."""
     d, sizes, engine, models = run.itemsize, run.sizes, run.engine, run.models
-    widths = sizes[1:]
     n_classes, n_features = sizes[-1], sizes[0]
-    units = sum(widths)  # Σ n_l over layers 1..L: a row of every layer's activations
-    layer_params = [m * n + n for m, n in zip(sizes[:-1], sizes[1:])]
-    params = sum(layer_params)
+    params = sum(m * n + n for m, n in zip(sizes[:-1], sizes[1:]))
     largest_layer = max(m * n for m, n in zip(sizes[:-1], sizes[1:]))
     data = run.data
     n_train = data.n_train if data else run.batch_size
@@ -452,11 +440,10 @@ def _phases(run: Run) -> dict:
     converted = d != 4  # a float64 network converts the float32 images it reads
     data_parts = [Part("data set", data.bytes)] if data is not None and not run.in_process else []
 
+    trainer = engine_class(engine)  # what the engine says it allocates
+
     def activations(rows: int, kept: int) -> int:
-        """``kept`` arrays of every layer's width for ``rows`` rows, and the reference engine's temporaries."""
-        if engine == "fast":
-            return kept * rows * units * d
-        return (kept * rows * units + 2 * rows * max(sizes)) * d
+        return trainer.activations(sizes, rows, kept) * d
 
     phases = {}
     if data_parts and run.kind == "train":
@@ -478,18 +465,10 @@ def _phases(run: Run) -> dict:
             Part("gradient copies", params * d))
         return phases
 
-    parts = [*data_parts, Part("parameters", models * params * d),
-             Part("optimizer state", models * _OPTIMIZER_ARRAYS[engine][run.optimizer] * params * d)]
-    # the loss of a group of steps is read from rows kept for it (train.run_epoch)
+    # the loss of a group of steps is read from rows kept for it (the fast engine's run_epoch)
     group_rows = max(1, math.ceil(n_train / batch) // UPDATES_PER_EPOCH) * batch
-    loss_rows = group_rows * (n_classes + 1) * d
-    if engine == "fast":
-        # Z_l (then A_l in place), Δ_l and a scratch per layer (network.Workspace)
-        parts.append(Part("per-batch workspace", models * (activations(batch, 3) + loss_rows)))
-    else:
-        # Z_l, A_l and Δ_l per layer, ∂C/∂W_l and ∂C/∂b_l, and the update's temporaries
-        temporaries = _REFERENCE_UPDATE_TEMPORARIES[run.optimizer] * max(layer_params) * d
-        parts.append(Part("per-step arrays", models * (activations(batch, 3) + params * d + temporaries + loss_rows)))
+    parts = [*data_parts, Part("parameters", models * params * d)]
+    parts += [Part(name, models * size) for name, size in trainer.memory(sizes, batch, run.optimizer, d, group_rows).items()]
     # the shuffled (shifted, distorted) training set and its one-hot targets in one buffer, the images
     # converted first for a float64 network, a shift's gather scratch, the permutation and shift codes
     epoch = n_train * (n_features + n_classes) * d + (n_train * n_features * d if converted else 0)
@@ -525,7 +504,7 @@ def model_file_layout(path) -> tuple[tuple, int] | None:
     """(sizes, itemsize) of a bptrain model file, from its .npy header alone; None if it is not one.
 
     The file is one record whose fields W1, b1, ... have the layers' shapes
-    (bptrain.model_io): the header names them without reading any data.
+    (bptrain.data.model_io): the header names them without reading any data.
     """
     readers = {(1, 0): np.lib.format.read_array_header_1_0, (2, 0): np.lib.format.read_array_header_2_0}
     try:

@@ -86,26 +86,28 @@ def _identity(path: Path):
 
 
 def check_no_clash(inputs: Mapping[str, Iterable[Path | None]], outputs: Mapping[str, Iterable[Output | None]],
-                   allow: Iterable[tuple[str, str]] = ()) -> None:
+                   allow: Iterable[tuple[str, str]] = (), show: Callable[[Path], str] = str) -> None:
     """Raise :class:`PathClash` if an output is an input or another output.
 
     ``inputs`` and ``outputs`` map an option name (``"--out"``, ``"MODEL"``) to
     its paths; None entries (options not given) are skipped. ``allow`` holds
     ``(output option, input option)`` pairs that may be the same file, such as
-    ``("--out", "--resume")`` for continuing a model in place.
+    ``("--out", "--resume")`` for continuing a model in place. ``show``: how a message names a path
+    (the page names files only, never the folders of the machine that serves it).
     """
     allowed = set(allow)
     given_inputs = [(option, Path(p)) for option, paths in inputs.items() for p in paths if p is not None]
     given_outputs = [(option, out) for option, paths in outputs.items() for out in paths if out is not None]
     input_ids = [(option, path, _identity(path)) for option, path in given_inputs]
     output_files = [(option, path, shown, _identity(path))
-                    for option, output in given_outputs for path, shown in _output_files(option, output)]
+                    for option, output in given_outputs for path, shown in _output_files(option, output, show)]
     open_dirs = [(option, out) for option, out in given_outputs if isinstance(out, OutputDir) and out.names is None]
 
     for out_option, _, shown, target in output_files:
         for in_option, in_path, source in input_ids:
             if source == target and (out_option, in_option) not in allowed:
-                raise PathClash(f"{shown} is the same file as {in_option} {in_path}; choose another {out_option}")
+                raise PathClash(f"{shown} is the same file as {in_option} {show(in_path)}; choose another {out_option}",
+                                field=out_option)
     for dir_option, directory in open_dirs:
         for in_option, in_path, _ in input_ids:
             if same_file(in_path.resolve().parent, directory.path) and (dir_option, in_option) not in allowed:
@@ -123,12 +125,12 @@ def check_no_clash(inputs: Mapping[str, Iterable[Path | None]], outputs: Mapping
                                 f"choose another {out_option}")
 
 
-def _output_files(option: str, output: Output) -> list[tuple[Path, str]]:
+def _output_files(option: str, output: Output, show=str) -> list[tuple[Path, str]]:
     """(path, how to name it in a message) for each file an output stands for."""
     if isinstance(output, OutputDir):
-        return [(path, f"{option} {output.path} would write {path}, which") for path in output.files()]
+        return [(path, f"{option} {show(output.path)} would write {show(path)}, which") for path in output.files()]
     path = Path(output)
-    return [(path, f"{option} {path}")]
+    return [(path, f"{option} {show(path)}")]
 
 
 def check_replaceable(option: str, path: Path | None, holds_ours: Callable[[Path], bool], what: str,

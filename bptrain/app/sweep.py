@@ -11,7 +11,7 @@ runs, starts ``--jobs`` of them at a time, shows one line per run, passes
 Ctrl-C and SIGTERM on to them and writes ``summary.json``.
 
 The sweep's options are ``train``'s, read from the options table
-(:data:`bptrain.options.TRAIN_OPTIONS`): each takes a comma list of values or is
+(:data:`bptrain.app.options.TRAIN_OPTIONS`): each takes a comma list of values or is
 given several times (``--sizes``, whose values hold commas, only the latter).
 Every run gets the same seed, so runs whose settings leave the shapes and the
 initialisation alone start from identical weights; each run records the SHA-256
@@ -43,10 +43,11 @@ from .compare import (SUMMARY_FORMAT, SUMMARY_NAME, Run, failure_lines, format_t
                       read_run, show_value, start_note)
 from . import memory
 from .config import load_config
-from ..core.errors import BptrainError, PathClash
+from ..core.errors import BptrainError
 from ..core.network import AUTO_INIT, default_init
 from .options import PATH, TRAIN_OPTIONS, GroupedHelpCommand, Option, parse_sizes
-from .paths import check_no_clash, check_replaceable, data_files, is_history_file, is_model_file
+from . import runs
+from .paths import data_files, is_history_file, is_model_file
 from .stopping import STOP_SIGNALS, StopSignals, exit_status, signal_name
 
 
@@ -734,14 +735,10 @@ def check_outputs(jobs: list[Job], summary: Path, fixed: dict, config: Path | No
 
     inputs = {"--data": data_files(resolve_data_path(data)), "--config": [config], "--resume": [fixed.get("resume")]}
     outputs = {"--out-dir": [path for job in jobs for path in (job.model, job.history)] + [summary]}
-    try:
-        check_no_clash(inputs, outputs)
-        for job in jobs:
-            check_replaceable("--out-dir", job.model, is_model_file, "a bptrain model",
-                              f"{job.model}, which run {job.name} would write,")
-            check_replaceable("--out-dir", job.history, is_history_file, "a bptrain history JSON",
-                              f"{job.history}, which run {job.name} would write,")
-        check_replaceable("--out-dir", summary, is_summary_file, "a bptrain sweep summary",
-                          f"{summary}, which the sweep would write,")
-    except PathClash as exc:
-        raise click.UsageError(str(exc)) from None
+    replaceable = [replaced for job in jobs for replaced in (
+        ("--out-dir", job.model, is_model_file, "a bptrain model", f"{job.model}, which run {job.name} would write,"),
+        ("--out-dir", job.history, is_history_file, "a bptrain history JSON",
+         f"{job.history}, which run {job.name} would write,"))]
+    replaceable.append(("--out-dir", summary, is_summary_file, "a bptrain sweep summary",
+                        f"{summary}, which the sweep would write,"))
+    runs.check_files(inputs, outputs, replaceable=replaceable)

@@ -7,7 +7,22 @@ The CLI prints it without a traceback and exits non-zero; library users can catc
 
 
 class BptrainError(Exception):
-    """Base class of every error caused by input the user gave us."""
+    """Base class of every error caused by input the user gave us.
+
+    ``field``: the setting the message is about, when it is about one (an option's name, like
+    "batch_size"), so that a form can show the message beside that field.
+    """
+
+    def __init__(self, *args, field: str | None = None):
+        super().__init__(*args)
+        self.field = field
+
+
+class SettingError(BptrainError, ValueError):
+    """Settings that each option allows but not together, or a value out of range: a usage error.
+
+    The command line reports it with exit code 2, before any work; the page with a 400 beside ``field``.
+    """
 
 
 class DataError(BptrainError):
@@ -30,7 +45,7 @@ class TrainingDiverged(BptrainError):
     """The loss became NaN or infinite: the learning rate is too large."""
 
 
-class PathClash(BptrainError):
+class PathClash(SettingError):
     """An output would replace an input, another output, or a file that is not bptrain's to replace.
 
     A usage error: the command line reports it with exit code 2, before any work.

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from .errors import SettingError
+
 OPTIMIZERS = ("sgd", "adam")
 #: The learning rate each optimizer starts from when none is given. Adam's steps
 #: are about η per parameter whatever the gradient's size, so it needs a far
@@ -109,28 +111,30 @@ class Adam:
 def check_new_momentum(current: float, new: float, name: str = "momentum") -> None:
     """A momentum (or β1) changed during a run: the run must have one, and the new value is in (0, 1)."""
     if not current:
-        raise ValueError(f"this run has no {name} to change (it started with {name} 0)")
+        raise SettingError(f"this run has no {name} to change (it started with {name} 0)", field=name)
     if not 0.0 < new < 1.0:
-        raise ValueError(f"{name} must be in (0, 1), got {new}")
+        raise SettingError(f"{name} must be in (0, 1), got {new}", field=name)
 
 
 def check_sgd(momentum: float, nesterov: bool, weight_decay: float) -> None:
+    """SGD's settings: μ in [0, 1), Nesterov only with a momentum, a decay of at least 0."""
     if not 0.0 <= momentum < 1.0:
-        raise ValueError(f"momentum must be in [0, 1), got {momentum}")
+        raise SettingError(f"momentum must be in [0, 1), got {momentum}", field="momentum")
     if nesterov and momentum == 0.0:
-        raise ValueError("Nesterov momentum needs a momentum above 0")
+        raise SettingError("Nesterov momentum needs a momentum above 0", field="nesterov")
     if weight_decay < 0.0:
-        raise ValueError(f"weight decay must be >= 0, got {weight_decay}")
+        raise SettingError(f"weight decay must be >= 0, got {weight_decay}", field="weight_decay")
 
 
 def check_adam(beta1: float, beta2: float, eps: float, weight_decay: float) -> None:
+    """Adam's settings: β1, β2 in [0, 1), ε above 0, a decay of at least 0."""
     for name, beta in (("beta1", beta1), ("beta2", beta2)):
         if not 0.0 <= beta < 1.0:
-            raise ValueError(f"{name} must be in [0, 1), got {beta}")
+            raise SettingError(f"{name} must be in [0, 1), got {beta}", field=name)
     if not eps > 0.0:
-        raise ValueError(f"eps must be above 0, got {eps}")
+        raise SettingError(f"eps must be above 0, got {eps}", field="eps")
     if weight_decay < 0.0:
-        raise ValueError(f"weight decay must be >= 0, got {weight_decay}")
+        raise SettingError(f"weight decay must be >= 0, got {weight_decay}", field="weight_decay")
 
 
 def make_optimizer(settings, weights, biases, sgd=SGD, adam=Adam):

@@ -25,6 +25,10 @@ from .optimizers import DEFAULT_LR, OPTIMIZERS, make_optimizer
 from .schedules import learning_rate
 
 
+#: The settings that distort the training images (all 0: none; bptrain.data.distort).
+DISTORTION_SETTINGS = ("elastic_alpha", "affine_rotate", "affine_scale", "affine_shear", "affine_shift")
+
+
 @dataclass
 class TrainSettings:
     """Everything that decides how a network is trained (and is recorded in the model file)."""
@@ -143,7 +147,6 @@ class ReferenceEngine:
     """The readable engine: each step is the forward pass, the backward pass and the update, as written."""
 
     name = "reference"
-
     def __init__(self, model: MLP, settings: TrainSettings):
         self.model = model
         self.optimizer = make_optimizer(settings, model.weights, model.biases)
@@ -165,6 +168,26 @@ class ReferenceEngine:
     def set_momentum(self, momentum: float) -> None:
         """SGD's μ (Adam's β1), for the steps to come."""
         self.optimizer.set_momentum(momentum)
+
+    #: Float arrays per parameter each update rule keeps (v; Adam's m and v), and the arrays of a layer's
+    #: size its formulas make while they run (v = μv + g + λW: two beside v; Adam's step: four).
+    OPTIMIZER_ARRAYS = {"sgd": 1, "plain": 0, "adam": 2}
+    UPDATE_TEMPORARIES = {"sgd": 2, "plain": 2, "adam": 4}
+
+    @classmethod
+    def memory(cls, sizes, batch_size: int, optimizer: str, itemsize: int, group_rows: int) -> dict:
+        """Bytes a step allocates, by what they hold (for the memory estimate): the optimizer's state;
+        Z_l, A_l and Δ_l per layer, ∂C/∂W_l and ∂C/∂b_l, the update's temporaries and the loss's rows."""
+        layers = [m * n + n for m, n in zip(sizes[:-1], sizes[1:])]
+        arrays = (cls.activations(sizes, batch_size, 3) + sum(layers)
+                  + cls.UPDATE_TEMPORARIES[optimizer] * max(layers) + group_rows * (sizes[-1] + 1))
+        return {"optimizer state": cls.OPTIMIZER_ARRAYS[optimizer] * sum(layers) * itemsize,
+                "per-step arrays": arrays * itemsize}
+
+    @staticmethod
+    def activations(sizes, rows: int, kept: int) -> int:
+        """Floats of ``kept`` arrays of every layer's width for ``rows`` rows, and the forward pass's temporaries."""
+        return kept * rows * sum(sizes[1:]) + 2 * rows * max(sizes)
 
 
 def train(model: MLP, data, settings: TrainSettings, engine=None, epoch_images=None, *, callbacks=(),

@@ -33,6 +33,24 @@ class FastEngine:
     """
 
     name = "fast"
+    #: Float arrays per parameter the optimizers keep: SGD's velocity; Adam's m, v and its flat gradient
+    #: and step buffers (:mod:`.optimizers`).
+    OPTIMIZER_ARRAYS = {"sgd": 1, "plain": 0, "adam": 4}
+
+    @classmethod
+    def memory(cls, sizes, batch_size: int, optimizer: str, itemsize: int, group_rows: int) -> dict:
+        """Bytes the engine allocates to train ``sizes`` at ``batch_size``, by what they hold: the optimizer's
+        state, and per layer Z_l (then A_l in place), Δ_l and a scratch, with the rows a group's loss is read
+        from (:class:`.network.Workspace`)."""
+        params = sum(m * n + n for m, n in zip(sizes[:-1], sizes[1:]))
+        return {"optimizer state": cls.OPTIMIZER_ARRAYS[optimizer] * params * itemsize,
+                "per-batch workspace": (cls.activations(sizes, batch_size, 3)
+                                        + group_rows * (sizes[-1] + 1)) * itemsize}
+
+    @staticmethod
+    def activations(sizes, rows: int, kept: int) -> int:
+        """Floats of ``kept`` arrays of every layer's width for ``rows`` rows (evaluation keeps 1, a step 3)."""
+        return kept * rows * sum(sizes[1:])
 
     def __init__(self, model, settings: TrainSettings, batch_size: int, distorts: bool = False):
         self.network = FastNetwork(model)  # first: it moves the parameters onto cache lines

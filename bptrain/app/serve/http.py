@@ -1,4 +1,4 @@
-"""`bptrain serve`: a local web page to draw digits on and to train networks in, and the JSON API behind it.
+"""HTTP for `bptrain serve`: the routes, the limits, who may ask, and the status of every answer.
 
 Standard library only (``http.server``): the page is a few static files shipped as package data
 (:data:`STATIC_FILES`). The routes are an explicit table, never a mapping of URLs onto the file
@@ -13,7 +13,7 @@ gets a status code and a one-line JSON error, and the server goes on serving.
     POST /api/explain           the same inputs (or a model input, or a test digit) with a target label
                                 -> the forward and backward pass with the numbers (bptrain.app.explain)
 
-With training on (:mod:`bptrain.app.live`; docs/live.md has every field):
+With training on (:mod:`.session`; docs/live.md has every field):
 
     GET  /api/train/form        the settings form: the options table, the presets, whether data is there
     GET  /api/train             the current run's whole state
@@ -31,45 +31,35 @@ Requests that change something (POST under /api/train) are accepted only with th
 Host and, when the browser sends one, an Origin of the same, so another web site open in the same
 browser cannot drive them; the other training routes check the Host too (DNS rebinding).
 
-The preprocessing is :mod:`bptrain.app.images`, the same code as ``bptrain predict`` on image files;
-the math is the model's own forward pass.
+This is the only module that knows HTTP. What it serves raises domain errors
+(:class:`~bptrain.core.errors.BptrainError`, :mod:`.session`'s :class:`~.session.Conflict`, ...), and
+:data:`STATUS_OF` turns them into status codes; the JSON is :mod:`.api`'s, the network :mod:`.predictor`'s.
 """
 
 from __future__ import annotations
 
 import http.server
 import ipaddress
-import json
-import math
 import socket
 import sys
 import time
 from importlib import resources
 from urllib.parse import parse_qs
 
-import numpy as np
-
-from ..core.committee import output_probabilities
-from ..core.errors import BptrainError
-from ..core.network import MLP
+from ...core.errors import BptrainError
+from . import api
+from .predictor import Predictor
+from .session import Conflict, NotFound, Unavailable, WriteFailed
 
 #: Largest request body accepted (bytes). A drawing is ~80 KB of JSON, a phone photo a few MB at most
 #: once exported; anything bigger is refused with 413 before a byte of it is read.
 MAX_BODY_BYTES = 2 * 1024 * 1024
-#: Largest drawing accepted as a pixel array (per side): the page sends 140 x 140.
-MAX_PIXEL_SIDE = 1024
 #: Seconds a connection may stay silent before it is dropped (a stalled client must not hold a thread).
 SOCKET_TIMEOUT = 30
 #: After refusing a body that is too big, discard at most this much of it, for at most this long.
 LINGER_BYTES = 2 * MAX_BODY_BYTES
 LINGER_SECONDS = 2
 JSON_TYPE = "application/json"
-#: /api/explain answers with every unit's numbers up to this many units (Σ n_l), summaries beyond:
-#: about 200 bytes per unit, so the answer stays well under MAX_BODY_BYTES.
-MAX_EXPLAINED_UNITS = 8192
-#: The JSON fields of an explain request that name its input (the others: bptrain.app.explain.REQUEST_FIELDS);
-#: "ink" goes with a drawing, as in /api/predict, so the page can send the same body to both.
-EXPLAIN_INPUT_FIELDS = ("pixels", "width", "height", "ink", "input", "test_index")
 IMAGE_TYPES = ("image/", "application/octet-stream")
 
 
@@ -85,8 +75,13 @@ STATIC_FILES = {
 EVENT_STREAM_TYPE = "text/event-stream"
 
 
+#: The status of each kind of domain error (the first that matches); any other BptrainError is a 400.
+STATUS_OF = ((NotFound, 404), (Conflict, 409), (Unavailable, 503), (WriteFailed, 500), (BptrainError, 400))
+
+
 class RequestError(Exception):
-    """A request the server refuses: an HTTP status and a one-line message for the client.
+    """A request the server refuses for what it is as HTTP (route, method, headers, body): a status and a
+    one-line message for the client.
 
     ``field``: the setting the message is about, for the page to show it beside that field.
     """
@@ -103,175 +98,10 @@ def web_file(name: str) -> bytes:
     return resources.files("bptrain.app").joinpath("web", name).read_bytes()
 
 
-def ink_choice(value) -> str:
-    """The request's ink choice (auto, dark or light; see bptrain.images.preprocess), or a 400."""
-    from .images import INK_CHOICES
-
-    if value not in INK_CHOICES:
-        raise RequestError(400, f'"ink" must be one of {", ".join(INK_CHOICES)}')
-    return value
-
-
-def page_html() -> bytes:
-    """The page."""
-    return web_file("index.html")
-
-
-class Predictor:
-    """The loaded model and the preprocessing.
-
-    The forward pass is the core's (:meth:`bptrain.core.network.MLP.forward`), which allocates its
-    own arrays, so request threads can run it side by side.
-    """
-
-    def __init__(self, model: MLP, meta: dict | None = None, dataset=None):
-        side = math.isqrt(model.sizes[0])
-        if side * side != model.sizes[0]:
-            raise BptrainError(f"the model's input has {model.sizes[0]} features, not a square image; "
-                               "serve needs a model of images (e.g. 784 = 28 x 28)")
-        self.model = model
-        self.meta = meta or {}
-        self.side = side
-        self.dataset = dataset  # a bptrain Dataset, for explain's "test_index"; None: no data
-
-    def describe(self) -> dict:
-        """What the page shows about the model (GET /api/model)."""
-        sizes = list(self.model.sizes)
-        return {
-            "sizes": sizes,
-            "input_side": self.side,
-            "hidden": sizes[1:-1],
-            "classes": sizes[-1],
-            "loss": self.model.loss,
-            "activation": self.model.activation,
-            "output": "softmax" if self.model.loss == "ce" else "sigmoid",  # the output layer is never relu/tanh
-            "val_accuracy": self.meta.get("val_accuracy"),
-        }
-
-    # --------------------------------------------------------------- inputs
-    def input_from_pixels(self, document: dict) -> np.ndarray:
-        """The model's input from a JSON drawing: {"width": W, "height": H, "pixels": [H*W numbers]}.
-
-        Pixels are brightness from 0 (black) to 255 (white), row by row; the page sends its pad,
-        dark ink on white paper, but light ink on dark works too (the preprocessing finds out, unless
-        an optional "ink": "dark" or "light" says).
-        """
-        from . import images
-
-        ink = ink_choice(document.get("ink", "auto"))
-
-        width, height, pixels = document.get("width"), document.get("height"), document.get("pixels")
-        for name, value in (("width", width), ("height", height)):
-            if not isinstance(value, int) or isinstance(value, bool) or not 1 <= value <= MAX_PIXEL_SIDE:
-                raise RequestError(400, f'"{name}" must be an integer from 1 to {MAX_PIXEL_SIDE}')
-        if not isinstance(pixels, list) or len(pixels) != width * height:
-            raise RequestError(400, f'"pixels" must be a list of width x height = {width * height} numbers')
-        try:
-            values = np.array(pixels, dtype=np.float64)
-        except (TypeError, ValueError):
-            raise RequestError(400, '"pixels" must hold numbers only') from None
-        if values.ndim != 1 or not np.all(np.isfinite(values)):
-            raise RequestError(400, '"pixels" must hold finite numbers only')
-        if values.min() < 0 or values.max() > 255:
-            raise RequestError(400, '"pixels" must lie between 0 (black) and 255 (white)')
-        gray = (values / 255.0).astype(np.float32).reshape(height, width)
-        try:
-            return images.preprocess(gray, side=self.side, ink=ink).reshape(-1)
-        except BptrainError as exc:
-            raise RequestError(400, str(exc)) from None
-
-    def input_from_image(self, data: bytes, content_type: str, ink: str = "auto") -> np.ndarray:
-        """The model's input from an image file's bytes (PNG, JPEG, ...), as `bptrain predict` reads it."""
-        from . import images
-
-        if not data:
-            raise RequestError(400, "the request body is empty; send an image file")
-        try:
-            return images.image_to_input(data, name="the uploaded image", side=self.side, ink=ink).reshape(-1)
-        except BptrainError as exc:
-            raise RequestError(400, str(exc)) from None
-
-    # ----------------------------------------------------------------- math
-    def predict(self, x: np.ndarray) -> dict:
-        """Prediction, probabilities, the input and every hidden layer's activations for one input."""
-        batch = np.ascontiguousarray(x, dtype=self.model.dtype).reshape(1, -1)
-        _, activations = self.model.forward(batch)
-        scores = output_probabilities(self.model, activations[-1].astype(np.float64))[0]  # as `bptrain predict`
-        activations = [a[0].astype(np.float64) for a in activations]
-        return {
-            "prediction": int(np.argmax(scores)),
-            "probabilities": [float(p) for p in scores],
-            "input": _rounded(activations[0], 3),
-            "hidden": [_rounded(a, 4) for a in activations[1:-1]],
-        }
-
-    def explain_input(self, document: dict):
-        """(x, source, true label) of an explain request's JSON: a drawing (as /api/predict takes it),
-        "input" (the model's input, n_0 numbers in [0, 1]) or "test_index" (needs a data set)."""
-        from .explain import input_from_values
-
-        given = [key for key in ("pixels", "input", "test_index") if key in document]
-        if len(given) != 1:
-            raise RequestError(400, 'give one input: "pixels" (with "width" and "height", a drawing), '
-                                    '"input" (the model\'s input) or "test_index"')
-        if given == ["pixels"]:
-            return self.input_from_pixels(document), {"kind": "drawing"}, None
-        if given == ["input"]:
-            try:
-                return input_from_values(document["input"], self.model.sizes[0]), {"kind": "input"}, None
-            except BptrainError as exc:
-                raise RequestError(400, str(exc)) from None
-        if self.dataset is None:
-            raise RequestError(400, '"test_index" needs a data set, and this server has none; send a drawing, '
-                                    'an image or "input"')
-        x, y = self.dataset.test
-        index = document["test_index"]
-        if not isinstance(index, int) or isinstance(index, bool) or not 0 <= index < len(x):
-            raise RequestError(400, f'"test_index" must be an integer from 0 to {len(x) - 1}')
-        return x[index], {"kind": "dataset", "split": "test", "index": index}, [int(y[index])]
-
-    def explain(self, x: np.ndarray, fields: dict, source: dict, true_labels=None) -> dict:
-        """:func:`bptrain.app.explain.explain` of one input, on a fresh float64 copy of the model (which
-        first takes the request's "steps" gradient steps): the same dict as `bptrain explain --json`."""
-        from . import explain
-
-        try:
-            options = explain.request_options(fields, self.model)
-            batch = np.asarray(x, np.float64).reshape(1, -1)
-            labels, rule = explain.choose_labels(self.model, batch, true_labels, options["label"])
-            lr, lr_source = explain.model_lr(self.meta) if options["lr"] is None else (options["lr"], "given")
-            arrays = "units" if sum(self.model.sizes) <= MAX_EXPLAINED_UNITS else "summaries"
-            return explain.explain(self.model, batch, labels, lr=lr, lr_source=lr_source, label_rule=rule,
-                                   true_labels=true_labels, source=source, steps=options["steps"], arrays=arrays,
-                                   unit=options["unit"])
-        except BptrainError as exc:
-            raise RequestError(400, str(exc)) from None
-
-
-def json_safe(value):
-    """``value`` with every non-finite float replaced by None: browsers' JSON has no NaN or Infinity."""
-    if isinstance(value, float):
-        return value if math.isfinite(value) else None
-    if isinstance(value, dict):
-        return {k: json_safe(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [json_safe(v) for v in value]
-    return value
-
-
-def parse_json(body: bytes):
-    """A request's JSON, or a 400 that says what is wrong with it."""
-    try:
-        return json.loads(body)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise RequestError(400, f"malformed JSON: {exc}") from None
-    except RecursionError:  # e.g. a million nested brackets
-        raise RequestError(400, "malformed JSON: nested too deeply") from None
-
-
-def _rounded(values: np.ndarray, digits: int) -> list[float]:
-    """Floats rounded for the wire: the page draws grey levels, it needs no 7 digits."""
-    return [round(float(v), digits) for v in values]
+def refusal(exc: BptrainError) -> RequestError:
+    """The HTTP answer to a domain error: its status (:data:`STATUS_OF`), its line, the field it names."""
+    status = next(code for kind, code in STATUS_OF if isinstance(exc, kind))
+    return RequestError(status, str(exc), getattr(exc, "field", None))
 
 
 # ------------------------------------------------------------------ HTTP
@@ -279,7 +109,7 @@ class Handler(http.server.BaseHTTPRequestHandler):
     """Explicit routes; anything else is 404. Set ``predictor``, ``live`` and ``verbose`` on a subclass.
 
     ``predictor``: the model to read drawings with when the server does not train; ``live``: a
-    :class:`bptrain.app.live.LiveTraining` when it does (it then says which network reads them).
+    :class:`.session.LiveTraining` when it does (it then says which network reads them).
     """
 
     predictor: Predictor | None = None
@@ -350,7 +180,10 @@ class Handler(http.server.BaseHTTPRequestHandler):
                 raise RequestError(405, f"{method} is not allowed here; use {self._allow}")
             if training:
                 self._check_host(changes=method == "POST")
-            getattr(self, "route_" + name)()
+            try:
+                getattr(self, "route_" + name)()
+            except BptrainError as exc:
+                raise refusal(exc) from None
         except RequestError as exc:
             self._send_json({"error": exc.message, **({"field": exc.field} if exc.field else {})}, exc.status)
             if getattr(self, "_unread_body", False):
@@ -388,13 +221,13 @@ class Handler(http.server.BaseHTTPRequestHandler):
         content_type = self.headers.get("Content-Type", "").split(";", 1)[0].strip().lower()
         snapshot = self._query_value("snapshot")
         if content_type == JSON_TYPE:
-            document = _json_object(body, '{"width": W, "height": H, "pixels": [...]}')
+            document = api.json_object(body, '{"width": W, "height": H, "pixels": [...]}')
             snapshot = document.get("snapshot", snapshot)
             predictor = self._predictor_for(snapshot)
-            x = predictor.input_from_pixels(document)
+            x = predictor.input_from_drawing(*api.drawing(document))
         elif content_type.startswith(IMAGE_TYPES):
             predictor = self._predictor_for(snapshot)
-            x = predictor.input_from_image(body, content_type, ink_choice(self._query_value("ink") or "auto"))
+            x = predictor.input_from_image(body, api.ink_choice(self._query_value("ink") or "auto"))
         else:
             raise RequestError(415, "send application/json (a drawing) or an image file (image/png, image/jpeg, ...)")
         result = predictor.predict(x)
@@ -407,24 +240,23 @@ class Handler(http.server.BaseHTTPRequestHandler):
         """A drawing, a model input or a test digit as JSON (with "label", "steps", "lr", "unit"), or an
         image file as the raw body (the same fields in the query string: ?label=3&steps=1&unit=1,17, and
         ?ink=dark|light as for /api/predict)."""
-        from .explain import query_fields
-
         body = self._read_body()
         content_type = self.headers.get("Content-Type", "").split(";", 1)[0].strip().lower()
         if content_type == JSON_TYPE:
-            fields = _json_object(body, '{"pixels": [...], "width": W, "height": H, "label": K, "steps": S}')
+            fields = api.json_object(body, '{"pixels": [...], "width": W, "height": H, "label": K, "steps": S}')
             predictor = self._predictor_for(fields.pop("snapshot", self._query_value("snapshot")))
-            x, source, true_labels = predictor.explain_input(fields)
-            fields = {k: v for k, v in fields.items() if k not in EXPLAIN_INPUT_FIELDS}
+            x, source, true_labels = api.explain_input(fields, predictor)
+            fields = {k: v for k, v in fields.items() if k not in api.EXPLAIN_INPUT_FIELDS}
         elif content_type.startswith(IMAGE_TYPES):
-            fields = query_fields(self.path)
+            fields = api.query_fields(self.path)
             predictor = self._predictor_for(fields.pop("snapshot", None))
-            ink = ink_choice(fields.pop("ink", "auto"))
-            x, source, true_labels = predictor.input_from_image(body, content_type, ink), {"kind": "image"}, None
+            ink = api.ink_choice(fields.pop("ink", "auto"))
+            x, source, true_labels = predictor.input_from_image(body, ink), {"kind": "image"}, None
         else:
             raise RequestError(415, "send application/json (a drawing, an input or a test index) or an image file "
                                     "(image/png, image/jpeg, ...)")
-        self._send_json(predictor.explain(x, fields, source, true_labels))
+        options = api.request_options(fields, predictor.model)
+        self._send_json(predictor.explain(x, options, source, true_labels))
 
     def _predictor_for(self, snapshot) -> Predictor:
         if snapshot is not None:
@@ -475,8 +307,8 @@ class Handler(http.server.BaseHTTPRequestHandler):
 
     def route_train_events(self):
         """Server-Sent Events until the client goes or the server stops; a dead client ends only its own stream."""
-        live = self.live
-        live.open_stream()
+        events = self.live.events
+        events.open_stream()
         try:
             self.close_connection = True  # the body has no length: it ends when the connection does
             self.send_response(200)
@@ -487,13 +319,13 @@ class Handler(http.server.BaseHTTPRequestHandler):
             self.end_headers()
             if self.command == "HEAD":
                 return
-            for chunk in live.stream():
+            for chunk in events.stream():
                 self.wfile.write(chunk)  # unbuffered: each event leaves at once
                 self.wfile.flush()
         except (BrokenPipeError, ConnectionResetError, socket.timeout):
             pass
         finally:
-            live.close_stream()
+            events.close_stream()
 
     # -------------------------------------------------------------- helpers
     def _query_value(self, name: str) -> str | None:
@@ -506,7 +338,7 @@ class Handler(http.server.BaseHTTPRequestHandler):
         if content_type != JSON_TYPE:
             self.close_connection = True
             raise RequestError(415, "send the settings as application/json")
-        return parse_json(self._read_body())
+        return api.parse_json(self._read_body())
 
     def _read_body(self) -> bytes:
         """The request body, refused unread when its declared length is missing, invalid or too big."""
@@ -552,7 +384,7 @@ class Handler(http.server.BaseHTTPRequestHandler):
             pass
 
     def _send_json(self, document: dict, status: int = 200) -> None:
-        self._send(json.dumps(json_safe(document), separators=(",", ":")).encode("utf-8"), JSON_TYPE, status)
+        self._send(api.to_json(document), JSON_TYPE, status)
 
     def _send(self, body: bytes, content_type: str, status: int = 200, headers: dict | None = None) -> None:
         self.send_response(status)
@@ -578,19 +410,6 @@ class Handler(http.server.BaseHTTPRequestHandler):
     def log_message(self, format, *args):
         if self.verbose:
             super().log_message(format, *args)
-
-
-def _json_object(body: bytes, expected: str) -> dict:
-    """The request body as a JSON object, or a 400 saying what was ``expected``."""
-    try:
-        document = json.loads(body)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise RequestError(400, f"malformed JSON: {exc}") from None
-    except RecursionError:  # e.g. a million nested brackets
-        raise RequestError(400, "malformed JSON: nested too deeply") from None
-    if not isinstance(document, dict):
-        raise RequestError(400, f"expected a JSON object {expected}")
-    return document
 
 
 class Server(http.server.ThreadingHTTPServer):
@@ -660,7 +479,7 @@ def make_server(predictor: Predictor | None, host: str = "127.0.0.1", port: int 
     """Bind the server (port 0: a free one); raises BptrainError if the address cannot be used.
 
     ``predictor``: the model the page reads drawings with; ``live``: a
-    :class:`bptrain.app.live.LiveTraining` to train from the page (it then decides which network reads them).
+    :class:`.session.LiveTraining` to train from the page (it then decides which network reads them).
     """
     handler = type("BoundHandler", (Handler,), {"predictor": predictor, "verbose": verbose, "live": live})
     host = host.strip("[]")
@@ -685,7 +504,7 @@ def server_url(server: Server) -> str:
 def serve(server: Server, open_browser: bool = False, say=print, on_stop=None) -> None:
     """Serve until Ctrl-C (or SIGTERM, as from `kill`, or SIGHUP), then call ``on_stop()``, close the socket
     and say so. Signals that come while ``on_stop`` runs (it may be saving a model) wait for it."""
-    from .stopping import StopSignals
+    from ..stopping import StopSignals
 
     url = server_url(server)
     training = getattr(server.RequestHandlerClass, "live", None) is not None

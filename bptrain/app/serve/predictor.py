@@ -1,0 +1,96 @@
+"""A network reading the page's digits: the preprocessing, the prediction, and explain's numbers.
+
+The forward pass is the core's (:meth:`bptrain.core.network.MLP.forward`), which allocates its own
+arrays, so request threads can run it side by side. The preprocessing is :mod:`bptrain.app.images`,
+the same code as ``bptrain predict`` on image files.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from ...core.committee import output_probabilities
+from ...core.errors import BptrainError
+from ...core.network import MLP
+from .. import explain as explaining
+
+#: /api/explain answers with every unit's numbers up to this many units (Σ n_l), summaries beyond:
+#: about 200 bytes per unit, so the answer stays well under the server's largest body.
+MAX_EXPLAINED_UNITS = 8192
+
+
+class Predictor:
+    """A model (with its metadata) and what the page asks of it."""
+
+    def __init__(self, model: MLP, meta: dict | None = None, dataset=None):
+        side = math.isqrt(model.sizes[0])
+        if side * side != model.sizes[0]:
+            raise BptrainError(f"the model's input has {model.sizes[0]} features, not a square image; "
+                               "serve needs a model of images (e.g. 784 = 28 x 28)")
+        self.model = model
+        self.meta = meta or {}
+        self.side = side
+        self.dataset = dataset  # a bptrain Dataset whose digits it can be shown ("test_index"); None: no data
+
+    def describe(self) -> dict:
+        """What the page shows about the model (GET /api/model)."""
+        sizes = list(self.model.sizes)
+        return {
+            "sizes": sizes,
+            "input_side": self.side,
+            "hidden": sizes[1:-1],
+            "classes": sizes[-1],
+            "loss": self.model.loss,
+            "activation": self.model.activation,
+            "output": "softmax" if self.model.loss == "ce" else "sigmoid",  # the output layer is never relu/tanh
+            "val_accuracy": self.meta.get("val_accuracy"),
+            "max_steps": explaining.MAX_STEPS,  # the Backprop panel's steps, at most
+        }
+
+    # --------------------------------------------------------------- inputs
+    def input_from_drawing(self, gray: np.ndarray, ink: str = "auto") -> np.ndarray:
+        """The model's input from a drawing (brightness 0..1, either polarity unless ``ink`` says)."""
+        from .. import images
+
+        return images.preprocess(gray, side=self.side, ink=ink).reshape(-1)
+
+    def input_from_image(self, data: bytes, ink: str = "auto") -> np.ndarray:
+        """The model's input from an image file's bytes (PNG, JPEG, ...), as `bptrain predict` reads it."""
+        from .. import images
+
+        if not data:
+            raise BptrainError("the request body is empty; send an image file")
+        return images.image_to_input(data, name="the uploaded image", side=self.side, ink=ink).reshape(-1)
+
+    # ----------------------------------------------------------------- math
+    def predict(self, x: np.ndarray) -> dict:
+        """Prediction, probabilities, the input and every hidden layer's activations for one input."""
+        batch = np.ascontiguousarray(x, dtype=self.model.dtype).reshape(1, -1)
+        _, activations = self.model.forward(batch)
+        scores = output_probabilities(self.model, activations[-1].astype(np.float64))[0]  # as `bptrain predict`
+        activations = [a[0].astype(np.float64) for a in activations]
+        return {
+            "prediction": int(np.argmax(scores)),
+            "probabilities": [float(p) for p in scores],
+            "input": _rounded(activations[0], 3),
+            "hidden": [_rounded(a, 4) for a in activations[1:-1]],
+        }
+
+    def explain(self, x: np.ndarray, options: dict, source: dict, true_labels=None) -> dict:
+        """:func:`bptrain.app.explain.explain` of one input with the request's checked ``options``
+        (:func:`.api.request_options`), on a fresh float64 copy of the model (which first takes the
+        "steps" gradient steps): the same dict as `bptrain explain --json`."""
+        batch = np.asarray(x, np.float64).reshape(1, -1)
+        labels, rule = explaining.choose_labels(self.model, batch, true_labels, options["label"])
+        lr, lr_source = explaining.model_lr(self.meta) if options["lr"] is None else (options["lr"], "given")
+        arrays = "units" if sum(self.model.sizes) <= MAX_EXPLAINED_UNITS else "summaries"
+        return explaining.explain(self.model, batch, labels, lr=lr, lr_source=lr_source, label_rule=rule,
+                                  true_labels=true_labels, source=source, steps=options["steps"], arrays=arrays,
+                                  unit=options["unit"])
+
+
+def _rounded(values: np.ndarray, digits: int) -> list[float]:
+    """Floats rounded for the wire: the page draws grey levels, it needs no 7 digits."""
+    return [round(float(v), digits) for v in values]

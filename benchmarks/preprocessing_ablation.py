@@ -3,7 +3,7 @@
     python benchmarks/preprocessing_ablation.py model.npy DIR     # DIR from make_font_digits.py
 
 Every image in DIR (true digit at the end of its name, as make_font_digits.py writes it) is read with
-bptrain.app.images.load_grayscale and classified after:
+bptrain.app.image_files.load_grayscale and classified after:
 
 - ``bptrain``: bptrain.app.images.preprocess, as `bptrain predict` does;
 - ``naive``: the whole picture resized to 28x28 (box filter) and inverted, as if the ink were dark;
@@ -23,12 +23,12 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bptrain.app import images  # noqa: E402
+from bptrain.app import image_files, images  # noqa: E402
 from bptrain.data.model_io import load_model  # noqa: E402
 
 
 def naive(gray: np.ndarray, polarity: bool) -> np.ndarray:
-    Image = images.require_pillow()
+    Image = image_files.require_pillow()
     small = Image.fromarray(np.round(gray * 255).astype(np.uint8)).resize((28, 28), Image.Resampling.BOX)
     small = np.asarray(small, np.float32) / 255
     light_paper = float(np.median(images.border_pixels(gray))) >= 0.5
@@ -58,7 +58,7 @@ def main() -> None:
     model, _ = load_model(sys.argv[1])
     files = sorted(p for p in Path(sys.argv[2]).iterdir() if p.is_file())
     labels = np.array([int(p.stem.rsplit("__d", 1)[1]) for p in files])
-    grays = [images.load_grayscale(p) for p in files]
+    grays = [image_files.load_grayscale(p) for p in files]
 
     def accuracy(transform) -> float:
         return float(np.mean(model.predict(np.stack([transform(g) for g in grays])) == labels))

@@ -54,6 +54,25 @@ def make_engine(name: str, model: MLP, settings: TrainSettings, batch_size: int,
     raise ValueError(f"engine must be one of {ENGINES}, got {name!r}")
 
 
+def threads_used(engine, batch_size: int) -> str:
+    """How ``engine``'s steps use the cores, for ``bench``: "1+1" is one BLAS thread and the epoch thread,
+    "2" two BLAS threads; "numpy" for the reference engine, which leaves them to NumPy."""
+    if engine.name != "fast":
+        return "numpy"
+    from .fast import threads
+
+    return threads.describe(engine.model.sizes, batch_size, engine.optimizer.update_kind)
+
+
+def epoch_buffers(engine: str, n_samples: int, n_features: int, n_classes: int, dtype):
+    """Buffers for an epoch's (x, Y) that engine ``engine`` reads fastest (on cache lines for the fast one)."""
+    if engine == "fast":
+        from .fast.aligned import aligned_empty, aligned_zeros
+
+        return aligned_empty((n_samples, n_features), dtype), aligned_zeros((n_samples, n_classes), dtype)
+    return np.empty((n_samples, n_features), dtype), np.zeros((n_samples, n_classes), dtype)
+
+
 def epoch_images(engine, x, labels, n_classes: int, dtype, settings: TrainSettings, rng, distorter=None,
                  buffers=None):
     """Each epoch's shuffled, shifted, distorted images for ``engine`` (the fast one prepares them ahead)."""

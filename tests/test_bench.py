@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from bptrain import engines
 from bptrain.app import bench
 from bptrain.fast import engine as fast_engine
 from bptrain.fast.epoch_thread import BackgroundEpochImages
@@ -33,7 +34,7 @@ def test_a_default_epoch_trains_with_momentum_decay_and_shifts(monkeypatch):
 
     monkeypatch.setattr(fast_engine, "BackgroundEpochImages", Recorded)
     x, y = bench.synthetic_like(64, 16, 3)
-    buffers = bench._buffers(x, 3, np.float32)
+    buffers = engines.epoch_buffers("fast", len(x), x.shape[1], 3, np.float32)
     default = bench._Epochs((16, 5, 3), "ce", x, y, 8, bench.default_settings(1), buffers, dtype=np.float32,
                             lr=0.1, seed=0)
     plain = bench._Epochs((16, 5, 3), "ce", x, y, 8, bench.PLAIN, buffers, dtype=np.float32, lr=0.1, seed=0)

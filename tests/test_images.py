@@ -20,10 +20,10 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from bptrain.app import images
+from bptrain.app import image_files, images
 from bptrain.core.errors import DataError
-from bptrain.app.images import (ImagesUnavailable, centre_of_mass, image_to_input, load_grayscale, preprocess,
-                            require_pillow, resample_matrix)
+from bptrain.app.image_files import ImagesUnavailable, load_grayscale, require_pillow
+from bptrain.app.images import centre_of_mass, image_to_input, preprocess, resample_matrix
 
 Image = pytest.importorskip("PIL.Image")
 ImageDraw = pytest.importorskip("PIL.ImageDraw")
@@ -454,7 +454,7 @@ def peak_memory_mb(script: str) -> tuple[str, float]:
 def test_a_20000_pixel_square_is_refused_without_using_gigabytes(tmp_path):
     path = huge_png(tmp_path / "huge.png")
     message, peak_mb = peak_memory_mb("from bptrain.core.errors import DataError\n"
-                                      "from bptrain.app.images import load_grayscale\n"
+                                      "from bptrain.app.image_files import load_grayscale\n"
                                       "try:\n"
                                       f"    load_grayscale({str(path)!r})\n"
                                       "except DataError as exc:\n"
@@ -465,7 +465,7 @@ def test_a_20000_pixel_square_is_refused_without_using_gigabytes(tmp_path):
 
 def test_a_large_jpeg_is_decoded_at_reduced_scale_and_a_large_png_refused(monkeypatch):
     big = digit_image("4", size=300, canvas=(800, 600), at=(250, 100))
-    monkeypatch.setattr(images, "MAX_PIXELS", 40_000)
+    monkeypatch.setattr(image_files, "MAX_PIXELS", 40_000)
     gray = load_grayscale(png_bytes(big.convert("RGB"), format="JPEG", quality=95))
     assert gray.shape == (150, 200)  # drafted to 1/4 by the JPEG decoder
     assert np.corrcoef(preprocess(gray).ravel(), reference(big).ravel())[0, 1] > 0.95
@@ -474,7 +474,7 @@ def test_a_large_jpeg_is_decoded_at_reduced_scale_and_a_large_png_refused(monkey
 
 
 def test_big_images_are_reduced_to_the_working_side(monkeypatch):
-    monkeypatch.setattr(images, "WORK_SIDE", 100)
+    monkeypatch.setattr(image_files, "WORK_SIDE", 100)
     gray = load_grayscale(png_bytes(digit_image("1", canvas=(400, 300))))
     assert gray.shape == (75, 100)
 

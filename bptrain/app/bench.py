@@ -21,7 +21,7 @@ import numpy as np
 from ..core.network import MLP
 from ..core.epoch_steps import EpochSteps
 from ..core.training import TrainSettings
-from ..engines import DEFAULT_ENGINE, epoch_images, make_engine
+from ..engines import DEFAULT_ENGINE, epoch_buffers, epoch_images, make_engine, threads_used
 
 
 @dataclass(frozen=True)
@@ -141,11 +141,7 @@ class _Epochs:
     @property
     def threads(self) -> str:
         """How the steps use the cores: "1+1" is one BLAS thread and the epoch thread, "2" two BLAS threads."""
-        if self.engine.name != "fast":
-            return "numpy"
-        from ..fast import threads
-
-        return threads.describe(self.model.sizes, self.batch_size, self.engine.optimizer.update_kind)
+        return threads_used(self.engine, self.batch_size)
 
     def run(self) -> float:
         """Seconds of one more epoch, its preparation included."""
@@ -157,22 +153,6 @@ class _Epochs:
             steps = EpochSteps(self.model, self.epoch, len(x), self.batch_size, self.lr)
             self.engine.run_epoch(x, y_onehot, steps)
         return time.perf_counter() - started
-
-
-def _buffers(x, n_classes, dtype):
-    from ..fast.aligned import aligned_empty, aligned_zeros
-
-    return aligned_empty((len(x), x.shape[1]), dtype), aligned_zeros((len(x), n_classes), dtype)
-
-
-def time_epochs(sizes, loss: str, x: np.ndarray, y: np.ndarray, batch_size: int, *, dtype=np.float32,
-                lr: float = 0.1, runs: int = 3, warmup: int = 1, seed: int = 0,
-                settings: EpochSettings = PLAIN, engine: str = DEFAULT_ENGINE) -> list[float]:
-    """Seconds of each of ``runs`` training epochs (after ``warmup`` untimed ones) with ``settings``."""
-    epochs = _Epochs(sizes, loss, x, y, batch_size, settings, _buffers(x, sizes[-1], dtype), dtype=dtype, lr=lr,
-                     seed=seed, engine=engine)
-    times = [epochs.run() for _ in range(warmup + runs)]
-    return times[warmup:]
 
 
 def bench(sizes, loss: str, x: np.ndarray, y: np.ndarray, batch_sizes, *, dtype=np.float32, runs: int = 3,
@@ -187,7 +167,7 @@ def bench(sizes, loss: str, x: np.ndarray, y: np.ndarray, batch_sizes, *, dtype=
     peak = peak_gflops if peak_gflops is not None else gemm_peak_gflops(dtype)
     flops = matmul_flops_per_epoch(sizes, len(x))
     floor = flops / (peak * 1e9)
-    buffers = _buffers(x, sizes[-1], np.dtype(dtype))
+    buffers = epoch_buffers(engine, len(x), x.shape[1], sizes[-1], np.dtype(dtype))
     rows = []
     for batch_size in batch_sizes:
         timers = [_Epochs(sizes, loss, x, y, batch_size, s, buffers, dtype=dtype, lr=lr, seed=0, engine=engine)

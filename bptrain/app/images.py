@@ -8,43 +8,23 @@ so as to position this point at the center of the 28x28 field" (the MNIST page, 
 A network trained on them expects white ink on black, about 20 px tall, centred by mass. This module
 does the same to any image, in small steps:
 
-    load_grayscale   file or bytes -> float32 (H, W) luminance in [0, 1], 1 = white (Pillow decodes)
+    load_grayscale   file or bytes -> float32 (H, W) luminance in [0, 1], 1 = white (:mod:`.image_files`)
     preprocess       luminance -> float32 (side, side) white ink on black, MNIST-style (NumPy only)
     image_to_input   both, flattened: THE one implementation used by `bptrain predict` and `bptrain serve`
 
-Pillow is an optional extra (``pip install 'bptrain[images]'``); it is imported only inside
-:func:`require_pillow`, so the core never needs it. Every problem is one line of
-:class:`~bptrain.core.errors.DataError`.
+Every problem is one line of :class:`~bptrain.core.errors.DataError`.
 """
 
 from __future__ import annotations
 
-import io
 import math
 import os
-import re
-import warnings
 from pathlib import Path
 
 import numpy as np
 
-from ..core.errors import BptrainError, DataError
-
-MISSING_PILLOW = "reading images needs Pillow: pip install 'bptrain[images]'"
-
-#: The formats we decode. Restricting Pillow to these keeps rarely used (and rarely hardened) decoders
-#: away from uploaded bytes; they are what phones, scanners and drawing programs write.
-FORMATS = ("PNG", "JPEG", "BMP", "GIF", "WEBP")
-#: Magic bytes of those formats, so callers can recognise an image by content rather than by name.
-_MAGIC = (b"\x89PNG\r\n\x1a\n", b"\xff\xd8\xff", b"BM", b"GIF87a", b"GIF89a")
-#: At most this many pixels are decoded (about a 50-megapixel image: ~200 MB as RGBA). JPEGs are
-#: decoded at 1/2, 1/4 or 1/8 scale when large (cheap: the decoder skips the detail), so only a JPEG of
-#: more than 8 x 8 x 50 million pixels would be refused, and Pillow's own decompression-bomb limit
-#: (``Image.MAX_IMAGE_PIXELS``, 89 million) refuses far less from the header alone.
-MAX_PIXELS = 50_000_000
-#: Decoded images are reduced (box filter, integer factor) until their longer side is at most this:
-#: the digit ends up 20 px tall, so more detail is of no use and would only cost memory and time.
-WORK_SIDE = 2048
+from ..core.errors import DataError
+from .image_files import load_grayscale
 
 #: The paper's level is fitted on a copy shrunk to at most this many pixels on its longer side, in at
 #: most this many rounds (see paper_surface).
@@ -72,172 +52,7 @@ MIN_CONTRAST = 0.1
 GAP_FRACTION = 0.25
 
 
-class ImagesUnavailable(BptrainError):
-    """Pillow is not installed, so image files cannot be read (arrays still can)."""
-
-
-def require_pillow():
-    """Import Pillow and return its ``PIL.Image`` module, or say in one line how to install it."""
-    try:
-        from PIL import Image
-    except ImportError:
-        raise ImagesUnavailable(MISSING_PILLOW) from None
-    return Image
-
-
-def looks_like_image(head: bytes) -> bool:
-    """True if ``head`` (the first 16 bytes of a file) starts like a PNG, JPEG, BMP, GIF or WebP image."""
-    return head.startswith(_MAGIC) or (head[:4] == b"RIFF" and head[8:12] == b"WEBP")
-
-
 # ====================================================================== loading
-def load_grayscale(source: str | os.PathLike | bytes, name: str | None = None) -> np.ndarray:
-    """Decode an image file (a path, or its bytes as uploaded) into float32 (H, W) luminance in [0, 1].
-
-    1 is white. Any mode is handled (1-bit, grey, 16-bit grey, RGB, CMYK, palette, with or without
-    transparency; see :func:`_to_luminance`), the EXIF orientation of a phone photo is applied, and
-    large images come back reduced to at most ``WORK_SIDE`` on their longer side.
-    """
-    Image = require_pillow()
-    name = name or (str(source) if not isinstance(source, (bytes, bytearray)) else "the image")
-    image = _open(Image, source, name)
-    try:
-        image = _decode(Image, image, name)
-        return _to_luminance(Image, image)
-    finally:
-        image.close()
-
-
-def _open(Image, source, name: str):
-    """Open (read the header only), refusing decompression bombs before any pixel is decoded.
-
-    Pillow warns above ``MAX_IMAGE_PIXELS`` and raises above twice that; we turn the warning into an
-    error too, and check the size ourselves as well (the warnings filter is process-wide, so under a
-    threaded server another thread may have restored it in between).
-    """
-    stream = io.BytesIO(bytes(source)) if isinstance(source, (bytes, bytearray)) else source
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("error", Image.DecompressionBombWarning)
-            image = Image.open(stream, formats=FORMATS)
-    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
-        found = re.search(r"\((\d+) pixels\)", str(exc))  # Pillow says "Image size (N pixels) exceeds ..."
-        size = f"{int(found.group(1)):,} pixels, " if found else ""
-        raise DataError(f"{name} is too large to decode safely (a decompression bomb?): {size}more than "
-                        f"{Image.MAX_IMAGE_PIXELS:,}") from None
-    except FileNotFoundError:
-        raise DataError(f"no image file at {name}") from None
-    except IsADirectoryError:
-        raise DataError(f"{name} is a directory, not an image") from None
-    except Image.UnidentifiedImageError:
-        raise DataError(f"{name} is not a readable image ({', '.join(FORMATS)})") from None
-    except OSError as exc:
-        raise DataError(f"cannot read {name}: {exc.strerror or _first_line(exc)}") from None
-    except Exception as exc:  # noqa: BLE001 - a corrupt header can make a decoder raise anything
-        raise DataError(f"{name} is not a readable image ({_first_line(exc)})") from None
-    width, height = image.size
-    limit = Image.MAX_IMAGE_PIXELS
-    if limit is not None and width * height > limit:
-        image.close()
-        raise DataError(f"{name} is too large to decode safely (a decompression bomb?): {width} x {height} "
-                        f"pixels, more than {limit:,}")
-    return image
-
-
-def _decode(Image, image, name: str):
-    """Decode the pixels fully (so a truncated file fails here, not later), cheaply for huge images.
-
-    A JPEG is decoded straight to grey, and at 1/2, 1/4 or 1/8 scale when it is much larger than
-    ``WORK_SIDE`` (``draft``: a 48-megapixel photo then costs 12 MB instead of 144); any image still
-    larger than ``MAX_PIXELS`` is refused. The first frame of an animated GIF is used.
-    """
-    if image.format == "JPEG":
-        factor = _jpeg_factor(*image.size)
-        image.draft("L" if image.mode in ("L", "RGB") else None,
-                    (max(1, image.width // factor), max(1, image.height // factor)))
-    width, height = image.size
-    if width * height > MAX_PIXELS:
-        raise DataError(f"{name} is too large: {width} x {height} pixels, more than {MAX_PIXELS:,} "
-                        f"(scale it down first)")
-    try:
-        image.load()  # the full decode: a truncated or corrupt file raises here
-        image = _apply_orientation(image)
-    except MemoryError:
-        raise DataError(f"{name} does not fit in memory ({width} x {height} pixels)") from None
-    except Exception as exc:  # noqa: BLE001 - decoders raise OSError, SyntaxError, ValueError, ...
-        message = _first_line(exc)
-        what = "truncated or corrupt" if "truncated" in message or isinstance(exc, (OSError, EOFError)) \
-            else "corrupt"
-        raise DataError(f"{name} is {what} ({message})") from None
-    return image
-
-
-def _jpeg_factor(width: int, height: int) -> int:
-    """By how much (1, 2, 4 or 8) to let the JPEG decoder scale down: as much as keeps the longer side at
-    least ``WORK_SIDE`` (more detail is of no use), and at least enough to stay within ``MAX_PIXELS``."""
-    factors = (1, 2, 4, 8)
-    useful = max(f for f in factors if f == 1 or max(width, height) / f >= WORK_SIDE)
-    needed = next((f for f in factors if math.ceil(width / f) * math.ceil(height / f) <= MAX_PIXELS), 8)
-    return max(useful, needed)
-
-
-def _apply_orientation(image):
-    """Rotate/flip as the EXIF Orientation tag says: phones store photos sideways and set that tag."""
-    from PIL import ImageOps
-
-    return ImageOps.exif_transpose(image)
-
-
-def _to_luminance(Image, image) -> np.ndarray:
-    """Any Pillow mode -> float32 (H, W) in [0, 1], transparency composited onto the paper.
-
-    16-bit and 32-bit grey keep their precision (Pillow's own conversion to 8 bits would clip them);
-    everything else goes through Pillow's ITU-R 601-2 luma (L = 0.299 R + 0.587 G + 0.114 B).
-    """
-    if image.mode in ("I;16", "I;16L", "I;16B", "I;16N", "I", "F"):
-        full = 1.0 if image.mode == "F" else 65535.0
-        gray = _reduce(image.convert("F"))
-        return np.clip(np.asarray(gray, dtype=np.float32) / np.float32(full), 0, 1)
-    if _has_transparency(image):
-        rgba = image.convert("RGBA")
-        luma = rgba.convert("RGB").convert("L")
-        alpha = rgba.getchannel("A")
-        paper = _paper_behind_transparency(np.asarray(luma), np.asarray(alpha))
-        luma = Image.composite(luma, Image.new("L", luma.size, paper), alpha)
-    else:
-        luma = image.convert("L")
-    return np.asarray(_reduce(luma), dtype=np.float32) / np.float32(255)
-
-
-def _has_transparency(image) -> bool:
-    return image.mode in ("RGBA", "LA", "PA", "La", "RGBa") or "transparency" in image.info
-
-
-def _paper_behind_transparency(luma: np.ndarray, alpha: np.ndarray) -> int:
-    """The paper colour (0..255) that transparent pixels take.
-
-    The colour stored under a transparent pixel means nothing (a canvas cleared to transparent black
-    holds black there, the same as a black stroke), so it is ignored. When the opaque part covers less
-    than half the image it is the ink (strokes drawn on a transparent canvas): the paper is white behind
-    dark strokes and black behind light ones. When it covers more, it contains the paper itself (a scan
-    with transparent margins): the transparent parts take the opaque part's median colour.
-    """
-    weight = alpha.astype(np.float64) / 255
-    coverage = float(weight.mean())
-    if coverage == 0:
-        return 255
-    if coverage < 0.5:
-        strokes = float((luma * weight).sum() / weight.sum())
-        return 255 if strokes < 128 else 0
-    return int(np.median(luma[alpha >= 128])) if (alpha >= 128).any() else 255
-
-
-def _reduce(image):
-    """Box-reduce by an integer factor until the longer side is at most ``WORK_SIDE``."""
-    factor = math.ceil(max(image.size) / WORK_SIDE)
-    return image.reduce(factor) if factor > 1 else image
-
-
 # ================================================================= preprocessing
 def preprocess(gray: np.ndarray, side: int = 28, name: str = "the image", ink: str = "auto") -> np.ndarray:
     """Luminance (H, W) in [0, 1] (1 = white) -> float32 (side, side) white ink on black, as MNIST was made.
@@ -586,21 +401,3 @@ def image_to_input(source: str | os.PathLike | bytes, name: str | None = None, s
         name = str(source) if isinstance(source, (str, Path, os.PathLike)) else "the image"
     return preprocess(load_grayscale(source, name), side, name=name, ink=ink).reshape(-1)
 
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).splitlines()[0] if str(exc) else ""
-    return text or type(exc).__name__
-
-
-def save_input_png(vector: np.ndarray, path: str | os.PathLike) -> None:
-    """Write a model input (side * side values in [0, 1]) as a grey PNG, white ink on black like MNIST.
-
-    The file is created exclusively: an existing file is never overwritten (FileExistsError).
-    """
-    Image = require_pillow()
-    side = math.isqrt(vector.size)
-    pixels = np.round(np.clip(vector.reshape(side, side), 0, 1) * 255).astype(np.uint8)
-    buffer = io.BytesIO()
-    Image.fromarray(pixels).save(buffer, format="PNG")  # uint8 (H, W): mode L
-    with open(path, "xb") as handle:
-        handle.write(buffer.getvalue())

@@ -54,7 +54,7 @@ GZIP_MAGIC = b"\x1f\x8b"
 IDX_TYPE_CODES = frozenset({0x08, 0x09, 0x0B, 0x0C, 0x0D, 0x0E})
 IDX_IMAGES_MAGIC = b"\x00\x00\x08\x03"
 MAX_PIXEL = 255
-#: The image files ``bptrain predict`` accepts besides arrays (see bptrain.app.images.FORMATS), for messages.
+#: The image files ``bptrain predict`` accepts besides arrays (see bptrain.app.image_files.FORMATS), for messages.
 IMAGE_KINDS = "PNG, JPEG, BMP, GIF or WebP"
 
 
@@ -288,7 +288,7 @@ def read_inputs(files, expected_width: int, ink: str = "auto", keep_going: bool 
 
 
 def _is_image_file(path: Path) -> bool:
-    from .images import looks_like_image
+    from .image_files import looks_like_image
 
     try:
         with open(path, "rb") as handle:

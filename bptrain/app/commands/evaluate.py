@@ -189,7 +189,7 @@ def predict_command(model_path, input_paths, top_k, as_json, save_dir, ink, memb
 
 def _save_preprocessed(batches, targets) -> dict:
     """Write each image's model input as a PNG; on any failure remove what this run wrote, then fail."""
-    from ..images import save_input_png
+    from ..image_files import save_input_png
 
     written = {}
     if not targets:

@@ -271,7 +271,8 @@ def explain_command(model_path, image, index, split, label, lr, batch_size, step
 
 
 def _image_input(model: MLP, path: Path) -> np.ndarray:
-    from ..images import image_to_input, require_pillow
+    from ..image_files import require_pillow
+    from ..images import image_to_input
 
     side = math.isqrt(model.sizes[0])
     if side * side != model.sizes[0]:

@@ -11,7 +11,8 @@ import click
 from ...core.errors import DataError
 from ...data.loader import DATA_ENV_VAR, load_dataset, missing_data_message, resolve_data_path
 from ...data.model_io import load_model
-from .. import images, runs
+from .. import runs
+from ..image_files import require_pillow
 from ..history import history_path
 from ..options import FORM_OPTIONS, GROUPS, GroupedHelpCommand, click_options, table_option
 from ..paths import data_files, is_history_file, is_model_file
@@ -63,7 +64,7 @@ def serve_command(model_path, host, port, open_browser, verbose, data, no_downlo
     28x28 image it sees and every hidden layer's activations.
     """
     ctx = click.get_current_context()
-    images.require_pillow()
+    require_pillow()
     model, meta, predictor = None, None, None
     if model_path is not None:
         model, meta = load_model(model_path)

@@ -11,7 +11,6 @@
 
 from __future__ import annotations
 
-import ast
 import importlib
 import subprocess
 import sys
@@ -178,75 +177,6 @@ def test_reference_engine_gives_the_same_model_file_through_the_cli(runner, synt
 
 # ---------------------------------------------------------------- imports run one way
 #: Each part of the package may import from its own layer and those below it, never above.
-LAYERS = {"core": 0, "data": 1, "fast": 2, "engines": 3, "app": 4, "__init__": 5, "__main__": 5,
-          "__version__": 0}  # a constant of bptrain/__init__.py that needs nothing
-
-
-def layer_of(module: str) -> int:
-    """The layer of ``bptrain.X...`` by its first part below the package."""
-    parts = module.split(".")
-    return LAYERS[parts[1]] if len(parts) > 1 else LAYERS["__init__"]
-
-
-def imports_of(path: Path, module: str):
-    """(line, imported bptrain module or top-level name) for every import statement in a file."""
-    package = module if path.name == "__init__.py" else module.rsplit(".", 1)[0]
-    for node in ast.walk(ast.parse(path.read_text())):
-        if isinstance(node, ast.ImportFrom):
-            if node.level:
-                base = package.split(".")
-                base = base[:len(base) - node.level + 1]
-                target = ".".join(base + ([node.module] if node.module else []))
-            else:
-                target = node.module
-            names = [f"{target}.{alias.name}" for alias in node.names] if node.module is None else [target]
-            for name in names:
-                yield node.lineno, name
-        elif isinstance(node, ast.Import):
-            for alias in node.names:
-                yield node.lineno, alias.name
-
-
-def package_modules():
-    for path in sorted(PACKAGE.rglob("*.py")):
-        parts = path.relative_to(PACKAGE.parent).with_suffix("").parts
-        module = ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
-        yield path, module
-
-
-def test_imports_run_one_way():
-    wrong = []
-    for path, module in package_modules():
-        own = layer_of(module) if module != "bptrain" else LAYERS["__init__"]
-        for line, target in imports_of(path, module):
-            if target.startswith("bptrain.") and layer_of(target) > own:
-                wrong.append(f"{path.relative_to(PACKAGE.parent)}:{line} imports {target}")
-    assert not wrong, "imports against the direction app -> engines -> fast -> data -> core:\n" + "\n".join(wrong)
-
-
-def test_the_core_imports_only_numpy_and_the_standard_library():
-    allowed = set(sys.stdlib_module_names) | {"numpy"}
-    wrong = []
-    for path, module in package_modules():
-        if not module.startswith("bptrain.core"):
-            continue
-        for line, target in imports_of(path, module):
-            top = target.split(".")[0]
-            if top == "bptrain" and target.startswith("bptrain.core"):
-                continue
-            if top not in allowed:
-                wrong.append(f"{path.name}:{line} imports {target}")
-    assert not wrong, "\n".join(wrong)
-
-
-def test_the_direction_test_would_catch_a_wrong_import(tmp_path):
-    bad = tmp_path / "training.py"
-    bad.write_text("from ..fast import blas\nfrom ..app.cli import main\n")
-    found = [target for _, target in imports_of(bad, "bptrain.core.training")]
-    assert found == ["bptrain.fast", "bptrain.app.cli"]
-    assert all(layer_of(t) > LAYERS["core"] for t in found)
-
-
 class ChangeByHand(Callbacks):
     """At batch 3 of epoch 1 set η and μ; keep η set by hand from then on (as the live page does)."""
 

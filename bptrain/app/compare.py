@@ -29,8 +29,9 @@ import numpy as np
 from ..core.errors import BptrainError, SettingError
 from ..core.training import DISTORTION_SETTINGS
 from ..data.model_io import read_model_record
-from .options import OPTIONS_BY_NAME, TRAIN_OPTIONS
+from . import plot
 from .history import HISTORY_SUFFIX, read_history_document, validate_history
+from .options import OPTIONS_BY_NAME, TRAIN_OPTIONS
 from .paths import OutputDir, check_no_clash, check_replaceable, is_history_file, is_model_file, is_png_file
 
 #: The settings of the network, recorded beside train's settings in models and histories.
@@ -426,8 +427,6 @@ def plot_runs(sources, out_dir: Path | None, note) -> list[Path]:
     """``bptrain plot RUN RUN ...``: one PNG per quantity with every run's curve on shared axes.
 
     ``note(text)``: how to tell the user of a run that has nothing to draw."""
-    from . import plot
-
     plot.require_matplotlib()
     runs = collect_runs(sources)
     drawn = [run for run in runs if run.document is not None and run.document["epochs"]]

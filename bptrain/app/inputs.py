@@ -43,7 +43,10 @@ from pathlib import Path
 import numpy as np
 
 from ..core.errors import DataError
+from ..data.idx import read_idx
 from ..data.npyfile import check_npy_size, format_bytes
+from .image_files import looks_like_image
+from .images import image_to_input
 
 #: The input width of an MNIST model; the default for ``expected_width``.
 MNIST_WIDTH = 784
@@ -139,8 +142,6 @@ def _load_npy(path: Path) -> np.ndarray:
 
 
 def _load_idx(path: Path) -> np.ndarray:
-    from ..data.idx import read_idx  # raises a one-line DataError for anything wrong
-
     return read_idx(path, expected_ndim=3)
 
 
@@ -270,8 +271,6 @@ def read_inputs(files, expected_width: int, ink: str = "auto", keep_going: bool 
     for path in map(Path, files):
         is_image = _is_image_file(path)
         if is_image:
-            from .images import image_to_input
-
             side = _square_side(expected_width, path)
         try:
             if is_image:
@@ -288,8 +287,6 @@ def read_inputs(files, expected_width: int, ink: str = "auto", keep_going: bool 
 
 
 def _is_image_file(path: Path) -> bool:
-    from .image_files import looks_like_image
-
     try:
         with open(path, "rb") as handle:
             return looks_like_image(handle.read(16))

@@ -25,9 +25,11 @@ from pathlib import Path
 
 import numpy as np
 
-from ..data.shifts import is_square_image
 from ..core.errors import BptrainError
-from .history import validate_history
+from ..data.distort import Distorter
+from ..data.model_io import atomic_write
+from ..data.shifts import is_square_image
+from .history import speed_columns, validate_history
 
 MISSING_MATPLOTLIB = "plotting needs matplotlib: pip install 'bptrain[plot]'"
 DPI = 100
@@ -62,8 +64,6 @@ def _figure(**kwargs):
 
 def _save(fig, out) -> Path:
     """Write ``fig`` as a PNG to ``out`` atomically and release it; return the path."""
-    from ..data.model_io import atomic_write
-
     out = Path(out)
     directory = out.parent if str(out.parent) else Path(".")
     if out.is_dir():
@@ -334,8 +334,6 @@ def _square_side(width: int, what: str) -> int:
 # -------------------------------------------------------------------- speed
 def has_speed(history: dict) -> bool:
     """Whether a history document holds per-layer gradient norms (histories written before the learning speed was recorded have none)."""
-    from .history import speed_columns
-
     return speed_columns(history) is not None
 
 
@@ -347,8 +345,6 @@ def plot_speed(history: dict, out) -> Path:
     (drawn at the epoch before the first, 0 for a fresh run) and after every
     epoch; right: the mean over each epoch's sampled mini-batches (noisier, so longer).
     """
-    from .history import speed_columns
-
     columns = speed_columns(history)
     if columns is None:
         raise BptrainError("the history has no per-layer gradient norms (written by a bptrain without them)")
@@ -395,8 +391,6 @@ def plot_distortions(images: np.ndarray, rows: dict, out, seed: int = 0,
     Each row distorts the same digits with its own draw (a generator seeded by ``seed``),
     so a distortion that appears twice shows two different random versions.
     """
-    from ..data.distort import Distorter
-
     images = np.ascontiguousarray(images, dtype=np.float32)
     if images.ndim != 2 or len(images) == 0:
         raise BptrainError(f"images must be a non-empty (N, width) array, got shape {images.shape}")
@@ -509,8 +503,6 @@ def overlay_speed_figure(runs, subtitle: str = ""):
     (hollow marker) and after every epoch, as in :func:`plot_speed`. Sharing the y axis puts the layers
     side by side: in a deep sigmoid network the first layers' lines sit far below the last ones'.
     """
-    from .history import speed_columns
-
     columns = [(label, speed_columns(document, source=f"the history of {label}")) for label, document in runs]
     columns = [(label, data) for label, data in columns if data is not None]
     if not columns:

@@ -39,17 +39,28 @@ from pathlib import Path
 import click
 
 from .. import __version__
-from .compare import (SUMMARY_FORMAT, SUMMARY_NAME, Run, failure_lines, format_table, is_summary_file, option_label,
-                      read_run, show_value, start_note)
-from . import memory
-from .config import load_config
 from ..core.errors import BptrainError
 from ..core.network import AUTO_INIT, default_init
+from ..data.download import ensure_data
+from ..data.loader import resolve_data_path
+from ..data.model_io import atomic_write
+from . import memory, runs
+from .compare import (
+    SUMMARY_FORMAT,
+    SUMMARY_NAME,
+    Run,
+    failure_lines,
+    format_table,
+    is_summary_file,
+    option_label,
+    read_run,
+    show_value,
+    start_note,
+)
+from .config import load_config
 from .options import PATH, TRAIN_OPTIONS, GroupedHelpCommand, Option, parse_sizes
-from . import runs
 from .paths import data_files, is_history_file, is_model_file
 from .stopping import STOP_SIGNALS, StopSignals, exit_status, signal_name
-
 
 # --------------------------------------------------------------------- the options, from train's table
 #: Options of ``train`` the sweep sets itself (the runs' files) or has its own of (``-q``).
@@ -574,8 +585,6 @@ def summary_document(jobs: list[Job], swept: dict, info: dict) -> dict:
 
 
 def write_summary(path: Path, document: dict) -> None:
-    from ..data.model_io import atomic_write
-
     text = json.dumps(document, indent=2)
     atomic_write(path, lambda handle: handle.write(text.encode("utf-8")))
 
@@ -720,9 +729,6 @@ def sweep_command(out_dir, jobs, print_commands, force, quiet, config, **given):
 def obtain_data(data: Path | None, no_download: bool) -> None:
     """Fetch the default data set once here if it is missing, rather than in every run at the same time;
     a missing file the user named is one error here rather than one per run."""
-    from ..data.download import ensure_data
-    from ..data.loader import resolve_data_path
-
     path = resolve_data_path(data)
     if not path.exists():
         ensure_data(path, allow_download=not no_download, progress=sys.stderr.isatty())
@@ -731,7 +737,6 @@ def obtain_data(data: Path | None, no_download: bool) -> None:
 def check_outputs(jobs: list[Job], summary: Path, fixed: dict, config: Path | None, out_dir: Path) -> None:
     """Before any run: no output is an input or another output, and no file that is not bptrain's is in the way."""
     data = fixed.get("data")
-    from ..data.loader import resolve_data_path
 
     inputs = {"--data": data_files(resolve_data_path(data)), "--config": [config], "--resume": [fixed.get("resume")]}
     outputs = {"--out-dir": [path for job in jobs for path in (job.model, job.history)] + [summary]}

@@ -23,6 +23,7 @@ from typing import NamedTuple
 import numpy as np
 
 from ..core.errors import DataError
+from .idx import load_idx_directory
 from .safe_pickle import PickleFormatError, UnsafePickleError, load_arrays
 
 #: Where the data set is looked for when neither --data nor BPTRAIN_DATA says.
@@ -79,8 +80,6 @@ def load_dataset(path: str | os.PathLike | None = None, n_classes: int | None = 
     """
     path = resolve_data_path(path)
     if path.is_dir():
-        from .idx import load_idx_directory
-
         splits = load_idx_directory(path)
     elif not path.exists():
         raise DataError(missing_data_message(path))

@@ -14,10 +14,11 @@ from pathlib import Path
 import click
 
 from ...core.errors import BptrainError
+from ...data.download import ensure_data
 from ...data.loader import DATA_ENV_VAR, DEFAULT_DATA_PATH, load_dataset, resolve_data_path
 from .. import memory
 from ..config import load_config
-from ..stopping import StopSignals, Stopped, exit_status, signal_name
+from ..stopping import Stopped, StopSignals, exit_status, signal_name
 
 #: Exit status of a run stopped by Ctrl-C (128 + SIGINT), as a shell reports it.
 EXIT_INTERRUPTED = 130
@@ -51,8 +52,6 @@ def obtain_dataset(data: Path | None, no_download: bool, progress: bool, n_class
     """Find the data (downloading the default file if allowed) and load it."""
     path = resolve_data_path(data)
     if not path.exists():
-        from ...data.download import ensure_data
-
         path = stoppable_download(ensure_data, path, allow_download=not no_download, progress=progress)
     return load_dataset(path, n_classes=n_classes)
 

@@ -14,6 +14,8 @@ from ...core.committee import Committee, mean_negative_log_likelihood
 from ...data.loader import SPLIT_NAMES
 from ...data.model_io import load_model
 from .. import memory, runs
+from ..image_files import save_input_png
+from ..inputs import expand_inputs, preprocessed_paths, read_inputs
 from ..metrics import confusion_matrix, format_confusion, format_per_class, per_class_accuracy
 from .common import data_options, obtain_dataset
 
@@ -130,8 +132,6 @@ def predict_command(model_path, input_paths, top_k, as_json, save_dir, ink, memb
     that cannot be read is an error line of its own (an "error" entry in --json) and the others are
     predicted; the exit status is then 1.
     """
-    from ..inputs import expand_inputs, preprocessed_paths, read_inputs
-
     _check_distinct((model_path, *members))
     _check_committee_fits((model_path, *members))
     committee = Committee([load_model(path)[0] for path in (model_path, *members)],
@@ -189,8 +189,6 @@ def predict_command(model_path, input_paths, top_k, as_json, save_dir, ink, memb
 
 def _save_preprocessed(batches, targets) -> dict:
     """Write each image's model input as a PNG; on any failure remove what this run wrote, then fail."""
-    from ..image_files import save_input_png
-
     written = {}
     if not targets:
         return written

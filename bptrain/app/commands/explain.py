@@ -20,6 +20,8 @@ from ...data.loader import SPLIT_NAMES
 from ...data.model_io import load_model
 from .. import runs
 from ..explain import FULL_UP_TO, MAX_BATCH, MAX_STEPS, check_batch, check_unit, choose_labels, explain, model_lr
+from ..image_files import require_pillow
+from ..images import image_to_input
 from ..options import table_option
 from .common import obtain_dataset
 
@@ -271,9 +273,6 @@ def explain_command(model_path, image, index, split, label, lr, batch_size, step
 
 
 def _image_input(model: MLP, path: Path) -> np.ndarray:
-    from ..image_files import require_pillow
-    from ..images import image_to_input
-
     side = math.isqrt(model.sizes[0])
     if side * side != model.sizes[0]:
         raise DataError(f"the model takes {model.sizes[0]} inputs, not a square image; explain a digit of its "

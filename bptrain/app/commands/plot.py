@@ -9,12 +9,24 @@ from pathlib import Path
 import click
 import numpy as np
 
+from ...data.distort import PAPER_ELASTIC, SIMARD_AFFINE
 from ...data.loader import SPLIT_NAMES, resolve_data_path
 from ...data.model_io import load_model
 from ...data.shifts import is_square_image
-from .. import runs
-from ..compare import (json_value, plot_runs, collect_runs, differing_settings, failure_lines, format_table, option_label,
-                       same_line, same_settings, start_letters, start_note)
+from .. import plot, runs
+from ..compare import (
+    collect_runs,
+    differing_settings,
+    failure_lines,
+    format_table,
+    json_value,
+    option_label,
+    plot_runs,
+    same_line,
+    same_settings,
+    start_letters,
+    start_note,
+)
 from ..history import history_path, load_history
 from ..metrics import confusion_matrix
 from ..paths import OutputDir, data_files, is_png_file
@@ -38,8 +50,6 @@ def plot_command(sources, out_dir, data, no_download, split, distortions):
 
     Several runs (models, histories, or a folder of them such as a sweep's): their curves overlaid
     on shared axes, one PNG per quantity (compare.train-loss.png, ...), a colour per run."""
-    from .. import plot
-
     if len(sources) > 1 or (sources and sources[0].is_dir()):
         if distortions:
             raise click.UsageError("--distortions draws digits, not runs: give it without runs")
@@ -68,8 +78,6 @@ def plot_command(sources, out_dir, data, no_download, split, distortions):
                                    f"{path}, which --out-dir {out_dir} would write,") for path in pictures.files()])
     written = []
     if distortions:
-        from ...data.distort import PAPER_ELASTIC, SIMARD_AFFINE
-
         x, _ = obtain_dataset(data, no_download, progress=sys.stderr.isatty()).split(split)
         rows = {"elastic 1": PAPER_ELASTIC, "elastic 2": PAPER_ELASTIC, "affine 1": SIMARD_AFFINE,
                 "affine 2": SIMARD_AFFINE}  # two random draws of each

@@ -9,11 +9,12 @@ from pathlib import Path
 import click
 
 from ...core.errors import DataError
+from ...data.download import ensure_data
 from ...data.loader import DATA_ENV_VAR, load_dataset, missing_data_message, resolve_data_path
 from ...data.model_io import load_model
 from .. import runs
-from ..image_files import require_pillow
 from ..history import history_path
+from ..image_files import require_pillow
 from ..options import FORM_OPTIONS, GROUPS, GroupedHelpCommand, click_options, table_option
 from ..paths import data_files, is_history_file, is_model_file
 from ..serve.http import is_loopback, make_server, serve
@@ -113,7 +114,6 @@ def _data_to_serve(data: Path | None, path: Path, no_download: bool, may_downloa
                 raise DataError(missing_data_message(path))
             return None, missing_data_message(path) + (" (automatic download disabled by --no-download)"
                                                        if no_download else "")
-        from ...data.download import ensure_data
 
         try:
             path = stoppable_download(ensure_data, path, allow_download=True, progress=sys.stderr.isatty())

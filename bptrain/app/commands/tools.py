@@ -10,11 +10,13 @@ import click
 
 from ...core.errors import DataError
 from ...core.network import DTYPES
+from ...data.download import MNIST_FILENAME, download_mnist
 from ...data.loader import DEFAULT_DATA_PATH, load_dataset, resolve_data_path
 from ...data.model_io import load_model
 from ...data.shifts import is_square_image
-from .. import memory
+from .. import bench, memory
 from ..bench import SETTINGS_CHOICES as BENCH_SETTINGS
+from ..gradcheck import TOLERANCE, gradient_check
 from ..history import format_speed_table, history_path, load_history
 from ..options import CLI_AUGMENT, table_option
 from .common import check_memory, stoppable_download
@@ -26,8 +28,6 @@ from .common import check_memory, stoppable_download
 @click.option("--force", is_flag=True, help="Download again even if the file is already there.")
 def download_command(dest, force):
     """Fetch mnist.pkl.gz from known mirrors and verify its size and MD5."""
-    from ...data.download import MNIST_FILENAME, download_mnist
-
     target = dest / MNIST_FILENAME
     if target.exists() and not force:
         click.echo(f"{target} is already there; use --force to download it again")
@@ -61,8 +61,6 @@ def download_command(dest, force):
 def bench_command(sizes, batch_size, loss, dtype, engine, runs, warmup, samples, data, settings_choice, augment,
                   as_json):
     """Time training epochs (train's default settings and plain SGD) against this machine's matrix-multiply peak."""
-    from .. import bench
-
     path = resolve_data_path(data)
     if path.exists():
         dataset = load_dataset(path)
@@ -119,8 +117,6 @@ def gradcheck_command(sizes, loss, activation, batch_size, seed, max_entries, as
 
     Exits with code 1 if any relative error reaches the tolerance.
     """
-    from ..gradcheck import TOLERANCE, gradient_check
-
     check_memory(memory.gradcheck_estimate(sizes, batch_size, engine="reference"))  # the core's own arrays
     rows = gradient_check(sizes, loss, batch_size, seed, max_entries or None, activation=activation)
     passed = all(row.passed for row in rows)

@@ -18,9 +18,17 @@ from ..compare import parameters_sha256
 from ..history import history_path, training_metadata, write_history
 from ..options import SETTINGS_FIELDS, TRAIN_OPTIONS, GroupedHelpCommand, click_options
 from ..paths import data_files, is_history_file, is_model_file
-from ..stopping import StopSignals, Stopped, exit_status
-from .common import (CONFIG_PATH_KEY, EXIT_INTERRUPTED, check_memory, data_label, given, load_config_defaults,
-                     obtain_dataset, stopped_by)
+from ..stopping import Stopped, StopSignals, exit_status
+from .common import (
+    CONFIG_PATH_KEY,
+    EXIT_INTERRUPTED,
+    check_memory,
+    data_label,
+    given,
+    load_config_defaults,
+    obtain_dataset,
+    stopped_by,
+)
 
 
 @click.command("train", cls=GroupedHelpCommand)

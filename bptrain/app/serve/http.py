@@ -47,6 +47,7 @@ from importlib import resources
 from urllib.parse import parse_qs
 
 from ...core.errors import BptrainError
+from ..stopping import StopSignals
 from . import api
 from .predictor import Predictor
 from .session import Conflict, NotFound, Unavailable, WriteFailed
@@ -504,8 +505,6 @@ def server_url(server: Server) -> str:
 def serve(server: Server, open_browser: bool = False, say=print, on_stop=None) -> None:
     """Serve until Ctrl-C (or SIGTERM, as from `kill`, or SIGHUP), then call ``on_stop()``, close the socket
     and say so. Signals that come while ``on_stop`` runs (it may be saving a model) wait for it."""
-    from ..stopping import StopSignals
-
     url = server_url(server)
     training = getattr(server.RequestHandlerClass, "live", None) is not None
     say(f"serving the {'training' if training else 'drawing'} page at {url}  (Ctrl-C stops)")

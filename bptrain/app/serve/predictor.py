@@ -15,6 +15,7 @@ from ...core.committee import output_probabilities
 from ...core.errors import BptrainError
 from ...core.network import MLP
 from .. import explain as explaining
+from .. import images
 
 #: /api/explain answers with every unit's numbers up to this many units (Σ n_l), summaries beyond:
 #: about 200 bytes per unit, so the answer stays well under the server's largest body.
@@ -52,14 +53,10 @@ class Predictor:
     # --------------------------------------------------------------- inputs
     def input_from_drawing(self, gray: np.ndarray, ink: str = "auto") -> np.ndarray:
         """The model's input from a drawing (brightness 0..1, either polarity unless ``ink`` says)."""
-        from .. import images
-
         return images.preprocess(gray, side=self.side, ink=ink).reshape(-1)
 
     def input_from_image(self, data: bytes, ink: str = "auto") -> np.ndarray:
         """The model's input from an image file's bytes (PNG, JPEG, ...), as `bptrain predict` reads it."""
-        from .. import images
-
         if not data:
             raise BptrainError("the request body is empty; send an image file")
         return images.image_to_input(data, name="the uploaded image", side=self.side, ink=ink).reshape(-1)

@@ -17,15 +17,22 @@ line (:func:`flag`), ``batch_size`` on the page (:func:`plain`).
 from __future__ import annotations
 
 import tempfile
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..core.errors import DataError, SettingError
 from ..core.network import AUTO_INIT, DTYPES, MLP, default_init
 from ..core.optimizers import check_adam, check_sgd
-from ..core.training import DISTORTION_SETTINGS
+from ..core.training import DISTORTION_SETTINGS, TrainSettings
+from ..data.loader import resolve_data_path
+from ..data.model_io import load_model
 from ..data.shifts import is_square_image
+from . import memory
+from .compare import parameters_sha256
+from .history import history_path
 from .memory import MemoryLimitError
-from .paths import check_no_clash, check_replaceable
+from .options import SETTINGS_FIELDS
+from .paths import check_no_clash, check_replaceable, data_files, is_history_file, is_model_file
 
 #: What a continued network keeps: (setting, how a message names it).
 KEPT_BY_A_CONTINUED_MODEL = (("sizes", "sizes"), ("loss", "loss"), ("activation", "hidden units"))
@@ -134,3 +141,74 @@ def check_optimizer(values: dict) -> None:
         check_sgd(values["momentum"], values["nesterov"], values["weight_decay"])
     else:
         check_adam(values["beta1"], values["beta2"], values["eps"], values["weight_decay"])
+
+
+# ------------------------------------------------------------------ a `train` run, all of it
+@dataclass
+class TrainingPlan:
+    """A run that passed every rule, ready to train: what the loop is handed, and what the files record."""
+
+    model: MLP
+    init: str | None
+    first_epoch: int
+    dataset: object
+    settings: TrainSettings
+    initial_sha256: str  # of the parameters it starts from (which runs started alike: bptrain compare)
+    out: Path
+    history: Path
+    notes: list = field(default_factory=list)  # (text, shown even when quiet): what changed of what was asked
+
+    @property
+    def last_epoch(self) -> int:
+        return self.first_epoch + self.settings.epochs - 1
+
+
+def plan_training(values: dict, given, load_data, *, config: Path | None = None,
+                  data_label: str = "--data") -> TrainingPlan:
+    """Check a ``train`` run before any work, cheapest first, and set it up: the files, the settings, then
+    the data (``load_data(path_or_None, no_download)``), the memory, the network and what the data allows.
+
+    ``values``: every option of ``train`` by name; ``given``: the names the user set (a config counts).
+    """
+    out = Path(values["out"])
+    history = Path(values["history"]) if values.get("history") else history_path(out)
+    resume, data = values.get("resume"), values.get("data")
+    check_writable(out, "model file", "out")
+    check_writable(history, "history file", "history")
+    check_files(inputs={data_label: data_files(resolve_data_path(data)), "--config": [config], "--resume": [resume]},
+                outputs={"--out": [out], "--history": [history]},
+                allow={("--out", "--resume")},  # continuing in place: written atomically, and only when better
+                replaceable=[("--out", out, is_model_file, "a bptrain model"),
+                             ("--history", history, is_history_file, "a bptrain history JSON")])
+    check_optimizer(values)  # settings each option allows but not together, e.g. --nesterov with --momentum 0
+    dataset = load_data(data, values.get("no_download", False))
+    learning = {name: values[name] for name in SETTINGS_FIELDS & values.keys()
+                if name not in ("epochs", "batch_size", "seed", "augment")}
+    notes = []
+    warning = memory.check_fits(memory.training_estimate(
+        values["sizes"], values["batch_size"], resume=resume, dtype=values["dtype"], augment=values["augment"],
+        data=memory.DataShape.of(dataset), engine=values["engine"], **learning))
+    if warning:
+        notes.append((f"warning: {warning}", True))
+    if resume is None:
+        model = new_network(values["sizes"], values["loss"], values["activation"], values["init"], values["dtype"],
+                            values["seed"])
+        init, first_epoch = initialisation(values["activation"], values["init"]), 1
+    else:
+        model, meta = load_model(resume, dtype=DTYPES[values["dtype"]])
+        check_continued_model(model, values, given)
+        init, first_epoch = meta.get("init"), int(meta.get("epochs_trained", 0)) + 1
+    initial_sha256 = parameters_sha256(model.weights, model.biases)
+    check_model_fits_data(model.sizes, dataset, "--sizes" if resume is None else str(resume))
+    augment = augment_for(values, dataset.n_features, given)
+    if augment != values["augment"]:
+        notes.append((f"note: the {dataset.n_features}-feature inputs are not square images; augmentation is off",
+                      False))
+    batch_size, n_train = values["batch_size"], len(dataset.train.x)
+    if batch_size > n_train:
+        notes.append((f"note: --batch-size {batch_size} is larger than the {n_train} training samples; using "
+                      f"{n_train}", True))  # it changes what the user asked for
+        batch_size = n_train
+    settings = TrainSettings(**{**{name: values[name] for name in SETTINGS_FIELDS & values.keys()},
+                                "batch_size": batch_size, "augment": augment})
+    return TrainingPlan(model, init, first_epoch, dataset, settings, initial_sha256, out, history, notes)

@@ -17,7 +17,7 @@ import numpy as np
 from tqdm import tqdm
 
 from .core.network import MLP
-from .core.training import Callbacks, ReferenceEngine, TrainResult, TrainSettings
+from .core.training import Callbacks, LoopState, ReferenceEngine, TrainResult, TrainSettings
 from .core.training import train as train_loop
 from .data.distort import Distorter, Distortion
 from .data.epochs import EpochImages
@@ -74,12 +74,14 @@ def epoch_buffers(engine: str, n_samples: int, n_features: int, n_classes: int, 
 
 
 def epoch_images(engine, x, labels, n_classes: int, dtype, settings: TrainSettings, rng, distorter=None,
-                 buffers=None):
-    """Each epoch's shuffled, shifted, distorted images for ``engine`` (the fast one prepares them ahead)."""
+                 buffers=None, epochs: int | None = None):
+    """Each epoch's shuffled, shifted, distorted images for ``engine`` (the fast one prepares them ahead):
+    ``epochs`` of them (all of ``settings.epochs`` when None)."""
+    epochs = settings.epochs if epochs is None else epochs
     if hasattr(engine, "epoch_images"):
-        return engine.epoch_images(x, labels, rng, settings.epochs, shift=settings.augment, distorter=distorter,
+        return engine.epoch_images(x, labels, rng, epochs, shift=settings.augment, distorter=distorter,
                                    buffers=buffers)
-    return EpochImages(x, labels, n_classes, dtype, rng, settings.epochs, shift=settings.augment,
+    return EpochImages(x, labels, n_classes, dtype, rng, epochs, shift=settings.augment,
                        distorter=distorter, buffers=buffers)
 
 
@@ -115,14 +117,15 @@ class EpochHook(Callbacks):
 
 
 def train(model: MLP, data, settings: TrainSettings, *, engine: str = DEFAULT_ENGINE, progress: bool = True,
-          on_epoch=None, callbacks=(), first_epoch: int = 1) -> TrainResult:
+          on_epoch=None, callbacks=(), first_epoch: int = 1, resume: LoopState | None = None) -> TrainResult:
     """Train ``model`` on ``data`` (a :class:`bptrain.Dataset`) in place, as ``bptrain train`` does.
 
     The model ends holding the parameters of its best validation epoch.
     ``engine``: "fast" or "reference". ``progress``: a bar per epoch on stderr.
     ``on_epoch(record, improved)``: called after every epoch; ``callbacks``: more
     :class:`bptrain.core.training.Callbacks`. ``first_epoch`` above 1 continues a
-    saved model (see :func:`bptrain.core.training.train`).
+    saved model (see :func:`bptrain.core.training.train`); ``resume``, a run's state at the end of an
+    epoch (a checkpoint's), goes on from there exactly: its optimizer state and random stream included.
     """
     x, labels = data.train
     batch_size = min(settings.batch_size, len(x))
@@ -130,6 +133,11 @@ def train(model: MLP, data, settings: TrainSettings, *, engine: str = DEFAULT_EN
     distorter = Distorter(x.shape[1], distortion) if distortion.active else None
     runner = make_engine(engine, model, settings, batch_size, distorts=distorter is not None)
     rng = np.random.default_rng(settings.seed)
-    images = epoch_images(runner, x, labels, model.sizes[-1], model.dtype, settings, rng, distorter)
+    epochs = settings.epochs
+    if resume is not None:
+        runner.optimizer.load_state(resume.optimizer)
+        rng.bit_generator.state = resume.rng
+        epochs = first_epoch + settings.epochs - 1 - resume.epoch
+    images = epoch_images(runner, x, labels, model.sizes[-1], model.dtype, settings, rng, distorter, epochs=epochs)
     hooks = ([ProgressBar()] if progress else []) + ([EpochHook(on_epoch)] if on_epoch else []) + list(callbacks)
-    return train_loop(model, data, settings, runner, images, callbacks=hooks, first_epoch=first_epoch)
+    return train_loop(model, data, settings, runner, images, callbacks=hooks, first_epoch=first_epoch, resume=resume)

@@ -118,9 +118,10 @@ def history_path(out: Path) -> Path:
 
 
 def training_metadata(settings, result, dataset, init, first_epoch: int,
-                       initial_sha256: str) -> dict:
-    """What the model file and the history record about the run."""
+                       initial_sha256: str, run_id: str | None = None) -> dict:
+    """What the model file and the history record about the run (``run_id``: the run its checkpoints name)."""
     return {
+        "run_id": run_id,
         "bptrain_version": __version__,
         "init": init,
         "settings": settings.to_dict(),
@@ -143,7 +144,7 @@ def write_history(path: Path, result, metadata: dict, model) -> None:
         "best_epoch": result.best_epoch,
         "stopped_early": result.stopped_early,
         "interrupted": result.interrupted,
-        **{k: metadata[k] for k in ("settings", "bptrain_version", "data")},
+        **{k: metadata.get(k) for k in ("settings", "bptrain_version", "data", "run_id")},
         # the network too, so that a history alone says what it is a history of (bptrain compare)
         "sizes": list(model.sizes), "loss": model.loss, "activation": model.activation, "init": metadata["init"],
         "dtype": model.dtype.name, "initial_parameters_sha256": metadata["initial_parameters_sha256"],

@@ -242,7 +242,9 @@ TRAIN_OPTIONS: tuple[Option, ...] = (
     Option("history", PATH, "Where to write the per-epoch history JSON [default: next to --out, as "
                             "NAME.history.json]. An existing file is replaced only if it is a bptrain history.",
            "Files", show_default=False),
-    Option("resume", PATH, "Continue training the model in this file (its architecture and loss are used).",
+    Option("resume", PATH, "Continue a run: its checkpoint (NAME.checkpoint.npz) continues it exactly, with its "
+                           "plan; a model file starts a new plan from its weights (schedule, momentum and random "
+                           "streams afresh).",
            "Files", in_config=False),
     # other
     Option("seed", integer(0), "Seeds initialisation, shuffling and augmentation: same seed, same model file.",

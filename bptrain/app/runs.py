@@ -20,16 +20,18 @@ import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..core.errors import DataError, SettingError
+from ..core.errors import BptrainError, DataError, SettingError
 from ..core.network import AUTO_INIT, DTYPES, MLP, default_init
-from ..core.optimizers import check_adam, check_sgd
-from ..core.training import DISTORTION_SETTINGS, TrainSettings
+from ..core.optimizers import DEFAULT_LR, check_adam, check_sgd
+from ..core.training import DISTORTION_SETTINGS, LoopState, TrainSettings
+from ..data.checkpoint_io import CheckpointError, is_checkpoint_file
 from ..data.loader import resolve_data_path
-from ..data.model_io import load_model
+from ..data.model_io import load_model, read_model_record
 from ..data.shifts import is_square_image
-from . import memory
+from . import checkpoints, memory
+from .checkpoints import checkpoint_path
 from .compare import parameters_sha256
-from .history import history_path
+from .history import history_path, load_history
 from .memory import MemoryLimitError
 from .options import SETTINGS_FIELDS
 from .paths import check_no_clash, check_replaceable, data_files, is_history_file, is_model_file
@@ -153,14 +155,30 @@ class TrainingPlan:
     first_epoch: int
     dataset: object
     settings: TrainSettings
+    engine: str
     initial_sha256: str  # of the parameters it starts from (which runs started alike: bptrain compare)
     out: Path
     history: Path
+    run_id: str | None  # the run its checkpoints and files name (checkpoints.run_id)
+    resume: LoopState | None = None  # where a checkpoint's run stood: it goes on from there exactly
     notes: list = field(default_factory=list)  # (text, shown even when quiet): what changed of what was asked
 
     @property
     def last_epoch(self) -> int:
         return self.first_epoch + self.settings.epochs - 1
+
+    @property
+    def checkpoint(self) -> Path:
+        return checkpoint_path(self.out)
+
+    def run_record(self) -> dict:
+        """What the checkpoints record of the run besides where it stands: enough to continue it alone."""
+        model = self.model
+        return {"run_id": self.run_id, "sizes": list(model.sizes), "loss": model.loss, "activation": model.activation,
+                "dtype": model.dtype.name, "init": self.init, "engine": self.engine,
+                "settings": self.settings.to_dict(), "first_epoch": self.first_epoch,
+                "initial_sha256": self.initial_sha256, "data": str(self.dataset.source),
+                "out": str(self.out), "history": str(self.history)}
 
 
 def plan_training(values: dict, given, load_data, *, config: Path | None = None,
@@ -169,36 +187,63 @@ def plan_training(values: dict, given, load_data, *, config: Path | None = None,
     the data (``load_data(path_or_None, no_download)``), the memory, the network and what the data allows.
 
     ``values``: every option of ``train`` by name; ``given``: the names the user set (a config counts).
+    ``--resume`` of a checkpoint continues its run: its plan, unless ``given`` changes what may change.
     """
+    resume, data = values.get("resume"), values.get("data")
+    checkpoint = checkpoints.read(Path(resume)) if resume is not None and checkpoints.is_checkpoint_name(resume) \
+        else None
+    notes = []
+    if checkpoint is not None:
+        notes += [(line, True) for line in checkpoints.check_plan_kept(checkpoint, values, given, flag)]
+        run = checkpoint.run
+        values = {**values, **run["settings"], **{key: run[key] for key in checkpoints.RUN_KEYS},
+                  "epochs": values["epochs"] if "epochs" in given else run["settings"]["epochs"]}
+        for name in ("out", "history", "data"):  # the run's own files, unless given
+            if name not in given:
+                values[name] = Path(run[name])
+        data = values["data"]
     out = Path(values["out"])
     history = Path(values["history"]) if values.get("history") else history_path(out)
-    resume, data = values.get("resume"), values.get("data")
     check_writable(out, "model file", "out")
     check_writable(history, "history file", "history")
     check_files(inputs={data_label: data_files(resolve_data_path(data)), "--config": [config], "--resume": [resume]},
-                outputs={"--out": [out], "--history": [history]},
-                allow={("--out", "--resume")},  # continuing in place: written atomically, and only when better
+                outputs={"--out": [out], "--history": [history], "its checkpoint": [checkpoint_path(out)]},
+                allow={("--out", "--resume"), ("its checkpoint", "--resume")},  # continuing in place
                 replaceable=[("--out", out, is_model_file, "a bptrain model"),
-                             ("--history", history, is_history_file, "a bptrain history JSON")])
+                             ("--history", history, is_history_file, "a bptrain history JSON"),
+                             ("--out", checkpoint_path(out), is_checkpoint_file, "a bptrain checkpoint",
+                              f"its checkpoint {checkpoint_path(out)}")])
     check_optimizer(values)  # settings each option allows but not together, e.g. --nesterov with --momentum 0
     dataset = load_data(data, values.get("no_download", False))
     learning = {name: values[name] for name in SETTINGS_FIELDS & values.keys()
                 if name not in ("epochs", "batch_size", "seed", "augment")}
-    notes = []
     warning = memory.check_fits(memory.training_estimate(
-        values["sizes"], values["batch_size"], resume=resume, dtype=values["dtype"], augment=values["augment"],
-        data=memory.DataShape.of(dataset), engine=values["engine"], **learning))
+        values["sizes"], values["batch_size"], resume=None if checkpoint else resume, dtype=values["dtype"],
+        augment=values["augment"], data=memory.DataShape.of(dataset), engine=values["engine"], **learning))
     if warning:
         notes.append((f"warning: {warning}", True))
-    if resume is None:
-        model = new_network(values["sizes"], values["loss"], values["activation"], values["init"], values["dtype"],
-                            values["seed"])
-        init, first_epoch = initialisation(values["activation"], values["init"]), 1
+    if checkpoint is not None:
+        _check_latest(checkpoint, out)
+        model, init, first_epoch = checkpoint.model, checkpoint.run["init"], checkpoint.run["first_epoch"]
+        run_id, initial_sha256, state = checkpoint.run["run_id"], checkpoint.run["initial_sha256"], checkpoint.state
+        notes.append((f"continuing the run of {checkpoint.path} exactly: epoch {state.epoch + 1} of "
+                      f"{first_epoch + values['epochs'] - 1}, with its optimizer state, schedule and random streams",
+                      False))
     else:
-        model, meta = load_model(resume, dtype=DTYPES[values["dtype"]])
-        check_continued_model(model, values, given)
-        init, first_epoch = meta.get("init"), int(meta.get("epochs_trained", 0)) + 1
-    initial_sha256 = parameters_sha256(model.weights, model.biases)
+        state, run_id = None, None
+        if resume is None:
+            model = new_network(values["sizes"], values["loss"], values["activation"], values["init"],
+                                values["dtype"], values["seed"])
+            init, first_epoch = initialisation(values["activation"], values["init"]), 1
+        else:
+            model, meta = load_model(resume, dtype=DTYPES[values["dtype"]])
+            check_continued_model(model, values, given)
+            init, first_epoch = meta.get("init"), int(meta.get("epochs_trained", 0)) + 1
+            notes.append((_fresh_start_note(Path(resume), meta, values), False))
+        initial_sha256 = parameters_sha256(model.weights, model.biases)
+        if checkpoint_path(out).is_file():
+            notes.append((f"note: {checkpoint_path(out)} holds a stopped run; this run replaces it at the end of its "
+                           f"first epoch (--resume {checkpoint_path(out)} would continue that run instead)", True))
     check_model_fits_data(model.sizes, dataset, "--sizes" if resume is None else str(resume))
     augment = augment_for(values, dataset.n_features, given)
     if augment != values["augment"]:
@@ -211,4 +256,44 @@ def plan_training(values: dict, given, load_data, *, config: Path | None = None,
         batch_size = n_train
     settings = TrainSettings(**{**{name: values[name] for name in SETTINGS_FIELDS & values.keys()},
                                 "batch_size": batch_size, "augment": augment})
-    return TrainingPlan(model, init, first_epoch, dataset, settings, initial_sha256, out, history, notes)
+    plan = TrainingPlan(model, init, first_epoch, dataset, settings, values["engine"], initial_sha256, out, history,
+                        run_id, state, notes)
+    plan.run_id = plan.run_id or checkpoints.run_id(plan.run_record())
+    return plan
+
+
+def _check_latest(checkpoint, out: Path) -> None:
+    """A checkpoint is continued only if it is the last state its run wrote: the model file the run saved
+    later (stopped by a signal) says how far it got."""
+    if not out.is_file() or not is_model_file(out):
+        return
+    try:
+        meta = read_model_record(out)[2]
+    except BptrainError:
+        return
+    if meta.get("run_id") == checkpoint.run["run_id"] and (meta.get("epochs_run") or 0) > checkpoint.state.epoch:
+        raise CheckpointError(f"{checkpoint.path} holds epoch {checkpoint.state.epoch} of its run, but {out} was "
+                              f"saved by the same run after epoch {meta['epochs_run']}: it is not the run's last "
+                              "checkpoint")
+
+
+def _fresh_start_note(path: Path, meta: dict, values: dict) -> str:
+    """What continuing from a model file alone does: a new plan from its weights, said with the rates."""
+    settings = meta.get("settings") or {}
+    last = _last_lr(path, settings)
+    was = f" (it last trained at {last:.4g})" if last is not None else ""
+    lr = values.get("lr") if values.get("lr") is not None else DEFAULT_LR[values.get("optimizer", "sgd")]
+    return (f"note: continuing {path}'s weights with a new plan: the schedule starts again at lr {lr:g}{was}, the "
+            "momentum from zero and the random streams from --seed; a checkpoint (NAME.checkpoint.npz) would "
+            "continue a run exactly")
+
+
+def _last_lr(path: Path, settings: dict) -> float | None:
+    """The learning rate of the model's last epoch: from its history beside it, if there is one."""
+    beside = history_path(path)
+    try:
+        epochs = load_history(beside).get("epochs") if beside.is_file() else None
+        value = epochs[-1].get("lr") if epochs else None
+        return float(value) if isinstance(value, (int, float)) else None
+    except BptrainError:
+        return None

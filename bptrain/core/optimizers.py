@@ -65,6 +65,16 @@ class SGD:
         """v of W_1..W_L, then of b_1..b_L (empty without momentum)."""
         return [v.copy() for v in self.velocity_w + self.velocity_b] if self.momentum else []
 
+    def state(self) -> dict:
+        """What the next step depends on besides the parameters: μ and the velocities (the live arrays)."""
+        return {"momentum": self.momentum, "arrays": self.velocity_w + self.velocity_b}
+
+    def load_state(self, state: dict) -> None:
+        """Go on from a :meth:`state` of the same network."""
+        self.momentum = state["momentum"]
+        for v, saved in zip(self.velocity_w + self.velocity_b, state["arrays"], strict=True):
+            v[...] = saved
+
 
 class Adam:
     """Adam (Kingma & Ba 2015), with decoupled weight decay (AdamW, Loshchilov & Hutter 2019).
@@ -106,6 +116,16 @@ class Adam:
         """β1 for the steps to come."""
         check_new_momentum(1.0, beta1, "beta1")
         self.beta1 = beta1
+
+    def state(self) -> dict:
+        """What the next step depends on besides the parameters: t, β1, m and v (the live arrays)."""
+        return {"t": self.t, "beta1": self.beta1, "arrays": self.m + self.v}
+
+    def load_state(self, state: dict) -> None:
+        """Go on from a :meth:`state` of the same network."""
+        self.t, self.beta1 = state["t"], state["beta1"]
+        for array, saved in zip(self.m + self.v, state["arrays"], strict=True):
+            array[...] = saved
 
 
 def check_new_momentum(current: float, new: float, name: str = "momentum") -> None:

@@ -100,6 +100,26 @@ class TrainResult:
     initial_speed: dict | None = None
 
 
+@dataclass
+class LoopState:
+    """Where a run stands at the end of ``epoch``: everything the loop needs to go on exactly from there.
+
+    ``optimizer`` is the optimizer's :meth:`state` and ``rng`` the random generator's state that the
+    next epoch's preparation starts from (None where the epochs' source keeps none); the arrays are the
+    live ones, so a checkpoint writes them before the next step.
+    """
+
+    epoch: int
+    best_epoch: int
+    best_val_accuracy: float
+    best: tuple  # the best epoch's ([W_l], [b_l])
+    epochs_without_improvement: int
+    history: list
+    initial_speed: dict | None
+    optimizer: dict | None = None
+    rng: dict | None = None
+
+
 class Callbacks:
     """What the loop tells its caller. Override what you need; every method is optional."""
 
@@ -117,6 +137,9 @@ class Callbacks:
     def validated(self, epoch: int, predictions: np.ndarray) -> None:
         """The classes the network predicts for the validation images at the end of ``epoch`` (read only;
         the page's confusion matrix comes from them, without a second pass over the data)."""
+
+    def epoch_state(self, state: LoopState) -> None:
+        """The run's whole state at the end of an epoch, before the epoch is reported: a checkpoint."""
 
     def epoch_ended(self, record: EpochRecord, improved: bool) -> None:
         """After validation; ``improved``: this epoch is the best so far."""
@@ -138,6 +161,10 @@ class ShuffledEpochs:
     def next(self) -> tuple[np.ndarray, np.ndarray]:
         order = self.rng.permutation(len(self.x))
         return self.x[order], one_hot(self.labels[order], self.n_classes, dtype=self.x.dtype)
+
+    def rng_state(self) -> dict:
+        """The generator's state that the next epoch starts from."""
+        return self.rng.bit_generator.state
 
     def close(self) -> None:
         """Nothing to stop."""
@@ -191,7 +218,7 @@ class ReferenceEngine:
 
 
 def train(model: MLP, data, settings: TrainSettings, engine=None, epoch_images=None, *, callbacks=(),
-          first_epoch: int = 1) -> TrainResult:
+          first_epoch: int = 1, resume: LoopState | None = None) -> TrainResult:
     """Train ``model`` in place; leave it holding the parameters of its best validation epoch.
 
     ``data``: ((x_train, labels_train), (x_val, labels_val)), or anything with ``train`` and
@@ -201,7 +228,8 @@ def train(model: MLP, data, settings: TrainSettings, engine=None, epoch_images=N
     :class:`ShuffledEpochs` from ``settings.seed``). Epochs are numbered from ``first_epoch``; above 1
     the run continues a saved model, whose own validation accuracy is the one to beat. A Ctrl-C
     (KeyboardInterrupt) ends training cleanly: the result says ``interrupted`` and the model holds the
-    best parameters seen (or the current ones if no epoch finished).
+    best parameters seen (or the current ones if no epoch finished). ``resume``: a run's :class:`LoopState`
+    to go on from exactly (the model, the optimizer and ``epoch_images`` already restored to it).
     """
     (x_train, y_train), (x_val, y_val) = (data.train, data.validation) if hasattr(data, "train") else data
     batch_size = min(settings.batch_size, len(x_train))
@@ -211,16 +239,22 @@ def train(model: MLP, data, settings: TrainSettings, engine=None, epoch_images=N
                                       np.random.default_rng(settings.seed))
     result = TrainResult()
     best = _snapshot(model)
+    fixed_x, fixed_y = x_train[:INITIAL_BATCH], y_train[:INITIAL_BATCH]
+    epochs_without_improvement, next_epoch = 0, first_epoch
     try:
-        if first_epoch > 1:  # resuming: the model we were given is the one to beat
-            _, predictions = engine.evaluate(x_val, y_val)
-            result.best_val_accuracy = float(np.mean(predictions == y_val))
-            result.best_epoch = first_epoch - 1
-        fixed_x, fixed_y = x_train[:INITIAL_BATCH], y_train[:INITIAL_BATCH]
-        result.initial_speed = batch_speed(model, fixed_x, fixed_y)
-        epochs_without_improvement = 0
+        if resume is not None:  # going on exactly where a run stood
+            result = TrainResult(list(resume.history), resume.best_epoch, resume.best_val_accuracy,
+                                 initial_speed=resume.initial_speed)
+            best, epochs_without_improvement = resume.best, resume.epochs_without_improvement
+            next_epoch = resume.epoch + 1
+        else:
+            if first_epoch > 1:  # continuing a saved model: it is the one to beat
+                _, predictions = engine.evaluate(x_val, y_val)
+                result.best_val_accuracy = float(np.mean(predictions == y_val))
+                result.best_epoch = first_epoch - 1
+            result.initial_speed = batch_speed(model, fixed_x, fixed_y)
         try:
-            for epoch in range(first_epoch, first_epoch + settings.epochs):
+            for epoch in range(next_epoch, first_epoch + settings.epochs):
                 started = time.perf_counter()
                 lr = learning_rate(settings.schedule, settings.lr, epoch - first_epoch, settings.epochs,
                                    settings.step_size, settings.gamma, settings.min_lr)
@@ -247,6 +281,12 @@ def train(model: MLP, data, settings: TrainSettings, engine=None, epoch_images=N
                     epochs_without_improvement = 0
                 else:
                     epochs_without_improvement += 1
+                if callbacks:
+                    state = LoopState(epoch, result.best_epoch, result.best_val_accuracy, best,
+                                      epochs_without_improvement, result.history, result.initial_speed,
+                                      _optimizer_state(engine), _rng_state(epoch_images))
+                    for callback in callbacks:
+                        callback.epoch_state(state)
                 for callback in callbacks:
                     callback.epoch_ended(record, improved)
                 if settings.early_stopping and epochs_without_improvement >= settings.early_stopping:
@@ -262,6 +302,15 @@ def train(model: MLP, data, settings: TrainSettings, engine=None, epoch_images=N
             callback.closed()
     _restore(model, best)
     return result
+
+
+def _optimizer_state(engine):
+    optimizer = getattr(engine, "optimizer", None)
+    return optimizer.state() if optimizer is not None else None
+
+
+def _rng_state(epoch_images):
+    return epoch_images.rng_state() if hasattr(epoch_images, "rng_state") else None
 
 
 def _snapshot(model: MLP):

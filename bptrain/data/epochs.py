@@ -56,6 +56,7 @@ class EpochImages:
         # the shifts gather each shift's images of a chunk here first (shifts.gather_shifted)
         self._scratch = np.empty((min(chunk, n), x.shape[1]), dtype) if shift else None
         self._epoch = -1  # the epoch the reader is in (0-based)
+        self._rng_after: dict = {}  # epoch -> the generator's state once that epoch is prepared
 
     @property
     def distorts(self) -> bool:
@@ -74,6 +75,11 @@ class EpochImages:
 
     def __iter__(self):
         return self
+
+    def rng_state(self) -> dict:
+        """The generator's state that the next epoch's preparation starts from (a checkpoint keeps it: the
+        preparation may already be drawing for the next epoch, ahead of the reader)."""
+        return self._rng_after[self._epoch]
 
     def close(self) -> None:
         """Nothing to stop when preparing inline."""
@@ -103,6 +109,9 @@ class EpochImages:
             if self._distorter is not None:
                 self._distorter(self.x[rows], self._rng)
             one_hot(self._labels[order[rows]], self._n_classes, out=self.y[rows])
+            if stop == n:  # before the reader may see the last rows: its checkpoint may ask for this state
+                self._rng_after = {e: state for e, state in self._rng_after.items() if e >= epoch - 1}
+                self._rng_after[epoch] = self._rng.bit_generator.state
             self._rows_ready(epoch, stop)
 
     def _claim_rows(self, epoch: int, stop: int) -> None:

@@ -103,6 +103,18 @@ class SGD:
         scale = 1.0 if self.split else 1.0 / self.momentum
         return [v * scale for v in self.velocity_w + self.velocity_b]
 
+    def state(self) -> dict:
+        """What the next step depends on besides the parameters, in the form this optimizer keeps it:
+        μ, which form the velocity arrays hold, and the arrays themselves (live)."""
+        velocities = self.velocity_w + self.velocity_b if self.momentum else []
+        return {"momentum": self.momentum, "split": self.split, "arrays": velocities}
+
+    def load_state(self, state: dict) -> None:
+        """Go on from a :meth:`state` of the same network (no conversion: the arrays are taken as they are)."""
+        self.momentum, self.split = state["momentum"], state["split"]
+        for v, saved in zip(self.velocity_w + self.velocity_b if self.momentum else [], state["arrays"], strict=True):
+            v[...] = saved.reshape(v.shape)
+
     def set_momentum(self, momentum: float) -> None:
         """μ for the steps to come; on one thread the velocity arrays hold s = μv, so they follow μ."""
         check_new_momentum(self.momentum, momentum)
@@ -241,6 +253,16 @@ class Adam:
         for k, into_param in enumerate(self._into_param):
             # θ ← θ − α M / (√V + ε'), and for weights (even k) first W ← W − ηλW
             into_param(-1.0, keep if k % 2 == 0 else 1.0)
+
+    def state(self) -> dict:
+        """What the next step depends on besides the parameters, in the form kept here: t, β1, the η that
+        m and v are scaled with, and m and v (live)."""
+        return {"t": self.t, "beta1": self.beta1, "lr": self._lr, "arrays": [self.m, self.v]}
+
+    def load_state(self, state: dict) -> None:
+        """Go on from a :meth:`state` of the same network."""
+        self.t, self.beta1, self._lr = state["t"], state["beta1"], state["lr"]
+        self.m[...], self.v[...] = state["arrays"]
 
     def set_momentum(self, beta1: float) -> None:
         """β1 for the steps to come: M = ηm/(1 − β1) is rescaled to stay true."""

@@ -17,6 +17,7 @@ from ...data.shifts import is_square_image
 from .. import bench, memory
 from ..bench import SETTINGS_CHOICES as BENCH_SETTINGS
 from ..gradcheck import TOLERANCE, gradient_check
+from ..checkpoints import checkpoint_state
 from ..history import format_speed_table, history_path, load_history
 from ..options import CLI_AUGMENT, table_option
 from .common import check_memory, stoppable_download
@@ -145,7 +146,8 @@ def info_command(model_path, as_json):
     """Show a model's architecture, parameter count, training settings and recorded accuracy."""
     model, meta = load_model(model_path)
     if as_json:
-        click.echo(json.dumps({**meta, "parameters": model.n_parameters}, sort_keys=True))
+        click.echo(json.dumps({**meta, "parameters": model.n_parameters,
+                               "checkpoint": checkpoint_state(Path(model_path), meta)}, sort_keys=True))
         return
     click.echo(f"model        {model_path}")
     click.echo(f"layers       {' -> '.join(map(str, model.sizes))}  "
@@ -161,6 +163,7 @@ def info_command(model_path, as_json):
         click.echo("settings     " + ", ".join(f"{k}={v}" for k, v in settings.items()))
     if meta.get("data"):
         click.echo(f"data         {meta['data']}")
+    click.echo(f"checkpoint   {checkpoint_state(Path(model_path), meta)}")
     history = history_path(model_path)
     if history.is_file():
         table = format_speed_table(load_history(history))

@@ -11,6 +11,7 @@ from ...core.errors import TrainingDiverged
 from ...data.model_io import save_model
 from ...engines import train
 from .. import runs
+from ..checkpoints import CheckpointWriter
 from ..history import training_metadata, write_history
 from ..options import TRAIN_OPTIONS, GroupedHelpCommand, click_options
 from ..stopping import Stopped, StopSignals, exit_status
@@ -33,10 +34,12 @@ def train_command(**values):
     """Train a network and save it (the best epoch by validation accuracy) to a .npy file.
 
     No output may be an input (--data, --config; --resume only for --out: that continues the model in
-    place). Ctrl-C, SIGTERM and SIGHUP save the best model so far and exit with 128 + the signal number.
+    place). At the end of every epoch the run's checkpoint is written beside --out (NAME.checkpoint.npz);
+    --resume with it continues the run exactly. Ctrl-C, SIGTERM and SIGHUP save the best model so far and
+    exit with 128 + the signal number; a kill loses at most the epoch in progress.
     """
     ctx = click.get_current_context()
-    quiet, engine = values["quiet"], values["engine"]
+    quiet = values["quiet"]
     say = (lambda *a, **k: None) if quiet else click.echo
     progress = not quiet and sys.stderr.isatty()
     given_names = {name for name in values if given(ctx, name)}
@@ -46,7 +49,9 @@ def train_command(**values):
         if even_quiet or not quiet:
             click.echo(text, err=True)
     _note_unused_options(ctx, values["optimizer"])
-    model, dataset, settings, out, history = plan.model, plan.dataset, plan.settings, plan.out, plan.history
+    model, dataset, settings, out, history, engine = (plan.model, plan.dataset, plan.settings, plan.out, plan.history,
+                                                      plan.engine)
+    checkpoint = CheckpointWriter(plan.checkpoint, plan.run_record(), model)
     say(f"training {'-'.join(map(str, model.sizes))} ({model.activation} hidden, {model.loss}, {model.dtype.name}) "
         f"on {len(dataset.train.x)} images from {dataset.source}: {settings.epochs} epochs, batch "
         f"{settings.batch_size}, {settings.optimizer}, lr {settings.lr:g}"
@@ -62,8 +67,9 @@ def train_command(**values):
     with StopSignals() as signals:
         try:
             result = train(model, dataset, settings, engine=engine, progress=progress, on_epoch=report,
-                           first_epoch=plan.first_epoch)
+                           callbacks=[checkpoint], first_epoch=plan.first_epoch, resume=plan.resume)
         except TrainingDiverged as exc:
+            checkpoint.remove()  # the run is over: continuing it would diverge again
             raise click.ClickException(f"{exc}; {out} was not written") from None
         except MemoryError:
             raise click.ClickException("out of memory while training; try a smaller --batch-size or network") from None
@@ -72,15 +78,21 @@ def train_command(**values):
                        err=True)
             ctx.exit(exit_status(signals.signum))
         signals.defer()
-        metadata = training_metadata(settings, result, dataset, plan.init, plan.first_epoch, plan.initial_sha256)
+        metadata = training_metadata(settings, result, dataset, plan.init, plan.first_epoch, plan.initial_sha256,
+                                     plan.run_id)
         save_model(model, out, metadata)
         write_history(history, result, metadata, model)
+        if not result.interrupted:
+            checkpoint.remove()  # the run completed: no checkpoint may be taken for a live one
     trained_epochs = metadata["epochs_run"]
     if result.interrupted or signals.stopped:
         if result.interrupted:
             where = (f"the best so far, epoch {result.best_epoch}" if result.best_epoch
                      else "mid-epoch, before any validation")
             click.echo(f"{stopped_by(signals.signum)}: saved the model reached so far ({where}) to {out}", err=True)
+            if plan.checkpoint.is_file():
+                click.echo(f"the run continues exactly from its last finished epoch with: bptrain train --resume "
+                           f"{plan.checkpoint}", err=True)
         else:  # the signal came while a finished run was being saved: the save completed first
             click.echo(f"{stopped_by(signals.signum)} while saving; {out} and {history} were saved completely",
                        err=True)

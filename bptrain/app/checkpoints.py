@@ -1,0 +1,175 @@
+"""Checkpoints of a training run: its whole state at the end of every epoch, to continue it exactly.
+
+What decides what a run does next is all kept: the current parameters (not only the best), the
+optimizer's state in the form the engine keeps it, the epoch reached and the plan (every setting, the
+schedule's length), the random generator's state the next epoch's preparation starts from, the best
+parameters with their epoch and accuracy, the early-stopping count and the history. The file is
+:mod:`bptrain.data.checkpoint_io`'s (no pickle, versioned, checksummed); it lives beside the model
+(``NAME.checkpoint.npz``), is replaced at the end of every epoch, and is removed when the run completes,
+so one that is there belongs to a run that was stopped.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from ..core.errors import SettingError
+from ..core.network import MLP
+from ..core.training import Callbacks, EpochRecord, LoopState, TrainSettings
+from ..data.checkpoint_io import SUFFIX, CheckpointError, load_checkpoint, save_checkpoint
+
+#: What a resumed run may change of its plan (said in one line); any other setting is refused.
+CHANGEABLE = ("epochs",)
+#: The settings of a run that are not TrainSettings: the network's and the engine.
+RUN_KEYS = ("sizes", "loss", "activation", "dtype", "engine")
+
+
+def checkpoint_path(out: Path) -> Path:
+    """Where the checkpoint of the run that writes model file ``out`` goes: beside it, NAME.checkpoint.npz."""
+    name = out.name[:-4] if out.name.endswith(".npy") else out.name
+    return out.with_name(name + SUFFIX)
+
+
+def is_checkpoint_name(path) -> bool:
+    return str(path).endswith(SUFFIX)
+
+
+def run_id(record: dict) -> str:
+    """A run's name: the digest of its plan and starting point, so that the same command trains the same
+    bytes (two runs with one id would train alike, step for step)."""
+    plan = {key: value for key, value in record.items() if key not in ("run_id", "out", "history")}
+    return hashlib.sha256(json.dumps(plan, sort_keys=True).encode("utf-8")).hexdigest()[:16]
+
+
+@dataclass
+class Checkpoint:
+    """A checkpoint read back: the run it belongs to, the network as it was, and where the loop stood."""
+
+    path: Path
+    run: dict  # run_id, the network's keys, engine, settings, first_epoch, initial_sha256, data, out, history
+    model: MLP
+    state: LoopState
+
+    @property
+    def settings(self) -> TrainSettings:
+        return TrainSettings(**self.run["settings"])
+
+    @property
+    def last_epoch(self) -> int:
+        return self.run["first_epoch"] + self.run["settings"]["epochs"] - 1
+
+
+class CheckpointWriter(Callbacks):
+    """Writes the run's checkpoint at the end of every epoch (the loop's :meth:`epoch_state`), before the
+    epoch is reported, and keeps how long each write took and how big the file is."""
+
+    def __init__(self, path: Path, run: dict, model: MLP):
+        self.path, self.run, self.model = Path(path), run, model
+        self.seconds: list[float] = []
+        self.bytes = 0
+
+    def epoch_state(self, state: LoopState) -> None:
+        started = time.perf_counter()
+        self.bytes = write(self.path, self.run, self.model, state)
+        self.seconds.append(time.perf_counter() - started)
+
+    def remove(self) -> None:
+        """The run completed: its checkpoint is no live one any more."""
+        self.path.unlink(missing_ok=True)
+
+
+def write(path: Path, run: dict, model: MLP, state: LoopState) -> int:
+    """Write ``state`` of ``run`` (whose network is ``model``) to ``path``; returns the file's size."""
+    optimizer = dict(state.optimizer or {})
+    optimizer_arrays = optimizer.pop("arrays", [])
+    arrays = [*model.weights, *model.biases, *state.best[0], *state.best[1], *optimizer_arrays]
+    meta = {
+        "run": run,
+        "epoch": state.epoch,
+        "best_epoch": state.best_epoch,
+        "best_val_accuracy": None if np.isnan(state.best_val_accuracy) else state.best_val_accuracy,
+        "epochs_without_improvement": state.epochs_without_improvement,
+        "history": [vars(record) for record in state.history],
+        "initial_speed": state.initial_speed,
+        "optimizer": optimizer,
+        "optimizer_arrays": len(optimizer_arrays),
+        "rng": state.rng,
+    }
+    return save_checkpoint(path, meta, arrays)
+
+
+def read(path: Path) -> Checkpoint:
+    """A checkpoint and the state it holds; one line of :class:`CheckpointError` if it cannot be one."""
+    meta, arrays = load_checkpoint(path)
+    try:
+        run = meta["run"]
+        sizes = tuple(run["sizes"])
+        n_layers = len(sizes) - 1
+        expected = 4 * n_layers + meta["optimizer_arrays"]
+        if len(arrays) != expected:
+            raise ValueError(f"{len(arrays)} arrays, not {expected}")
+        weights, biases = arrays[:n_layers], arrays[n_layers:2 * n_layers]
+        best = (arrays[2 * n_layers:3 * n_layers], arrays[3 * n_layers:4 * n_layers])
+        model = MLP(sizes, run["loss"], weights=weights, biases=biases, dtype=np.dtype(run["dtype"]),
+                    activation=run["activation"])
+        optimizer = {**meta["optimizer"], "arrays": arrays[4 * n_layers:]}
+        accuracy = meta["best_val_accuracy"]
+        state = LoopState(int(meta["epoch"]), int(meta["best_epoch"]), float("nan") if accuracy is None else accuracy,
+                          ([np.array(w) for w in best[0]], [np.array(b) for b in best[1]]),
+                          int(meta["epochs_without_improvement"]),
+                          [EpochRecord(**record) for record in meta["history"]], meta["initial_speed"],
+                          optimizer, meta["rng"])
+        TrainSettings(**run["settings"])
+    except CheckpointError:
+        raise
+    except (KeyError, TypeError, ValueError, AttributeError) as exc:
+        raise CheckpointError(f"{path} is not a checkpoint this bptrain can continue ({exc})") from None
+    return Checkpoint(Path(path), run, model, state)
+
+
+def check_plan_kept(checkpoint: Checkpoint, values: dict, given, spell) -> list[str]:
+    """The run a checkpoint continues keeps its plan: a setting the user gave that differs is refused,
+    except :data:`CHANGEABLE` ones, which are taken and said. Returns the lines that say so."""
+    recorded = {**checkpoint.run["settings"], **{key: checkpoint.run[key] for key in RUN_KEYS}}
+    recorded["sizes"] = tuple(recorded["sizes"])
+    notes = []
+    for name in sorted(given):
+        if name not in recorded:
+            continue
+        value = tuple(values[name]) if name == "sizes" else values[name]
+        if name == "lr" and value is None:
+            continue
+        if value == recorded[name]:
+            continue
+        if name == "epochs":
+            if checkpoint.run["first_epoch"] + value - 1 <= checkpoint.state.epoch:
+                raise SettingError(f"{spell('epochs')} {value} ends at epoch {checkpoint.run['first_epoch'] + value - 1}, "
+                                   f"but the run has trained to epoch {checkpoint.state.epoch} already", field="epochs")
+            notes.append(f"note: the run was planned for {recorded['epochs']} epochs; it now runs {value} "
+                         f"(to epoch {checkpoint.run['first_epoch'] + value - 1}), and its schedule stretches to match")
+            continue
+        raise SettingError(f"{spell(name)} {value} conflicts with the checkpoint's run ({name} "
+                           f"{recorded[name]}): drop {spell(name)} to continue it exactly, or --resume the model "
+                           "file to start a new plan from its weights", field=name)
+    return notes
+
+
+def checkpoint_state(model_path: Path, meta: dict) -> str:
+    """What ``bptrain info`` says of the checkpoint beside a model: none, or the stopped run it continues."""
+    path = checkpoint_path(model_path)
+    if not path.exists():
+        return "none (the run that wrote this model completed, or wrote no checkpoint)"
+    try:
+        checkpoint = read(path)
+    except CheckpointError as exc:
+        return f"{path} cannot be continued: {exc}"
+    same = "of the run that wrote this model" if checkpoint.run.get("run_id") == meta.get("run_id") else \
+        "of another run (it writes this model file when it goes on)"
+    return (f"{path}, {same}: stopped after epoch {checkpoint.state.epoch} of {checkpoint.last_epoch}; "
+            f"bptrain train --resume {path} continues it exactly")

@@ -17,7 +17,9 @@ import socket
 import subprocess
 import sys
 import threading
+import tomllib
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -120,6 +122,15 @@ def test_the_page_is_served_at_the_root(port):
     assert request(port, "GET", "/?from=bookmark")[0] == 200
 
 
+def test_every_file_of_the_page_is_served_and_packaged():
+    """A new module of the page (util.js, say) needs a route and a place in the package data, or the page breaks."""
+    web = Path(server.__file__).resolve().parent / "web"
+    files = {path.name for path in web.iterdir() if path.is_file()}
+    pyproject = tomllib.loads((Path(__file__).resolve().parent.parent / "pyproject.toml").read_text(encoding="utf-8"))
+    assert {name for name, _ in server.STATIC_FILES.values()} == files
+    assert set(pyproject["tool"]["setuptools"]["package-data"]["bptrain.app.web"]) == files
+
+
 def test_the_backprop_panel_script_is_served_beside_the_page(port):
     status, headers, body = request(port, "GET", "/backprop.js")
     assert status == 200 and headers["Content-Type"] == "text/javascript; charset=utf-8"
@@ -143,7 +154,8 @@ def test_the_model_is_described(port):
     status, _, body = request(port, "GET", "/api/model")
     assert status == 200
     assert json.loads(body) == {"sizes": [784, 24, 12, 10], "input_side": 28, "hidden": [24, 12], "classes": 10,
-                                "loss": "ce", "activation": "sigmoid", "output": "softmax", "val_accuracy": 0.5}
+                                "loss": "ce", "activation": "sigmoid", "output": "softmax", "val_accuracy": 0.5,
+                                "max_steps": 50}
 
 
 @pytest.mark.parametrize("path", ["/../../etc/passwd", "/%2e%2e/%2e%2e/etc/passwd", "//etc/passwd",

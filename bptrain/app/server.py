@@ -81,6 +81,7 @@ STATIC_FILES = {
     "/live.js": ("live.js", "text/javascript; charset=utf-8"),
     "/charts.js": ("charts.js", "text/javascript; charset=utf-8"),
     "/backprop.js": ("backprop.js", "text/javascript; charset=utf-8"),
+    "/util.js": ("util.js", "text/javascript; charset=utf-8"),
 }
 EVENT_STREAM_TYPE = "text/event-stream"
 
@@ -135,7 +136,9 @@ class Predictor:
         self.dataset = dataset  # a bptrain Dataset, for explain's "test_index"; None: no data
 
     def describe(self) -> dict:
-        """What the page shows about the model (GET /api/model)."""
+        """What the page shows about the model (GET /api/model), and how many steps /api/explain takes."""
+        from .explain import MAX_STEPS
+
         sizes = list(self.model.sizes)
         return {
             "sizes": sizes,
@@ -146,6 +149,7 @@ class Predictor:
             "activation": self.model.activation,
             "output": "softmax" if self.model.loss == "ce" else "sigmoid",  # the output layer is never relu/tanh
             "val_accuracy": self.meta.get("val_accuracy"),
+            "max_steps": MAX_STEPS,
         }
 
     # --------------------------------------------------------------- inputs

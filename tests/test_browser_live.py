@@ -99,6 +99,10 @@ def test_watch_it_learn_draw_during_training_and_replay_from_epoch_0(browser, li
     assert wait_for_answer(page) in "0123456789"
     assert attribute(page, "answer", "data-network") == "live"
     assert page.find_element(By.ID, "error").text == ""
+    # the Backprop panel explains it too: the page opened with no network, so it learns how many steps the
+    # server takes (GET /api/model's max_steps) once there is one, and its step button comes on
+    until(page, lambda d: d.find_element(By.ID, "backprop-step").is_enabled()
+          and d.find_element(By.ID, "backprop").get_attribute("data-requests") == "idle")
 
     # the learning rate, set by hand while it runs
     knob = page.find_element(By.ID, "knob-lr")

@@ -17,7 +17,9 @@ import socket
 import subprocess
 import sys
 import threading
+import tomllib
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -118,6 +120,15 @@ def test_the_page_is_served_at_the_root(port):
     assert headers["X-Content-Type-Options"] == "nosniff" and "default-src 'none'" in headers["Content-Security-Policy"]
     assert "'unsafe-inline'" not in headers["Content-Security-Policy"]  # no inline script or style at all
     assert request(port, "GET", "/?from=bookmark")[0] == 200
+
+
+def test_every_file_of_the_page_is_served_and_packaged():
+    """A new module of the page (util.js, say) needs a route and a place in the package data, or the page breaks."""
+    web = Path(server.__file__).resolve().parent.parent / "web"
+    files = {path.name for path in web.iterdir() if path.is_file()}
+    pyproject = tomllib.loads((Path(__file__).resolve().parent.parent / "pyproject.toml").read_text(encoding="utf-8"))
+    assert {name for name, _ in server.STATIC_FILES.values()} == files
+    assert set(pyproject["tool"]["setuptools"]["package-data"]["bptrain.app.web"]) == files
 
 
 def test_the_backprop_panel_script_is_served_beside_the_page(port):

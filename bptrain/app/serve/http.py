@@ -72,6 +72,7 @@ STATIC_FILES = {
     "/live.js": ("live.js", "text/javascript; charset=utf-8"),
     "/charts.js": ("charts.js", "text/javascript; charset=utf-8"),
     "/backprop.js": ("backprop.js", "text/javascript; charset=utf-8"),
+    "/util.js": ("util.js", "text/javascript; charset=utf-8"),
 }
 EVENT_STREAM_TYPE = "text/event-stream"
 

@@ -3,17 +3,18 @@
 // the drawing as grayscale pixels, or an image file as it is. During training the network changes
 // under the drawing: live.js calls refreshPrediction() as the weights change, and useSnapshot(epoch)
 // when the replay slider picks a kept epoch, so the answer always comes from the network on show.
+import { $, UNREACHABLE, el, fetchJson } from "./util.js";
+
 const SEND_SIDE = 140;        // the 280 x 280 pad is sent downscaled to 140 x 140 grey levels
 const BRUSH = 22;             // pen width in pad pixels: about MNIST's stroke once scaled to 20 x 20
 // hidden units as cells, 16 to a row (32 smaller ones for layers of more than 256 units)
 const cellSize = (units) => (units > 256 ? 7 : 14), perRow = (units) => Math.min(units, units > 256 ? 32 : 16);
 
-const pad = document.getElementById("pad");
+const pad = $("pad");
 const ctx = pad.getContext("2d", { willReadFrequently: true });
 const small = document.createElement("canvas");
 small.width = small.height = SEND_SIDE;
 const smallCtx = small.getContext("2d", { willReadFrequently: true });
-const $ = (id) => document.getElementById(id);
 
 let hasInk = false, drawing = false, last = null;
 let inFlight = false, pending = false, generation = 0;
@@ -114,14 +115,12 @@ async function send(makeRequest) {
     const target = snapshot !== null && makeRequest !== drawingRequest
       ? `${url}${url.includes("?") ? "&" : "?"}snapshot=${snapshot}` : url;
     document.dispatchEvent(new CustomEvent("bptrain:drawing", { detail: { url, ...request } }));   // for backprop.js
-    const response = await fetch(target, { method: "POST", ...request });
-    let answer;
-    try { answer = await response.json(); } catch (e) { answer = { error: `server answered ${response.status}` }; }
+    const [ok, answer] = await fetchJson(target, { method: "POST", ...request });
     if (mine !== generation) return;                  // cleared meanwhile: drop the stale answer
-    if (!response.ok) showError(answer.error || `server answered ${response.status}`);
+    if (!ok) showError(answer.error);
     else show(answer);
   } catch (err) {
-    if (mine === generation) showError("cannot reach the bptrain server (is it still running?)");
+    if (mine === generation) showError(UNREACHABLE);
   } finally {
     inFlight = false;
     if (pending && lastRequest) requestPrediction();
@@ -180,11 +179,10 @@ function buildBars(classes) {
   const bars = $("bars");
   bars.textContent = "";
   for (let c = 0; c < classes; c++) {
-    const row = [["span", "digit", String(c)], ["div", "track", ""], ["span", "pct", ""]].map(([tag, cls, text]) => {
-      const el = document.createElement(tag); el.className = cls; el.textContent = text; return el;
-    });
-    const fill = document.createElement("div"); fill.className = "fill"; row[1].appendChild(fill);
-    row.forEach((el) => { el.dataset.digit = c; bars.appendChild(el); });
+    const row = [el("span", { className: "digit", textContent: String(c) }),
+                 el("div", { className: "track" }, el("div", { className: "fill" })),
+                 el("span", { className: "pct" })];
+    row.forEach((cell) => { cell.dataset.digit = c; bars.appendChild(cell); });
   }
 }
 
@@ -192,10 +190,9 @@ function buildLayers(hidden) {
   const layers = $("layers");
   layers.textContent = hidden.length ? "" : "This network has no hidden layer: the pixels go straight to the outputs.";
   layerCanvases = hidden.map((units, l) => {
-    const title = document.createElement("h3");
-    title.textContent = `Hidden layer ${l + 1} (${units} units)`;
-    const canvas = document.createElement("canvas");
-    canvas.className = "strip"; canvas.id = `hidden-${l + 1}`; canvas.dataset.units = units;
+    const title = el("h3", { textContent: `Hidden layer ${l + 1} (${units} units)` });
+    const canvas = el("canvas", { className: "strip", id: `hidden-${l + 1}` });
+    canvas.dataset.units = units;
     canvas.width = perRow(units) * cellSize(units); canvas.height = Math.ceil(units / perRow(units)) * cellSize(units);
     layers.append(title, canvas);
     paintCells(canvas, null);

@@ -7,19 +7,14 @@
 // shown are the server's (what `bptrain explain --json` prints); this module only draws them.
 //
 // Requests: one in flight at a time; what changes meanwhile is sent once it returns (the latest state
-// only). Hovering a unit waits HOVER_MS before asking; a click or a tap asks at once.
+// only). Hovering a unit waits HOVER_MS before asking; a click or a tap asks at once. How many steps the
+// server replays at most comes from GET /api/model (max_steps); until it is known, no step can be taken.
+import { $, UNREACHABLE, el, fetchJson } from "./util.js";
 
 const HOVER_MS = 100;
-const MAX_STEPS = 50;          // bptrain.app.explain.MAX_STEPS
 const POSITIVE = [200, 55, 45], NEGATIVE = [47, 111, 223];   // signed colours: red above 0, blue below
 
-const panel = document.getElementById("backprop");
-const $ = (id) => document.getElementById(id);
-const el = (tag, props = {}, ...children) => {
-  const node = Object.assign(document.createElement(tag), props);
-  node.append(...children);
-  return node;
-};
+const panel = $("backprop");
 
 let drawing = null;            // the page's last request ({url, headers, body}), or null: nothing to explain
 let parsedBody = null;         // its JSON body, parsed once
@@ -27,6 +22,9 @@ let inputVersion = 0;          // bumped for every new drawing; steps start agai
 let version = 0;               // bumped for every change of what the panel should show
 let label = null;              // the target class; null: the network's answer
 let steps = 0;
+let maxSteps = null;           // the server's limit on steps (GET /api/model's max_steps); null: not known yet
+let canStep = false;           // the shown answer is for this drawing and label, with its probability before any step
+let askingModel = false;
 let unit = null;               // [layer, j] of the hovered or tapped unit
 let baseline = null;           // {key, p}: the label's probability before any step
 let networkAnswer = null;      // the served model's answer for this drawing
@@ -67,7 +65,7 @@ function build() {
     steps = 0;
     changed();
   });
-  $("backprop-step").addEventListener("click", () => { if (steps < MAX_STEPS) { steps++; changed(); } });
+  $("backprop-step").addEventListener("click", () => { if (maxSteps !== null && steps < maxSteps) { steps++; changed(); } });
   $("backprop-reset").addEventListener("click", () => { steps = 0; changed(); });
   for (const area of [$("backprop-output"), $("backprop-layers")]) {
     area.addEventListener("mouseover", (event) => {
@@ -90,11 +88,26 @@ function build() {
     if (!drawing) { version++; showEmpty(); return; }
     changed();
   });
+  askModel();
+}
+
+// The network's units and classes, and the server's limit on steps. Asked when the panel is built, and
+// again with an answer while the limit is still unknown (a page served without a network has none yet).
+function askModel() {
+  askingModel = true;
   fetch("/api/model").then((r) => r.json()).then((model) => {
-    activation = model.activation;
-    select.length = 1;
-    for (let c = 0; c < model.classes; c++) select.append(el("option", { value: String(c), textContent: String(c) }));
-  }).catch(() => {});
+    if (model.activation) activation = model.activation;
+    const select = $("backprop-label");
+    if (Number.isInteger(model.classes) && select.length !== model.classes + 1) {
+      select.length = 1;
+      for (let c = 0; c < model.classes; c++) select.append(el("option", { value: String(c), textContent: String(c) }));
+    }
+    if (Number.isInteger(model.max_steps)) { maxSteps = model.max_steps; showStepButton(); }
+  }).catch(() => {}).finally(() => { askingModel = false; });
+}
+
+function showStepButton() {
+  $("backprop-step").disabled = !canStep || maxSteps === null || steps >= maxSteps;
 }
 
 function pick(cell) {
@@ -111,6 +124,7 @@ function showEmpty() {
   $("backprop-steps").textContent = "0";
   $("backprop-steps-word").textContent = " steps taken";
   $("backprop-lr").textContent = "";
+  canStep = false;
   $("backprop-step").disabled = $("backprop-reset").disabled = true;
   $("backprop-output").textContent = "";
   $("backprop-layers").textContent = "";
@@ -147,15 +161,13 @@ async function send() {
   const sent = { version, key: `${inputVersion}|${label}`, steps };
   try {
     const { url, ...request } = explainRequest();
-    const response = await fetch(url, { method: "POST", ...request });
-    let answer;
-    try { answer = await response.json(); } catch (e) { answer = { error: `server answered ${response.status}` }; }
+    const [ok, answer] = await fetchJson(url, { method: "POST", ...request });
     if (sent.version === version) {
-      if (response.ok) show(answer, sent);
-      else $("backprop-error").textContent = answer.error || `server answered ${response.status}`;
+      if (ok) show(answer, sent);
+      else $("backprop-error").textContent = answer.error;
     }
   } catch (err) {
-    if (sent.version === version) $("backprop-error").textContent = "cannot reach the bptrain server";
+    if (sent.version === version) $("backprop-error").textContent = UNREACHABLE;
   } finally {
     inFlight = false;
     if (wanted && drawing) send();
@@ -280,7 +292,9 @@ function show(answer, sent) {
     ? `p(${target}) = ${percent(now)}; one step would make it ${percent(answer.step.p_label_after[0])}`
     : `p(${target}): ${percent(before)} → ${percent(now)} after ${answer.steps_taken} step${answer.steps_taken > 1 ? "s" : ""}` +
       `; the network now reads ${answer.output.predictions[0]}`;
-  $("backprop-step").disabled = before === null || steps >= MAX_STEPS;
+  canStep = before !== null;
+  showStepButton();
+  if (maxSteps === null && !askingModel) askModel();
   $("backprop-reset").disabled = steps === 0;
 
   showUnit(answer.unit, L);

@@ -3,8 +3,8 @@
 // up to date, and the replay slider. Every tab shows the same run: the server has one.
 import { loadModel, refreshPrediction, useSnapshot } from "./app.js";
 import { LAYER_COLORS, drawConfusion, drawTiles, lineChart } from "./charts.js";
+import { $, UNREACHABLE, el, postJson } from "./util.js";
 
-const $ = (id) => document.getElementById(id);
 const CAPTIONS = {
   sizes: "Layers", activation: "Hidden units", loss: "Loss", optimizer: "Optimizer", lr: "Learning rate",
   momentum: "Momentum", beta1: "β1", beta2: "β2", batch_size: "Batch size", epochs: "Epochs", augment: "Shifts (px)",
@@ -31,12 +31,6 @@ function duration(seconds) {
   const minutes = Math.floor(seconds / 60), rest = seconds % 60;
   return minutes < 60 ? `${minutes} min ${String(rest).padStart(2, "0")} s` : `${Math.floor(minutes / 60)} h ${minutes % 60} min`;
 }
-function element(tag, className, text) {
-  const el = document.createElement(tag);
-  if (className) el.className = className;
-  if (text !== undefined) el.textContent = text;
-  return el;
-}
 
 // ------------------------------------------------------------------ the form
 function buildForm() {
@@ -47,8 +41,8 @@ function buildForm() {
     const field = makeField(option);
     if (option.main) { main.append(field); continue; }
     if (!groups.has(option.group)) {
-      const details = element("details", "more");
-      details.append(element("summary", "", option.group), element("div", "fields"));
+      const details = el("details", { className: "more" },
+        el("summary", { textContent: option.group }), el("div", { className: "fields" }));
       groups.set(option.group, details.lastChild);
       more.append(details);
     }
@@ -68,22 +62,22 @@ function buildForm() {
 }
 
 function makeField(option) {
-  const field = element("label", "field");
+  const field = el("label", { className: "field" });
   field.dataset.name = option.name;
   field.title = `${option.flag}: ${option.help}`;
-  field.append(element("span", "caption", CAPTIONS[option.name] || option.flag.slice(2).replaceAll("-", " ")));
+  field.append(el("span", { className: "caption", textContent: CAPTIONS[option.name] || option.flag.slice(2).replaceAll("-", " ") }));
   let input;
   if (option.kind === "choice") {
-    input = element("select");
+    input = el("select");
     for (const choice of option.choices) input.append(new Option(choice, choice));
     input.value = option.value;
   } else if (option.kind === "flag") {
-    input = element("input");
+    input = el("input");
     input.type = "checkbox";
     input.checked = Boolean(option.value);
     field.classList.add("flag");
   } else {
-    input = element("input");
+    input = el("input");
     input.type = "text";
     input.spellcheck = false;
     input.value = option.value == null ? "" : String(option.value);
@@ -91,7 +85,7 @@ function makeField(option) {
   }
   input.id = `opt-${option.name}`;
   input.name = option.name;
-  field.append(input, element("span", "field-error"));
+  field.append(input, el("span", { className: "field-error" }));
   field.lastChild.id = `error-${option.name}`;
   return field;
 }
@@ -148,22 +142,10 @@ function showFieldError(name, message) {
 }
 
 // ------------------------------------------------------------------ talking to the server
-async function post(path, body) {
-  try {
-    const response = await fetch(path, { method: "POST", headers: { "Content-Type": "application/json" },
-                                         body: JSON.stringify(body) });
-    let answer;
-    try { answer = await response.json(); } catch (e) { answer = { error: `server answered ${response.status}` }; }
-    return [response.ok, answer];
-  } catch (e) {
-    return [false, { error: "cannot reach the bptrain server (is it still running?)" }];
-  }
-}
-
 async function startRun() {
   clearFieldErrors();
   $("train-start").disabled = true;
-  const [ok, answer] = await post("/api/train", settingsOfForm());
+  const [ok, answer] = await postJson("/api/train", settingsOfForm());
   if (!ok) {
     if (!answer.field || !showFieldError(answer.field, answer.error)) $("train-error").textContent = answer.error;
     else $("train-error").textContent = `${answer.error} (see the field marked in red)`;
@@ -175,7 +157,7 @@ async function startRun() {
 
 async function control(body, knob) {
   $("train-error").textContent = "";
-  const [ok, answer] = await post("/api/train/control", body);
+  const [ok, answer] = await postJson("/api/train/control", body);
   if (!ok) {
     $("train-error").textContent = answer.error;
     if (knob && answer.field) $(knob === "lr" || answer.field === "lr" ? "knob-lr" : "knob-momentum").classList.add("bad");
@@ -197,7 +179,7 @@ async function applyKnobs() {
 
 async function save() {
   $("train-error").textContent = "";
-  const [ok, answer] = await post("/api/train/save", { name: $("save-name").value.trim() });
+  const [ok, answer] = await postJson("/api/train/save", { name: $("save-name").value.trim() });
   if (!ok) { $("train-error").textContent = answer.error; return; }
   const accuracy = answer.val_accuracy == null ? "" : `, ${(100 * answer.val_accuracy).toFixed(2)}% on validation`;
   $("save-result").textContent = `Saved ${answer.saved} and ${answer.history} in the server's output folder ` +
@@ -209,13 +191,13 @@ async function download() {
   try {
     const response = await fetch("/api/train/model");
     if (!response.ok) { $("train-error").textContent = (await response.json()).error; return; }
-    const link = element("a");
+    const link = el("a");
     link.href = URL.createObjectURL(await response.blob());
     link.download = $("save-name").value.trim() || (run && run.proposed_name) || "model.npy";
     document.body.append(link); link.click(); link.remove();
     setTimeout(() => URL.revokeObjectURL(link.href), 10000);
   } catch (e) {
-    $("train-error").textContent = "cannot reach the bptrain server (is it still running?)";
+    $("train-error").textContent = UNREACHABLE;
   }
 }
 
@@ -406,7 +388,7 @@ function drawSpeed() {
     legend.dataset.layers = String(layers);
     legend.textContent = "";
     for (let l = 0; l < layers; l++) {
-      const key = element("span", "key", `layer ${l + 1}${l === layers - 1 ? " (output)" : ""}`);
+      const key = el("span", { className: "key", textContent: `layer ${l + 1}${l === layers - 1 ? " (output)" : ""}` });
       key.style.setProperty("--key", LAYER_COLORS[l % LAYER_COLORS.length]);
       legend.append(key);
     }

@@ -149,3 +149,19 @@ def test_watch_it_learn_draw_during_training_and_replay_from_epoch_0(browser, li
     slider.send_keys(Keys.END)  # and forward again to the end of the run
     until(page, lambda d: attribute(d, "weights", "data-epoch") == "live")
     until(page, lambda d: attribute(d, "answer", "data-network") == "live")
+
+    # continue the stopped run: the box says it goes on exactly, and the page says at which learning rate
+    page.execute_script("window.scrollTo(0, 0)")
+    until(page, lambda d: not d.find_element(By.ID, "continue-row").get_attribute("hidden"))
+    note = page.find_element(By.ID, "continue-note").text
+    assert note.startswith("Continues the stopped run exactly at epoch"), note
+    box = page.find_element(By.ID, "continue")
+    if not box.is_selected():
+        box.click()
+    page.find_element(By.ID, "train-start").click()
+    until(page, lambda d: d.find_element(By.ID, "train-continued").text != "")
+    continued = page.find_element(By.ID, "train-continued").text
+    assert "at learning rate 0.05: the stopped run, exactly" in continued, continued  # its rate set by hand goes on
+    assert live.run.continued["exact"] and live.run.manual_lr == 0.05
+    page.find_element(By.ID, "train-stop").click()
+    until(page, lambda d: d.find_element(By.TAG_NAME, "body").get_attribute("data-run") == "stopped")

@@ -872,3 +872,34 @@ def test_a_run_that_would_not_fit_in_memory_gets_a_400_and_the_server_goes_on(mo
     assert state(port).get("run") in (None, {}) or state(port)["run"] is None
     monkeypatch.setattr(memory, "available_bytes", lambda root="/": None)  # nothing known: it goes on
     start(port, epochs=1)
+
+
+def test_a_stopped_run_continued_from_the_page_ends_as_one_that_never_stopped(digits, tmp_path):
+    settings = {"sizes": SMALL, "batch_size": 10, "epochs": 40, "seed": 4}
+    with live_server(digits, out_dir=tmp_path) as (port, live):
+        start(port, **settings)
+        wait_until(lambda: state(port)["status"] == "finished")
+        status, _, whole = request(port, "GET", "/api/train/model")
+        whole_epochs = state(port)["epochs"]
+        start(port, **settings)
+        wait_until(lambda: len(state(port)["epochs"]) >= 2)
+        assert call(port, "POST", "/api/train/control", {"action": "stop"})[1]["status"] == "stopped"
+        form = call(port, "GET", "/api/train/form")[1]
+        assert form["continue"]["note"].startswith("Continues the stopped run exactly at epoch")
+        stopped_at = live.run.loop_state.epoch
+        run = call(port, "POST", "/api/train", {"continue": True, **settings})[1]
+        assert run["continued"]["exact"] and run["continued"]["from_epoch"] == stopped_at + 1
+        assert run["continued"]["lr"] == pytest.approx(whole_epochs[stopped_at]["lr"])  # the schedule goes on
+        wait_until(lambda: state(port)["status"] == "finished")
+        status, _, continued = request(port, "GET", "/api/train/model")
+        assert status == 200 and continued == whole
+        strip = lambda records: [{k: v for k, v in r.items() if k != "seconds"} for r in records]  # noqa: E731
+        assert strip(state(port)["epochs"]) == strip(whole_epochs)
+        # a changed setting starts a new plan from the weights, and says so
+        start(port, **settings)
+        wait_until(lambda: len(state(port)["epochs"]) >= 1)
+        call(port, "POST", "/api/train/control", {"action": "stop"})
+        run = call(port, "POST", "/api/train", {"continue": True, **settings, "lr": 0.05, "epochs": 1})[1]
+        assert not run["continued"]["exact"] and run["continued"]["lr"] == 0.05
+        assert "a new plan from these weights: the schedule starts again at lr 0.05 (it last trained at" in \
+            run["continued"]["note"]

@@ -280,7 +280,7 @@ def _check_latest(checkpoint, out: Path) -> None:
 def _fresh_start_note(path: Path, meta: dict, values: dict) -> str:
     """What continuing from a model file alone does: a new plan from its weights, said with the rates."""
     settings = meta.get("settings") or {}
-    last = _last_lr(path, settings)
+    last = last_lr(path, settings)
     was = f" (it last trained at {last:.4g})" if last is not None else ""
     lr = values.get("lr") if values.get("lr") is not None else DEFAULT_LR[values.get("optimizer", "sgd")]
     return (f"note: continuing {path}'s weights with a new plan: the schedule starts again at lr {lr:g}{was}, the "
@@ -288,7 +288,7 @@ def _fresh_start_note(path: Path, meta: dict, values: dict) -> str:
             "continue a run exactly")
 
 
-def _last_lr(path: Path, settings: dict) -> float | None:
+def last_lr(path: Path, settings: dict | None = None) -> float | None:
     """The learning rate of the model's last epoch: from its history beside it, if there is one."""
     beside = history_path(path)
     try:

@@ -69,6 +69,7 @@ def serve_command(model_path, host, port, open_browser, verbose, data, no_downlo
     model, meta, predictor = None, None, None
     if model_path is not None:
         model, meta = load_model(model_path)
+        meta = {**meta, "last_lr": runs.last_lr(model_path)}  # what the page says a new plan starts against
         predictor = Predictor(model, meta)  # checks that its inputs are square images
     if not out_dir.is_dir():
         raise click.UsageError(f"--out-dir {out_dir} is not a directory")

@@ -23,7 +23,7 @@ from ... import engines
 from ...core.errors import TrainingDiverged
 from ...core.learning_speed import INITIAL_BATCH, batch_speed
 from ...core.network import MLP
-from ...core.training import Callbacks, EpochRecord, TrainResult, TrainSettings
+from ...core.training import Callbacks, EpochRecord, LoopState, TrainResult, TrainSettings
 from ..compare import parameters_sha256
 from ..history import training_metadata
 from ..metrics import confusion_matrix
@@ -64,10 +64,16 @@ class LiveRun(Callbacks):
     """
 
     def __init__(self, owner, run_id: int, model: MLP, settings: TrainSettings, engine: str,
-                 init: str | None, first_epoch: int, start_accuracy: float | None):
+                 init: str | None, first_epoch: int, start_accuracy: float | None, resume: LoopState | None = None,
+                 manual_lr: float | None = None, continued: dict | None = None, initial_sha256: str | None = None):
         self.owner, self.id, self.model, self.settings = owner, run_id, model, settings
+        self.resume = resume  # a stopped run's state, continued exactly
+        self.continued = continued  # how it continues the network it starts from, for the page to say
+        self.loop_state: LoopState | None = None  # a copy of the state at the end of the last epoch
+        self.loop_params: tuple[list, list] | None = None  # and of the parameters then
         self.engine, self.init, self.first_epoch = engine, init, first_epoch
-        self.initial_sha256 = parameters_sha256(model.weights, model.biases)  # as train records it
+        # as train records it; a run continued exactly keeps the one it started from
+        self.initial_sha256 = initial_sha256 or parameters_sha256(model.weights, model.biases)
         self.last_epoch = first_epoch + settings.epochs - 1
         self.lock = owner.lock
         data = owner.dataset
@@ -78,7 +84,7 @@ class LiveRun(Callbacks):
         self.epoch, self.batch, self.batches, self.running_loss = first_epoch, 0, 0, None
         self.lr = settings.lr
         self.momentum = settings.beta1 if settings.optimizer == "adam" else settings.momentum
-        self.manual_lr: float | None = None
+        self.manual_lr: float | None = manual_lr
         self.knobs = Knobs()
         self.progress_version = 0
         self.started_at = self.epoch_started_at = time.monotonic()
@@ -100,6 +106,11 @@ class LiveRun(Callbacks):
         self.best: tuple[list, list] | None = None  # the model's dtype: what a save writes
         self.initial_speed: dict | None = None
         self.result: TrainResult | None = None
+        if resume is not None:
+            self.records = list(resume.history)
+            self.best_epoch, self.best_val_accuracy = resume.best_epoch, resume.best_val_accuracy
+            self.initial_speed = resume.initial_speed
+            self.images_before_epoch = 0
         self.compute_lock = threading.Lock()  # tiles and confusion matrices are computed once
         self.thread = threading.Thread(target=self._train, name=f"bptrain-live-run-{run_id}", daemon=True)
 
@@ -114,17 +125,22 @@ class LiveRun(Callbacks):
         self.snapshots.append(Snapshot(self.first_epoch - 1, weights, biases))
         self.max_snapshots = max(1, min(MAX_SNAPSHOTS, SNAPSHOT_BYTES // max(1, self.snapshots[0].nbytes)))
         self.live, self.live_version = (weights, biases), 1
-        if self.first_epoch > 1:
+        if self.resume is not None:
+            self.snapshots[0].epoch = self.resume.epoch
+            self.best = self.resume.best
+        elif self.first_epoch > 1:
             self.best = ([w.copy() for w in model.weights], [b.copy() for b in model.biases])
         self.thread.start()
 
     def _train(self) -> None:
         status, message, result = "failed", None, None
         try:
-            x, y = self.owner.dataset.train
-            self.initial_speed = batch_speed(self.model, x[:INITIAL_BATCH], y[:INITIAL_BATCH])
+            if self.resume is None:
+                x, y = self.owner.dataset.train
+                self.initial_speed = batch_speed(self.model, x[:INITIAL_BATCH], y[:INITIAL_BATCH])
             result = engines.train(self.model, self.owner.dataset, self.settings, engine=self.engine,
-                                   progress=False, callbacks=[self], first_epoch=self.first_epoch)
+                                   progress=False, callbacks=[self], first_epoch=self.first_epoch,
+                                   resume=self.resume)
             status = "stopped" if result.interrupted else "finished"
             message = self._summary(result)
         except TrainingDiverged as exc:
@@ -227,6 +243,15 @@ class LiveRun(Callbacks):
             self.live, self.live_version, self.live_speed = copy, self.live_version + 1, speed
         self._next_copy = started + max(COPY_INTERVAL, took / COPY_SHARE)
 
+    def epoch_state(self, state: LoopState) -> None:
+        """Keep a copy of where the run stands, so that a stop can be continued exactly (as a checkpoint)."""
+        optimizer = dict(state.optimizer or {})
+        optimizer["arrays"] = [np.array(a) for a in optimizer.get("arrays", [])]
+        self.loop_state = LoopState(state.epoch, state.best_epoch, state.best_val_accuracy, state.best,
+                                    state.epochs_without_improvement, list(state.history), state.initial_speed,
+                                    optimizer, dict(state.rng) if state.rng else None)
+        self.loop_params = ([w.copy() for w in self.model.weights], [b.copy() for b in self.model.biases])
+
     def validated(self, epoch: int, predictions: np.ndarray) -> None:
         labels = self.owner.dataset.validation.y
         self._confusion = confusion_matrix(labels, predictions, self.model.sizes[-1]).tolist()
@@ -277,7 +302,8 @@ class LiveRun(Callbacks):
                 "epochs": [vars(r) for r in self.records], "loss_points": [list(p) for p in self.loss_points],
                 "snapshots": [s.epoch for s in self.snapshots], "best_epoch": self.best_epoch,
                 "best_val_accuracy": self.best_val_accuracy, "initial_speed": self.initial_speed,
-                "progress": self.progress_event(), "proposed_name": self.proposed_name()}
+                "progress": self.progress_event(), "proposed_name": self.proposed_name(),
+                "continued": self.continued}
 
     def proposed_name(self) -> str:
         return f"model-{'-'.join(map(str, self.model.sizes))}.npy"

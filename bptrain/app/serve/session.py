@@ -13,6 +13,7 @@ import math
 import re
 import threading
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -20,7 +21,8 @@ import numpy as np
 from ...core.errors import BptrainError, SettingError
 from ...core.network import DTYPES, MLP
 from ...core.optimizers import check_new_momentum
-from ...core.training import TrainResult
+from ...core.schedules import learning_rate
+from ...core.training import LoopState, TrainResult
 from ...data.model_io import save_model
 from .. import memory, runs
 from ..history import history_path, write_history
@@ -39,6 +41,20 @@ CONTROL_WAIT = 5.0
 #: A file name the page may save under: plain, in the --out-dir folder.
 PLAIN_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}\.npy")
 CONTROL_ACTIONS = ("pause", "resume", "stop")
+
+
+@dataclass
+class Start:
+    """Where a run of the page starts (:meth:`LiveTraining._model_for`)."""
+
+    model: MLP
+    init: str | None
+    first_epoch: int
+    accuracy: float | None = None  # of the network it starts from, when it continues one
+    resume: LoopState | None = None  # a stopped run's state, continued exactly
+    manual_lr: float | None = None  # a learning rate the stopped run had set by hand
+    continued: dict | None = None  # what the page says of how it continues
+    initial_sha256: str | None = None  # of the parameters the run continued exactly started from
 
 
 class LiveTraining:
@@ -74,8 +90,23 @@ class LiveTraining:
     # -------------------------------------------------------------- the form
     def form(self) -> dict:
         """The form of the page (GET /api/train/form): :func:`.form.page_form`, and whether it can train."""
-        return {**page_form(self.presets, self.dataset, self._base()), "can_train": self.dataset is not None,
+        form = {**page_form(self.presets, self.dataset, self._base()), "can_train": self.dataset is not None,
                 "reason": self.data_problem, "continue_default": self.base_model is not None}
+        if form["continue"] is not None:
+            form["continue"]["note"] = self._continue_note()
+        return form
+
+    def _continue_note(self) -> str:
+        """What continuing does, said beside the box: the stopped run exactly, or a new plan from the weights."""
+        run = self.run
+        if run is not None and run.status == "stopped" and run.loop_state is not None:
+            return (f"Continues the stopped run exactly at epoch {run.loop_state.epoch + 1}, with its momentum, "
+                    "schedule and random streams, while its settings stay as they are; changed settings start a new "
+                    "plan from its weights.")
+        last = run.records[-1].lr if run is not None and run.records else self.base_meta.get("last_lr")
+        was = f" (it last trained at {last:.4g})" if last is not None else ""
+        return (f"Starts a new plan from these weights: the schedule starts again at the learning rate above{was}, "
+                "the momentum from zero and the random streams from the seed.")
 
     def _base(self):
         """(the model a run continues, its epochs trained, its init): the last run's if it ended well, else
@@ -98,10 +129,10 @@ class LiveTraining:
                 if self.run is not None and self.run.active:
                     raise Conflict(f"a run is already in progress (epoch {self.run.epoch} of {self.run.last_epoch}); "
                                    "stop it before starting another")
-            model, init, first_epoch, start_accuracy = self._model_for(values, continuing, given)
-            settings = train_settings(values)
-            run = LiveRun(self, next(self._run_ids), model, settings, values["engine"], init, first_epoch,
-                          start_accuracy)
+            start = self._model_for(values, continuing, given)
+            run = LiveRun(self, next(self._run_ids), start.model, train_settings(values), values["engine"], start.init,
+                          start.first_epoch, start.accuracy, start.resume, start.manual_lr, start.continued,
+                          start.initial_sha256)
             with self.lock:
                 if self.closing:
                     raise Unavailable("the server is stopping")
@@ -112,10 +143,12 @@ class LiveTraining:
                 self.log({"type": "state", "state": started})  # every stream hears the run from its start
                 return started
 
-    def _model_for(self, values: dict, continuing: bool, given: set):
-        """(model, init, first epoch, the start's validation accuracy): a new network, or the one continued,
-        checked by the rules every run follows (:mod:`bptrain.app.runs`) and the page's own limits."""
+    def _model_for(self, values: dict, continuing: bool, given: set) -> "Start":
+        """Where a run starts: a new network, the one on show with a new plan, or the stopped run continued
+        exactly; checked by the rules every run follows (:mod:`bptrain.app.runs`) and the page's own limits."""
         data = self.dataset
+        if continuing and self._stopped_run_continues(values):
+            return self._continue_exactly(values)
         if continuing:
             base = self._base()
             if base is None:
@@ -138,10 +171,44 @@ class LiveTraining:
                 raise memory.MemoryLimitError(f"out of memory copying the {'-'.join(map(str, sizes))} network",
                                               field="sizes") from None
             accuracy = float(np.mean(model.predict(data.validation.x) == data.validation.y))
-            return model, base_init, trained + 1, accuracy
+            last = self.run.records[-1].lr if self.run is not None and self.run.records else self.base_meta.get("last_lr")
+            was = f" (it last trained at {last:.4g})" if last is not None else ""
+            continued = {"exact": False, "from_epoch": trained + 1, "lr": settings.lr, "last_lr": last,
+                         "note": f"a new plan from these weights: the schedule starts again at lr {settings.lr:g}{was}, "
+                                 "the momentum from zero and the random streams from the seed"}
+            return Start(model, base_init, trained + 1, accuracy, continued=continued)
         model = runs.new_network(sizes, values["loss"], values["activation"], values["init"], values["dtype"],
                                  values["seed"])
-        return model, runs.initialisation(values["activation"], values["init"]), 1, None
+        return Start(model, runs.initialisation(values["activation"], values["init"]), 1)
+
+    def _stopped_run_continues(self, values: dict) -> bool:
+        """Whether continuing goes on with the stopped run exactly: it was stopped before its plan's end, and
+        the form asks for the same plan (its length may change)."""
+        run = self.run
+        if run is None or run.status != "stopped" or run.loop_state is None:
+            return False
+        asked = {**train_settings(values).to_dict(), "epochs": None}
+        return asked == {**run.settings.to_dict(), "epochs": None} and values["engine"] == run.engine \
+            and DTYPES[values["dtype"]] == run.model.dtype
+
+    def _continue_exactly(self, values: dict) -> "Start":
+        """The stopped run, from the end of its last finished epoch: its optimizer state, random stream,
+        best model and knobs, as `train --resume CHECKPOINT` continues one."""
+        run, settings, data = self.run, train_settings(values), self.dataset
+        state, (weights, biases) = run.loop_state, run.loop_params
+        if run.first_epoch + settings.epochs - 1 <= state.epoch:
+            raise SettingError(f"epochs {settings.epochs} ends at epoch {run.first_epoch + settings.epochs - 1}, but "
+                               f"the run has trained to epoch {state.epoch} already", field="epochs")
+        check_run_fits(run.model.sizes, settings, len(data.train.x), data, values["engine"])
+        model = MLP(run.model.sizes, run.model.loss, weights=[w.copy() for w in weights],
+                    biases=[b.copy() for b in biases], dtype=run.model.dtype, activation=run.model.activation)
+        next_epoch = state.epoch + 1
+        lr = run.manual_lr or learning_rate(settings.schedule, settings.lr, next_epoch - run.first_epoch,
+                                            settings.epochs, settings.step_size, settings.gamma, settings.min_lr)
+        continued = {"exact": True, "from_epoch": next_epoch, "lr": lr, "last_lr": state.history[-1].lr,
+                     "note": f"the stopped run, exactly: epoch {next_epoch} at lr {lr:.4g}, with its momentum, "
+                             "schedule and random streams"}
+        return Start(model, run.init, run.first_epoch, None, state, run.manual_lr, continued, run.initial_sha256)
 
     # -------------------------------------------------------------- the knobs
     def control(self, document) -> dict:

@@ -56,6 +56,7 @@ function buildForm() {
     $("continue-label").textContent = `Continue training the network on show (${cont.sizes.join("-")}, ` +
       `${cont.epochs_trained} epoch${cont.epochs_trained === 1 ? "" : "s"} trained)`;
     $("continue").checked = form.continue_default;
+    $("continue-note").textContent = cont.note || "";
   }
   $("continue").addEventListener("change", showContinuing);
   showContinuing();
@@ -307,6 +308,8 @@ function showStatus() {
     if (!form.can_train) $("train-error").textContent = `Cannot train: ${form.reason}`;
     return;
   }
+  const c = run.continued;
+  $("train-continued").textContent = c ? `Continued from epoch ${c.from_epoch - 1} at learning rate ${rate(c.lr)}: ${c.note}.` : "";
   const p = run.progress || {};
   const knobs = `learning rate ${rate(p.lr)} (${p.lr_by_hand ? "set by hand" : `${run.settings.schedule} schedule`})` +
     (run.has_momentum ? `, ${run.momentum_name === "beta1" ? "β1" : "momentum"} ${rate(p.momentum)}` : "");
@@ -485,6 +488,7 @@ async function reloadForm() {
       $("continue-row").hidden = false;
       $("continue-label").textContent = `Continue training the network on show (${cont.sizes.join("-")}, ` +
         `${cont.epochs_trained} epoch${cont.epochs_trained === 1 ? "" : "s"} trained)`;
+      $("continue-note").textContent = cont.note || "";
     }
   } catch (e) { /* the stream will say the server is gone */ }
 }

@@ -903,3 +903,12 @@ def test_a_stopped_run_continued_from_the_page_ends_as_one_that_never_stopped(di
         assert not run["continued"]["exact"] and run["continued"]["lr"] == 0.05
         assert "a new plan from these weights: the schedule starts again at lr 0.05 (it last trained at" in \
             run["continued"]["note"]
+
+
+@pytest.mark.parametrize("document, field", [({"epochs": int("9" * 1000)}, "epochs"), ({"lr": int("9" * 400)}, "lr"),
+                                             ({"seed": int("9" * 300)}, "seed")])
+def test_numbers_json_accepts_but_python_cannot_use_are_a_400(trainer, document, field):
+    port, live = trainer
+    status, answer = call(port, "POST", "/api/train", {"sizes": SMALL, **document})
+    assert status == 400 and answer.get("field") == field, answer
+    assert live.run is None

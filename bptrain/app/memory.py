@@ -47,13 +47,14 @@ from pathlib import Path
 
 import numpy as np
 
-from ..core.errors import BptrainError
+from ..core.errors import BptrainError, ModelFileError
 from ..core.learning_speed import INITIAL_BATCH
 from ..core.network import PREDICT_CHUNK
 from ..core.epoch_steps import UPDATES_PER_EPOCH
 from ..core.training import DISTORTION_SETTINGS
 from ..data.distort import BLOCK
 from ..data.epochs import CHUNK
+from ..data.npyfile import check_npy_size
 from ..engines import ENGINES, engine_class
 
 
@@ -504,20 +505,14 @@ def model_file_layout(path) -> tuple[tuple, int] | None:
     """(sizes, itemsize) of a bptrain model file, from its .npy header alone; None if it is not one.
 
     The file is one record whose fields W1, b1, ... have the layers' shapes
-    (bptrain.data.model_io): the header names them without reading any data.
+    (bptrain.data.model_io): the header names them without reading any data. A file too short to hold
+    what its header claims is refused here as truncated or corrupt (a lie about its size is not a
+    memory problem).
     """
-    readers = {(1, 0): np.lib.format.read_array_header_1_0, (2, 0): np.lib.format.read_array_header_2_0}
-    try:
-        with open(path, "rb") as handle:
-            reader = readers.get(np.lib.format.read_magic(handle))
-            if reader is None:
-                return None
-            shape, _, dtype = reader(handle)
-    except (OSError, ValueError, EOFError, SyntaxError, TypeError):
+    header = check_npy_size(path, ModelFileError, "model file") if Path(path).is_file() else None
+    if header is None or header.shape != () or header.dtype.names is None:
         return None
-    if shape != () or dtype.names is None:
-        return None
-    sizes, layer = [], 1
+    dtype, sizes, layer = header.dtype, [], 1
     while f"W{layer}" in dtype.names:
         weight = dtype.fields[f"W{layer}"][0]
         if len(weight.shape) != 2 or (sizes and weight.shape[0] != sizes[-1]):

@@ -746,4 +746,8 @@ def check_outputs(jobs: list[Job], summary: Path, fixed: dict, config: Path | No
          f"{job.history}, which run {job.name} would write,"))]
     replaceable.append(("--out-dir", summary, is_summary_file, "a bptrain sweep summary",
                         f"{summary}, which the sweep would write,"))
+    for job in jobs:  # names the file system cannot hold fail here, not after the other runs have trained
+        for path, what in ((job.model, "model file"), (job.history, "history file"),
+                           (checkpoint_path(job.model), "checkpoint")):
+            runs.check_writable(path, f"run {job.name}'s {what}", "out_dir")
     runs.check_files(inputs, outputs, replaceable=replaceable)

@@ -300,7 +300,7 @@ def train(model: MLP, data, settings: TrainSettings, engine=None, epoch_images=N
         epoch_images.close()
         for callback in callbacks:
             callback.closed()
-    _restore(model, best)
+    restore(model, best)
     return result
 
 
@@ -317,6 +317,7 @@ def _snapshot(model: MLP):
     return [w.copy() for w in model.weights], [b.copy() for b in model.biases]
 
 
-def _restore(model: MLP, snapshot) -> None:
+def restore(model: MLP, snapshot) -> None:
+    """Put ``snapshot``'s ([W_l], [b_l]) back into the model's own arrays."""
     for param, saved in zip(model.weights + model.biases, snapshot[0] + snapshot[1]):
         param[...] = saved

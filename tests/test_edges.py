@@ -120,18 +120,20 @@ def test_too_little_free_space_is_refused_before_training(runner, tmp_path, synt
     assert "free" in line and "disk" in line
 
 
-def test_a_model_file_too_short_for_its_header_is_corrupt_not_a_memory_problem(runner, tmp_path, synthetic_data):
-    """1 KB whose header claims a 784-600000-10 network: truncated or corrupt, as docs/files.md promises."""
-    real = tmp_path / "real.npy"
-    save_model(MLP((20, 8, 3)), real)
+def test_a_model_file_too_short_for_its_header_is_corrupt_not_a_memory_problem(runner, tmp_path, synthetic_data,
+                                                                              monkeypatch):
+    """1 KB whose header claims a 20-600000-3 network (48 MB of weights) on a machine with 40 MB available:
+    truncated or corrupt, as docs/files.md says, not a network too big for the memory."""
+    from bptrain.app import memory
+
+    monkeypatch.setattr(memory, "available_bytes", lambda root="/": 40 * 10**6)
     record = model_record(MLP((20, 8, 3)), {})
-    fields = [("W1", "<f4", (784, 600_000)), ("b1", "<f4", (600_000,)), ("W2", "<f4", (600_000, 10)),
-              ("b2", "<f4", (10,)), ("meta", record.dtype.fields["meta"][0])]
+    fields = [("W1", "<f4", (20, 600_000)), ("b1", "<f4", (600_000,)), ("W2", "<f4", (600_000, 3)),
+              ("b2", "<f4", (3,)), ("meta", record.dtype.fields["meta"][0].str)]
     lying = tmp_path / "lying.npy"
     with open(lying, "wb") as handle:
-        np.lib.format.write_array_header_1_0(handle, {"descr": np.dtype(fields).descr, "fortran_order": False,
-                                                      "shape": ()})
+        np.lib.format.write_array_header_1_0(handle, {"descr": fields, "fortran_order": False, "shape": ()})
         handle.write(bytes(1000))
     line = assert_clean_error(invoke(runner, "train", "--data", synthetic_data, *SIZES, "--resume", lying,
                                      "--out", tmp_path / "m.npy"), exit_code=1)
-    assert "truncated or corrupt" in line and "needs about" not in line and "memory" not in line
+    assert "truncated or corrupt" in line and "needs about" not in line and "memory" not in line, line

@@ -942,3 +942,14 @@ def test_the_page_counts_every_copy_it_keeps(digits, tmp_path, monkeypatch):
     check_run_fits(sizes, settings, 600, digits)
     kept = estimates[-1]["kept_snapshots"]
     assert kept == min(64, (256 * 1024 * 1024) // (4 * params)) + 3  # the replay, the live copy, a stop's state
+
+
+def test_the_page_checks_a_run_with_the_engine_its_form_names(trainer, monkeypatch):
+    """The page and `train` give the same verdict: the estimate is the chosen engine's."""
+    port, _ = trainer
+    engines_seen = []
+    real = memory.estimate
+    monkeypatch.setattr(memory, "estimate", lambda *a, **k: engines_seen.append(k.get("engine")) or real(*a, **k))
+    start(port, epochs=1, engine="reference")
+    assert engines_seen[-1] == "reference"
+    wait_until(lambda: state(port)["status"] == "finished")

@@ -248,6 +248,17 @@ def test_outputs_never_replace_inputs(runner, tmp_path, data):
     assert config.read_text() == "epochs = 1\n"
 
 
+def test_a_run_name_too_long_for_the_file_system_is_refused_before_any_run(runner, tmp_path, data):
+    """Run names come from the values: one of 250 characters fails up front, not after the others trained."""
+    config = tmp_path / "long.toml"
+    config.write_text("epochs = 1\n")
+    long_sizes = "20," + "1," * 120 + "3"
+    result = sweep(runner, "--sizes", "20,8,3", "--sizes", long_sizes, "--data", data, "--out-dir", tmp_path / "runs")
+    line = assert_clean_error(result, exit_code=2)
+    assert "bytes long" in line and "this file system allows" in line
+    assert not (tmp_path / "runs").exists() or not list((tmp_path / "runs").iterdir())
+
+
 def test_print_commands_run_as_printed_and_compare_reads_their_results(runner, tmp_path, data):
     """What a scheduler would do: run each printed line as it is, then compare the folder."""
     script = Path(sys.executable).with_name("bptrain")

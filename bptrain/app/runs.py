@@ -67,13 +67,8 @@ def plain(name: str) -> str:
 # ------------------------------------------------------------------ files
 def check_writable(path: Path, what: str, field: str | None = None) -> None:
     """Fail before any work if ``path`` cannot be written (a directory, a missing or read-only folder, a name
-    longer than the file system allows, counting the temporary file an atomic write puts beside it)."""
-    name_max = _name_max(path.parent if str(path.parent) else Path("."))
-    length = len(os.fsencode(path.name)) + TEMPORARY_NAME_EXTRA
-    if name_max is not None and length > name_max:
-        raise SettingError(f"{what} {path}: its name is {len(os.fsencode(path.name))} bytes long, and with the "
-                           f"temporary file written beside it {length}; this file system allows {name_max}",
-                           field=field)
+    longer than the file system allows)."""
+    check_name_length(path, what, field)
     if path.is_dir():
         raise SettingError(f"{what} {path} is a directory; give a file name like model.npy", field=field)
     directory = path.parent if str(path.parent) else Path(".")
@@ -85,6 +80,17 @@ def check_writable(path: Path, what: str, field: str | None = None) -> None:
     except OSError as exc:
         raise SettingError(f"cannot write {what} {path}: directory {directory} is not writable "
                            f"({exc.strerror or exc})", field=field) from None
+
+
+def check_name_length(path: Path, what: str, field: str | None = None) -> None:
+    """A name the file system can hold, counting the temporary file an atomic write puts beside it (the
+    folder need not exist yet: the nearest one that does is asked)."""
+    name_max = _name_max(path.parent if str(path.parent) else Path("."))
+    length = len(os.fsencode(path.name)) + TEMPORARY_NAME_EXTRA
+    if name_max is not None and length > name_max:
+        raise SettingError(f"{what} {path}: its name is {len(os.fsencode(path.name))} bytes long, and with the "
+                           f"temporary file written beside it {length}; this file system allows {name_max}",
+                           field=field)
 
 
 def _name_max(directory: Path) -> int | None:

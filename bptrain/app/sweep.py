@@ -57,6 +57,7 @@ from .compare import (
     show_value,
     start_note,
 )
+from .checkpoints import checkpoint_path
 from .config import load_config
 from .options import PATH, TRAIN_OPTIONS, GroupedHelpCommand, Option, parse_sizes
 from .paths import data_files, is_history_file, is_model_file
@@ -749,5 +750,5 @@ def check_outputs(jobs: list[Job], summary: Path, fixed: dict, config: Path | No
     for job in jobs:  # names the file system cannot hold fail here, not after the other runs have trained
         for path, what in ((job.model, "model file"), (job.history, "history file"),
                            (checkpoint_path(job.model), "checkpoint")):
-            runs.check_writable(path, f"run {job.name}'s {what}", "out_dir")
+            runs.check_name_length(path, f"run {job.name}'s {what}", "out_dir")
     runs.check_files(inputs, outputs, replaceable=replaceable)

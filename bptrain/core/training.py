@@ -200,6 +200,8 @@ class ReferenceEngine:
     #: size its formulas make while they run (v = μv + g + λW: two beside v; Adam's step: four).
     OPTIMIZER_ARRAYS = {"sgd": 1, "plain": 0, "adam": 2}
     UPDATE_TEMPORARIES = {"sgd": 2, "plain": 2, "adam": 4}
+    #: A step's arrays are made and dropped again: the memory estimate counts the largest such moment once.
+    KEEPS_WORKSPACES = False
 
     @classmethod
     def memory(cls, sizes, batch_size: int, optimizer: str, itemsize: int, group_rows: int) -> dict:

@@ -14,6 +14,8 @@ import json
 import logging
 import os
 import re
+import shlex
+import shutil
 import signal
 import socket
 import subprocess
@@ -235,6 +237,51 @@ def test_a_scheduler_that_is_not_there_is_one_line(tmp_path, data):
 
 
 # ====================================================================== inputs on a worker
+def can_hide_folders() -> bool:
+    """Whether this machine lets an unprivileged process mount over a folder in a namespace of its own."""
+    if not shutil.which("unshare"):
+        return False
+    try:
+        return subprocess.run(["unshare", "--map-root-user", "--mount", "sh", "-c", "mount -t tmpfs none /mnt"],
+                              capture_output=True, timeout=10).returncode == 0
+    except (OSError, subprocess.TimeoutExpired):
+        return False
+
+
+@pytest.mark.skipif(not can_hide_folders(), reason="needs `unshare --map-root-user --mount` (user namespaces) to "
+                                                   "give a worker a machine's view without the sweep's folder")
+def test_inputs_a_worker_cannot_read_are_shipped_to_it_and_the_files_are_the_same(tmp_path, data):
+    """A worker that does not see the sweep's folder (its own mount namespace, as another machine would be)
+    gets the data and the config shipped, checked by SHA-256; the models equal a local sweep's."""
+    (tmp_path / "c.toml").write_text("epochs = 2\nbatch_size = 16\n")
+    grid = ("--config", "c.toml", "--data", data.name, "--sizes", "20,16,3", "--lr", "0.1,0.5")
+    with dask.config.set({"distributed.scheduler.allowed-failures": sweep_cluster.LOCAL_ALLOWED_FAILURES}):
+        scheduler_only = distributed.LocalCluster(n_workers=0, host="127.0.0.1", dashboard_address=None,
+                                                  silence_logs=logging.ERROR)
+    client = distributed.Client(scheduler_only)
+    hidden = f"mount -t tmpfs none {shlex.quote(str(tmp_path))} && exec \"$@\""
+    worker = subprocess.Popen(["unshare", "--map-root-user", "--mount", "sh", "-c", hidden, "sh", sys.executable,
+                               "-m", "dask", "worker", scheduler_only.scheduler_address, "--nthreads", "1",
+                               "--host", "127.0.0.1", "--no-dashboard", "--no-nanny",
+                               "--local-directory", str(tmp_path.with_name(tmp_path.name + "-worker"))],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        client.wait_for_workers(1, timeout=60)
+        there = sweep(tmp_path, *grid, "--out-dir", "cluster", "--scheduler", scheduler_only.scheduler_address)
+        assert there.returncode == 0, there.stderr
+        assert "--data, --config shipped to the workers" in there.stderr
+        here = sweep(tmp_path, *grid, "--out-dir", "local", "--jobs", "2")
+        assert here.returncode == 0, here.stderr
+        for name in ("lr=0.1.npy", "lr=0.5.npy"):
+            assert (tmp_path / "cluster" / name).read_bytes() == (tmp_path / "local" / name).read_bytes()
+        assert json.loads((tmp_path / "cluster" / "lr=0.1.history.json").read_text())["data"] == data.name
+    finally:
+        worker.terminate()
+        worker.wait(timeout=30)
+        client.close()
+        scheduler_only.close()
+
+
 def test_an_input_a_worker_cannot_read_is_placed_from_the_shipped_bytes_and_checked(tmp_path, data):
     item = describe_input("--data", data)
     assert item.digest == hashlib.sha256(data.read_bytes()).hexdigest()

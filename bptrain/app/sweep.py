@@ -547,7 +547,7 @@ class Sweep:
         if run is None:
             run = Run(job.name, settings=dict(job.values), seconds=round(job.ended - job.started, 3))
         if getattr(job.process, "not_started", False):
-            run.status = "not started"  # a run queued elsewhere, cancelled before it began
+            run.status, run.seconds, job.started = "not started", None, None  # queued elsewhere, cancelled
         elif files and (code == 0 or code in STOP_STATUSES):
             pass  # the history says: finished (a signal may have come during its save), or stopped, best so far saved
         elif code == 1 and any("training diverged" in line for line in errors):

@@ -392,6 +392,10 @@ class Cluster:
             client = Client(cluster)
             address = cluster.scheduler_address
         else:
+            import logging
+
+            # the sweep says itself what became of each run; the client's own reports would be tracebacks
+            logging.getLogger("distributed").setLevel(logging.CRITICAL)
             try:
                 client = Client(address, timeout=CONNECT_TIMEOUT)
             except MemoryError:  # something answered, and its first bytes read as an absurd message length
@@ -532,8 +536,11 @@ class ClusterRun:
         # cancelled (a stop signal, or the scheduler went away), or the grace after a stop ran out
         self.future.cancel()
         self.not_started = not self.starts
-        return self._end(1 if self.deadline is None else 128 + signal.SIGINT,
-                         [] if self.deadline is not None else ["Error: cancelled on the cluster"])
+        if self.deadline is not None:
+            return self._end(128 + signal.SIGINT, [])
+        lost = self.cluster.client.status != "running"
+        return self._end(1, [f"Error: lost the Dask scheduler at {self.cluster.address}" if lost else
+                             "Error: cancelled on the cluster"])
 
     def _write(self, result: dict) -> None:
         """The run's files, as its ``train`` wrote them on the worker, into the sweep's folder (atomically)."""

@@ -22,6 +22,7 @@ import subprocess
 import sys
 import threading
 import time
+import warnings
 from pathlib import Path
 
 import pytest
@@ -190,24 +191,29 @@ def test_a_worker_killed_mid_run_takes_its_train_along_and_the_run_is_trained_el
     client.wait_for_workers(2, timeout=30)  # the nanny restarted it, for the tests that follow
 
 
-def test_ctrl_c_keeps_the_finished_runs_and_stops_the_others_on_their_workers(cluster, tmp_path, data):
+def test_ctrl_c_keeps_the_finished_runs_stops_the_running_and_cancels_the_queued(cluster, tmp_path, data):
+    """Three short runs finish, two long ones run on the two workers, the sixth waits: Ctrl-C then."""
     local, client = cluster
-    proc = subprocess.Popen([sys.executable, "-m", "bptrain", "sweep", "--epochs", "2,100000", "--data", str(data),
-                             *TINY, "--out-dir", "runs", "--scheduler", local.scheduler_address],
+    proc = subprocess.Popen([sys.executable, "-m", "bptrain", "sweep", "--epochs", "2,100000", "--lr", "0.1,0.5,1",
+                             "--data", str(data), *TINY, "--out-dir", "runs", "--scheduler", local.scheduler_address],
                             cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                             env={**os.environ, "PYTHONUNBUFFERED": "1"})
     watchdog = threading.Timer(90, proc.kill)
     watchdog.start()
     try:
-        seen, finished, long_running = [], False, False
+        seen, finished, long_running = [], set(), set()
         for line in proc.stderr:
             seen.append(line)
-            finished = finished or line.startswith("epochs=2: finished")
-            long_running = long_running or line.startswith("epochs=100000: epoch")
-            if finished and long_running:
+            name, _, text = line.strip().partition(": ")
+            if name.endswith("_epochs=2") and text.startswith("finished"):  # lr=0.1_epochs=2
+                finished.add(name)
+            if name.endswith("_epochs=100000") and text.startswith("epoch"):
+                long_running.add(name)
+            if len(finished) == 3 and len(long_running) == 2:
                 break
-        assert finished and long_running, "".join(seen)
-        (child,) = train_children(client.run(os.getpid).values())
+        assert len(finished) == 3 and len(long_running) == 2, "".join(seen)
+        children = train_children(client.run(os.getpid).values())
+        assert len(children) == 2
         proc.send_signal(signal.SIGINT)
         stdout, stderr = proc.communicate(timeout=80)
     finally:
@@ -217,11 +223,16 @@ def test_ctrl_c_keeps_the_finished_runs_and_stops_the_others_on_their_workers(cl
             proc.wait()
     assert proc.returncode == 130, stderr
     assert "Traceback" not in stderr
-    assert statuses(tmp_path / "runs") == {"epochs=2": "finished", "epochs=100000": "stopped"}
-    _, meta = load_model(tmp_path / "runs" / "epochs=100000.npy")
-    assert meta["best_epoch"] >= 1  # its best so far came back
-    assert gone(child)
-    assert "the same command trains what is missing" in stderr
+    runs = statuses(tmp_path / "runs")
+    assert {name for name, status in runs.items() if status == "finished"} == finished
+    assert {name for name, status in runs.items() if status == "stopped"} == long_running
+    (queued,) = [name for name, status in runs.items() if status == "not started"]
+    for name in long_running:
+        _, meta = load_model(tmp_path / "runs" / f"{name}.npy")
+        assert meta["best_epoch"] >= 1  # its best so far came back
+    assert not (tmp_path / "runs" / f"{queued}.npy").exists()
+    assert all(gone(child) for child in children)
+    assert "5 runs trained" in stdout and "the same command trains what is missing" in stderr
 
 
 def test_a_scheduler_that_is_not_there_is_one_line(tmp_path, data):
@@ -255,7 +266,9 @@ def test_inputs_a_worker_cannot_read_are_shipped_to_it_and_the_files_are_the_sam
     gets the data and the config shipped, checked by SHA-256; the models equal a local sweep's."""
     (tmp_path / "c.toml").write_text("epochs = 2\nbatch_size = 16\n")
     grid = ("--config", "c.toml", "--data", data.name, "--sizes", "20,16,3", "--lr", "0.1,0.5")
-    with dask.config.set({"distributed.scheduler.allowed-failures": sweep_cluster.LOCAL_ALLOWED_FAILURES}):
+    with dask.config.set({"distributed.scheduler.allowed-failures": sweep_cluster.LOCAL_ALLOWED_FAILURES}), \
+            warnings.catch_warnings():
+        warnings.filterwarnings("ignore", "Port .* is already in use")  # the status page of the module's cluster
         scheduler_only = distributed.LocalCluster(n_workers=0, host="127.0.0.1", dashboard_address=None,
                                                   silence_logs=logging.ERROR)
     client = distributed.Client(scheduler_only)

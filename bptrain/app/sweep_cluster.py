@@ -38,6 +38,7 @@ import tempfile
 import threading
 import time
 import uuid
+import warnings
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -319,9 +320,12 @@ def run_on_worker(spec: dict, shipped: dict) -> dict:
             say("started", worker=worker.address, pid=process.pid, threads=worker.state.nthreads)
             stderr: list = []
 
-            def read_stdout():
+            def read_stdout():  # epoch lines, at most one a second but always the last (events pass the scheduler)
+                sent = 0.0
                 for line in process.stdout:
-                    if EPOCH_LINE.match(line):
+                    match = EPOCH_LINE.match(line)
+                    if match and (time.monotonic() - sent >= 1 or match.group(1) == match.group(2)):
+                        sent = time.monotonic()
                         say("out", line=line.rstrip("\n"))
 
             readers = [threading.Thread(target=read_stdout, daemon=True),
@@ -386,7 +390,9 @@ class Cluster:
             from .sweep import plan_cores
 
             workers, threads, _ = plan_cores(n_runs, jobs, usable_cores(), os.environ)
-            with dask.config.set({"distributed.scheduler.allowed-failures": LOCAL_ALLOWED_FAILURES}):
+            with dask.config.set({"distributed.scheduler.allowed-failures": LOCAL_ALLOWED_FAILURES}), \
+                    warnings.catch_warnings():
+                warnings.filterwarnings("ignore", "Port .* is already in use")  # its status page, which is off
                 cluster = LocalCluster(n_workers=workers, threads_per_worker=threads, processes=True,
                                        host="127.0.0.1", dashboard_address=None, silence_logs=logging.ERROR)
             client = Client(cluster)
@@ -505,7 +511,10 @@ class ClusterRun:
         self.deadline = time.monotonic() + STOP_GRACE
         from distributed import Event
 
-        Event(self.stop_name, client=self.cluster.client).set()
+        try:
+            Event(self.stop_name, client=self.cluster.client).set()
+        except Exception:  # the scheduler is gone: nothing runs there any more
+            pass
         if not self.starts:
             self.future.cancel()
 

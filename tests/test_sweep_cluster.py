@@ -192,7 +192,8 @@ def test_a_worker_killed_mid_run_takes_its_train_along_and_the_run_is_trained_el
 
 
 def test_ctrl_c_keeps_the_finished_runs_stops_the_running_and_cancels_the_queued(cluster, tmp_path, data):
-    """Three short runs finish, two long ones run on the two workers, the sixth waits: Ctrl-C then."""
+    """Three short runs and three long ones on two workers: once two long ones run, at least one waits (the
+    order the scheduler picks them in is its own): Ctrl-C then."""
     local, client = cluster
     proc = subprocess.Popen([sys.executable, "-m", "bptrain", "sweep", "--epochs", "2,100000", "--lr", "0.1,0.5,1",
                              "--data", str(data), *TINY, "--out-dir", "runs", "--scheduler", local.scheduler_address],
@@ -209,9 +210,9 @@ def test_ctrl_c_keeps_the_finished_runs_stops_the_running_and_cancels_the_queued
                 finished.add(name)
             if name.endswith("_epochs=100000") and text.startswith("epoch"):
                 long_running.add(name)
-            if len(finished) == 3 and len(long_running) == 2:
+            if len(long_running) == 2:
                 break
-        assert len(finished) == 3 and len(long_running) == 2, "".join(seen)
+        assert len(long_running) == 2, "".join(seen)
         children = train_children(client.run(os.getpid).values())
         assert len(children) == 2
         proc.send_signal(signal.SIGINT)
@@ -223,16 +224,19 @@ def test_ctrl_c_keeps_the_finished_runs_stops_the_running_and_cancels_the_queued
             proc.wait()
     assert proc.returncode == 130, stderr
     assert "Traceback" not in stderr
+    finished = {line.partition(": ")[0] for line in seen + stderr.splitlines()
+                if line.partition(": ")[2].startswith("finished")}  # a line may come just after the signal
     runs = statuses(tmp_path / "runs")
     assert {name for name, status in runs.items() if status == "finished"} == finished
     assert {name for name, status in runs.items() if status == "stopped"} == long_running
-    (queued,) = [name for name, status in runs.items() if status == "not started"]
+    queued = [name for name, status in runs.items() if status == "not started"]
+    assert len(queued) == 6 - len(finished) - 2 >= 1
     for name in long_running:
         _, meta = load_model(tmp_path / "runs" / f"{name}.npy")
         assert meta["best_epoch"] >= 1  # its best so far came back
-    assert not (tmp_path / "runs" / f"{queued}.npy").exists()
+    assert not [name for name in queued if (tmp_path / "runs" / f"{name}.npy").exists()]
     assert all(gone(child) for child in children)
-    assert "5 runs trained" in stdout and "the same command trains what is missing" in stderr
+    assert f"{len(finished) + 2} runs trained" in stdout and "the same command trains what is missing" in stderr
 
 
 def test_a_scheduler_that_is_not_there_is_one_line(tmp_path, data):

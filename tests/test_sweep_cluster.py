@@ -124,7 +124,7 @@ def test_a_cluster_sweep_writes_a_local_sweeps_files_and_a_second_run_trains_not
             assert json.loads(b)["data"] == "syn.pkl.gz"
     assert set(statuses(tmp_path / "cluster").values()) == {"finished"}
     summary = json.loads((tmp_path / "cluster" / "summary.json").read_text())
-    assert summary["scheduler"] == local.scheduler_address and summary["workers"] == 2
+    assert summary["scheduler"] == local.scheduler_address and summary["workers"] == summary["jobs"] == 2
     assert not [p for p in (tmp_path / "cluster").iterdir() if p.name.endswith(".tmp")]
 
     before = {p.name: p.stat().st_ino for p in (tmp_path / "cluster").iterdir()}

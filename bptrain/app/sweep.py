@@ -698,9 +698,10 @@ def sweep_command(out_dir, jobs, scheduler, print_commands, force, quiet, config
     mode = "quiet" if quiet else ("live" if sys.stderr.isatty() else "lines")
     cluster = None
     if scheduler is not None and to_do:
-        from .sweep_cluster import Cluster  # only here: Dask is needed by --scheduler alone
+        from .sweep_cluster import Cluster, sweep_inputs  # only here: Dask is needed by --scheduler alone
 
-        cluster = Cluster.start(scheduler, len(to_do), jobs, config, fixed,
+        local = plan_cores(len(to_do), jobs, usable_cores(), os.environ)[:2]  # for --scheduler local
+        cluster = Cluster.start(scheduler, sweep_inputs(config, fixed), local, EPOCH_LINE, BLAS_THREAD_VARIABLES,
                                 say=lambda text: mode != "quiet" and click.echo(text, err=True))
         parallel, threads, variables = min(jobs or len(to_do), len(to_do)), None, {}
     else:
@@ -721,7 +722,7 @@ def sweep_command(out_dir, jobs, scheduler, print_commands, force, quiet, config
         if job.name in done_before:
             display.event(job, done_text(job))
     info = {"jobs": parallel, "blas_threads_per_run": threads, "config": str(config) if config else None,
-            **(cluster.info() if cluster is not None else {})}
+            **(cluster.info(parallel) if cluster is not None else {})}
     began = time.monotonic()
 
     def on_done(job):

@@ -29,7 +29,10 @@ each epoch line as Dask events (``Worker.log_event``), which the sweep subscribe
 from __future__ import annotations
 
 import hashlib
+import logging
 import os
+import re
+import runpy
 import shutil
 import signal
 import subprocess
@@ -44,6 +47,9 @@ from pathlib import Path
 
 from .. import __version__
 from ..core.errors import BptrainError
+from ..data.loader import resolve_data_path
+from ..data.model_io import atomic_write
+from .paths import data_files
 
 #: Seconds to reach a scheduler before saying it cannot be reached.
 CONNECT_TIMEOUT = 5
@@ -55,8 +61,6 @@ LOCAL_ALLOWED_FAILURES = 2
 STOP_GRACE = 60
 #: How often a task looks whether it was asked to stop or was cancelled.
 POLL_SECONDS = 0.5
-#: train's arguments that name input files, and ``sweep``'s flag for each.
-INPUT_FLAGS = ("--config", "--data", "--resume")
 PR_SET_PDEATHSIG = 1
 
 
@@ -96,8 +100,6 @@ def _folder_digest(folder: Path, names) -> str:
 
 
 def describe_input(flag: str, given) -> Input:
-    from .paths import data_files
-
     path = Path(given).absolute()
     if path.is_dir():
         names = tuple(sorted(p.name for p in data_files(path) if p.is_file()))
@@ -115,8 +117,6 @@ def input_bytes(item: Input) -> dict:
 
 def sweep_inputs(config: Path | None, fixed: dict) -> list[Input]:
     """The files every run reads: the config, the data (the default resolved here, as train would) and --resume."""
-    from ..data.loader import resolve_data_path
-
     inputs = [describe_input("--data", resolve_data_path(fixed.get("data")))]
     if config is not None:
         inputs.append(describe_input("--config", config))
@@ -233,9 +233,7 @@ def child_main() -> None:
     parent = int(sys.argv[1])
     _die_with(parent)
     sys.argv = ["bptrain", *sys.argv[2:]]
-    from .cli import main
-
-    main()
+    runpy.run_module("bptrain", run_name="__main__", alter_sys=True)  # as `python -m bptrain` runs
 
 
 def _die_with(parent: int) -> None:
@@ -259,14 +257,12 @@ def _die_with(parent: int) -> None:
 CHILD_CODE = "from bptrain.app.sweep_cluster import child_main; child_main()"
 
 
-def worker_environment(nthreads: int, environ) -> dict:
+def worker_environment(nthreads: int, environ, blas_variables) -> dict:
     """The run's environment: the worker's threads as its BLAS threads (unless the worker's environment fixes
-    them), and no epoch thread beside them: they are the run's whole share of the cores."""
-    from .sweep import BLAS_THREAD_VARIABLES, blas_threads_from
-
+    them in one of ``blas_variables``), and no epoch thread beside them: they are the run's whole share."""
     env = {**environ, "PYTHONUNBUFFERED": "1"}
-    if blas_threads_from(environ) is None:
-        env.update({name: str(nthreads) for name in BLAS_THREAD_VARIABLES[:3]})
+    if not any(environ.get(name, "").strip().isdigit() and int(environ[name]) > 0 for name in blas_variables):
+        env.update({name: str(nthreads) for name in blas_variables[:3]})
     env.setdefault("BPTRAIN_EPOCH_THREAD", "0")
     return env
 
@@ -284,8 +280,7 @@ def run_on_worker(spec: dict, shipped: dict) -> dict:
     """The task: one ``bptrain train`` on this worker; its exit status, error lines and files' bytes."""
     from distributed import Event, get_client, get_worker
 
-    from .sweep import EPOCH_LINE
-
+    epoch_line = re.compile(spec["epoch_line"])
     worker = get_worker()
     if spec["version"] != __version__:
         raise ClusterError(f"worker {worker.address} has bptrain {__version__}, the sweep {spec['version']}")
@@ -313,7 +308,7 @@ def run_on_worker(spec: dict, shipped: dict) -> dict:
         scratch = Path(tempfile.mkdtemp(prefix="run-", dir=root))
         try:
             args, work = place_inputs(spec["args"], inputs, sources, scratch)
-            env = worker_environment(worker.state.nthreads, os.environ)
+            env = worker_environment(worker.state.nthreads, os.environ, spec["blas_variables"])
             process = subprocess.Popen([sys.executable, "-c", CHILD_CODE, str(os.getpid()), *args], cwd=work,
                                        stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL,
                                        text=True, env=env, bufsize=1, errors="replace")
@@ -323,7 +318,7 @@ def run_on_worker(spec: dict, shipped: dict) -> dict:
             def read_stdout():  # epoch lines, at most one a second but always the last (events pass the scheduler)
                 sent = 0.0
                 for line in process.stdout:
-                    match = EPOCH_LINE.match(line)
+                    match = epoch_line.match(line)
                     if match and (time.monotonic() - sent >= 1 or match.group(1) == match.group(2)):
                         sent = time.monotonic()
                         say("out", line=line.rstrip("\n"))
@@ -344,14 +339,10 @@ def run_on_worker(spec: dict, shipped: dict) -> dict:
                         signalled = True
             for reader in readers:
                 reader.join()
-            files, digests = {}, {}
-            for flag, kind in (("--out", "model"), ("--history", "history")):
-                path = Path(args[args.index(flag) + 1])
-                if path.is_file():
-                    files[kind] = path.read_bytes()
-                    digests[kind] = hashlib.sha256(files[kind]).hexdigest()
-            return {"code": process.returncode, "stderr": stderr, "files": files, "sha256": digests,
-                    "worker": worker.address}
+            # what train wrote: the model and history, and whatever else it keeps beside them
+            files = {path.name: path.read_bytes() for path in sorted((scratch / "out").iterdir()) if path.is_file()}
+            return {"code": process.returncode, "stderr": stderr, "files": files, "worker": worker.address,
+                    "sha256": {name: hashlib.sha256(data).hexdigest() for name, data in files.items()}}
         finally:
             shutil.rmtree(scratch, ignore_errors=True)
     finally:
@@ -362,7 +353,9 @@ def run_on_worker(spec: dict, shipped: dict) -> dict:
 class Cluster:
     """The sweep's connection to a scheduler (or its own LocalCluster), and the runs it submitted."""
 
-    def __init__(self, client, cluster, address: str, inputs: list[Input], shipped: dict, workers: dict):
+    def __init__(self, client, cluster, address: str, inputs: list[Input], shipped: dict, workers: dict,
+                 common: dict):
+        self.common = common  # what every task is given beside its run (see start)
         self.client = client
         self.cluster = cluster
         self.address = address
@@ -374,22 +367,19 @@ class Cluster:
         client.subscribe_topic(self.topic, self._on_event)
 
     @classmethod
-    def start(cls, address: str, n_runs: int, jobs: int | None, config: Path | None, fixed: dict, say) -> "Cluster":
-        """Connect (or start a LocalCluster for ``local``), check the workers, ship what they cannot read."""
+    def start(cls, address: str, inputs: list[Input], local: tuple[int, int], epoch_line: re.Pattern,
+              blas_variables: tuple, say) -> "Cluster":
+        """Connect (or, for ``local``, start a LocalCluster of ``local`` = (workers, threads each)), check the
+        workers, ship the inputs they cannot read. ``epoch_line`` and ``blas_variables`` are the sweep's: the
+        lines a task passes on, the variables that set a run's BLAS threads."""
         try:
             import dask
             from distributed import Client, LocalCluster
         except ImportError:
             raise ClusterError("--scheduler needs Dask's distributed: pip install 'bptrain[cluster]'") from None
-        inputs = sweep_inputs(config, fixed)
         cluster = None
         if address == "local":
-            import logging
-
-            from ..fast.threads import usable_cores
-            from .sweep import plan_cores
-
-            workers, threads, _ = plan_cores(n_runs, jobs, usable_cores(), os.environ)
+            workers, threads = local
             with dask.config.set({"distributed.scheduler.allowed-failures": LOCAL_ALLOWED_FAILURES}), \
                     warnings.catch_warnings():
                 warnings.filterwarnings("ignore", "Port .* is already in use")  # its status page, which is off
@@ -398,8 +388,6 @@ class Cluster:
             client = Client(cluster)
             address = cluster.scheduler_address
         else:
-            import logging
-
             # the sweep says itself what became of each run; the client's own reports would be tracebacks
             logging.getLogger("distributed").setLevel(logging.CRITICAL)
             try:
@@ -427,7 +415,8 @@ class Cluster:
                 if not all(probe["readable"][item.flag] for probe in probes.values()):
                     shipped[item.flag] = client.scatter(input_bytes(item), broadcast=True, hash=False)
             workers = {worker: probe["nthreads"] for worker, probe in probes.items()}
-            return cls(client, cluster, address, inputs, shipped, workers)
+            common = {"epoch_line": epoch_line.pattern, "blas_variables": list(blas_variables)}
+            return cls(client, cluster, address, inputs, shipped, workers, common)
         except BaseException:
             client.close()
             if cluster is not None:
@@ -442,14 +431,15 @@ class Cluster:
         return (f"on the Dask cluster at {self.address}: {len(self.workers)} worker{'s' if len(self.workers) != 1 else ''}, "
                 f"one run per worker at a time with its threads ({each}){shipped}")
 
-    def info(self) -> dict:
+    def info(self, parallel: int) -> dict:
+        """For summary.json: the runs at once are the workers (one run each), unless --jobs asked for fewer."""
         threads = set(self.workers.values())
-        return {"scheduler": self.address, "workers": len(self.workers),
+        return {"jobs": min(parallel, len(self.workers)), "scheduler": self.address, "workers": len(self.workers),
                 "blas_threads_per_run": threads.pop() if len(threads) == 1 else None}
 
     def launch(self, job, events) -> "ClusterRun":
         """The seam of :class:`bptrain.app.sweep.Sweep`: submit ``job`` and return its stand-in process."""
-        spec = {"name": job.name, "args": list(job.args), "inputs": [asdict(item) for item in self.inputs],
+        spec = {**self.common, "name": job.name, "args": list(job.args), "inputs": [asdict(item) for item in self.inputs],
                 "version": __version__, "topic": self.topic, "stop": f"{self.topic}-{uuid.uuid4().hex}-stop"}
         future = self.client.submit(run_on_worker, spec, dict(self.shipped), pure=False, retries=TASK_RETRIES,
                                     key=f"bptrain-train-{job.name}-{uuid.uuid4().hex[:8]}")
@@ -552,16 +542,17 @@ class ClusterRun:
                              "Error: cancelled on the cluster"])
 
     def _write(self, result: dict) -> None:
-        """The run's files, as its ``train`` wrote them on the worker, into the sweep's folder (atomically)."""
-        from ..data.model_io import atomic_write
-
-        for kind, path in (("model", self.job.model), ("history", self.job.history)):
-            data = result["files"].get(kind)
-            if data is None:
-                continue
-            if hashlib.sha256(data).hexdigest() != result["sha256"][kind]:
-                raise ClusterError(f"{path.name} arrived from {result['worker']} with another SHA-256 than it left")
-            atomic_write(path, lambda handle: handle.write(data))
+        """The run's files, as its ``train`` wrote them on the worker, into the sweep's folder (atomically),
+        the history last: a history that says finished is what marks the run done."""
+        folder = self.job.model.parent
+        names = sorted(result["files"], key=lambda name: name == self.job.history.name)
+        for name in names:
+            if Path(name).name != name or not name.startswith(self.job.name + "."):
+                raise ClusterError(f"{result['worker']} returned a file {name!r} that is not run {self.job.name}'s")
+            data = result["files"][name]
+            if hashlib.sha256(data).hexdigest() != result["sha256"][name]:
+                raise ClusterError(f"{name} arrived from {result['worker']} with another SHA-256 than it left")
+            atomic_write(folder / name, lambda handle: handle.write(data))
 
     def _end(self, code: int, stderr: list) -> None:
         for line in stderr:

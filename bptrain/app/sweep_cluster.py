@@ -529,8 +529,9 @@ class ClusterRun:
             exc = self.future.exception()
             text = " ".join(str(exc).split())
             if type(exc).__name__ == "KilledWorker":
-                text = (f"its worker died {len(self.starts)} time(s) while training it "
-                        f"({', '.join(self.starts)}); the scheduler gave up on it")
+                deaths = len(self.starts)
+                text = (f"the worker training it died, {deaths} time{'s' if deaths != 1 else ''} "
+                        f"({', '.join(self.starts)}); the scheduler gave up on it (its allowed-failures)")
             return self._end(1, [f"Error: on the cluster: {text or type(exc).__name__}"])
         # cancelled (a stop signal, or the scheduler went away), or the grace after a stop ran out
         self.future.cancel()

@@ -369,3 +369,36 @@ def test_parallel_runs_that_would_not_fit_together_are_refused_before_any_run(ru
     assert "2 parallel runs of 20-16-3 at batch 32 need about" in result.output
     assert "--jobs" in result.output or "fewer parallel jobs" in result.output
     assert started == [] and not list((tmp_path / "runs").glob("*.npy"))
+
+
+def test_a_stopped_run_continues_from_its_checkpoint_when_the_sweep_runs_again(runner, tmp_path, data):
+    """The unfinished run goes on after its last finished epoch and ends as a run that never stopped."""
+    import shlex
+
+    from bptrain.app.commands import train as train_module
+    from bptrain.core.training import Callbacks
+
+    class StopInEpoch3(Callbacks):
+        def progress(self, epoch, batches_done, running_loss):
+            if epoch == 3:
+                raise KeyboardInterrupt
+
+    args = ["--lr", "0.1,0.5", "--data", data, "--sizes", "20,16,3", "--batch-size", "16", "--epochs", "5"]
+    whole = tmp_path / "whole"
+    ok(sweep(runner, *args, "--out-dir", whole))
+    out = tmp_path / "stopped"
+    commands = ok(sweep(runner, *args, "--out-dir", out, "--print-commands")).stdout.splitlines()
+    real = train_module.train
+    train_module.train = lambda *a, callbacks=(), **k: real(*a, callbacks=[*callbacks, StopInEpoch3()], **k)
+    try:
+        stopped = invoke(runner, *shlex.split(commands[0])[1:])
+    finally:
+        train_module.train = real
+    assert stopped.exit_code == 130, stopped.output
+    name = Path(shlex.split(commands[0])[shlex.split(commands[0]).index("--out") + 1]).name[:-4]
+    assert (out / f"{name}.checkpoint.npz").is_file()
+    again = ok(sweep(runner, *args, "--out-dir", out))
+    assert "continues from its checkpoint, after epoch 2" in again.stderr + again.stdout
+    for model in sorted(whole.glob("*.npy")):
+        assert (out / model.name).read_bytes() == model.read_bytes()
+    assert not list(out.glob("*.checkpoint.npz"))

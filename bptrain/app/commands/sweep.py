@@ -21,7 +21,8 @@ from ..config import load_config
 from ..options import GroupedHelpCommand, Option
 from ..stopping import exit_status
 from ..sweep.cores import BLAS_THREAD_VARIABLES, check_runs_fit, plan_cores
-from ..sweep.folder import check_outputs, conflicts, finished_run, obtain_data, summary_document, write_summary
+from ..sweep.folder import (check_outputs, conflicts, continue_from_checkpoint, finished_run, obtain_data,
+                            summary_document, write_summary)
 from ..sweep.grid import SWEEP_OPTIONS, is_sweepable, make_jobs, off_name, on_off, parse_values, run_settings
 from ..sweep.runner import EPOCH_LINE, Display, Sweep, done_text
 
@@ -107,7 +108,8 @@ def sweep_command(out_dir, jobs, scheduler, print_commands, force, quiet, config
     so). Every run gets the same seed: runs that differ in the learning rate, momentum, decay, optimizer,
     batch size, loss or schedule start from identical weights (sizes, init, seed, dtype, and the
     activation with --init auto, change them). A finished run in the folder is skipped, an unfinished
-    one trained again. Ctrl-C or SIGTERM stops every run, each keeping its best model so far.
+    one trained again (from its checkpoint, exactly, where it left one). Ctrl-C or SIGTERM stops every run,
+    each keeping its best model so far and its checkpoint.
     """
     ctx = click.get_current_context()
     config_values = {}
@@ -158,6 +160,7 @@ def sweep_command(out_dir, jobs, scheduler, print_commands, force, quiet, config
                                            f"use another --out-dir, or --force to train it again")
                 done_before[job.name] = run
     to_do = [job for job in all_jobs if job.name not in done_before]
+    continued = {job.name: epoch for job in to_do if (epoch := continue_from_checkpoint(job)) is not None}
     out_dir.mkdir(parents=True, exist_ok=True)
 
     if print_commands:
@@ -197,6 +200,8 @@ def sweep_command(out_dir, jobs, scheduler, print_commands, force, quiet, config
     for job in all_jobs:
         if job.name in done_before:
             display.event(job, done_text(job))
+        elif job.name in continued:
+            display.event(job, f"continues from its checkpoint, after epoch {continued[job.name]}")
     info = {"jobs": parallel, "blas_threads_per_run": threads, "config": str(config) if config else None,
             **(cluster.info(parallel) if cluster is not None else {})}
     began = time.monotonic()

@@ -12,7 +12,7 @@ from ...core.network import AUTO_INIT, default_init
 from ...data.download import ensure_data
 from ...data.loader import resolve_data_path
 from ...data.model_io import atomic_write
-from .. import runs
+from .. import checkpoints, runs
 from ..checkpoints import checkpoint_path
 from ..compare import SUMMARY_FORMAT, Run, is_summary_file, option_label, read_run, show_value
 from ..paths import data_files, is_history_file, is_model_file
@@ -113,3 +113,26 @@ def check_outputs(jobs: list[Job], summary: Path, fixed: dict, config: Path | No
                            (checkpoint_path(job.model), "checkpoint")):
             runs.check_name_length(path, f"run {job.name}'s {what}", "out_dir")
     runs.check_files(inputs, outputs, replaceable=replaceable)
+
+
+def continue_from_checkpoint(job: Job) -> int | None:
+    """A run stopped before it finished left its checkpoint beside its model: the run goes on from it, exactly,
+    rather than from the start. Returns the epoch it goes on after, or None when it starts afresh."""
+    path = checkpoint_path(job.model)
+    if not path.is_file():
+        return None
+    try:
+        checkpoint = checkpoints.read(path)
+    except BptrainError:
+        return None  # train refuses it in one line if it is given; here the run just starts again
+    if checkpoint.run.get("out") != str(job.model):
+        return None
+    args, i = [], 0
+    while i < len(job.args):  # a --resume of the sweep's own is what the checkpoint's run started from
+        if job.args[i] == "--resume":
+            i += 2
+            continue
+        args.append(job.args[i])
+        i += 1
+    job.args = args + ["--resume", str(path)]
+    return checkpoint.state.epoch

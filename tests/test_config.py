@@ -140,7 +140,7 @@ def test_nested_table_is_unknown(tmp_path):
     ("loss = 1", "loss must be a string"),
     ('schedule = "linear"', "schedule must be one of"),
     ('dtype = "float16"', "dtype must be one of"),
-    ("seed = -1", "seed must be 0 or more"),
+    ("seed = -1", "seed must be 0..9223372036854775807"),
     ("weight_decay = -1.0", "weight_decay must be a finite number, 0 or more"),
     ("data = 3", "data must be a string"),
     ('sizes = "784,,10"', "has an empty entry"),

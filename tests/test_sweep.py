@@ -329,7 +329,9 @@ def test_a_stop_signal_keeps_finished_runs_and_the_best_so_far_of_the_others(tmp
     again = subprocess.run([sys.executable, "-m", "bptrain", "sweep", "--data", str(data), "--sizes", "20,16,3",
                             "--batch-size", "8", "--out-dir", str(out), "--epochs", "2,100000", "--print-commands"],
                            capture_output=True, text=True, timeout=60, cwd=tmp_path)
-    assert [Path(shlex.split(line)[-3]).name for line in again.stdout.splitlines()] == ["epochs=100000.npy"]
+    printed = [shlex.split(line) for line in again.stdout.splitlines()]
+    assert [Path(words[words.index("--out") + 1]).name for words in printed] == ["epochs=100000.npy"]
+    assert Path(printed[0][printed[0].index("--resume") + 1]).name == "epochs=100000.checkpoint.npz"  # exactly on
 
 
 # ====================================================================== the progress lines

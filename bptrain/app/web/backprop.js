@@ -339,7 +339,7 @@ function showStepSize(answer) {
   const norm = answer.A_0 && answer.A_0.norm, squared = norm * norm;
   $("backprop-why").textContent = !norm ? "" :
     `Why one step moves this digit so far: it changes each first-layer sum z_j = x·W_1[:, j] + b_j by ` +
-    `−η (‖x‖² + 1) δ_j, and this digit's ‖x‖² is ${number(squared)} (about 59 for an MNIST digit), so at η = ` +
+    `−η (‖x‖² + 1) δ_j, and this digit's ‖x‖² is ${number(squared)} (MNIST's run from about 50 to 130), so at η = ` +
     `${number(eta)} the sums move by ${number(eta * (squared + 1))} δ_j at once. Training averages the steps ` +
     "of many digits; here one digit has the whole step.";
 }

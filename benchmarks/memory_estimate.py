@@ -115,7 +115,7 @@ def main():
                     command += ["--out", f"{directory}/{engine}.npy", "-q"]
                     if "--resume" not in command and "784,2000,10" in command:
                         command[-2] = f"{directory}/resume.npy"  # the model the --resume row continues
-                if engine != "fast" and command[0] in ("train", "bench", "gradcheck"):
+                if engine != "fast" and command[0] in ("train", "bench"):  # gradcheck always runs the core
                     command += ["--engine", engine]
                 estimate = make_estimate(engine, data)
                 peak, seconds, code, last = peak_rss(command, directory, env)

@@ -24,6 +24,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from bptrain.app import memory
 from bptrain.app.serve import events as events_module, live_run
 from bptrain.core.errors import SettingError
 from bptrain.app.serve import http as server
@@ -903,3 +904,52 @@ def test_a_stopped_run_continued_from_the_page_ends_as_one_that_never_stopped(di
         assert not run["continued"]["exact"] and run["continued"]["lr"] == 0.05
         assert "a new plan from these weights: the schedule starts again at lr 0.05 (it last trained at" in \
             run["continued"]["note"]
+
+
+@pytest.mark.parametrize("document, field", [({"epochs": int("9" * 1000)}, "epochs"), ({"lr": int("9" * 400)}, "lr"),
+                                             ({"seed": int("9" * 300)}, "seed")])
+def test_numbers_json_accepts_but_python_cannot_use_are_a_400(trainer, document, field):
+    port, live = trainer
+    status, answer = call(port, "POST", "/api/train", {"sizes": SMALL, **document})
+    assert status == 400 and answer.get("field") == field, answer
+    assert live.run is None
+
+
+def test_what_the_page_caches_to_read_drawings_shares_the_kept_arrays(digits, tmp_path):
+    """Replaying epochs and reading the live network copy nothing: the networks share the snapshots' arrays."""
+    with live_server(digits, out_dir=tmp_path) as (port, live):
+        start(port, epochs=4)
+        wait_until(lambda: state(port)["status"] == "finished")
+        run = live.run
+        for snapshot in run.snapshots:
+            predictor = live.predictor(snapshot.epoch)
+            assert all(np.shares_memory(a, b) for a, b in zip(predictor.model.weights, snapshot.weights))
+        live.predictor()
+        with live.lock:
+            run.live = ([w.copy() for w in run.live[0]], [b.copy() for b in run.live[1]])
+            run.live_version += 1
+        live.predictor()
+        assert sum(key[0] == "live" for key in live._predictors) == 1  # an old live copy is not kept alive
+
+
+def test_the_page_counts_every_copy_it_keeps(digits, tmp_path, monkeypatch):
+    settings = TrainSettings(batch_size=10, epochs=5)
+    sizes = (784, 2000, 10)
+    params = 784 * 2000 + 2000 + 2000 * 10 + 10
+    estimates = []
+    real = memory.estimate
+    monkeypatch.setattr(memory, "estimate", lambda *a, **k: estimates.append(k) or real(*a, **k))
+    check_run_fits(sizes, settings, 600, digits)
+    kept = estimates[-1]["kept_snapshots"]
+    assert kept == min(64, (256 * 1024 * 1024) // (4 * params)) + 3  # the replay, the live copy, a stop's state
+
+
+def test_the_page_checks_a_run_with_the_engine_its_form_names(trainer, monkeypatch):
+    """The page and `train` give the same verdict: the estimate is the chosen engine's."""
+    port, _ = trainer
+    engines_seen = []
+    real = memory.estimate
+    monkeypatch.setattr(memory, "estimate", lambda *a, **k: engines_seen.append(k.get("engine")) or real(*a, **k))
+    start(port, epochs=1, engine="reference")
+    assert engines_seen[-1] == "reference"
+    wait_until(lambda: state(port)["status"] == "finished")

@@ -185,7 +185,7 @@ def test_a_body_over_2_mb_is_413_and_is_not_read(port):
 
 def test_a_huge_declared_length_is_413_before_any_body(port):
     with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
-        sock.sendall(b"POST /api/predict HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+        sock.sendall(f"POST /api/predict HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n".encode() + b"Content-Type: application/json\r\n"
                      b"Content-Length: 99999999999\r\n\r\n")
         answer = sock.makefile("rb").read()  # the server answers at once and closes: nothing was sent
     assert answer.startswith(b"HTTP/1.1 413 ")
@@ -200,7 +200,7 @@ def test_a_huge_declared_length_is_413_before_any_body(port):
 def test_a_missing_or_invalid_content_length_is_refused(port, headers, status):
     head = "".join(f"{k}: {v}\r\n" for k, v in headers.items())
     with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
-        sock.sendall(f"POST /api/predict HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n{head}\r\n"
+        sock.sendall(f"POST /api/predict HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nContent-Type: application/json\r\n{head}\r\n"
                      .encode())
         answer = sock.makefile("rb").read()
     assert answer.startswith(f"HTTP/1.1 {status} ".encode()), answer[:80]
@@ -208,7 +208,7 @@ def test_a_missing_or_invalid_content_length_is_refused(port, headers, status):
 
 def test_a_body_shorter_than_declared_is_400(port):
     with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
-        sock.sendall(b"POST /api/predict HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+        sock.sendall(f"POST /api/predict HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n".encode() + b"Content-Type: application/json\r\n"
                      b"Content-Length: 100\r\n\r\n{\"width\": 1")
         sock.shutdown(socket.SHUT_WR)
         answer = sock.makefile("rb").read()
@@ -489,3 +489,39 @@ def test_other_hidden_units_are_described_and_shown(activation):
     answer = json.loads(body)
     expected = net.forward(np.asarray(answer["input"], np.float32).reshape(1, -1))[1][1][0]
     np.testing.assert_allclose(answer["hidden"][0], expected, atol=2e-3)
+
+
+@pytest.mark.parametrize("method, path, body", [("GET", "/", None), ("GET", "/api/model", None),
+                                                ("GET", "/app.js", None),
+                                                ("POST", "/api/predict", b'{"width": 1, "height": 1, "pixels": [0]}'),
+                                                ("POST", "/api/explain", b'{"input": []}')])
+def test_every_route_refuses_another_sites_host_name(port, method, path, body):
+    """DNS rebinding: a page on evil.example, its name pointed at 127.0.0.1, must read nothing at all."""
+    headers = {"Host": f"evil.example:{port}", "Content-Type": "application/json"}
+    status, _, answer = request(port, method, path, body, headers)
+    assert status == 403 and b"does not name this server" in answer
+    status, _, _ = request(port, method, path, body, {**headers, "Host": f"localhost:{port}"})
+    assert status != 403
+
+
+@pytest.mark.parametrize("length", ["\u00b2", "1\u00b2", "\u00b9\u00b2"])
+def test_a_content_length_of_non_ascii_digits_is_a_400_not_a_500(port, length):
+    """str.isdigit() takes them, int() takes some and not others: only 0-9 are a length."""
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+        sock.sendall(f"POST /api/predict HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nContent-Type: application/json\r\n"
+                     f"Content-Length: {length}\r\n\r\n".encode("latin-1"))  # as http.server decodes it
+        answer = sock.makefile("rb").read()
+    assert answer.startswith(b"HTTP/1.1 400 ") and b"invalid Content-Length" in answer, answer[:200]
+
+
+@pytest.mark.parametrize("body", [b'{"width": ' + b"9" * 5000 + b"}", b"[" * 100_000 + b"]" * 100_000])
+def test_json_python_cannot_use_is_a_400(port, body):
+    status, _, answer = request(port, "POST", "/api/predict", body, {"Content-Type": "application/json"})
+    assert status == 400 and b"malformed JSON" in answer
+
+
+def test_a_query_of_non_ascii_digits_is_a_400_not_a_500(port):
+    body = json.dumps({"width": 1, "height": 1, "pixels": [0]}).encode()
+    status, _, answer = request(port, "POST", "/api/predict?snapshot=%C2%B2", body,
+                                {"Content-Type": "application/json"})
+    assert status == 400 and b"snapshot" in answer

@@ -53,7 +53,7 @@ def statuses(folder: Path) -> dict:
 def test_every_train_option_but_the_outputs_is_a_sweep_option():
     """The sweep's options are read from the options table, not written out again."""
     params = {param.name for param in sweep_command.params}
-    own = {"out_dir", "jobs", "print_commands", "force", "quiet", "config"}
+    own = {"out_dir", "jobs", "scheduler", "print_commands", "force", "quiet", "config"}
     switches = {"no_" + o.name for o in TRAIN_OPTIONS if o.flag is not None and "/" in o.flag}
     expected = {o.name for o in TRAIN_OPTIONS if o.name not in ("out", "history", "quiet")}
     assert params == expected | own | switches
@@ -246,6 +246,17 @@ def test_outputs_never_replace_inputs(runner, tmp_path, data):
     assert_clean_error(sweep(runner, "--lr", "0.1,1", "--config", config, "--data", data, "--out-dir", tmp_path),
                        "is the same file as --config", exit_code=2)
     assert config.read_text() == "epochs = 1\n"
+
+
+def test_a_run_name_too_long_for_the_file_system_is_refused_before_any_run(runner, tmp_path, data):
+    """Run names come from the values: one of 250 characters fails up front, not after the others trained."""
+    config = tmp_path / "long.toml"
+    config.write_text("epochs = 1\n")
+    long_sizes = "20," + "1," * 120 + "3"
+    result = sweep(runner, "--sizes", "20,8,3", "--sizes", long_sizes, "--data", data, "--out-dir", tmp_path / "runs")
+    line = assert_clean_error(result, exit_code=2)
+    assert "bytes long" in line and "this file system allows" in line
+    assert not (tmp_path / "runs").exists() or not list((tmp_path / "runs").iterdir())
 
 
 def test_print_commands_run_as_printed_and_compare_reads_their_results(runner, tmp_path, data):

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..core.errors import SettingError
+from ..core.errors import BptrainError, SettingError
 from ..core.network import MLP
 from ..core.training import Callbacks, EpochRecord, LoopState, TrainSettings
 from ..data.checkpoint_io import SUFFIX, CheckpointError, load_checkpoint, save_checkpoint
@@ -45,6 +45,14 @@ def run_id(record: dict) -> str:
     bytes (two runs with one id would train alike, step for step)."""
     plan = {key: value for key, value in record.items() if key not in ("run_id", "out", "history")}
     return hashlib.sha256(json.dumps(plan, sort_keys=True).encode("utf-8")).hexdigest()[:16]
+
+
+class CheckpointWriteError(BptrainError):
+    """The checkpoint could not be written; ``state`` is where the run stood (its best model included)."""
+
+    def __init__(self, message: str, state: LoopState):
+        super().__init__(message)
+        self.state = state
 
 
 @dataclass
@@ -76,7 +84,11 @@ class CheckpointWriter(Callbacks):
 
     def epoch_state(self, state: LoopState) -> None:
         started = time.perf_counter()
-        self.bytes = write(self.path, self.run, self.model, state)
+        try:
+            self.bytes = write(self.path, self.run, self.model, state)
+        except OSError as exc:  # a full disk stops the run: going on would lose what a stop could not keep
+            raise CheckpointWriteError(f"cannot write the checkpoint {self.path}: {exc.strerror or exc}",
+                                       state) from None
         self.seconds.append(time.perf_counter() - started)
 
     def remove(self) -> None:

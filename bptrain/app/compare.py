@@ -28,6 +28,7 @@ import numpy as np
 
 from ..core.errors import BptrainError, SettingError
 from ..core.training import DISTORTION_SETTINGS
+from ..data.json_text import is_json_object, parse_json
 from ..data.model_io import read_model_record
 from . import plot
 from .history import HISTORY_SUFFIX, read_history_document, validate_history
@@ -97,18 +98,29 @@ def json_value(value):
 
 # --------------------------------------------------------------------- reading runs
 def flat_settings(document: dict) -> dict:
-    """{option name: value} from a model's metadata or a history: the network's keys and train's settings."""
+    """{option name: value} from a model's metadata or a history: the network's keys and train's settings,
+    each a plain value (a file may hold anything JSON can: what is not a number, a string or sizes is
+    kept as its JSON text, so it still shows and compares)."""
     settings = {}
     for key in NETWORK_KEYS:
         value = document.get(key)
         if value is not None:
-            settings[key] = tuple(value) if key == "sizes" else value
+            settings[key] = _plain(key, value)
     recorded = document.get("settings")
     if isinstance(recorded, dict):
-        settings.update(recorded)
+        settings.update({str(key): _plain(str(key), value) for key, value in recorded.items()})
     if document.get("data"):
-        settings["data"] = document["data"]
+        settings["data"] = _plain("data", document["data"])
     return settings
+
+
+def _plain(key: str, value):
+    if key == "sizes" and isinstance(value, list) and all(isinstance(n, int) and not isinstance(n, bool)
+                                                          for n in value):
+        return tuple(value)
+    if value is None or isinstance(value, (str, bool, float)) or (isinstance(value, int) and key != "sizes"):
+        return value
+    return json.dumps(value)
 
 
 def read_run(label: str, model: Path | None = None, history: Path | None = None) -> Run:
@@ -165,17 +177,17 @@ def run_files(path: Path) -> tuple[Path | None, Path | None]:
 def is_summary_file(path: Path) -> bool:
     """A summary.json a sweep wrote."""
     try:
-        document = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, ValueError):
+        document = is_json_object(path.read_bytes())
+    except OSError:
         return False
-    return isinstance(document, dict) and document.get("format") == SUMMARY_FORMAT
+    return document is not None and document.get("format") == SUMMARY_FORMAT
 
 
 def read_summary(folder: Path) -> dict | None:
     path = folder / SUMMARY_NAME
     if not path.is_file() or not is_summary_file(path):
         return None
-    document = json.loads(path.read_text(encoding="utf-8"))
+    document = parse_json(path.read_bytes(), str(path), BptrainError)
     return document if isinstance(document.get("runs"), list) else None
 
 
@@ -299,7 +311,10 @@ def _comparable(value):
     if isinstance(value, list):
         return tuple(value)
     if isinstance(value, (int, float)) and not isinstance(value, bool):
-        return float(value)
+        try:
+            return float(value)
+        except OverflowError:  # an integer of hundreds of digits: compared as it is
+            return value
     return value
 
 
@@ -312,7 +327,7 @@ def option_label(key: str) -> str:
 def show_value(key: str, value) -> str:
     if value is None:
         return "?"
-    if key == "sizes":
+    if key == "sizes" and isinstance(value, tuple):
         return "-".join(str(n) for n in value)
     if isinstance(value, bool):
         return "true" if value else "false"

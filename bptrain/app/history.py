@@ -17,6 +17,7 @@ import numpy as np
 
 from .. import __version__
 from ..core.errors import BptrainError
+from ..data.json_text import parse_json
 from ..data.model_io import atomic_write
 from .paths import is_history_file
 
@@ -155,8 +156,6 @@ def write_history(path: Path, result, metadata: dict, model) -> None:
 
 def load_history(path) -> dict:
     """Read a history JSON file (as written by ``bptrain train``) and check it."""
-    import json
-
     path = Path(path)
     try:
         text = path.read_text(encoding="utf-8")
@@ -164,10 +163,7 @@ def load_history(path) -> dict:
         raise BptrainError(f"no history file at {path}") from None
     except (OSError, UnicodeDecodeError) as exc:
         raise BptrainError(f"cannot read history file {path}: {getattr(exc, 'strerror', None) or exc}") from None
-    try:
-        document = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise BptrainError(f"{path} is not valid JSON (line {exc.lineno}: {exc.msg})") from None
+    document = parse_json(text, str(path), BptrainError)
     validate_history(document, source=str(path))
     return document
 
@@ -233,4 +229,4 @@ def read_history_document(path: Path) -> dict:
     """A history file as ``bptrain train`` writes it; one-line errors for anything else."""
     if not is_history_file(path):
         raise BptrainError(f"{path} is not a bptrain history (a JSON object with an \"epochs\" list)")
-    return json.loads(path.read_text(encoding="utf-8"))
+    return parse_json(path.read_bytes(), str(path), BptrainError)

@@ -47,13 +47,14 @@ from pathlib import Path
 
 import numpy as np
 
-from ..core.errors import BptrainError
+from ..core.errors import BptrainError, ModelFileError
 from ..core.learning_speed import INITIAL_BATCH
 from ..core.network import PREDICT_CHUNK
 from ..core.epoch_steps import UPDATES_PER_EPOCH
 from ..core.training import DISTORTION_SETTINGS
 from ..data.distort import BLOCK
 from ..data.epochs import CHUNK
+from ..data.npyfile import check_npy_size
 from ..engines import ENGINES, engine_class
 
 
@@ -468,7 +469,10 @@ def _phases(run: Run) -> dict:
     # the loss of a group of steps is read from rows kept for it (the fast engine's run_epoch)
     group_rows = max(1, math.ceil(n_train / batch) // UPDATES_PER_EPOCH) * batch
     parts = [*data_parts, Part("parameters", models * params * d)]
-    parts += [Part(name, models * size) for name, size in trainer.memory(sizes, batch, run.optimizer, d, group_rows).items()]
+    engine_parts = trainer.memory(sizes, batch, run.optimizer, d, group_rows)
+    transient = []  # arrays made and dropped again: those of a step, of the evaluation, of the speed measure
+    for name, size in engine_parts.items():
+        (parts if trainer.KEEPS_WORKSPACES or name == "optimizer state" else transient).append(Part(name, models * size))
     # the shuffled (shifted, distorted) training set and its one-hot targets in one buffer, the images
     # converted first for a float64 network, a shift's gather scratch, the permutation and shift codes
     epoch = n_train * (n_features + n_classes) * d + (n_train * n_features * d if converted else 0)
@@ -481,14 +485,19 @@ def _phases(run: Run) -> dict:
     if run.evaluation and data is not None:
         rows = min(EVAL_CHUNK, data.n_validation)
         # kept in the network's workspaces: a chunk's activations, its softmax, one-hot targets, predictions
-        parts.append(Part("evaluation chunk", activations(rows, 1 if engine == "fast" else 2)
-                          + rows * (2 * n_classes + (n_features if converted else 0)) * d + data.n_validation * 8))
+        transient.append(Part("evaluation chunk", activations(rows, 1 if engine == "fast" else 2)
+                              + rows * (2 * n_classes + (n_features if converted else 0)) * d
+                              + data.n_validation * 8))
     if run.gradient_norms:
         rows = min(GRADIENT_NORM_ROWS, n_train)
         # speed.SpeedRecorder's gradients, and batch_speed's forward and backward of `rows` images:
         # its workspace and gradients, and their copies
-        parts.append(Part("gradient norms", params * d + activations(rows, 3) + 2 * params * d
-                          + rows * (n_classes + (n_features if converted else 0)) * d))
+        transient.append(Part("gradient norms", params * d + activations(rows, 3) + 2 * params * d
+                              + rows * (n_classes + (n_features if converted else 0)) * d))
+    if trainer.KEEPS_WORKSPACES:  # the fast engine's workspaces live through the epoch: all of them at once
+        parts += transient
+    elif transient:  # the reference engine's arrays come and go: the largest of them at a time
+        parts.append(max(transient, key=lambda part: part.bytes))
     if run.best_snapshots:  # the best epoch's parameters, and the next best's while it is copied
         parts.append(Part("best-epoch snapshots", 2 * params * d))
     if run.kept_snapshots:
@@ -504,20 +513,14 @@ def model_file_layout(path) -> tuple[tuple, int] | None:
     """(sizes, itemsize) of a bptrain model file, from its .npy header alone; None if it is not one.
 
     The file is one record whose fields W1, b1, ... have the layers' shapes
-    (bptrain.data.model_io): the header names them without reading any data.
+    (bptrain.data.model_io): the header names them without reading any data. A file too short to hold
+    what its header claims is refused here as truncated or corrupt (a lie about its size is not a
+    memory problem).
     """
-    readers = {(1, 0): np.lib.format.read_array_header_1_0, (2, 0): np.lib.format.read_array_header_2_0}
-    try:
-        with open(path, "rb") as handle:
-            reader = readers.get(np.lib.format.read_magic(handle))
-            if reader is None:
-                return None
-            shape, _, dtype = reader(handle)
-    except (OSError, ValueError, EOFError, SyntaxError, TypeError):
+    header = check_npy_size(path, ModelFileError, "model file") if Path(path).is_file() else None
+    if header is None or header.shape != () or header.dtype.names is None:
         return None
-    if shape != () or dtype.names is None:
-        return None
-    sizes, layer = [], 1
+    dtype, sizes, layer = header.dtype, [], 1
     while f"W{layer}" in dtype.names:
         weight = dtype.fields[f"W{layer}"][0]
         if len(weight.shape) != 2 or (sizes and weight.shape[0] != sizes[-1]):

@@ -65,6 +65,10 @@ class FiniteFloat(click.FloatRange):
         return number
 
 
+#: Seeds go into JSON files and NumPy's generators: at most what a signed 64-bit integer holds.
+MAX_SEED = 2**63 - 1
+
+
 def integer(minimum: int, maximum: int | None = None) -> Kind:
     if maximum is None:
         words = "must be at least 1" if minimum == 1 else f"must be {minimum} or more"
@@ -88,6 +92,10 @@ def number(minimum: float = 0.0, *, above: bool = False, below: float | None = N
     maximum = below if below is not None else at_most
 
     def check(value):
+        try:
+            value = float(value)  # an integer of hundreds of digits is no float
+        except OverflowError:
+            return words
         ok = math.isfinite(value) and (value > minimum if above else value >= minimum)
         return None if ok and (maximum is None or value < maximum or (at_most is not None and value == at_most)) \
             else words
@@ -247,7 +255,7 @@ TRAIN_OPTIONS: tuple[Option, ...] = (
                            "streams afresh).",
            "Files", in_config=False),
     # other
-    Option("seed", integer(0), "Seeds initialisation, shuffling and augmentation: same seed, same model file.",
+    Option("seed", integer(0, MAX_SEED), "Seeds initialisation, shuffling and augmentation: same seed, same model file.",
            "Other"),
     Option("engine", choice(ENGINES), "fast: preallocated buffers and fused BLAS calls. reference: the readable "
            "core (bptrain/core), plain NumPy as the math is written; same results, slower.", "Other",

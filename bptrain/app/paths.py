@@ -28,7 +28,6 @@ PNG for a plot), or is empty.
 
 from __future__ import annotations
 
-import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -36,6 +35,7 @@ from typing import Callable, Iterable, Mapping
 
 from ..core.errors import PathClash
 from ..data.idx import IDX_NAMES
+from ..data.json_text import is_json_object
 from ..data.npyfile import read_npy_header
 
 #: A history JSON larger than this is not one bptrain wrote (a year of epochs is ~100 MB).
@@ -167,10 +167,10 @@ def is_history_file(path: Path) -> bool:
     try:
         if path.stat().st_size > MAX_HISTORY_BYTES:
             return False
-        document = json.loads(path.read_bytes().decode("utf-8"))
-    except (OSError, UnicodeDecodeError, ValueError):
+        document = is_json_object(path.read_bytes())
+    except OSError:
         return False
-    return isinstance(document, dict) and isinstance(document.get("epochs"), list) and "best_epoch" in document
+    return document is not None and isinstance(document.get("epochs"), list) and "best_epoch" in document
 
 
 def is_png_file(path: Path) -> bool:

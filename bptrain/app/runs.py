@@ -16,6 +16,8 @@ line (:func:`flag`), ``batch_size`` on the page (:func:`plain`).
 
 from __future__ import annotations
 
+import os
+import shutil
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,6 +29,7 @@ from ..core.training import DISTORTION_SETTINGS, LoopState, TrainSettings
 from ..data.checkpoint_io import CheckpointError, is_checkpoint_file
 from ..data.loader import resolve_data_path
 from ..data.model_io import load_model, read_model_record
+from ..data.npyfile import format_bytes
 from ..data.shifts import is_square_image
 from . import checkpoints, memory
 from .checkpoints import checkpoint_path
@@ -38,6 +41,17 @@ from .paths import check_no_clash, check_replaceable, data_files, is_history_fil
 
 #: What a continued network keeps: (setting, how a message names it).
 KEPT_BY_A_CONTINUED_MODEL = (("sizes", "sizes"), ("loss", "loss"), ("activation", "hidden units"))
+
+
+#: An atomic write's temporary file is named ".NAME.XXXXXXXX.tmp": this many bytes longer than NAME.
+TEMPORARY_NAME_EXTRA = 14
+#: A model file's bytes beyond its parameters (header and metadata), and a history's per epoch, at most.
+OUTPUT_SLACK = 64 * 1024
+HISTORY_EPOCH_BYTES = 4 * 1024
+
+
+class DiskSpaceError(BptrainError):
+    """A run's files would not fit on their disk."""
 
 
 def flag(name: str) -> str:
@@ -52,7 +66,9 @@ def plain(name: str) -> str:
 
 # ------------------------------------------------------------------ files
 def check_writable(path: Path, what: str, field: str | None = None) -> None:
-    """Fail before any work if ``path`` cannot be written (a directory, a missing or read-only folder)."""
+    """Fail before any work if ``path`` cannot be written (a directory, a missing or read-only folder, a name
+    longer than the file system allows)."""
+    check_name_length(path, what, field)
     if path.is_dir():
         raise SettingError(f"{what} {path} is a directory; give a file name like model.npy", field=field)
     directory = path.parent if str(path.parent) else Path(".")
@@ -64,6 +80,55 @@ def check_writable(path: Path, what: str, field: str | None = None) -> None:
     except OSError as exc:
         raise SettingError(f"cannot write {what} {path}: directory {directory} is not writable "
                            f"({exc.strerror or exc})", field=field) from None
+
+
+def check_name_length(path: Path, what: str, field: str | None = None) -> None:
+    """A name the file system can hold, counting the temporary file an atomic write puts beside it (the
+    folder need not exist yet: the nearest one that does is asked)."""
+    name_max = _name_max(path.parent if str(path.parent) else Path("."))
+    length = len(os.fsencode(path.name)) + TEMPORARY_NAME_EXTRA
+    if name_max is not None and length > name_max:
+        raise SettingError(f"{what} {path}: its name is {len(os.fsencode(path.name))} bytes long, and with the "
+                           f"temporary file written beside it {length}; this file system allows {name_max}",
+                           field=field)
+
+
+def _name_max(directory: Path) -> int | None:
+    """The longest file name (in bytes) the file system of ``directory`` allows, where it says."""
+    while not directory.is_dir() and directory != directory.parent:
+        directory = directory.parent
+    try:
+        return os.pathconf(directory, "PC_NAME_MAX")
+    except (OSError, ValueError, AttributeError):
+        return None
+
+
+def check_disk(plan: TrainingPlan) -> None:
+    """The run's files fit on their disk: the model, the history, and the checkpoint twice over (the new
+    one is written beside the old before it replaces it). A full disk found after hours of training
+    would cost them; found here it costs nothing."""
+    params = plan.model.n_parameters * plan.model.dtype.itemsize
+    optimizer = {"adam": 2}.get(plan.settings.optimizer, 1 if plan.settings.momentum else 0)
+    needs = {plan.out.parent: params + OUTPUT_SLACK, plan.history.parent: plan.settings.epochs * HISTORY_EPOCH_BYTES}
+    needs[plan.checkpoint.parent] = needs.get(plan.checkpoint.parent, 0) + 2 * (2 + optimizer) * params
+    for folder, size in needs.items():
+        try:
+            free = shutil.disk_usage(folder if str(folder) else ".").free
+        except OSError:
+            continue
+        total = sum(n for f, n in needs.items() if _same_disk(f, folder))
+        if free < total:
+            raise DiskSpaceError(f"the run's files need about {format_bytes(total)} on the disk of "
+                                 f"{folder if str(folder) else '.'} (the model, its history and its checkpoint), "
+                                 f"and it has {format_bytes(free)} free; free some space or give --out elsewhere",
+                                 field="out")
+
+
+def _same_disk(a: Path, b: Path) -> bool:
+    try:
+        return os.stat(a if str(a) else ".").st_dev == os.stat(b if str(b) else ".").st_dev
+    except OSError:
+        return a == b
 
 
 def check_files(inputs: dict, outputs: dict, allow=(), replaceable=(), show=str) -> None:
@@ -206,6 +271,7 @@ def plan_training(values: dict, given, load_data, *, config: Path | None = None,
     history = Path(values["history"]) if values.get("history") else history_path(out)
     check_writable(out, "model file", "out")
     check_writable(history, "history file", "history")
+    check_writable(checkpoint_path(out), "its checkpoint", "out")
     check_files(inputs={data_label: data_files(resolve_data_path(data)), "--config": [config], "--resume": [resume]},
                 outputs={"--out": [out], "--history": [history], "its checkpoint": [checkpoint_path(out)]},
                 allow={("--out", "--resume"), ("its checkpoint", "--resume")},  # continuing in place
@@ -259,6 +325,7 @@ def plan_training(values: dict, given, load_data, *, config: Path | None = None,
     plan = TrainingPlan(model, init, first_epoch, dataset, settings, values["engine"], initial_sha256, out, history,
                         run_id, state, notes)
     plan.run_id = plan.run_id or checkpoints.run_id(plan.run_record())
+    check_disk(plan)
     return plan
 
 

@@ -57,6 +57,7 @@ from .compare import (
     show_value,
     start_note,
 )
+from .checkpoints import checkpoint_path
 from .config import load_config
 from .options import PATH, TRAIN_OPTIONS, GroupedHelpCommand, Option, parse_sizes
 from .paths import data_files, is_history_file, is_model_file
@@ -444,9 +445,16 @@ def _read_lines(stream, events: queue.Queue, job: Job, kind: str) -> None:
 
 
 class Sweep:
-    """Runs the jobs, ``jobs`` at a time, and passes a stop signal on to the running ones."""
+    """Runs the jobs, ``jobs`` at a time, and passes a stop signal on to the running ones.
 
-    def __init__(self, jobs: list[Job], parallel: int, variables: dict, display: Display, on_done):
+    ``launch(job, events)`` starts a run elsewhere than in a local process (``--scheduler``): it returns
+    what stands for the run's ``train`` process (``poll``, ``wait``, ``send_signal``, ``returncode``),
+    puts the run's output lines on ``events`` as ``(job, "out"|"err"|"status", line)`` and one
+    ``(job, "eof", ...)`` per stream it counted in ``job.open_streams``, and has written the run's files
+    into place by the time ``poll`` returns its exit status.
+    """
+
+    def __init__(self, jobs: list[Job], parallel: int, variables: dict, display: Display, on_done, launch=None):
         self.jobs = jobs
         self.parallel = parallel
         self.env = {**os.environ, **variables, "PYTHONUNBUFFERED": "1"}
@@ -454,6 +462,7 @@ class Sweep:
         self.on_done = on_done
         self.events: queue.Queue = queue.Queue()
         self.signum: int | None = None
+        self.launch = launch or self.start_process
 
     def run(self) -> int | None:
         """Run every waiting job; return the stop signal's number if one came, else None."""
@@ -492,13 +501,17 @@ class Sweep:
     def start(self, job: Job) -> None:
         job.state, job.started, job.started_at = "running", time.monotonic(), time.time()
         job.before = {path: _signature(path) for path in (job.model, job.history)}
-        job.process = subprocess.Popen([sys.executable, "-m", "bptrain", *job.args], stdout=subprocess.PIPE,
-                                       stderr=subprocess.PIPE, stdin=subprocess.DEVNULL, text=True, env=self.env,
-                                       bufsize=1, errors="replace")
+        job.process = self.launch(job, self.events)
+        self.display.event(job, getattr(job.process, "start_text", "started"))
+
+    def start_process(self, job: Job, events: queue.Queue) -> subprocess.Popen:
+        process = subprocess.Popen([sys.executable, "-m", "bptrain", *job.args], stdout=subprocess.PIPE,
+                                   stderr=subprocess.PIPE, stdin=subprocess.DEVNULL, text=True, env=self.env,
+                                   bufsize=1, errors="replace")
         job.open_streams = 2
-        for stream, kind in ((job.process.stdout, "out"), (job.process.stderr, "err")):
-            threading.Thread(target=_read_lines, args=(stream, self.events, job, kind), daemon=True).start()
-        self.display.event(job, "started")
+        for stream, kind in ((process.stdout, "out"), (process.stderr, "err")):
+            threading.Thread(target=_read_lines, args=(stream, events, job, kind), daemon=True).start()
+        return process
 
     def read_events(self, timeout: float) -> None:
         try:
@@ -515,6 +528,9 @@ class Sweep:
     def handle(self, job: Job, kind: str, line: str) -> None:
         if kind == "eof":
             job.open_streams -= 1
+            return
+        if kind == "status":  # where a run elsewhere is (a cluster's worker)
+            self.display.event(job, line)
             return
         if kind == "err":
             job.stderr.append(line)
@@ -543,7 +559,9 @@ class Sweep:
             run, errors = None, errors + [str(exc)]
         if run is None:
             run = Run(job.name, settings=dict(job.values), seconds=round(job.ended - job.started, 3))
-        if files and (code == 0 or code in STOP_STATUSES):
+        if getattr(job.process, "not_started", False):
+            run.status, run.seconds, job.started = "not started", None, None  # queued elsewhere, cancelled
+        elif files and (code == 0 or code in STOP_STATUSES):
             pass  # the history says: finished (a signal may have come during its save), or stopped, best so far saved
         elif code == 1 and any("training diverged" in line for line in errors):
             message = next(line for line in errors if "training diverged" in line)
@@ -596,6 +614,10 @@ def write_summary(path: Path, document: dict) -> None:
                    "setting, e.g. lr=0.25) and summary.json; created if missing.")
 @click.option("--jobs", type=click.IntRange(min=1), default=None,
               help="Runs trained at once [default: the cores // the BLAS threads of each run].")
+@click.option("--scheduler", metavar="tcp://HOST:8786|local", default=None,
+              help="Train the runs on a Dask cluster: the address of its scheduler, or `local` for one of "
+                   "this machine's own; the files come back here (needs: pip install 'bptrain[cluster]'; "
+                   "see docs/scaling.md).")
 @click.option("--print-commands", is_flag=True,
               help="Print the `bptrain train` command of each run still to do, one a line, instead of running "
                    "them (for a SLURM job array, GNU parallel, a CI matrix); `bptrain compare` reads the results.")
@@ -605,7 +627,7 @@ def write_summary(path: Path, document: dict) -> None:
 @click.option("--config", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="TOML file of settings for every run; flags override it.")
 @sweep_options
-def sweep_command(out_dir, jobs, print_commands, force, quiet, config, **given):
+def sweep_command(out_dir, jobs, scheduler, print_commands, force, quiet, config, **given):
     """Train one run per value of the options given several values (their grid, if several are),
     everything else the same, and show them side by side.
 
@@ -684,9 +706,18 @@ def sweep_command(out_dir, jobs, print_commands, force, quiet, config, **given):
         obtain_data(fixed.get("data"), bool(fixed.get("no_download")))
     from ..fast.threads import usable_cores  # only here: the command line must not need the fast engine
 
-    parallel, threads, variables = plan_cores(max(1, len(to_do)), jobs, usable_cores(), os.environ)
-    check_runs_fit([run_settings(job, config_values, fixed) for job in to_do], parallel)
     mode = "quiet" if quiet else ("live" if sys.stderr.isatty() else "lines")
+    cluster = None
+    if scheduler is not None and to_do:
+        from .sweep_cluster import Cluster, sweep_inputs  # only here: Dask is needed by --scheduler alone
+
+        local = plan_cores(len(to_do), jobs, usable_cores(), os.environ)[:2]  # for --scheduler local
+        cluster = Cluster.start(scheduler, sweep_inputs(config, fixed), local, EPOCH_LINE, BLAS_THREAD_VARIABLES,
+                                say=lambda text: mode != "quiet" and click.echo(text, err=True))
+        parallel, threads, variables = min(jobs or len(to_do), len(to_do)), None, {}
+    else:
+        parallel, threads, variables = plan_cores(max(1, len(to_do)), jobs, usable_cores(), os.environ)
+        check_runs_fit([run_settings(job, config_values, fixed) for job in to_do], parallel)
     display = Display(all_jobs, mode)
     for job in all_jobs:
         if job.name in done_before:
@@ -695,18 +726,25 @@ def sweep_command(out_dir, jobs, print_commands, force, quiet, config, **given):
     names = ", ".join(option_label(name) for name in swept)
     display.say(f"sweep of {names}: {len(all_jobs)} runs in {out_dir}"
                 + (f", {len(done_before)} finished before (skipped)" if done_before else "")
-                + (f"; {parallel} at a time, {threads} BLAS thread{'s' if threads > 1 else ''} each" if to_do else ""))
+                + (f"; {parallel} at a time, {threads} BLAS thread{'s' if threads > 1 else ''} each"
+                   if to_do and cluster is None else "")
+                + (f", {cluster.description()}" if cluster is not None else ""))
     for job in all_jobs:
         if job.name in done_before:
             display.event(job, done_text(job))
-    info = {"jobs": parallel, "blas_threads_per_run": threads, "config": str(config) if config else None}
+    info = {"jobs": parallel, "blas_threads_per_run": threads, "config": str(config) if config else None,
+            **(cluster.info(parallel) if cluster is not None else {})}
     began = time.monotonic()
 
     def on_done(job):
         write_summary(summary, summary_document(all_jobs, swept, info))
 
-    runner = Sweep(all_jobs, parallel, variables, display, on_done)
-    signum = runner.run() if to_do else None
+    runner = Sweep(all_jobs, parallel, variables, display, on_done, cluster and cluster.launch)
+    try:
+        signum = runner.run() if to_do else None
+    finally:
+        if cluster is not None:
+            cluster.close()
     display.close()
     write_summary(summary, summary_document(all_jobs, swept, info))
 
@@ -746,4 +784,8 @@ def check_outputs(jobs: list[Job], summary: Path, fixed: dict, config: Path | No
          f"{job.history}, which run {job.name} would write,"))]
     replaceable.append(("--out-dir", summary, is_summary_file, "a bptrain sweep summary",
                         f"{summary}, which the sweep would write,"))
+    for job in jobs:  # names the file system cannot hold fail here, not after the other runs have trained
+        for path, what in ((job.model, "model file"), (job.history, "history file"),
+                           (checkpoint_path(job.model), "checkpoint")):
+            runs.check_name_length(path, f"run {job.name}'s {what}", "out_dir")
     runs.check_files(inputs, outputs, replaceable=replaceable)

@@ -132,7 +132,7 @@ class MLP:
     """
 
     def __init__(self, sizes, loss="ce", *, weights=None, biases=None, dtype=np.float32, init=AUTO_INIT, seed=0,
-                 activation="sigmoid"):
+                 activation="sigmoid", copy=True):
         sizes = tuple(int(n) for n in sizes)
         if len(sizes) < 2 or min(sizes) < 1:
             raise ValueError(f"sizes must list at least two positive widths, got {sizes}")
@@ -144,8 +144,9 @@ class MLP:
         self.dtype = np.dtype(dtype)
         if weights is None:
             weights, biases = initial_parameters(sizes, init, seed, activation)
-        self.weights = [np.array(w, self.dtype) for w in weights]
-        self.biases = [np.array(b, self.dtype) for b in biases]
+        keep = np.array if copy else np.asarray  # copy=False: share given arrays of the dtype (read-only use)
+        self.weights = [keep(w, self.dtype) for w in weights]
+        self.biases = [keep(b, self.dtype) for b in biases]
         for l, (w, b) in enumerate(zip(self.weights, self.biases)):
             if w.shape != (sizes[l], sizes[l + 1]) or b.shape != (sizes[l + 1],):
                 raise ValueError(f"layer {l + 1}: expected W {(sizes[l], sizes[l + 1])} and b {(sizes[l + 1],)}, "

@@ -200,6 +200,8 @@ class ReferenceEngine:
     #: size its formulas make while they run (v = μv + g + λW: two beside v; Adam's step: four).
     OPTIMIZER_ARRAYS = {"sgd": 1, "plain": 0, "adam": 2}
     UPDATE_TEMPORARIES = {"sgd": 2, "plain": 2, "adam": 4}
+    #: A step's arrays are made and dropped again: the memory estimate counts the largest such moment once.
+    KEEPS_WORKSPACES = False
 
     @classmethod
     def memory(cls, sizes, batch_size: int, optimizer: str, itemsize: int, group_rows: int) -> dict:
@@ -300,7 +302,7 @@ def train(model: MLP, data, settings: TrainSettings, engine=None, epoch_images=N
         epoch_images.close()
         for callback in callbacks:
             callback.closed()
-    _restore(model, best)
+    restore(model, best)
     return result
 
 
@@ -317,6 +319,7 @@ def _snapshot(model: MLP):
     return [w.copy() for w in model.weights], [b.copy() for b in model.biases]
 
 
-def _restore(model: MLP, snapshot) -> None:
+def restore(model: MLP, snapshot) -> None:
+    """Put ``snapshot``'s ([W_l], [b_l]) back into the model's own arrays."""
     for param, saved in zip(model.weights + model.biases, snapshot[0] + snapshot[1]):
         param[...] = saved

@@ -21,6 +21,7 @@ import numpy as np
 
 from ..core.errors import ModelFileError
 from ..core.network import ACTIVATIONS, DTYPES, LOSSES, MLP
+from .json_text import parse_json
 from .npyfile import check_npy_size, format_bytes
 
 #: The newest format this bptrain reads and writes. Version 2 adds "activation";
@@ -133,8 +134,8 @@ def read_model_record(path: str | os.PathLike):
     if record.shape != ():
         raise ModelFileError(f"{path} is not a bptrain model (expected one record, found shape {record.shape})")
     try:
-        meta = json.loads(bytes(record["meta"]).decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError):
+        meta = parse_json(bytes(record["meta"]), f"{path}: the model metadata", ModelFileError)
+    except ModelFileError:
         raise ModelFileError(f"{path}: the model metadata is not valid JSON") from None
     if not isinstance(meta, dict) or meta.get("format") != FORMAT_NAME:
         raise ModelFileError(f"{path} is not a bptrain model file")

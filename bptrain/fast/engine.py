@@ -36,6 +36,8 @@ class FastEngine:
     #: Float arrays per parameter the optimizers keep: SGD's velocity; Adam's m, v and its flat gradient
     #: and step buffers (:mod:`.optimizers`).
     OPTIMIZER_ARRAYS = {"sgd": 1, "plain": 0, "adam": 4}
+    #: Its workspaces are made once and live through every step and the evaluation (the memory estimate adds).
+    KEEPS_WORKSPACES = True
 
     @classmethod
     def memory(cls, sizes, batch_size: int, optimizer: str, itemsize: int, group_rows: int) -> dict:

@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 import sys
+import tempfile
 from pathlib import Path
 
 import click
 
 from ...core.errors import TrainingDiverged
+from ...core.training import TrainResult, restore
 from ...data.model_io import save_model
 from ...engines import train
 from .. import runs
-from ..checkpoints import CheckpointWriter
+from ..checkpoints import CheckpointWriteError, CheckpointWriter
 from ..history import training_metadata, write_history
 from ..options import TRAIN_OPTIONS, GroupedHelpCommand, click_options
 from ..stopping import Stopped, StopSignals, exit_status
@@ -73,6 +75,16 @@ def train_command(**values):
             raise click.ClickException(f"{exc}; {out} was not written") from None
         except MemoryError:
             raise click.ClickException("out of memory while training; try a smaller --batch-size or network") from None
+        except CheckpointWriteError as exc:  # a full disk: keep what was trained, where it can be written
+            signals.defer()
+            state = exc.state
+            restore(model, state.best)
+            result = TrainResult(state.history, state.best_epoch, state.best_val_accuracy, interrupted=True,
+                                 initial_speed=state.initial_speed)
+            metadata = training_metadata(settings, result, dataset, plan.init, plan.first_epoch,
+                                         plan.initial_sha256, plan.run_id)
+            raise click.ClickException(f"{exc}; the run stopped after epoch {state.epoch}; "
+                                       f"{_save_somewhere(model, metadata, out)}") from None
         except Stopped:  # before training started (resume's first evaluation) or after it returned
             click.echo(f"{stopped_by(signals.signum)} before the model could be saved; {out} was not written",
                        err=True)
@@ -80,8 +92,16 @@ def train_command(**values):
         signals.defer()
         metadata = training_metadata(settings, result, dataset, plan.init, plan.first_epoch, plan.initial_sha256,
                                      plan.run_id)
-        save_model(model, out, metadata)
-        write_history(history, result, metadata, model)
+        try:
+            save_model(model, out, metadata)
+        except OSError as exc:
+            raise click.ClickException(f"cannot write {out}: {exc.strerror or exc}; "
+                                       f"{_save_somewhere(model, metadata, out)}") from None
+        try:
+            write_history(history, result, metadata, model)
+        except OSError as exc:
+            raise click.ClickException(f"saved {out}, but cannot write its history {history}: "
+                                       f"{exc.strerror or exc}") from None
         if not result.interrupted:
             checkpoint.remove()  # the run completed: no checkpoint may be taken for a live one
     trained_epochs = metadata["epochs_run"]
@@ -100,6 +120,17 @@ def train_command(**values):
     stop = " (early stopping)" if result.stopped_early else ""
     say(f"saved {out}: best validation accuracy {100 * result.best_val_accuracy:.2f}% at epoch "
         f"{result.best_epoch} of {trained_epochs}{stop}; history in {history}")
+
+
+def _save_somewhere(model, metadata: dict, out: Path) -> str:
+    """Write the trained model to the system's temporary folder (``out`` could not be written, and what was
+    there, and the last checkpoint, stay as they were); say where, or that it could not be kept."""
+    try:
+        elsewhere = Path(tempfile.mkdtemp(prefix="bptrain-")) / out.name
+        save_model(model, elsewhere, metadata)
+    except OSError as exc:
+        return f"the trained model could not be written anywhere either ({exc.strerror or exc})"
+    return f"the trained model was written to {elsewhere} instead; {out} and its checkpoint are as they were"
 
 
 def _note_unused_options(ctx, optimizer: str) -> None:

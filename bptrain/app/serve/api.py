@@ -44,10 +44,10 @@ def parse_json(body: bytes):
     """A request's JSON, or an error that says what is wrong with it."""
     try:
         return json.loads(body)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise BptrainError(f"malformed JSON: {exc}") from None
     except RecursionError:  # e.g. a million nested brackets
         raise BptrainError("malformed JSON: nested too deeply") from None
+    except (UnicodeDecodeError, ValueError) as exc:  # also an integer of more than 4,300 digits
+        raise BptrainError(f"malformed JSON: {str(exc).splitlines()[0]}") from None
 
 
 def json_object(body: bytes, expected: str) -> dict:

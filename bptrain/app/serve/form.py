@@ -49,8 +49,10 @@ def check_run_fits(sizes, settings: TrainSettings, n_train: int, data=None, engi
         raise SettingError(f"epochs {settings.epochs} is more than the page runs at once ({MAX_EPOCHS}); "
                            "continue the model for more", field="epochs")
     snapshot_bytes = 4 * n_parameters
-    # the kept epochs, and the copies of the parameters and the optimizer's state that let a stop be continued
-    kept = min(MAX_SNAPSHOTS, max(1, SNAPSHOT_BYTES // max(1, snapshot_bytes))) + 2
+    # float32 copies of the parameters: the kept epochs, the live copy the drawing pad reads, and the copies of
+    # the parameters and the optimizer's state that let a stop be continued (the networks that read drawings
+    # share these arrays: they add none)
+    kept = min(MAX_SNAPSHOTS, max(1, SNAPSHOT_BYTES // max(1, snapshot_bytes))) + 3
     needs = memory.estimate(sizes, settings.batch_size, engine=engine, optimizer=settings.optimizer,
                             momentum=settings.momentum, augment=settings.augment,
                             distorts=any(getattr(settings, name) for name in DISTORTION_SETTINGS),

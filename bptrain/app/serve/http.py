@@ -32,12 +32,13 @@ With training on (:mod:`.session`; docs/live.md has every field):
 Predictions, explanations and the data set's digits use the network on show: the served model, the
 live run's weights, or a kept epoch ("snapshot": K in the JSON, or ?snapshot=K).
 
-Requests that change something (POST under /api/train) are accepted only with this server's own
-Host and, when the browser sends one, an Origin of the same, so another web site open in the same
-browser cannot drive them; the other training routes check the Host too (DNS rebinding).
+Every request must name this server in its Host header (a loopback address or ``localhost`` for a
+loopback server), so a web page whose domain is pointed at 127.0.0.1 (DNS rebinding) can read nothing:
+not the page, not the model, not its predictions. Requests that change something (POST under
+/api/train) must also come, when the browser sends an Origin, from this server's own page.
 
 This is the only module that knows HTTP. What it serves raises domain errors
-(:class:`~bptrain.core.errors.BptrainError`, :mod:`.session`'s :class:`~.session.Conflict`, ...), and
+(:class:`~bptrain.core.errors.BptrainError`, :mod:`.errors`' :class:`~.errors.Conflict`, ...), and
 :data:`STATUS_OF` turns them into status codes; the JSON is :mod:`.api`'s, the network :mod:`.predictor`'s.
 """
 
@@ -188,8 +189,7 @@ class Handler(http.server.BaseHTTPRequestHandler):
             if name is None:
                 self._allow = ", ".join(methods)
                 raise RequestError(405, f"{method} is not allowed here; use {self._allow}")
-            if training:
-                self._check_host(changes=method == "POST")
+            self._check_host(changes=training and method == "POST")  # every route: no other site reads it
             try:
                 getattr(self, "route_" + name)()
             except BptrainError as exc:
@@ -211,9 +211,11 @@ class Handler(http.server.BaseHTTPRequestHandler):
         something, one a page of another web site sent (its Origin names that site)."""
         host = self.headers.get("Host", "")
         if not own_host(host, self.server.server_address):
+            self.close_connection = True  # its body, if any, stays unread
             raise RequestError(403, f"refused: the Host header {host[:80]!r} does not name this server")
         origin = self.headers.get("Origin")
         if changes and origin is not None and origin.lower() != f"http://{host}".lower():
+            self.close_connection = True
             raise RequestError(403, f"refused: a page of another web site ({origin[:80]}) may not change the "
                                     "training")
 
@@ -273,7 +275,7 @@ class Handler(http.server.BaseHTTPRequestHandler):
 
     def _predictor_for(self, snapshot) -> Predictor:
         if snapshot is not None:
-            if isinstance(snapshot, str) and snapshot.isdigit():
+            if isinstance(snapshot, str) and snapshot.isascii() and snapshot.isdigit():
                 snapshot = int(snapshot)
             if not isinstance(snapshot, int) or isinstance(snapshot, bool) or snapshot < 0:
                 raise RequestError(400, '"snapshot" must be the epoch of a kept snapshot (GET /api/train/snapshots)')
@@ -285,8 +287,8 @@ class Handler(http.server.BaseHTTPRequestHandler):
 
     # the data set's digits (:mod:`.digits`): built once, for the confusion matrix, the random digit, the lessons
     def route_digits(self):
-        """GET /api/digits[/cell|/random|/confusion], read by the network on show (?snapshot=K: a kept epoch)."""
-        self._check_host(changes=False)
+        """GET /api/digits[/cell|/random|/confusion], read by the network on show (?snapshot=K: a kept epoch);
+        the Host is checked by the dispatcher, as for every route."""
         kind = self._route_path.removeprefix("/api/digits").lstrip("/") or "status"
         fields = api.digit_query(self._query, kind)
         dataset, reason = (self.live.dataset, self.live.data_problem) if self.live else (self.predictor.dataset, None)
@@ -318,7 +320,7 @@ class Handler(http.server.BaseHTTPRequestHandler):
 
     def route_train_snapshot(self):
         epoch = self._query_value("epoch")
-        if epoch is None or not epoch.isdigit() or len(epoch) > 9:
+        if epoch is None or not (epoch.isascii() and epoch.isdigit()) or len(epoch) > 9:
             raise RequestError(400, "give the snapshot's epoch: /api/train/snapshot?epoch=K (see /api/train/snapshots)")
         kind = self._query_value("format") or "json"
         if kind == "npy":
@@ -377,7 +379,7 @@ class Handler(http.server.BaseHTTPRequestHandler):
         if declared is None:
             self.close_connection = True
             raise RequestError(411, "a Content-Length header is required")
-        if not declared.strip().isdigit():
+        if not (declared.strip().isascii() and declared.strip().isdigit()):
             self.close_connection = True
             raise RequestError(400, f"invalid Content-Length {declared[:40]!r}")
         length = int(declared)
@@ -488,7 +490,7 @@ def own_host(host_header: str, server_address) -> bool:
             given_port = rest[1:]
     elif name.count(":") == 1:
         name, given_port = name.split(":")
-    if not given_port.isdigit() or int(given_port) != port or not name:
+    if not (given_port.isascii() and given_port.isdigit()) or int(given_port) != port or not name:
         return False
     try:
         address = ipaddress.ip_address(name)

@@ -342,8 +342,10 @@ class LiveRun(Callbacks):
             return snapshot.confusion
 
     def network(self, weights, biases) -> MLP:
+        """A network over float32 parameters the run keeps (a snapshot, the live copy): it shares them, for
+        reading only, so a prediction or a confusion matrix costs no copy of the network."""
         return MLP(self.model.sizes, self.model.loss, weights=weights, biases=biases, dtype=np.float32,
-                   activation=self.model.activation)
+                   activation=self.model.activation, copy=False)
 
     # -------------------------------------------------------------- saving
     def model_to_save(self) -> tuple[MLP, dict, TrainResult]:

@@ -39,6 +39,8 @@ from .snapshots import model_file_bytes, weight_tiles
 CONTROL_WAIT = 5.0
 
 #: A file name the page may save under: plain, in the --out-dir folder.
+#: Networks kept ready to read drawings (they share the run's snapshots and live copy: no copies of their own).
+MAX_PREDICTORS = 8
 PLAIN_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}\.npy")
 CONTROL_ACTIONS = ("pause", "resume", "stop")
 
@@ -308,8 +310,11 @@ class LiveTraining:
                 predictor = Predictor(run.network(*params), meta, self.dataset)
             except BptrainError as exc:
                 raise Conflict(str(exc)) from None
-        with self.lock:
-            if len(self._predictors) >= 8:
+        with self.lock:  # the networks share the run's arrays; an old live copy is not kept alive by the cache
+            if key[0] == "live":
+                for old in [k for k in self._predictors if k[0] == "live"]:
+                    del self._predictors[old]
+            if len(self._predictors) >= MAX_PREDICTORS:
                 self._predictors.pop(next(iter(self._predictors)))
             self._predictors[key] = predictor
         return predictor

@@ -32,6 +32,13 @@ def distortion_of(settings: TrainSettings) -> Distortion:
                       settings.affine_shear, settings.affine_shift)
 
 
+def usable_cores() -> int:
+    """The cores this process may run on (the fast engine's thread policy asks the same)."""
+    from .fast import threads
+
+    return threads.usable_cores()
+
+
 def engine_class(name: str):
     """The class of engine ``name``, for what it says of itself (e.g. the memory it allocates)."""
     if name == "fast":

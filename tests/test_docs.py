@@ -33,19 +33,19 @@ CORE_LINES = {
     ("bptrain/core/network.py", 61): "HIDDEN_UNITS = {",
     ("bptrain/core/network.py", 62): "a * (1 - a)",  # σ' = A ⊙ (1 − A)
     ("bptrain/core/network.py", 85): "def initial_parameters(",
-    ("bptrain/core/network.py", 168): "def forward(",
-    ("bptrain/core/network.py", 171): "a = np.asarray(x, self.dtype)",  # A_0 = X
-    ("bptrain/core/network.py", 174): "z = a @ W + b",
-    ("bptrain/core/network.py", 176): "a = f(z)",
-    ("bptrain/core/network.py", 178): "a = softmax(z)",
-    ("bptrain/core/network.py", 180): "a = sigmoid(z)",
-    ("bptrain/core/network.py", 192): "0.5 * np.sum((a_out - y_onehot) ** 2)",
-    ("bptrain/core/network.py", 194): "log_sum = np.log(np.exp(z_out - top).sum(axis=1))",
-    ("bptrain/core/network.py", 204): "delta = (a_out - y_onehot) / batch",
-    ("bptrain/core/network.py", 206): "delta = (a_out - y_onehot) * a_out * (1 - a_out) / batch",
-    ("bptrain/core/network.py", 210): "grad_w[l] = activations[l].T @ delta",
-    ("bptrain/core/network.py", 211): "grad_b[l] = delta.sum(axis=0)",
-    ("bptrain/core/network.py", 213): "delta = (delta @ self.weights[l].T) * f_prime(activations[l])",
+    ("bptrain/core/network.py", 169): "def forward(",
+    ("bptrain/core/network.py", 172): "a = np.asarray(x, self.dtype)",  # A_0 = X
+    ("bptrain/core/network.py", 175): "z = a @ W + b",
+    ("bptrain/core/network.py", 177): "a = f(z)",
+    ("bptrain/core/network.py", 179): "a = softmax(z)",
+    ("bptrain/core/network.py", 181): "a = sigmoid(z)",
+    ("bptrain/core/network.py", 193): "0.5 * np.sum((a_out - y_onehot) ** 2)",
+    ("bptrain/core/network.py", 195): "log_sum = np.log(np.exp(z_out - top).sum(axis=1))",
+    ("bptrain/core/network.py", 205): "delta = (a_out - y_onehot) / batch",
+    ("bptrain/core/network.py", 207): "delta = (a_out - y_onehot) * a_out * (1 - a_out) / batch",
+    ("bptrain/core/network.py", 212): "grad_w[l] = activations[l].T @ delta",
+    ("bptrain/core/network.py", 212): "grad_b[l] = delta.sum(axis=0)",
+    ("bptrain/core/network.py", 214): "delta = (delta @ self.weights[l].T) * f_prime(activations[l])",
     ("bptrain/core/optimizers.py", 41): "def step(self, grad_w, grad_b, lr",
     ("bptrain/core/optimizers.py", 50): "theta -= step ",
     ("bptrain/core/optimizers.py", 53): "v += step",
@@ -61,8 +61,8 @@ CORE_LINES = {
     ("bptrain/core/training.py", 185): "model.forward(xb)",
     ("bptrain/core/training.py", 186): "model.backward(activations, yb)",
     ("bptrain/core/training.py", 187): "self.optimizer.step(grads.weights, grads.biases, steps.lr)",
-    ("bptrain/core/training.py", 257): "for epoch in range(",
-    ("bptrain/core/training.py", 266): "engine.run_epoch(",
+    ("bptrain/core/training.py", 259): "for epoch in range(",
+    ("bptrain/core/training.py", 268): "engine.run_epoch(",
 }
 
 #: Modules the tests import whose distribution has another name.

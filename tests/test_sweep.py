@@ -16,12 +16,17 @@ from pathlib import Path
 
 import pytest
 
-from bptrain.app import sweep as sweep_module
+from bptrain.app.commands import sweep as sweep_command_module
+from bptrain.app.sweep import runner as sweep_runner
+from bptrain.core.errors import BptrainError
 from bptrain.app.compare import DIGEST_KEY, parameters_sha256
 from bptrain.data.model_io import load_model
 from bptrain.core.network import MLP
 from bptrain.app.options import TRAIN_OPTIONS
-from bptrain.app.sweep import Display, Job, plan_cores, sweep_command
+from bptrain.app.commands.sweep import sweep_command
+from bptrain.app.sweep.cores import plan_cores
+from bptrain.app.sweep.grid import Job
+from bptrain.app.sweep.runner import Display
 from conftest import assert_clean_error, invoke, make_blobs, write_py2_pickle
 
 SMALL = ("--sizes", "20,16,3", "--epochs", "2", "--batch-size", "16")
@@ -139,9 +144,9 @@ def test_memory_check_runs_before_any_run_starts(runner, tmp_path, data, monkeyp
 
     def refuse(commands, jobs):
         seen.append((len(commands), jobs))
-        raise sweep_module.BptrainError("these runs do not fit in memory together")
+        raise BptrainError("these runs do not fit in memory together")
 
-    monkeypatch.setattr(sweep_module, "check_runs_fit", refuse)
+    monkeypatch.setattr(sweep_command_module, "check_runs_fit", refuse)
     assert_clean_error(sweep(runner, "--lr", "0.1,1", "--data", data, *SMALL, "--out-dir", tmp_path / "o",
                              "--jobs", "2"), "do not fit", exit_code=1)
     assert seen == [(2, 2)] and list((tmp_path / "o").iterdir()) == []
@@ -343,8 +348,8 @@ def test_live_display_redraws_one_line_per_run():
 def test_epoch_line_pattern_matches_trains_output(runner, tmp_path, data):
     result = ok(invoke(runner, "train", "--data", data, *SMALL, "--out", tmp_path / "m.npy"))
     lines = [line for line in result.stdout.splitlines() if line.startswith("epoch")]
-    assert lines and all(sweep_module.EPOCH_LINE.match(line) for line in lines)
-    match = sweep_module.EPOCH_LINE.match(lines[-1])
+    assert lines and all(sweep_runner.EPOCH_LINE.match(line) for line in lines)
+    match = sweep_runner.EPOCH_LINE.match(lines[-1])
     assert match.group(1, 2) == ("2", "2")
 
 
@@ -357,10 +362,43 @@ def test_parallel_runs_that_would_not_fit_together_are_refused_before_any_run(ru
     one = memory.training_estimate((20, 16, 3), 32, data=memory.DataShape.mnist(20)).total
     monkeypatch.setattr(memory, "available_bytes", lambda root="/": int(1.5 * one))
     started = []
-    monkeypatch.setattr(sweep_module.subprocess, "Popen", lambda *a, **k: started.append(a) or 1 / 0)
+    monkeypatch.setattr(sweep_runner.subprocess, "Popen", lambda *a, **k: started.append(a) or 1 / 0)
     result = runner.invoke(cli, ["sweep", "--data", str(synthetic_data), "--sizes", "20,16,3", "--lr", "0.1,0.2",
                                  "--jobs", "2", "--out-dir", str(tmp_path / "runs")])
     assert result.exit_code == 1, result.output
     assert "2 parallel runs of 20-16-3 at batch 32 need about" in result.output
     assert "--jobs" in result.output or "fewer parallel jobs" in result.output
     assert started == [] and not list((tmp_path / "runs").glob("*.npy"))
+
+
+def test_a_stopped_run_continues_from_its_checkpoint_when_the_sweep_runs_again(runner, tmp_path, data):
+    """The unfinished run goes on after its last finished epoch and ends as a run that never stopped."""
+    import shlex
+
+    from bptrain.app.commands import train as train_module
+    from bptrain.core.training import Callbacks
+
+    class StopInEpoch3(Callbacks):
+        def progress(self, epoch, batches_done, running_loss):
+            if epoch == 3:
+                raise KeyboardInterrupt
+
+    args = ["--lr", "0.1,0.5", "--data", data, "--sizes", "20,16,3", "--batch-size", "16", "--epochs", "5"]
+    whole = tmp_path / "whole"
+    ok(sweep(runner, *args, "--out-dir", whole))
+    out = tmp_path / "stopped"
+    commands = ok(sweep(runner, *args, "--out-dir", out, "--print-commands")).stdout.splitlines()
+    real = train_module.train
+    train_module.train = lambda *a, callbacks=(), **k: real(*a, callbacks=[*callbacks, StopInEpoch3()], **k)
+    try:
+        stopped = invoke(runner, *shlex.split(commands[0])[1:])
+    finally:
+        train_module.train = real
+    assert stopped.exit_code == 130, stopped.output
+    name = Path(shlex.split(commands[0])[shlex.split(commands[0]).index("--out") + 1]).name[:-4]
+    assert (out / f"{name}.checkpoint.npz").is_file()
+    again = ok(sweep(runner, *args, "--out-dir", out))
+    assert "continues from its checkpoint, after epoch 2" in again.stderr + again.stdout
+    for model in sorted(whole.glob("*.npy")):
+        assert (out / model.name).read_bytes() == model.read_bytes()
+    assert not list(out.glob("*.checkpoint.npz"))

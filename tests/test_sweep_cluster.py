@@ -37,8 +37,8 @@ except ImportError:  # in the test extra; a CI without it is a broken CI, not a 
 import dask  # noqa: E402
 import psutil  # noqa: E402 (a dependency of distributed)
 
-from bptrain.app import sweep_cluster  # noqa: E402
-from bptrain.app.sweep_cluster import ClusterError, Input, describe_input, materialise, place_inputs  # noqa: E402
+from bptrain.app.sweep import cluster as sweep_cluster  # noqa: E402
+from bptrain.app.sweep.cluster import ClusterError, Input, describe_input, materialise, place_inputs  # noqa: E402
 from bptrain.data.model_io import load_model  # noqa: E402
 from conftest import make_blobs, write_py2_pickle  # noqa: E402
 
@@ -336,7 +336,7 @@ child.wait()
 QUIET_CHILD = """
 import sys, time
 {before}
-from bptrain.app.sweep_cluster import _die_with
+from bptrain.app.sweep.cluster import _die_with
 _die_with(int(sys.argv[1]))
 print("armed", flush=True)
 time.sleep(120)  # a long epoch that prints nothing: only the parent's death can end it early

@@ -38,7 +38,7 @@ from .shifts import is_square_image
 from ..core.errors import BptrainError
 
 #: Images per block: 128 x 28 x 28 float32 = 400 KB per array, in the 1 MB L2 cache per core
-#: (measured: 128 was fastest of 64..1024; 12-13 µs per image elastic, 7.2-7.5 affine).
+#: (the fastest block size measured: benchmarks/README.md, "Timings behind the code's choices").
 BLOCK = 128
 #: Images per small GEMM of the elastic smoothing (see Distorter._elastic_field); BLOCK is a multiple.
 GROUP = 8

@@ -13,7 +13,7 @@ import click
 
 from ... import __version__
 from ...core.errors import BptrainError, SettingError
-from ..sweep import sweep_command
+from .sweep import sweep_command
 from .evaluate import eval_command, predict_command
 from .explain import explain_command
 from .plot import compare_command, plot_command

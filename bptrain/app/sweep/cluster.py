@@ -11,7 +11,7 @@ returns the bytes of the model and history it wrote. The starting machine writes
 under the names a local sweep uses, so the sweep's folder, its resumption, ``compare`` and ``plot``
 do not know where a run trained. :class:`ClusterRun` stands in for the ``subprocess.Popen`` of a
 local run (``poll``, ``wait``, ``send_signal``, ``returncode``; output lines on the sweep's queue),
-so :class:`bptrain.app.sweep.Sweep` drives both the same way.
+so :class:`bptrain.app.sweep.runner.Sweep` drives both the same way.
 
 Inputs (``--data``, ``--config``, ``--resume``) reach a worker as the path the sweep resolved, when
 the worker reads that path with the same SHA-256; otherwise their bytes are scattered once and
@@ -45,11 +45,11 @@ import warnings
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from .. import __version__
-from ..core.errors import BptrainError
-from ..data.loader import resolve_data_path
-from ..data.model_io import atomic_write
-from .paths import data_files
+from ... import __version__
+from ...core.errors import BptrainError
+from ...data.loader import resolve_data_path
+from ...data.model_io import atomic_write
+from ..paths import data_files
 
 #: Seconds to reach a scheduler before saying it cannot be reached.
 CONNECT_TIMEOUT = 5
@@ -228,7 +228,7 @@ _one_run = threading.Lock()  # a worker trains one run at a time, with all its t
 
 
 def child_main() -> None:
-    """``python -c 'from bptrain.app.sweep_cluster import child_main; child_main()' PARENT_PID train ...``:
+    """``python -c 'from bptrain.app.sweep.cluster import child_main; child_main()' PARENT_PID train ...``:
     ``bptrain train`` that dies with the worker that started it, so a lost worker leaves no run behind."""
     parent = int(sys.argv[1])
     _die_with(parent)
@@ -254,7 +254,7 @@ def _die_with(parent: int) -> None:
         threading.Thread(target=watch, daemon=True, name="bptrain-parent-watch").start()
 
 
-CHILD_CODE = "from bptrain.app.sweep_cluster import child_main; child_main()"
+CHILD_CODE = "from bptrain.app.sweep.cluster import child_main; child_main()"
 
 
 def worker_environment(nthreads: int, environ, blas_variables) -> dict:
@@ -438,7 +438,7 @@ class Cluster:
                 "blas_threads_per_run": threads.pop() if len(threads) == 1 else None}
 
     def launch(self, job, events) -> "ClusterRun":
-        """The seam of :class:`bptrain.app.sweep.Sweep`: submit ``job`` and return its stand-in process."""
+        """The seam of :class:`bptrain.app.sweep.runner.Sweep`: submit ``job`` and return its stand-in process."""
         spec = {**self.common, "name": job.name, "args": list(job.args), "inputs": [asdict(item) for item in self.inputs],
                 "version": __version__, "topic": self.topic, "stop": f"{self.topic}-{uuid.uuid4().hex}-stop"}
         future = self.client.submit(run_on_worker, spec, dict(self.shipped), pure=False, retries=TASK_RETRIES,

@@ -81,6 +81,11 @@ def test_watch_it_learn_draw_during_training_and_replay_from_epoch_0(browser, li
     epochs.clear()
     epochs.send_keys("40")
 
+    # every status line the page shows from now on (none may say "batch 0 of 0" while an epoch starts)
+    page.execute_script("""
+        window.statuses = [];
+        new MutationObserver(() => window.statuses.push(document.getElementById('train-status').textContent))
+          .observe(document.getElementById('train-status'), {childList: true, characterData: true, subtree: true});""")
     # Train: the loss chart gains points, the first layer's tiles are drawn again and again
     page.find_element(By.ID, "train-start").click()
     until(page, lambda d: d.find_element(By.TAG_NAME, "body").get_attribute("data-run") == "running")
@@ -91,6 +96,8 @@ def test_watch_it_learn_draw_during_training_and_replay_from_epoch_0(browser, li
     until(page, lambda d: attribute(d, "weights", "data-drawn") == "true" and int(attribute(d, "weights", "data-draws")) >= 3)
     assert canvas_grey_levels(page, "weights") > 100  # red and blue shades, not a blank canvas
     assert page.find_element(By.ID, "train-status").text.startswith("Training: epoch ")
+    statuses = page.execute_script("return window.statuses")
+    assert statuses and not any("batch 0 of 0" in text for text in statuses), statuses[:3]
 
     # draw a 1 while it trains: the network as it is now reads it
     pad = page.find_element(By.ID, "pad")
@@ -115,7 +122,9 @@ def test_watch_it_learn_draw_during_training_and_replay_from_epoch_0(browser, li
     page.find_element(By.ID, "train-stop").click()
     until(page, lambda d: d.find_element(By.TAG_NAME, "body").get_attribute("data-run") == "stopped")
     assert page.find_element(By.ID, "train-start").text == "Train again"
-    assert float(page.find_element(By.ID, "accuracy-now").text.rstrip("%")) > 80
+    headline = page.find_element(By.ID, "accuracy-now")
+    final = headline.text
+    assert float(final.split("%")[0]) > 80 and final.endswith(f"at epoch {len(live.state()['epochs'])}"), final
     records = live.state()["epochs"]
     assert any(c.get("lr") == 0.05 for r in records for c in (r["controls"] or []))
     wait_for_answer(page)
@@ -131,6 +140,9 @@ def test_watch_it_learn_draw_during_training_and_replay_from_epoch_0(browser, li
     until(page, lambda d: attribute(d, "weights", "data-epoch") == "0")
     assert slider.get_attribute("value") == "0"
     assert page.find_element(By.ID, "replay-label").text == "epoch 0: random weights, before any training"
+    # the headline follows the replay: the random network's accuracy (from its confusion matrix), not the final one
+    until(page, lambda d: attribute(d, "accuracy-now", "data-epoch") == "0" and d.find_element(By.ID, "accuracy-now").text)
+    assert headline.text.endswith("at epoch 0") and float(headline.text.split("%")[0]) < 50, headline.text
     until(page, lambda d: attribute(d, "answer", "data-network") == "0"
           and d.find_element(By.TAG_NAME, "body").get_attribute("data-requests") == "idle")
     at_start = page.find_element(By.ID, "prediction").text, page.find_element(By.ID, "confidence").text

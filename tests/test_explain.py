@@ -265,7 +265,7 @@ def test_an_image_file_is_preprocessed_as_predict_does(runner, tmp_path):
     (["--index", 0, "--label", -1], "--label", 2),
     (["--index", 0, "--batch-size", 10_001], "--batch-size", 2),
     (["--index", 0, "--steps", MAX_STEPS + 1], "--steps", 2),
-    (["--index", 0, "--unit", "4,0"], "--unit unit 4,0: the layers are 1..3", 2),
+    (["--index", 0, "--unit", "4,0"], "--unit 4,0: the layers are 1..3", 2),
     (["--index", 0, "--unit", "1,6"], "layer 1 has units 0..5", 2),
     (["--index", 0, "--unit", "x"], "LAYER,J", 2),
     (["--index", 0, "--full"], "--full applies to --json", 2),

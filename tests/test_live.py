@@ -308,7 +308,7 @@ def test_a_run_streams_progress_epochs_and_weights_in_order(trainer):
         assert stream.headers["content-type"] == "text/event-stream" and stream.headers["cache-control"] == "no-cache"
         first = stream.wait_for(lambda e: True)
         assert first == {"type": "state", "state": {"run": None, "status": "idle", "can_train": True,
-                                                    "reason": None, "tiles": None}}
+                                                    "reason": None, "tiles": None, "history": None}}
         run = start(port, epochs=4)
         assert run["status"] == "running" and run["first_epoch"] == 1 and run["last_epoch"] == 4
         done = stream.wait_for(lambda e: e["type"] == "status" and e["status"] == "finished")

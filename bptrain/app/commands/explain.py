@@ -27,9 +27,10 @@ from .common import obtain_dataset
 
 
 # ================================================================== the terminal
-def format_explanation(doc: dict) -> str:
-    """The lines `bptrain explain` prints: the forward pass, output and loss, the backward pass,
-    and one gradient step, each matrix with its shape for this input and a summary of its values."""
+def format_explanation(doc: dict, picture: list[str] | None = None) -> str:
+    """The lines `bptrain explain` prints: the digit (``picture``, from :func:`digit_picture`), the forward
+    pass, output and loss, the backward pass, and one gradient step, each matrix with its shape for this
+    input and a summary of its values."""
     lines: list[str] = []
     say = lines.append
     model, B = doc["model"], doc["batch_size"]
@@ -43,6 +44,11 @@ def format_explanation(doc: dict) -> str:
     say(f"B = {B} digit{'s' if B > 1 else ''} (rows); target Y = {target}, {rule}"
         + (f"; after {doc['steps_taken']} gradient step(s) of η = {doc['step']['lr']:g} on it"
            if doc["steps_taken"] else ""))
+    if picture:
+        say("")
+        say("the input A_0 as the network sees it" + (" (the first digit of the batch)" if B > 1 else "")
+            + ": one character pair per pixel, darker for more ink")
+        lines.extend(f"  |{row:<{2 * len(picture)}}|" for row in picture)
     say("")
     say("forward pass   Z_l = A_{l-1} W_l + b_l,   A_l = f(Z_l)")
     _matrix_lines(say, "A_0 = X", doc["A_0"], B)
@@ -87,6 +93,30 @@ def _describe_source(source: dict, batch: int) -> str:
 
 
 NAME_WIDTH = 38
+#: Width of a column of the output table: "-3.28e-10" (3 significant digits, sign and exponent) fits.
+COLUMN = 9
+
+#: Shades of a pixel from paper (0) to ink (1), for a terminal that can show them, and for one that cannot.
+SHADES = " ░▒▓█"
+ASCII_SHADES = " .:o#"
+
+
+def digit_picture(x, encoding: str | None = None) -> list[str] | None:
+    """The input as a block of characters, two per pixel (a terminal cell is about twice as tall as wide),
+    one line per row; None when it is not a square picture. Shaded blocks when ``encoding`` can write them,
+    else ASCII."""
+    values = np.asarray(x, np.float64).reshape(-1)
+    side = math.isqrt(values.size)
+    if side * side != values.size or side == 0:
+        return None
+    try:
+        SHADES.encode(encoding or "ascii")
+        shades = SHADES
+    except (LookupError, UnicodeEncodeError):
+        shades = ASCII_SHADES
+    levels = np.clip(np.rint(np.nan_to_num(values) * (len(shades) - 1)), 0, len(shades) - 1).astype(int)
+    rows = levels.reshape(side, side)
+    return ["".join(2 * shades[v] for v in row).rstrip() for row in rows]
 
 
 def _matrix_lines(say, name: str, matrix: dict, batch: int, top: bool = True, per_digit: bool = True) -> None:
@@ -122,12 +152,13 @@ def _output_lines(say, doc: dict) -> None:
     if "values" in layer["A"] and classes <= 20:
         first = " (first digit of the batch)" if B > 1 else ""
         say(f"output and loss{first}")
-        say(f"  {'class':<16}" + "".join(f"{c:>9}" for c in range(classes)))
+        # a space before every column: "-0.000493" fills the field, and two numbers must never touch
+        say(f"  {'class':<16}" + "".join(f" {c:>{COLUMN}}" for c in range(classes)))
         for name, matrix in rows:
             if matrix is None:  # Y: the label's one-hot row
-                say(f"  {name:<16}" + "".join(f"{int(c == labels[0]):>9}" for c in range(classes)))
+                say(f"  {name:<16}" + "".join(f" {int(c == labels[0]):>{COLUMN}}" for c in range(classes)))
             else:
-                say(f"  {name:<16}" + "".join(f"{_n(v, 3):>9}" for v in matrix["values"][0]))
+                say(f"  {name:<16}" + "".join(f" {_n(v, 3):>{COLUMN}}" for v in matrix["values"][0]))
     else:
         say("output and loss")
         _matrix_lines(say, f"A_{L}", layer["A"], B)
@@ -252,7 +283,7 @@ def explain_command(model_path, image, index, split, label, lr, batch_size, step
         try:
             check_unit(model, unit)
         except BptrainError as exc:
-            raise click.UsageError(f"--unit {exc}") from None
+            raise click.UsageError(f"--{exc}") from None  # "--unit 4,1: the layers are 1..2"
     try:
         check_batch(model, batch_size)
     except BptrainError as exc:
@@ -269,7 +300,10 @@ def explain_command(model_path, image, index, split, label, lr, batch_size, step
     arrays = "all" if full or len(x) <= FULL_UP_TO else "summaries"
     doc = explain(model, x, labels, lr=lr, lr_source=lr_source, label_rule=rule, true_labels=true_labels,
                   source=source, steps=steps, arrays=arrays, unit=unit)
-    click.echo(json.dumps(doc, allow_nan=False) if as_json else format_explanation(doc))
+    if as_json:
+        click.echo(json.dumps(doc, allow_nan=False))
+    else:
+        click.echo(format_explanation(doc, digit_picture(x[0], getattr(sys.stdout, "encoding", None))))
 
 
 def _image_input(model: MLP, path: Path) -> np.ndarray:

@@ -57,6 +57,8 @@ def plot_command(sources, out_dir, data, no_download, split, distortions):
             click.echo(f"wrote {path}")
         return
     source = sources[0] if sources else None
+    if source is not None and not source.exists():
+        raise click.UsageError(f"nothing at {source}: plot takes a model .npy, a history .json or a folder of them")
     if source is None and not distortions:
         raise click.UsageError("give a model .npy or history .json to plot, or --distortions")
     plot.require_matplotlib()

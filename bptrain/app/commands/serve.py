@@ -8,12 +8,12 @@ from pathlib import Path
 
 import click
 
-from ...core.errors import DataError
+from ...core.errors import BptrainError, DataError
 from ...data.download import ensure_data
 from ...data.loader import DATA_ENV_VAR, load_dataset, missing_data_message, resolve_data_path
 from ...data.model_io import load_model
 from .. import runs
-from ..history import history_path
+from ..history import history_path, load_history
 from ..image_files import require_pillow
 from ..options import FORM_OPTIONS, GROUPS, GroupedHelpCommand, click_options, table_option
 from ..paths import data_files, is_history_file, is_model_file
@@ -66,11 +66,12 @@ def serve_command(model_path, host, port, open_browser, verbose, data, no_downlo
     """
     ctx = click.get_current_context()
     require_pillow()
-    model, meta, predictor = None, None, None
+    model, meta, predictor, history = None, None, None, None
     if model_path is not None:
         model, meta = load_model(model_path)
         meta = {**meta, "last_lr": runs.last_lr(model_path)}  # what the page says a new plan starts against
         predictor = Predictor(model, meta)  # checks that its inputs are square images
+        history = _history_beside(model_path)
     if not out_dir.is_dir():
         raise click.UsageError(f"--out-dir {out_dir} is not a directory")
     runs.check_writable(out_dir / "model.npy", "--out-dir")
@@ -88,7 +89,8 @@ def serve_command(model_path, host, port, open_browser, verbose, data, no_downlo
     if dataset is None and model is None:
         raise click.ClickException(f"nothing to serve: {problem}; give a MODEL to draw with, or data to train on")
     live = LiveTraining(dataset=dataset, data_problem=problem, model=model, meta=meta, presets=settings,
-                        out_dir=out_dir, out=out, inputs=inputs, say=lambda line: click.echo(line, err=True))
+                        out_dir=out_dir, out=out, inputs=inputs, say=lambda line: click.echo(line, err=True),
+                        history=history)
     httpd = make_server(predictor, host, port, verbose=verbose, live=live)
     if problem:
         click.echo(f"note: the page can draw but not train: {problem}", err=True)
@@ -98,11 +100,27 @@ def serve_command(model_path, host, port, open_browser, verbose, data, no_downlo
 
     def stop_training():
         stopped = live.close()
+        last = live.run
         if stopped is not None and out is None:
             click.echo(f"stopped the run in progress (epoch {stopped.epoch} of {stopped.last_epoch}); it was not "
                        "saved (give --out FILE to save every run)", err=True)
+        elif out is None and last is not None and last.status in ("finished", "stopped") and last.saved is None:
+            click.echo(f"the {last.status} run ({last.message}) was not saved: press Save model before stopping "
+                       "the server, or give --out FILE to save every run", err=True)
 
     serve(httpd, open_browser=open_browser, say=click.echo, on_stop=stop_training)
+
+
+def _history_beside(model_path: Path) -> dict | None:
+    """The served model's history (NAME.history.json beside it), for the page's charts; None without one."""
+    beside = history_path(model_path)
+    if not beside.is_file():
+        return None
+    try:
+        return load_history(beside)
+    except BptrainError as exc:
+        click.echo(f"note: the page shows no history for {model_path}: {exc}", err=True)
+        return None
 
 
 def _data_to_serve(data: Path | None, path: Path, no_download: bool, may_download: bool):

@@ -139,6 +139,10 @@ def gradcheck_command(sizes, loss, activation, batch_size, seed, max_entries, as
         raise SystemExit(1)
 
 
+#: Settings every model file records that its optimizer never used (info leaves them out).
+UNUSED_BY = {"sgd": ("beta1", "beta2", "eps"), "adam": ("momentum", "nesterov")}
+
+
 @click.command("info")
 @click.argument("model_path", metavar="MODEL", type=click.Path(path_type=Path))
 @click.option("--json", "as_json", is_flag=True, help="Print the metadata as JSON.")
@@ -158,7 +162,9 @@ def info_command(model_path, as_json):
     if meta.get("val_accuracy") is not None:
         run = f" of {meta['epochs_run']} run" if meta.get("epochs_run") else ""
         click.echo(f"validation   {100 * meta['val_accuracy']:.2f}% (the best epoch, {meta.get('best_epoch')}{run})")
-    settings = meta.get("settings") or {}
+    settings = dict(meta.get("settings") or {})
+    for name in UNUSED_BY.get(settings.get("optimizer"), ()):  # beta1 of an SGD model was never used
+        settings.pop(name, None)
     if settings:
         click.echo("settings     " + ", ".join(f"{k}={v}" for k, v in settings.items()))
     if meta.get("data"):

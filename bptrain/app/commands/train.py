@@ -55,14 +55,14 @@ def train_command(**values):
                                                       plan.engine)
     checkpoint = CheckpointWriter(plan.checkpoint, plan.run_record(), model)
     say(f"training {'-'.join(map(str, model.sizes))} ({model.activation} hidden, {model.loss}, {model.dtype.name}) "
-        f"on {len(dataset.train.x)} images from {dataset.source}: {settings.epochs} epochs, batch "
+        f"on {len(dataset.train.x)} images from {dataset.source}: {settings.epochs} epoch{'' if settings.epochs == 1 else 's'}, batch "
         f"{settings.batch_size}, {settings.optimizer}, lr {settings.lr:g}"
         + ("" if engine == "fast" else f", {engine} engine"))
 
     def report(record, improved):
         say(f"epoch {record.epoch:>3}/{plan.last_epoch}  train loss {record.train_loss:.4f}  "
             f"val loss {record.val_loss:.4f}  val acc {100 * record.val_accuracy:6.2f}%  "
-            f"lr {record.lr:.4g}  {record.seconds:5.1f}s{'  *' if improved else ''}")
+            f"lr {record.lr:<9.4g} {record.seconds:6.1f}s{'  *' if improved else ''}")  # fixed widths: the columns line up
 
     # Ctrl-C, SIGTERM and SIGHUP stop training the same way; once one arrived, or once saving starts,
     # further signals wait until the model and its history are saved (bptrain.app.stopping).

@@ -171,6 +171,20 @@ def input_from_values(values, width: int) -> np.ndarray:
     return x
 
 
+#: The query fields of the data-set digit routes (GET /api/digits/...), besides "snapshot".
+DIGIT_FIELDS = {"cell": ("true", "read", "limit"), "random": ("split",), "confusion": (), "status": ()}
+
+
+def digit_query(query: str, route: str) -> dict:
+    """The fields of a GET /api/digits/``route`` query string ({name: text}), unknown ones refused."""
+    fields = dict(parse_qsl(query, keep_blank_values=True, max_num_fields=10))
+    unknown = sorted(set(fields) - set(DIGIT_FIELDS[route]) - {"snapshot"})
+    if unknown:
+        allowed = ", ".join(f'"{name}"' for name in DIGIT_FIELDS[route] + ("snapshot",))
+        raise BptrainError(f'unknown field "{unknown[0][:40]}"; this route takes {allowed}')
+    return fields
+
+
 def _is_int(value, low: int, high: int) -> bool:
     return isinstance(value, int) and not isinstance(value, bool) and low <= value <= high
 

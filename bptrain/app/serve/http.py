@@ -7,6 +7,11 @@ gets a status code and a one-line JSON error, and the server goes on serving.
 
     GET  /                      the page (bptrain/app/web/index.html, and its style.css and .js modules)
     GET  /api/model             the network's layer sizes, loss, activation, input side
+    GET  /api/digits            whether the page can take digits from the data set, and if not why
+    GET  /api/digits/cell       ?true=I&read=J[&limit=N]: the validation digits of class I read as J, most
+                                confident first (:mod:`.digits`; the confusion matrix's cells)
+    GET  /api/digits/random     [?split=test|validation]: one digit of the data set, picked at random
+    GET  /api/digits/confusion  the validation split's confusion matrix
     POST /api/predict           a drawing (JSON grayscale pixels) or an image file (raw body, image/*;
                                 ?ink=dark|light to say which side the ink is on, as "ink" does in the JSON)
                                 -> prediction, probabilities, the preprocessed input, hidden activations
@@ -24,8 +29,8 @@ With training on (:mod:`.session`; docs/live.md has every field):
     POST /api/train/save        {"name": "NAME.npy"}: the run's model into --out-dir
     GET  /api/train/model       the same file, as a download
 
-Predictions and explanations use the network on show: the served model, the live run's weights, or a
-kept epoch ("snapshot": K in the JSON, or ?snapshot=K).
+Predictions, explanations and the data set's digits use the network on show: the served model, the
+live run's weights, or a kept epoch ("snapshot": K in the JSON, or ?snapshot=K).
 
 Every request must name this server in its Host header (a loopback address or ``localhost`` for a
 loopback server), so a web page whose domain is pointed at 127.0.0.1 (DNS rebinding) can read nothing:
@@ -49,7 +54,7 @@ from urllib.parse import parse_qs
 
 from ...core.errors import BptrainError
 from ..stopping import StopSignals
-from . import api
+from . import api, digits
 from .predictor import Predictor
 from .session import Conflict, NotFound, Unavailable, WriteFailed
 
@@ -73,6 +78,7 @@ STATIC_FILES = {
     "/live.js": ("live.js", "text/javascript; charset=utf-8"),
     "/charts.js": ("charts.js", "text/javascript; charset=utf-8"),
     "/backprop.js": ("backprop.js", "text/javascript; charset=utf-8"),
+    "/digits.js": ("digits.js", "text/javascript; charset=utf-8"),
     "/util.js": ("util.js", "text/javascript; charset=utf-8"),
 }
 EVENT_STREAM_TYPE = "text/event-stream"
@@ -131,6 +137,8 @@ class Handler(http.server.BaseHTTPRequestHandler):
         "/api/model": {"GET": "model_info"},
         "/api/predict": {"POST": "predict"},
         "/api/explain": {"POST": "explain"},
+        **{path: {"GET": "digits"} for path in ("/api/digits", "/api/digits/cell", "/api/digits/random",
+                                                 "/api/digits/confusion")},
     }
     #: Served only when the server trains (``live`` is set).
     TRAIN_ROUTES = {
@@ -228,7 +236,10 @@ class Handler(http.server.BaseHTTPRequestHandler):
             document = api.json_object(body, '{"width": W, "height": H, "pixels": [...]}')
             snapshot = document.get("snapshot", snapshot)
             predictor = self._predictor_for(snapshot)
-            x = predictor.input_from_drawing(*api.drawing(document))
+            if "input" in document:  # a digit of the data set, as an earlier answer gave it
+                x = api.input_from_values(document["input"], predictor.model.sizes[0])
+            else:
+                x = predictor.input_from_drawing(*api.drawing(document))
         elif content_type.startswith(IMAGE_TYPES):
             predictor = self._predictor_for(snapshot)
             x = predictor.input_from_image(body, api.ink_choice(self._query_value("ink") or "auto"))
@@ -273,6 +284,21 @@ class Handler(http.server.BaseHTTPRequestHandler):
         if snapshot is not None:
             raise RequestError(404, "this server does not train, so it keeps no snapshots")
         return self.predictor
+
+    # the data set's digits (:mod:`.digits`): built once, for the confusion matrix, the random digit, the lessons
+    def route_digits(self):
+        """GET /api/digits[/cell|/random|/confusion], read by the network on show (?snapshot=K: a kept epoch);
+        the Host is checked by the dispatcher, as for every route."""
+        kind = self._route_path.removeprefix("/api/digits").lstrip("/") or "status"
+        fields = api.digit_query(self._query, kind)
+        dataset, reason = (self.live.dataset, self.live.data_problem) if self.live else (self.predictor.dataset, None)
+        if kind == "status":
+            has_network = self.live is None or self.live.run is not None or self.live.base_model is not None
+            self._send_json(digits.status(dataset, reason, self._predictor_for(None).model if has_network else None))
+            return
+        snapshot = fields.pop("snapshot", None)
+        answer = digits.ANSWERS[kind](self._predictor_for(snapshot), reason, **fields)
+        self._send_json({**answer, "snapshot": int(snapshot) if snapshot is not None else None})
 
     def route_train_form(self):
         self._send_json(self.live.form())

@@ -106,6 +106,7 @@ class LiveRun(Callbacks):
         self.best: tuple[list, list] | None = None  # the model's dtype: what a save writes
         self.initial_speed: dict | None = None
         self.result: TrainResult | None = None
+        self.saved = None  # where the page last saved it (a run the server stops unsaved is lost: it warns)
         if resume is not None:
             self.records = list(resume.history)
             self.best_epoch, self.best_val_accuracy = resume.best_epoch, resume.best_val_accuracy

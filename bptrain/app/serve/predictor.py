@@ -8,6 +8,7 @@ the same code as ``bptrain predict`` on image files.
 from __future__ import annotations
 
 import math
+import threading
 
 import numpy as np
 
@@ -20,6 +21,8 @@ from .. import images
 #: /api/explain answers with every unit's numbers up to this many units (Σ n_l), summaries beyond:
 #: about 200 bytes per unit, so the answer stays well under the server's largest body.
 MAX_EXPLAINED_UNITS = 8192
+#: Digits of the data set read in one forward pass (:meth:`Predictor.probabilities_of`).
+READ_BATCH = 2000
 
 
 class Predictor:
@@ -34,6 +37,8 @@ class Predictor:
         self.meta = meta or {}
         self.side = side
         self.dataset = dataset  # a bptrain Dataset whose digits it can be shown ("test_index"); None: no data
+        self._read: dict = {}  # split -> its probabilities, computed once (:meth:`probabilities_of`)
+        self._reading = threading.Lock()
 
     def describe(self) -> dict:
         """What the page shows about the model (GET /api/model)."""
@@ -74,6 +79,26 @@ class Predictor:
             "input": _rounded(activations[0], 3),
             "hidden": [_rounded(a, 4) for a in activations[1:-1]],
         }
+
+    def probabilities_of(self, split: str, rows=None) -> np.ndarray:
+        """The class probabilities of every digit of ``split`` of the data set (or of its ``rows`` only, not
+        kept), as :meth:`predict` computes them; a whole split is computed once per network and kept."""
+        if rows is None and split in self._read:
+            return self._read[split]
+        x = self.dataset.split(split).x
+        with self._reading:
+            if rows is None and split in self._read:
+                return self._read[split]
+            chosen = x if rows is None else x[rows]
+            chunks = [np.zeros((0, self.model.sizes[-1]))]
+            for start in range(0, len(chosen), READ_BATCH):  # in slices: a few MB of activations at a time
+                batch = np.ascontiguousarray(chosen[start:start + READ_BATCH], dtype=self.model.dtype)
+                _, activations = self.model.forward(batch)
+                chunks.append(output_probabilities(self.model, activations[-1].astype(np.float64)))
+            scores = np.concatenate(chunks)
+            if rows is None:
+                self._read[split] = scores
+            return scores
 
     def explain(self, x: np.ndarray, options: dict, source: dict, true_labels=None) -> dict:
         """:func:`bptrain.app.explain.explain` of one input with the request's checked ``options``

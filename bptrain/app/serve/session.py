@@ -66,14 +66,16 @@ class LiveTraining:
     the model `serve` was given, if any (continued by ``{"continue": true}``). ``presets``: the form's
     values, {option name: value}, from serve's command line and config. ``out_dir``: where the page
     saves. ``out``: where each run's best model is saved when it ends (None: not saved). ``inputs``:
-    {option: [paths]} the server reads, which no save may replace.
+    {option: [paths]} the server reads, which no save may replace. ``history``: the served model's
+    history (:func:`bptrain.app.history.load_history`), for the page's charts before any run.
     """
 
     def __init__(self, *, dataset=None, data_problem: str | None = None, model: MLP | None = None,
                  meta: dict | None = None, presets: dict | None = None, out_dir: Path = Path("."),
-                 out: Path | None = None, inputs: dict | None = None, say=None):
+                 out: Path | None = None, inputs: dict | None = None, say=None, history: dict | None = None):
         self.dataset, self.data_problem = dataset, data_problem
         self.base_model, self.base_meta = model, dict(meta or {})
+        self.base_history = history if model is not None else None
         self.presets = {option.name: option.default_value() for option in PAGE_OPTIONS}
         self.presets.update({k: v for k, v in (presets or {}).items() if k in PAGE_NAMES})
         if dataset is not None and "augment" not in (presets or {}):  # as train: the default shift needs square images
@@ -274,7 +276,7 @@ class LiveTraining:
         if self.run is None:
             tiles = weight_tiles(self.base_model.weights[0]) if self.base_model is not None else None
             return {"run": None, "status": "idle", "can_train": self.dataset is not None,
-                    "reason": self.data_problem, "tiles": tiles}
+                    "reason": self.data_problem, "tiles": tiles, "history": self.base_history}
         return {**self.run.state(), "can_train": self.dataset is not None, "reason": self.data_problem}
 
     def describe(self) -> dict:
@@ -367,6 +369,7 @@ class LiveTraining:
                                       ("name", history, is_history_file, "a bptrain history", history.name)])
         model, metadata, result = run.model_to_save()
         self._write(model, metadata, result, path, history)
+        run.saved = path  # the server's stop need not warn that it is lost
         return {"run": run.id, "saved": path.name, "history": history.name,
                 "epochs_trained": metadata["epochs_trained"], "val_accuracy": metadata["val_accuracy"]}
 

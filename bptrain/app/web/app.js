@@ -3,6 +3,8 @@
 // the drawing as grayscale pixels, or an image file as it is. During training the network changes
 // under the drawing: live.js calls refreshPrediction() as the weights change, and useSnapshot(epoch)
 // when the replay slider picks a kept epoch, so the answer always comes from the network on show.
+// A digit of the data set (digits.js: a mistake opened from the confusion matrix, a random test digit)
+// comes through showDigit(): it goes to the pad and is sent as the model's input itself.
 import { $, UNREACHABLE, el, fetchJson } from "./util.js";
 
 const SEND_SIDE = 140;        // the 280 x 280 pad is sent downscaled to 140 x 140 grey levels
@@ -22,6 +24,7 @@ let layerCanvases = [];
 let lastRequest = null;       // what was last sent (the drawing or a file), to ask again when the network changes
 let snapshot = null;          // the kept epoch whose network reads the drawing (null: the network as it is now)
 let haveNetwork = false;
+let padDigit = null;          // the data set's digit on the pad (null: a drawing or a file)
 
 // ------------------------------------------------------------------ drawing
 function clearPad() {
@@ -29,6 +32,9 @@ function clearPad() {
   ctx.fillRect(0, 0, pad.width, pad.height);
   hasInk = false;
   lastRequest = null;
+  padDigit = null;
+  delete pad.dataset.digit;
+  $("pad-source").textContent = "";
 }
 
 function padPoint(event) {          // from page pixels to pad pixels (inside the border)
@@ -38,7 +44,11 @@ function padPoint(event) {          // from page pixels to pad pixels (inside th
 }
 
 function stroke(from, to) {
-  ctx.strokeStyle = "#000"; ctx.lineWidth = BRUSH; ctx.lineCap = "round"; ctx.lineJoin = "round";
+  ctx.strokeStyle = ctx.fillStyle = "#000"; ctx.lineWidth = BRUSH; ctx.lineCap = "round"; ctx.lineJoin = "round";
+  if (from.x === to.x && from.y === to.y) {      // a dot: a line of no length draws nothing, so a disc
+    ctx.beginPath(); ctx.arc(from.x, from.y, BRUSH / 2, 0, 2 * Math.PI); ctx.fill();
+    return;
+  }
   ctx.beginPath(); ctx.moveTo(from.x, from.y); ctx.lineTo(to.x, to.y); ctx.stroke();
 }
 
@@ -46,6 +56,7 @@ pad.addEventListener("pointerdown", (event) => {
   if (event.pointerType === "mouse" && event.button !== 0) return;
   event.preventDefault();
   pad.setPointerCapture(event.pointerId);
+  if (padDigit) { generation++; clearPad(); }      // drawing over a digit of the data set starts afresh
   drawing = true;
   last = padPoint(event);
   stroke(last, last);          // a dot, so a tap draws too
@@ -82,6 +93,7 @@ $("clear").addEventListener("click", () => {
 // At most one request in flight; strokes made meanwhile are sent as soon as it returns.
 function requestPrediction() {
   if (!lastRequest) return;
+  if (lastRequest === drawingRequest && !padHasInk()) return;
   if (!haveNetwork) { showError("there is no network yet: press Train to make one"); return; }
   if (inFlight) { pending = true; return; }
   send(lastRequest);
@@ -89,6 +101,13 @@ function requestPrediction() {
 
 function drawingRequest() {
   return { headers: { "Content-Type": "application/json" }, body: padPixels() };
+}
+
+// Whether the pad holds any ink: an all-white pad is nothing to read (the server would answer "no ink found").
+function padHasInk() {
+  const rgba = ctx.getImageData(0, 0, pad.width, pad.height).data;
+  for (let i = 0; i < rgba.length; i += 4) if (rgba[i] < 250) return true;
+  return false;
 }
 
 function padPixels() {
@@ -111,10 +130,10 @@ async function send(makeRequest) {
   document.body.dataset.requests = "busy";    // "idle" once every answer is in (tests wait for it)
   const mine = generation;
   try {
-    const { url = "/api/predict", ...request } = makeRequest();
+    const { url = "/api/predict", digit = null, ...request } = makeRequest();
     const target = snapshot !== null && makeRequest !== drawingRequest
       ? `${url}${url.includes("?") ? "&" : "?"}snapshot=${snapshot}` : url;
-    document.dispatchEvent(new CustomEvent("bptrain:drawing", { detail: { url, ...request } }));   // for backprop.js
+    document.dispatchEvent(new CustomEvent("bptrain:drawing", { detail: { url, digit, ...request } }));   // for backprop.js
     const [ok, answer] = await fetchJson(target, { method: "POST", ...request });
     if (mine !== generation) return;                  // cleared meanwhile: drop the stale answer
     if (!ok) showError(answer.error);
@@ -137,7 +156,42 @@ export function refreshPrediction() {
 export function useSnapshot(epoch) {
   if (snapshot === epoch) return;
   snapshot = epoch;
+  document.dispatchEvent(new CustomEvent("bptrain:network", { detail: { snapshot } }));   // for digits.js
   if (lastRequest) { if (inFlight) pending = true; else requestPrediction(); }
+}
+
+// The kept epoch whose network is on show (null: the network as it is now).
+export const shownSnapshot = () => snapshot;
+
+// A digit of the data set ({split, index, label, input: n_0 grey levels in [0, 1], ...}, as GET /api/digits/...
+// answers): drawn on the pad, dark on white, and read (and explained) from its own pixels.
+export function showDigit(digit) {
+  generation++;
+  clearPad();
+  const side = Math.round(Math.sqrt(digit.input.length)), image = new ImageData(side, side);
+  digit.input.forEach((v, i) => {
+    const g = Math.round(255 * (1 - v));
+    image.data.set([g, g, g, 255], 4 * i);
+  });
+  const tile = document.createElement("canvas");
+  tile.width = tile.height = side;
+  tile.getContext("2d").putImageData(image, 0, 0);
+  ctx.imageSmoothingEnabled = false;
+  ctx.drawImage(tile, 0, 0, pad.width, pad.height);
+  ctx.imageSmoothingEnabled = true;
+  hasInk = true;
+  padDigit = digit;
+  pad.dataset.digit = `${digit.split}:${digit.index}`;
+  $("pad-source").textContent = `Digit ${digit.index} of the ${digit.split} split: a ${digit.label}, says the data set.`;
+  const request = () => {
+    const body = { input: digit.input };
+    if (snapshot !== null) body.snapshot = snapshot;
+    return { headers: { "Content-Type": "application/json" }, body: JSON.stringify(body), digit };
+  };
+  lastRequest = request;
+  pending = false;
+  if (!haveNetwork) { showError("there is no network yet: press Train to make one"); return; }
+  if (inFlight) pending = true; else send(request);
 }
 
 // ------------------------------------------------------------- image files
@@ -203,6 +257,7 @@ function buildLayers(hidden) {
 // How a unit's value becomes a grey level: sigmoid outputs lie in [0, 1], tanh in [-1, 1] (0 is mid grey),
 // relu in [0, inf) (scaled by the layer's largest value, so the strongest unit is white).
 let unitActivation = "sigmoid";
+const CELL_BORDER = "#c9ced8";
 function greyLevel(value, layerMax) {
   if (unitActivation === "tanh") return (value + 1) / 2;
   if (unitActivation === "relu") return layerMax > 0 ? value / layerMax : 0;
@@ -214,14 +269,16 @@ function paintCells(canvas, values) {
   const layerMax = values ? Math.max(...values) : 0;
   const size = cellSize(units), row = perRow(units);
   c.clearRect(0, 0, canvas.width, canvas.height);
+  c.strokeStyle = CELL_BORDER;
   for (let i = 0; i < units; i++) {
     const x = (i % row) * size, y = Math.floor(i / row) * size;
-    if (values) {
+    if (values) {            // a grey square in a thin border: a fully active (white) unit stays visible on the card
       const g = Math.round(255 * Math.min(1, Math.max(0, greyLevel(values[i], layerMax))));
       c.fillStyle = `rgb(${g},${g},${g})`;
       c.fillRect(x + 1, y + 1, size - 2, size - 2);
+      c.strokeRect(x + 0.5, y + 0.5, size - 1, size - 1);
     } else {
-      c.strokeStyle = "#c9ced8"; c.strokeRect(x + 1.5, y + 1.5, size - 3, size - 3);
+      c.strokeRect(x + 1.5, y + 1.5, size - 3, size - 3);
     }
   }
   canvas.dataset.filled = values ? "true" : "false";

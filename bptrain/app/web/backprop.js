@@ -1,8 +1,9 @@
 // The Backprop panel of the drawing page: what the current drawing would teach the network.
 //
 // It listens for the page's "bptrain:drawing" events (detail: the request the page sent to /api/predict,
-// {url, headers, body}, or null once the pad is cleared) and sends the same input to POST /api/explain
-// with the target label, the number of steps taken and the hovered unit. The server is stateless: every
+// {url, headers, body, digit}, or null once the pad is cleared; digit: a digit of the data set, whose true
+// label becomes the target) and sends the same input to POST /api/explain with the target label, the
+// number of steps taken, the step size η (#backprop-lr, a log scale) and the hovered unit. The server is stateless: every
 // request names all three, and the server replays the steps on a fresh copy of the model. All numbers
 // shown are the server's (what `bptrain explain --json` prints); this module only draws them.
 //
@@ -12,6 +13,8 @@
 import { $, UNREACHABLE, el, fetchJson } from "./util.js";
 
 const HOVER_MS = 100;
+const LR_MIN = -4, LR_MAX = 0;   // the η control's range, as powers of ten: 1e-4 .. 1
+const SATURATED = 1e-4;          // a probability this close to 1 (or 0) can hardly move further
 const POSITIVE = [200, 55, 45], NEGATIVE = [47, 111, 223];   // signed colours: red above 0, blue below
 
 const panel = $("backprop");
@@ -29,6 +32,7 @@ let unit = null;               // [layer, j] of the hovered or tapped unit
 let baseline = null;           // {key, p}: the label's probability before any step
 let networkAnswer = null;      // the served model's answer for this drawing
 let inFlight = false, wanted = false, hoverTimer = 0;
+let lr = null;                 // η chosen with the control; null: the model's own (the server says which)
 let shape = "";                // the layer sizes the cells were built for
 let activation = "sigmoid";
 
@@ -48,9 +52,14 @@ function build() {
       el("button", { id: "backprop-step", type: "button", textContent: "Take one step", disabled: true }),
       el("button", { id: "backprop-reset", type: "button", textContent: "Reset", disabled: true }),
       el("span", { className: "bp-muted" }, el("span", { id: "backprop-steps", textContent: "0" }),
-        el("span", { id: "backprop-steps-word", textContent: " steps taken" }),
-        el("span", { id: "backprop-lr" }))),
+        el("span", { id: "backprop-steps-word", textContent: " steps taken" })),
+      el("label", { className: "bp-lr" }, "step size η ",
+        el("input", { id: "backprop-lr", type: "range", min: String(LR_MIN), max: String(LR_MAX), step: "0.05",
+                      value: "-1", disabled: true }),
+        el("span", { id: "backprop-eta" }))),
     el("p", { id: "backprop-probability" }),
+    el("p", { id: "backprop-saturated", role: "status" }),
+    el("p", { id: "backprop-why", className: "hint" }),
     el("p", { id: "backprop-error", role: "alert" }),
     el("div", { className: "bp-body" },
       el("div", { className: "bp-network" },
@@ -66,6 +75,11 @@ function build() {
     changed();
   });
   $("backprop-step").addEventListener("click", () => { if (maxSteps !== null && steps < maxSteps) { steps++; changed(); } });
+  $("backprop-lr").addEventListener("input", (event) => {   // the same steps again, with the new η
+    lr = Number((10 ** Number(event.target.value)).toPrecision(2));
+    $("backprop-eta").textContent = `= ${number(lr)}`;
+    changed();
+  });
   $("backprop-reset").addEventListener("click", () => { steps = 0; changed(); });
   for (const area of [$("backprop-output"), $("backprop-layers")]) {
     area.addEventListener("mouseover", (event) => {
@@ -85,6 +99,10 @@ function build() {
     inputVersion++;
     steps = 0;
     baseline = networkAnswer = null;
+    if (drawing && drawing.digit) {                   // a digit of the data set: a step towards its true label
+      label = drawing.digit.label;
+      $("backprop-label").value = String(label);
+    }
     if (!drawing) { version++; showEmpty(); return; }
     changed();
   });
@@ -123,7 +141,10 @@ function showEmpty() {
   $("backprop-error").textContent = "";
   $("backprop-steps").textContent = "0";
   $("backprop-steps-word").textContent = " steps taken";
-  $("backprop-lr").textContent = "";
+  $("backprop-eta").textContent = "";
+  $("backprop-saturated").textContent = "";
+  $("backprop-why").textContent = "";
+  $("backprop-lr").disabled = true;
   canStep = false;
   $("backprop-step").disabled = $("backprop-reset").disabled = true;
   $("backprop-output").textContent = "";
@@ -142,7 +163,7 @@ function changed() {
 }
 
 function explainRequest() {
-  const fields = { label, steps, unit };
+  const fields = { label, steps, unit, lr };
   if (typeof drawing.body === "string") {                 // a drawing: the same JSON, with the fields added
     parsedBody = parsedBody || JSON.parse(drawing.body);
     return { url: "/api/explain", headers: drawing.headers, body: JSON.stringify({ ...parsedBody, ...fields }) };
@@ -151,6 +172,7 @@ function explainRequest() {
   query.set("steps", String(steps));
   if (label !== null) query.set("label", String(label));
   if (unit) query.set("unit", unit.join(","));
+  if (lr !== null) query.set("lr", String(lr));
   return { url: `/api/explain?${query}`, headers: drawing.headers, body: drawing.body };
 }
 
@@ -282,7 +304,7 @@ function show(answer, sent) {
   // the steps and the label's probability, before any step → now
   $("backprop-steps").textContent = String(answer.steps_taken);
   $("backprop-steps-word").textContent = answer.steps_taken === 1 ? " step taken" : " steps taken";
-  $("backprop-lr").textContent = ` (η = ${number(answer.step.lr)}, plain gradient steps on this digit)`;
+  showStepSize(answer);
   const now = answer.output.p_label[0], before = baseline && baseline.key === sent.key ? baseline.p : null;
   const line = $("backprop-probability");
   line.dataset.label = target;
@@ -292,12 +314,34 @@ function show(answer, sent) {
     ? `p(${target}) = ${percent(now)}; one step would make it ${percent(answer.step.p_label_after[0])}`
     : `p(${target}): ${percent(before)} → ${percent(now)} after ${answer.steps_taken} step${answer.steps_taken > 1 ? "s" : ""}` +
       `; the network now reads ${answer.output.predictions[0]}`;
+  const after = answer.steps_taken === 0 ? answer.step.p_label_after[0] : now;
+  const saturated = after !== null && after >= 1 - SATURATED;
+  $("backprop-saturated").textContent = !saturated ? ""
+    : `Saturated: ${answer.steps_taken === 0 ? "one step would push" : "the step pushed"} p(${target}) to within ` +
+      `${SATURATED} of 1, where the softmax can hardly move further: the step overshot. A smaller η shows the ` +
+      "change gradually.";
+  line.dataset.saturated = String(saturated);
   canStep = before !== null;
   showStepButton();
   if (maxSteps === null && !askingModel) askModel();
   $("backprop-reset").disabled = steps === 0;
 
   showUnit(answer.unit, L);
+}
+
+// The η control (at the model's own η until it is moved) and why one step on one digit moves so far.
+function showStepSize(answer) {
+  const control = $("backprop-lr"), eta = answer.step.lr;
+  control.disabled = false;
+  if (lr === null) control.value = String(Math.max(LR_MIN, Math.min(LR_MAX, Math.log10(eta))));
+  $("backprop-eta").textContent = `= ${number(eta)}` + (lr === null ? ` (${answer.step.lr_source})` : "");
+  control.dataset.lr = String(eta);
+  const norm = answer.A_0 && answer.A_0.norm, squared = norm * norm;
+  $("backprop-why").textContent = !norm ? "" :
+    `Why one step moves this digit so far: it changes each first-layer sum z_j = x·W_1[:, j] + b_j by ` +
+    `−η (‖x‖² + 1) δ_j, and this digit's ‖x‖² is ${number(squared)} (MNIST's run from about 50 to 130), so at η = ` +
+    `${number(eta)} the sums move by ${number(eta * (squared + 1))} δ_j at once. Training averages the steps ` +
+    "of many digits; here one digit has the whole step.";
 }
 
 function markPicked() {

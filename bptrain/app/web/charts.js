@@ -91,15 +91,21 @@ export function lineChart(canvas, { series, xMin, xMax, yMin, yMax, log = false,
   canvas.dataset.points = String(drawn);
 }
 
+const CONFUSION_MARGIN = 18;   // the labels' strip, left and top
+const confusionCell = (canvas, n) => Math.min((canvas.clientWidth - CONFUSION_MARGIN) / n,
+                                               (canvas.clientHeight - CONFUSION_MARGIN) / n);
+
 // Rows: true class, columns: predicted; each cell's colour is its share of its row (blue right, red wrong).
-export function drawConfusion(canvas, matrix) {
+// The cell whose digits are open (canvas.dataset.picked = "i,j", set by digits.js) is outlined.
+export function drawConfusion(canvas, matrix, empty = "after the first epoch") {
   const [c, width, height] = prepare(canvas);
   if (!matrix) {
-    c.fillStyle = MUTED; c.textAlign = "center"; c.fillText("after the first epoch", width / 2, height / 2);
+    c.fillStyle = MUTED; c.textAlign = "center"; c.fillText(empty, width / 2, height / 2);
     canvas.dataset.filled = "false";
+    delete canvas.dataset.classes;
     return;
   }
-  const n = matrix.length, margin = 18, cell = Math.min((width - margin) / n, (height - margin) / n);
+  const n = matrix.length, margin = CONFUSION_MARGIN, cell = confusionCell(canvas, n);
   c.textAlign = "center"; c.textBaseline = "middle";
   for (let i = 0; i < n; i++) {
     const total = matrix[i].reduce((a, b) => a + b, 0) || 1;
@@ -119,7 +125,23 @@ export function drawConfusion(canvas, matrix) {
       }
     }
   }
+  const picked = canvas.dataset.picked ? canvas.dataset.picked.split(",").map(Number) : null;
+  if (picked && picked[0] < n && picked[1] < n) {
+    c.strokeStyle = INK; c.lineWidth = 2;
+    c.strokeRect(margin + picked[1] * cell + 1, margin + picked[0] * cell + 1, cell - 2, cell - 2);
+  }
   canvas.dataset.filled = "true";
+  canvas.dataset.classes = String(n);
+}
+
+// The cell [true class, predicted class] under a pointer event on the confusion matrix, or null.
+export function confusionCellAt(canvas, event) {
+  const n = Number(canvas.dataset.classes || 0);
+  if (!n) return null;
+  const box = canvas.getBoundingClientRect(), cell = confusionCell(canvas, n);
+  const j = Math.floor((event.clientX - box.left - CONFUSION_MARGIN) / cell);
+  const i = Math.floor((event.clientY - box.top - CONFUSION_MARGIN) / cell);
+  return i >= 0 && j >= 0 && i < n && j < n ? [i, j] : null;
 }
 
 // Byte -> colour of a weight, as one little-endian RGBA word: 128 is 0 (white), 255 +max (red), 1 −max (blue).

@@ -1,9 +1,11 @@
 // Training from the page: the form (built from the server's options table), the buttons and knobs,
 // the event stream (GET /api/train/events) that keeps the charts, the weight tiles and the status
-// up to date, and the replay slider. Every tab shows the same run: the server has one.
+// up to date, and the replay slider. Every tab shows the same run: the server has one. Before any run, a
+// served model tells its story: its history (the server reads MODEL.history.json) fills the charts, and
+// the confusion matrix is its own on the validation split (GET /api/digits/confusion).
 import { loadModel, refreshPrediction, useSnapshot } from "./app.js";
 import { LAYER_COLORS, drawConfusion, drawTiles, lineChart } from "./charts.js";
-import { $, UNREACHABLE, el, postJson } from "./util.js";
+import { $, UNREACHABLE, el, fetchJson, postJson } from "./util.js";
 
 const CAPTIONS = {
   sizes: "Layers", activation: "Hidden units", loss: "Loss", optimizer: "Optimizer", lr: "Learning rate",
@@ -15,6 +17,8 @@ const ACTIVE = ["running", "paused"];
 let form = null;              // GET /api/train/form
 let run = null;               // the run on show: the "state" event, kept up to date by the others
 let idleTiles = null;         // the served model's first layer, before any run
+let served = null;            // the served model's history, before any run: {epochs, best_epoch, ...} or null
+let servedConfusion = null;   // its validation confusion matrix, when the server has the data
 let liveTiles = null;         // the run's first layer as it is now
 let liveConfusion = null;     // the last epoch's confusion matrix
 let view = null;              // null: the network as it is now; a number: the kept epoch on show
@@ -255,6 +259,8 @@ function applyState(state) {
   if (state.run === null) {
     run = null;
     idleTiles = state.tiles || null;
+    served = state.history || null;
+    if (state.tiles && state.can_train && !servedConfusion) fetchServedConfusion();
   } else {
     run = state;
     liveConfusion = null;
@@ -270,6 +276,11 @@ function applyState(state) {
   if (run && run.epochs.length) fetchConfusion(run.epochs[run.epochs.length - 1].epoch);
   if (!newRun || !run) return;
   $("knob-momentum-name").textContent = run.momentum_name === "beta1" ? "β1" : "momentum";
+}
+
+async function fetchServedConfusion() {   // the served model's own, read by the server from the data
+  const [ok, answer] = await fetchJson("/api/digits/confusion");
+  if (ok && !run) { servedConfusion = answer.confusion; drawAll(); }
 }
 
 async function fetchConfusion(epoch) {   // after a reconnect: the last epoch's matrix
@@ -313,7 +324,8 @@ function showStatus() {
   const p = run.progress || {};
   const knobs = `learning rate ${rate(p.lr)} (${p.lr_by_hand ? "set by hand" : `${run.settings.schedule} schedule`})` +
     (run.has_momentum ? `, ${run.momentum_name === "beta1" ? "β1" : "momentum"} ${rate(p.momentum)}` : "");
-  const where = `epoch ${p.epoch} of ${run.last_epoch}, batch ${integer(p.batch || 0)} of ${integer(p.batches || 0)}`;
+  const where = `epoch ${p.epoch} of ${run.last_epoch}, ` +      // no batch count before the epoch's first step
+    (p.batches ? `batch ${integer(p.batch || 0)} of ${integer(p.batches)}` : "starting");
   if (run.status === "running") {
     const speed = p.images_per_second ? ` · ${integer(p.images_per_second)} images/s` : "";
     const left = p.eta_seconds != null ? ` · ${duration(p.eta_seconds)} left` : "";
@@ -344,48 +356,91 @@ function showButtons() {
   $("train-download").disabled = !savable;
 }
 
-function xRange() {
-  return run ? [run.first_epoch - 1, Math.max(run.last_epoch, run.first_epoch)] : [0, 1];
+// The epochs the charts show: the run's, or the served model's history.
+function epochs() {
+  return run ? run.epochs : served ? served.epochs : [];
 }
+
+function xRange() {
+  if (run) return [run.first_epoch - 1, Math.max(run.last_epoch, run.first_epoch)];
+  if (served && served.epochs.length) {
+    const first = served.epochs[0].epoch, last = served.epochs[served.epochs.length - 1].epoch;
+    return [first - 1, Math.max(last, first)];
+  }
+  return [0, 1];
+}
+
+// The epoch the charts mark: the replayed one, else the served model's best (the one its file holds).
+const marked = () => (view !== null ? view : !run && served ? served.best_epoch ?? null : null);
 
 function drawLoss() {
   const [xMin, xMax] = xRange();
-  const points = run ? run.loss_points : [];
+  // the running training loss of a run; a history has each epoch's mean
+  const points = run ? run.loss_points : epochs().map((r) => [r.epoch, r.train_loss]);
+  $("loss-train-key").textContent = run || !served ? "training (running)" : "training (mean of each epoch)";
   lineChart($("loss-chart"), {
     series: [
-      { points, color: LAYER_COLORS[0], counted: true },
-      { points: run ? run.epochs.map((r) => [r.epoch, r.val_loss]) : [], color: LAYER_COLORS[1], dots: true, width: 2 },
-    ], xMin, xMax, yMin: 0, marker: view, empty: "the loss, as the network learns",
+      { points, color: LAYER_COLORS[0], counted: true, dots: !run },
+      { points: epochs().map((r) => [r.epoch, r.val_loss]), color: LAYER_COLORS[1], dots: true, width: 2 },
+    ], xMin, xMax, yMin: 0, marker: marked(), empty: "the loss, as the network learns",
   });
 }
 
 function drawAccuracy() {
   const [xMin, xMax] = xRange();
-  const points = run ? run.epochs.map((r) => [r.epoch, 100 * r.val_accuracy]) : [];
+  const points = epochs().map((r) => [r.epoch, 100 * r.val_accuracy]);
   const lowest = points.length ? Math.min(...points.map((p) => p[1])) : 90;
   lineChart($("accuracy-chart"), {
     series: [{ points, color: LAYER_COLORS[2], dots: true, width: 2, counted: true }],
     xMin, xMax, yMin: Math.max(0, Math.min(90, Math.floor(lowest - 1))), yMax: 100,
-    guides: [{ y: 97, label: "97%" }], marker: view, yFormat: (v) => `${v}%`, empty: "after the first epoch",
+    guides: [{ y: 97, label: "97%" }], marker: marked(), yFormat: (v) => `${v}%`, empty: "after the first epoch",
   });
-  const last = points.length ? points[points.length - 1][1] : null;
-  $("accuracy-now").textContent = last === null ? "" : `${last.toFixed(2)}%`;
+  showHeadline();
+}
+
+// The accuracy of the network on show: the replayed epoch's (from its record, or for the epoch a run
+// started from, its confusion matrix), the served model's best epoch, or the run's last.
+function showHeadline() {
+  const headline = $("accuracy-now");
+  let accuracy = null, epoch = null;
+  if (view !== null) {
+    epoch = view;
+    const record = run && run.epochs.find((r) => r.epoch === view);
+    const shown = run && kept.get(`${run.run}:${view}`);
+    if (record) accuracy = record.val_accuracy;
+    else if (shown && shown.confusion) accuracy = trace(shown.confusion);
+  } else if (!run && served) {
+    const best = served.epochs.find((r) => r.epoch === served.best_epoch) || served.epochs[served.epochs.length - 1];
+    if (best) { accuracy = best.val_accuracy; epoch = best.epoch; }
+  } else if (run && run.epochs.length) {
+    const last = run.epochs[run.epochs.length - 1];
+    accuracy = last.val_accuracy; epoch = last.epoch;
+  }
+  headline.textContent = accuracy === null ? "" : `${(100 * accuracy).toFixed(2)}%` + (epoch === null ? "" : ` at epoch ${epoch}`);
+  headline.dataset.epoch = epoch === null ? "" : String(epoch);
+}
+
+function trace(matrix) {
+  let right = 0, total = 0;
+  matrix.forEach((row, i) => row.forEach((count, j) => { total += count; if (i === j) right += count; }));
+  return total ? right / total : null;
 }
 
 function drawSpeed() {
   const [xMin, xMax] = xRange();
   const series = [];
-  const layers = run ? run.sizes.length - 1 : 0;
+  const withSpeed = epochs().filter((r) => r.grad_b_norm);
+  const layers = run ? run.sizes.length - 1 : withSpeed.length ? withSpeed[0].grad_b_norm.length : 0;
   const p = run && run.progress;
   for (let l = 0; l < layers; l++) {
-    const points = run.epochs.filter((r) => r.grad_b_norm).map((r) => [r.epoch, r.grad_b_norm[l]]);
+    const points = withSpeed.map((r) => [r.epoch, r.grad_b_norm[l]]);
     if (p && p.speed && ACTIVE.includes(run.status) && p.batches) {
       points.push([p.epoch - 1 + p.batch / p.batches, p.speed[l]]);   // this epoch so far
     }
     series.push({ points, color: LAYER_COLORS[l % LAYER_COLORS.length], dots: true, counted: true,
                   dash: l === layers - 1 ? [5, 3] : [] });
   }
-  lineChart($("speed-chart"), { series, xMin, xMax, log: true, marker: view, empty: "how fast each layer learns" });
+  lineChart($("speed-chart"), { series, xMin, xMax, log: true, marker: marked(), empty: "how fast each layer learns" });
   const legend = $("speed-legend");
   if (legend.dataset.layers !== String(layers)) {
     legend.dataset.layers = String(layers);
@@ -401,7 +456,9 @@ function drawSpeed() {
 function drawAll() {
   showStatus(); drawLoss(); drawAccuracy(); drawSpeed();
   const shown = view === null ? null : kept.get(`${run.run}:${view}`);
-  drawConfusion($("confusion"), view === null ? liveConfusion : shown && shown.confusion);
+  const confusion = view !== null ? shown && shown.confusion : run ? liveConfusion : servedConfusion;
+  drawConfusion($("confusion"), confusion, run || !idleTiles ? "after the first epoch"
+    : form.can_train ? "reading the validation digits…" : "no data to read: the server has none");
   const tiles = view === null ? (run ? liveTiles : idleTiles) : shown && shown.tiles;
   if (tiles) drawTiles($("weights"), tiles);
   $("weights").dataset.epoch = view === null ? "live" : String(view);
@@ -511,6 +568,7 @@ async function init() {
   $("replay").addEventListener("input", (event) => { stopPlaying(); showView(Number(event.target.value)); });
   $("replay-play").addEventListener("click", play);
   window.addEventListener("resize", drawAll);
+  document.addEventListener("bptrain:picked", drawAll);     // digits.js opened a cell: outline it
   showStatus(); showButtons(); showReplay(); drawAll();
   connect();
 }

@@ -233,3 +233,22 @@ def fast_train_step(network, x, y_onehot, lr):
         activations = network.forward(x, work)
         deltas = network.backward(activations, y_onehot, work, lr)
     return activations, deltas, work
+
+
+@contextlib.contextmanager
+def serving(live=None, predictor=None):
+    """`bptrain serve`'s server on 127.0.0.1 at a free port, in a thread; yields it. On the way out the run in
+    progress is stopped and the server closed."""
+    from bptrain.app.serve import http as server
+
+    httpd = server.make_server(predictor, "127.0.0.1", 0, live=live)
+    thread = threading.Thread(target=httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
+    thread.start()
+    try:
+        yield httpd
+    finally:
+        if live is not None:
+            live.close(timeout=30)
+        httpd.shutdown()
+        httpd.server_close()
+        thread.join(timeout=5)

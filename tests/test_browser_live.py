@@ -8,13 +8,13 @@ tests/test_browser.py needs (and fails, not skips, under CI=true when it is miss
 
 from __future__ import annotations
 
-import threading
 
 import pytest
 
 from bptrain.app.serve import http as server
 from bptrain.app.serve.session import LiveTraining
 from bptrain.data.loader import Dataset, Split, load_dataset
+from conftest import serving
 from digits import STROKES
 from test_browser import browser as browser  # noqa: F401  (a fixture: headless Chromium, as the drawing test's)
 from test_browser import canvas_grey_levels, draw, wait_for_answer
@@ -30,16 +30,8 @@ def live_page(real_mnist_path, tmp_path_factory):
                      Split(data.validation.x[:VALIDATION_IMAGES], data.validation.y[:VALIDATION_IMAGES]),
                      data.test, data.source)
     live = LiveTraining(dataset=subset, out_dir=tmp_path_factory.mktemp("out"))
-    httpd = server.make_server(None, "127.0.0.1", 0, live=live)
-    thread = threading.Thread(target=httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
-    thread.start()
-    try:
+    with serving(live) as httpd:
         yield server.server_url(httpd), live
-    finally:
-        live.close(timeout=30)
-        httpd.shutdown()
-        httpd.server_close()
-        thread.join(timeout=5)
 
 
 def until(driver, condition, timeout=60):

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import json
 import os
-import threading
 import urllib.request
 from pathlib import Path
 
@@ -23,7 +22,7 @@ from bptrain.app.serve import http as server
 from bptrain.app.serve.session import LiveTraining
 from bptrain.data.loader import Dataset, Split, load_dataset
 from bptrain.data.model_io import load_model
-from conftest import invoke
+from conftest import invoke, serving
 from digits import STROKES
 from test_browser import browser as browser  # noqa: F401  (a fixture: headless Chromium)
 from test_browser import canvas_grey_levels, draw, wait_for_answer, wait_for_panel
@@ -51,16 +50,8 @@ def served(real_mnist_path, tmp_path_factory):
                      data.test, data.source)
     history = _history_beside(out)
     live = LiveTraining(dataset=subset, model=model, meta=meta, history=history, out_dir=folder)
-    httpd = server.make_server(server.Predictor(model, meta), "127.0.0.1", 0, live=live)
-    thread = threading.Thread(target=httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
-    thread.start()
-    try:
+    with serving(live, server.Predictor(model, meta)) as httpd:
         yield server.server_url(httpd), history
-    finally:
-        live.close(timeout=30)
-        httpd.shutdown()
-        httpd.server_close()
-        thread.join(timeout=5)
 
 
 def get_json(url: str) -> dict:

@@ -6,12 +6,15 @@ around it is the core's. What it does differently, each in its own module:
 
 - :mod:`.network`: forward and backward into workspaces, deltas times η;
 - :mod:`.optimizers`: updates fused into gemm, rotm, axpy calls (:mod:`.blas`);
-- :mod:`.threads`: how many BLAS threads the steps get, and whether a thread
-  prepares the next epoch meanwhile (:mod:`.epoch_thread`);
+- :mod:`.threads`: how many BLAS threads the steps get (on a busy machine: one
+  or several, whichever is faster now, with the same numbers either way), and
+  whether a thread prepares the next epoch meanwhile (:mod:`.epoch_thread`);
 - :mod:`.aligned`: every buffer on a cache line.
 """
 
 from __future__ import annotations
+
+import copy
 
 import numpy as np
 
@@ -36,10 +39,17 @@ class FastEngine:
     def __init__(self, model, settings: TrainSettings, batch_size: int, distorts: bool = False):
         self.network = FastNetwork(model)  # first: it moves the parameters onto cache lines
         self.model = model
+        self.settings = settings
         self.optimizer = make_optimizer(settings, model.weights, model.biases, sgd=SGD, adam=Adam)
         self.batch_size = batch_size
         kind = self.optimizer.update_kind
         self.step_threads = threads.step_threads(model.sizes, batch_size, kind, distorts)
+        self.several_threads = threads.several_threads(model.sizes, batch_size, kind, distorts)
+        if hasattr(self.optimizer, "prepare"):
+            self.optimizer.prepare(self.several_threads)  # momentum's form, for the whole run (optimizers.SGD)
+        self.most_threads = self.step_threads or threads.most_threads()
+        self.policy: threads.ThreadPolicy | None = None  # made by the first epoch, which knows its rows
+        self._policy_rows = None
         self.background = threads.epoch_thread(model.sizes, batch_size, kind, distorts)
         self._images: BackgroundEpochImages | None = None
         self._grad_w = [aligned_empty(w.shape, w.dtype) for w in model.weights]  # for the learning speed
@@ -57,7 +67,7 @@ class FastEngine:
 
     def run_epoch(self, x: np.ndarray, y_onehot: np.ndarray, steps: EpochSteps) -> float:
         """The core's ``ReferenceEngine.run_epoch``: one pass in mini-batches; returns the mean training loss."""
-        network, optimizer, batch_size = self.network, self.optimizer, steps.batch_size
+        network, batch_size = self.network, steps.batch_size
         prepared = self._images if self._images is not None and self._images.x is x else None
         work = network.workspace(batch_size)
         # Each step leaves its output layer in these rows; the loss of a whole group of
@@ -66,31 +76,98 @@ class FastEngine:
         outputs = aligned_empty((group_rows, self.model.sizes[-1]), self.model.dtype)
         row_sums = aligned_empty((group_rows, 1), self.model.dtype)
         loss_sum = 0.0
+        policy = self._thread_policy(len(x))
+        clock = policy.clock
+        step = self._steps
         # exp overflows to inf in saturated sigmoids (harmless: σ = 0 there); a diverging
         # run makes NaNs, which EpochSteps.group_done reports in one clear line.
-        with np.errstate(over="ignore", under="ignore", invalid="ignore"), blas.threads_at_most(self.step_threads):
-            if hasattr(optimizer, "prepare"):
-                optimizer.prepare(blas.threads())  # momentum's form for this many threads (optimizers.SGD)
+        with np.errstate(over="ignore", under="ignore", invalid="ignore"), blas.threads_at_most(self.most_threads):
+            blas.set_threads(policy.current)
             for start, stop, sample_speed in steps.groups():
                 lr = steps.lr
                 if prepared is not None:
                     prepared.wait_for(stop)
-                for first in range(start, stop, batch_size):
-                    xb, yb = x[first:first + batch_size], y_onehot[first:first + batch_size]
-                    step_work = work if len(xb) == batch_size else work.first_rows(len(xb))
-                    row = first - start
-                    output = outputs[row:row + len(xb)], row_sums[row:row + len(xb)]
-                    activations = network.forward(xb, step_work, output)           # forward
-                    deltas = network.backward(activations, yb, step_work, lr)      # backward, ηΔ_l
-                    optimizer.step(activations, deltas, step_work, lr)             # update
+                first = start
+                batches = -(-(stop - start) // batch_size)
+                if batches >= 2 and policy.probe_due():  # a few steps on each count, back to back (ThreadPolicy)
+                    rows = min(policy.PROBE_STEPS, batches // 2) * batch_size
+                    per_row = []
+                    for count in (policy.other, policy.current):
+                        blas.set_threads(count)
+                        began = clock()
+                        step(x, y_onehot, first, first + rows, lr, outputs, row_sums, work, start)
+                        per_row.append((clock() - began) / rows)
+                        first += rows
+                    policy.probed(per_row[0], per_row[1], rows)
+                    blas.set_threads(policy.current)
+                if first < stop:
+                    began = clock()
+                    step(x, y_onehot, first, stop, lr, outputs, row_sums, work, start)
+                    policy.record(stop - first, clock() - began)
                 if sample_speed:
-                    self._record_speed(steps, activations, deltas, step_work, lr)
+                    self._record_speed(steps, *self._last_step, lr)
                 rows = stop - start
                 loss_sum += network.loss_sum(outputs[:rows], row_sums[:rows], y_onehot[start:stop])
                 if prepared is not None:
                     prepared.release(stop)
                 steps.group_done(stop, loss_sum)
         return loss_sum / len(x)
+
+    def _steps(self, x, y_onehot, begin: int, end: int, lr: float, outputs, row_sums, work, group_start: int):
+        """The steps over rows [begin, end) of the epoch, each leaving its outputs in the group's rows."""
+        network, optimizer, batch_size = self.network, self.optimizer, self.batch_size
+        for first in range(begin, end, batch_size):
+            xb, yb = x[first:min(first + batch_size, end)], y_onehot[first:min(first + batch_size, end)]
+            step_work = work if len(xb) == batch_size else work.first_rows(len(xb))
+            row = first - group_start
+            output = outputs[row:row + len(xb)], row_sums[row:row + len(xb)]
+            activations = network.forward(xb, step_work, output)           # forward
+            deltas = network.backward(activations, yb, step_work, lr)      # backward, ηΔ_l
+            optimizer.step(activations, deltas, step_work, lr)             # update
+        self._last_step = activations, deltas, step_work
+
+    def _thread_policy(self, n_rows: int) -> threads.ThreadPolicy:
+        """The policy of the steps' threads: adapting to the load only where the count cannot change the bits."""
+        if self.policy is None or self._policy_rows != n_rows:
+            most = self.most_threads
+            adapts = (self.step_threads is None and most > 1 and blas.can_set_threads()
+                      and self._same_bits_on(1, most, n_rows))
+            self.policy = threads.ThreadPolicy(most) if adapts else threads.FixedThreads(most)
+            self._policy_rows = n_rows
+        return self.policy
+
+    def _same_bits_on(self, one: int, several: int, n_rows: int) -> bool:
+        """Whether the steps of an epoch of ``n_rows`` rows leave the same bits on ``one`` and ``several`` threads.
+
+        Why: the pieces of the long products (blas.PiecewiseProduct) are sized for the
+        kernels measured; on another BLAS a shape may still sum differently. Two full
+        batches and the partial last one on random data, each count in a copy of the
+        model: a few steps, once a run.
+        """
+        batch = self.batch_size
+        rows = [batch, batch] + ([n_rows % batch] if n_rows % batch else [])
+        model = self.model
+        rng = np.random.default_rng(0)
+        x = rng.random((sum(rows), model.sizes[0])).astype(model.dtype)
+        y = np.eye(model.sizes[-1], dtype=model.dtype)[rng.integers(0, model.sizes[-1], len(x))]
+        results = []
+        for count in (one, several):
+            trial = copy.deepcopy(model)
+            network = FastNetwork(trial)
+            optimizer = make_optimizer(self.settings, trial.weights, trial.biases, sgd=SGD, adam=Adam)
+            if hasattr(optimizer, "prepare"):
+                optimizer.prepare(self.several_threads)
+            with np.errstate(over="ignore", under="ignore", invalid="ignore"), blas.threads_at_most(several):
+                blas.set_threads(count)
+                first = 0
+                for size in rows:
+                    work = network.workspace(batch).first_rows(size)
+                    activations = network.forward(x[first:first + size], work)
+                    deltas = network.backward(activations, y[first:first + size], work, self.settings.lr)
+                    optimizer.step(activations, deltas, work, self.settings.lr)
+                    first += size
+            results.append(b"".join(p.tobytes() for p in trial.weights + trial.biases))
+        return results[0] == results[1]
 
     def _record_speed(self, steps: EpochSteps, activations, deltas, work, lr: float) -> None:
         """∂C/∂W_l = A_{l-1}ᵀ Δ_l and ∂C/∂b_l = Σ_rows Δ_l of the group's last step, from its ηΔ_l."""

@@ -14,8 +14,6 @@ around it is the core's. What it does differently, each in its own module:
 
 from __future__ import annotations
 
-import copy
-
 import numpy as np
 
 from ..core.optimizers import make_optimizer
@@ -48,8 +46,11 @@ class FastEngine:
         if hasattr(self.optimizer, "prepare"):
             self.optimizer.prepare(self.several_threads)  # momentum's form, for the whole run (optimizers.SGD)
         self.most_threads = self.step_threads or threads.most_threads()
-        self.policy: threads.ThreadPolicy | None = None  # made by the first epoch, which knows its rows
-        self._policy_rows = None
+        # Steps that would use several threads follow the load, once the first probe has seen
+        # one thread and several give the same bits (_first_probe); the rest keep their count.
+        adapts = self.step_threads is None and self.most_threads > 1 and blas.can_set_threads()
+        self.policy = threads.ThreadPolicy(self.most_threads) if adapts else threads.FixedThreads(self.most_threads)
+        self._checked = not adapts
         self.background = threads.epoch_thread(model.sizes, batch_size, kind, distorts)
         self._images: BackgroundEpochImages | None = None
         self._grad_w = [aligned_empty(w.shape, w.dtype) for w in model.weights]  # for the learning speed
@@ -76,7 +77,7 @@ class FastEngine:
         outputs = aligned_empty((group_rows, self.model.sizes[-1]), self.model.dtype)
         row_sums = aligned_empty((group_rows, 1), self.model.dtype)
         loss_sum = 0.0
-        policy = self._thread_policy(len(x))
+        policy = self.policy
         clock = policy.clock
         step = self._steps
         # exp overflows to inf in saturated sigmoids (harmless: σ = 0 there); a diverging
@@ -88,17 +89,25 @@ class FastEngine:
                 if prepared is not None:
                     prepared.wait_for(stop)
                 first = start
-                batches = -(-(stop - start) // batch_size)
-                if batches >= 2 and policy.probe_due():  # a few steps on each count, back to back (ThreadPolicy)
-                    rows = min(policy.PROBE_STEPS, batches // 2) * batch_size
-                    per_row = []
-                    for count in (policy.other, policy.current):
-                        blas.set_threads(count)
-                        began = clock()
-                        step(x, y_onehot, first, first + rows, lr, outputs, row_sums, work, start)
-                        per_row.append((clock() - began) / rows)
-                        first += rows
-                    policy.probed(per_row[0], per_row[1], rows)
+                batches = (stop - start) // batch_size  # full ones
+                if not self._checked and batches >= 2:
+                    first = self._first_probe(x, y_onehot, first, lr, outputs, row_sums, work, start)
+                    policy = self.policy
+                elif batches >= 2 and policy.probe_due():  # steps on each count in turn (threads.ThreadPolicy)
+                    seconds = {policy.other: 0.0, policy.current: 0.0}
+                    rows = 0
+                    for _ in range(min(policy.PROBE_STEPS, batches // 2)):
+                        for count in seconds:
+                            blas.set_threads(count)
+                            began = clock()
+                            step(x, y_onehot, first, first + batch_size, lr, outputs, row_sums, work, start)
+                            seconds[count] += clock() - began
+                            first += batch_size
+                        rows += batch_size
+                        if policy.clear(*seconds.values()):  # no need to lose more time on the slower count
+                            break
+                    other, current = seconds.values()
+                    policy.probed(other / rows, current / rows, rows)
                     blas.set_threads(policy.current)
                 if first < stop:
                     began = clock()
@@ -114,60 +123,63 @@ class FastEngine:
         return loss_sum / len(x)
 
     def _steps(self, x, y_onehot, begin: int, end: int, lr: float, outputs, row_sums, work, group_start: int):
-        """The steps over rows [begin, end) of the epoch, each leaving its outputs in the group's rows."""
+        """The steps over rows [begin, end) of the epoch, each leaving its outputs in the group's rows.
+
+        A partial last batch runs on one thread whatever the policy: its shapes are checked by no probe.
+        """
         network, optimizer, batch_size = self.network, self.optimizer, self.batch_size
         for first in range(begin, end, batch_size):
             xb, yb = x[first:min(first + batch_size, end)], y_onehot[first:min(first + batch_size, end)]
-            step_work = work if len(xb) == batch_size else work.first_rows(len(xb))
+            step_work = work
+            if len(xb) != batch_size:
+                step_work = work.first_rows(len(xb))
+                blas.set_threads(1)
             row = first - group_start
             output = outputs[row:row + len(xb)], row_sums[row:row + len(xb)]
             activations = network.forward(xb, step_work, output)           # forward
             deltas = network.backward(activations, yb, step_work, lr)      # backward, ηΔ_l
             optimizer.step(activations, deltas, step_work, lr)             # update
+            if step_work is not work:
+                blas.set_threads(self.policy.current)
         self._last_step = activations, deltas, step_work
 
-    def _thread_policy(self, n_rows: int) -> threads.ThreadPolicy:
-        """The policy of the steps' threads: adapting to the load only where the count cannot change the bits."""
-        if self.policy is None or self._policy_rows != n_rows:
-            most = self.most_threads
-            adapts = (self.step_threads is None and most > 1 and blas.can_set_threads()
-                      and self._same_bits_on(1, most, n_rows))
-            self.policy = threads.ThreadPolicy(most) if adapts else threads.FixedThreads(most)
-            self._policy_rows = n_rows
-        return self.policy
+    def _first_probe(self, x, y_onehot, first: int, lr: float, outputs, row_sums, work, group_start: int) -> int:
+        """The policy's first probe, which also checks the bits; returns the row after its steps.
 
-    def _same_bits_on(self, one: int, several: int, n_rows: int) -> bool:
-        """Whether the steps of an epoch of ``n_rows`` rows leave the same bits on ``one`` and ``several`` threads.
-
-        Why: the pieces of the long products (blas.PiecewiseProduct) are sized for the
-        kernels measured; on another BLAS a shape may still sum differently. Two full
-        batches and the partial last one on random data, each count in a copy of the
-        model: a few steps, once a run.
+        Why: the pieces of the long products (blas.PiecewiseProduct) are sized for the kernels
+        measured, and another BLAS may still sum a shape differently on one and several threads.
+        So one step runs from the same state on one thread and on ``most``, and only if every
+        parameter and velocity comes out bit for bit the same may the count follow the load;
+        otherwise the run keeps ``most`` threads (and the state of that step on ``most``).
+        One step on a warm workspace first: the probe times steady steps.
         """
-        batch = self.batch_size
-        rows = [batch, batch] + ([n_rows % batch] if n_rows % batch else [])
-        model = self.model
-        rng = np.random.default_rng(0)
-        x = rng.random((sum(rows), model.sizes[0])).astype(model.dtype)
-        y = np.eye(model.sizes[-1], dtype=model.dtype)[rng.integers(0, model.sizes[-1], len(x))]
-        results = []
-        for count in (one, several):
-            trial = copy.deepcopy(model)
-            network = FastNetwork(trial)
-            optimizer = make_optimizer(self.settings, trial.weights, trial.biases, sgd=SGD, adam=Adam)
-            if hasattr(optimizer, "prepare"):
-                optimizer.prepare(self.several_threads)
-            with np.errstate(over="ignore", under="ignore", invalid="ignore"), blas.threads_at_most(several):
-                blas.set_threads(count)
-                first = 0
-                for size in rows:
-                    work = network.workspace(batch).first_rows(size)
-                    activations = network.forward(x[first:first + size], work)
-                    deltas = network.backward(activations, y[first:first + size], work, self.settings.lr)
-                    optimizer.step(activations, deltas, work, self.settings.lr)
-                    first += size
-            results.append(b"".join(p.tobytes() for p in trial.weights + trial.biases))
-        return results[0] == results[1]
+        policy, clock, batch_size = self.policy, self.policy.clock, self.batch_size
+        most = policy.current
+        self._steps(x, y_onehot, first, first + batch_size, lr, outputs, row_sums, work, group_start)
+        first += batch_size
+        state = self.model.weights + self.model.biases + self.optimizer.state()
+        before = [a.copy() for a in state]
+        counter = getattr(self.optimizer, "t", None)
+        seconds, after = {}, None
+        for count in (1, most):
+            if after is not None:  # back to the state before the step
+                for array, saved in zip(state, before):
+                    array[...] = saved
+                if counter is not None:
+                    self.optimizer.t = counter
+            blas.set_threads(count)
+            began = clock()
+            self._steps(x, y_onehot, first, first + batch_size, lr, outputs, row_sums, work, group_start)
+            seconds[count] = clock() - began
+            if after is None:
+                after = [a.copy() for a in state]
+        self._checked = True
+        if all(np.array_equal(a.view(np.uint8), b.view(np.uint8)) for a, b in zip(after, state)):
+            policy.probed(seconds[1] / batch_size, seconds[most] / batch_size, batch_size)
+        else:
+            self.policy = threads.FixedThreads(most)
+        blas.set_threads(self.policy.current)
+        return first + batch_size
 
     def _record_speed(self, steps: EpochSteps, activations, deltas, work, lr: float) -> None:
         """∂C/∂W_l = A_{l-1}ᵀ Δ_l and ∂C/∂b_l = Σ_rows Δ_l of the group's last step, from its ηΔ_l."""

@@ -105,6 +105,10 @@ class SGD:
         scale = 1.0 if self.split else 1.0 / self.momentum
         return [v * scale for v in self.velocity_w + self.velocity_b]
 
+    def state(self) -> list[np.ndarray]:
+        """The arrays a step changes besides the parameters (the velocities)."""
+        return self.velocity_w + self.velocity_b if self.momentum else []
+
     def set_momentum(self, momentum: float) -> None:
         """μ for the steps to come; on one thread the velocity arrays hold s = μv, so they follow μ."""
         check_new_momentum(self.momentum, momentum)
@@ -243,6 +247,10 @@ class Adam:
         for k, into_param in enumerate(self._into_param):
             # θ ← θ − α M / (√V + ε'), and for weights (even k) first W ← W − ηλW
             into_param(-1.0, keep if k % 2 == 0 else 1.0)
+
+    def state(self) -> list[np.ndarray]:
+        """The arrays a step changes besides the parameters and the step counter t (the moments)."""
+        return [self.m, self.v]
 
     def set_momentum(self, beta1: float) -> None:
         """β1 for the steps to come: M = ηm/(1 − β1) is rescaled to stay true."""

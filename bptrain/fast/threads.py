@@ -39,7 +39,6 @@ The measurements behind every boundary are in benchmarks/README.md.
 from __future__ import annotations
 
 import os
-import statistics
 import time
 
 from . import blas
@@ -126,19 +125,21 @@ def describe(sizes, batch_size: int, update_kind: str = "ufuncs", distorts: bool
 class ThreadPolicy:
     """How many BLAS threads the steps run on: one or ``most``, whichever is faster now.
 
-    A probe runs :attr:`PROBE_STEPS` steps on the other count and as many on the current one,
-    back to back (the same moment's load), and keeps the faster. Probes are rare where they
+    A probe runs up to :attr:`PROBE_STEPS` steps on each count in turn (the same moment's
+    load), and keeps the faster; it stops after one pair when one count is clearly slower
+    (:meth:`clear`): a step on two threads that wait for each other can take 100 steps' time. Probes are rare where they
     cost: each time the current count wins, the wait before the next probe doubles, from
     :attr:`FIRST_WAIT` up to :attr:`LONGEST_WAIT` groups of steps (about 1/100 of an epoch
     each); and a probe that lost time Δ waits at least Δ / :attr:`BUDGET` seconds (so probes
     never cost more than that share of the time, however slow the other count was: two
-    threads on a busy machine can be 100 times slower). When the current count's time per
-    row moves by more than :attr:`CHANGED` (another process started or stopped), the doubling
-    starts over. The first group starts with a probe. It only reads ``clock`` and the times
-    it is given: the tests drive it with made-up ones.
+    threads on a busy machine can be 100 times slower). When a group's time per row on the
+    current count moves by more than :attr:`CHANGED` (another process started or stopped),
+    the next group probes and the doubling starts over. The first group starts with a probe.
+    It only reads ``clock`` and the times it is given: the tests drive it with made-up ones.
     """
 
     PROBE_STEPS = 3
+    CLEAR = 2.0
     FIRST_WAIT = 2
     LONGEST_WAIT = 64
     BUDGET = 0.02
@@ -148,10 +149,10 @@ class ThreadPolicy:
         self.clock = clock
         self.current = most
         self.other = 1 if most > 1 else None
+        self._interval = 0       # groups between the last probe and the next, doubling while the current wins
         self._wait = 0           # groups to run before the next probe
         self._not_before = 0.0   # ... and the clock time before which none runs
         self._level = None       # the current count's time per row after the last probe
-        self._recent: list[float] = []  # its last groups' times per row (up to 3)
 
     @property
     def adapts(self) -> bool:
@@ -166,27 +167,31 @@ class ThreadPolicy:
         self._wait -= 1
         return False
 
+    def clear(self, other: float, current: float) -> bool:
+        """Whether a probe has seen enough: one count took :attr:`CLEAR` times the other's time."""
+        return max(other, current) > self.CLEAR * min(other, current)
+
     def probed(self, other_per_row: float, current_per_row: float, rows: int) -> None:
         """A probe's result: seconds per row on :attr:`other`, then on :attr:`current`, ``rows`` rows each."""
         lost = abs(other_per_row - current_per_row) * rows  # what running the slower count cost
         if other_per_row < current_per_row:
             self.current, self.other = self.other, self.current
-            self._wait = self.FIRST_WAIT
+            self._interval = self.FIRST_WAIT
         else:
-            self._wait = min(max(2 * self._wait, self.FIRST_WAIT), self.LONGEST_WAIT)
+            self._interval = min(max(2 * self._interval, self.FIRST_WAIT), self.LONGEST_WAIT)
+        self._wait = self._interval
         self._not_before = self.clock() + lost / self.BUDGET
         self._level = min(other_per_row, current_per_row)
-        self._recent = []
 
     def record(self, rows: int, seconds: float) -> None:
         """Steps on :attr:`current` took ``seconds`` for ``rows`` rows (a group, or what a probe left of it)."""
         if self.other is None or rows <= 0:
             return
-        self._recent = (self._recent + [seconds / rows])[-3:]
-        now = statistics.median(self._recent)
+        now = seconds / rows
         if self._level is not None and not self._level / self.CHANGED <= now <= self._level * self.CHANGED:
-            self._level = now
-            self._wait = min(self._wait, self.FIRST_WAIT)  # the machine changed: ask again soon
+            self._level = now  # the machine changed (or one group was preempted): ask again now
+            self._interval = self.FIRST_WAIT
+            self._wait = 0
 
 
 class FixedThreads(ThreadPolicy):

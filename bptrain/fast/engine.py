@@ -151,10 +151,12 @@ class FastEngine:
         So one step runs from the same state on one thread and on ``most``, and only if every
         parameter and velocity comes out bit for bit the same may the count follow the load;
         otherwise the run keeps ``most`` threads (and the state of that step on ``most``).
-        One step on a warm workspace first: the probe times steady steps.
+        A step on one thread first, so that the probe times steady steps: always one thread, as
+        a step on two threads that wait for each other can take a hundred steps' time.
         """
         policy, clock, batch_size = self.policy, self.policy.clock, self.batch_size
         most = policy.current
+        blas.set_threads(1)
         self._steps(x, y_onehot, first, first + batch_size, lr, outputs, row_sums, work, group_start)
         first += batch_size
         state = self.model.weights + self.model.biases + self.optimizer.state()

@@ -159,7 +159,7 @@ class FastEngine:
         blas.set_threads(1)
         self._steps(x, y_onehot, first, first + batch_size, lr, outputs, row_sums, work, group_start)
         first += batch_size
-        state = self.model.weights + self.model.biases + self.optimizer.state()
+        state = self.model.weights + self.model.biases + self.optimizer.step_arrays()
         before = [a.copy() for a in state]
         counter = getattr(self.optimizer, "t", None)
         seconds, after = {}, None

@@ -105,10 +105,6 @@ class SGD:
         scale = 1.0 if self.split else 1.0 / self.momentum
         return [v * scale for v in self.velocity_w + self.velocity_b]
 
-    def state(self) -> list[np.ndarray]:
-        """The arrays a step changes besides the parameters (the velocities)."""
-        return self.velocity_w + self.velocity_b if self.momentum else []
-
     def set_momentum(self, momentum: float) -> None:
         """μ for the steps to come; on one thread the velocity arrays hold s = μv, so they follow μ."""
         check_new_momentum(self.momentum, momentum)
@@ -160,6 +156,10 @@ class SGD:
             self._velocity_into_param[i](-mu)                                      # W ← W − μv
         else:
             self._velocity_into_param[i](-1.0)                                     # W ← W − v
+
+    def step_arrays(self) -> list[np.ndarray]:
+        """The arrays a step changes besides the parameters: the velocities (live)."""
+        return self.velocity_w + self.velocity_b if self.momentum else []
 
 
 class Adam:
@@ -248,10 +248,6 @@ class Adam:
             # θ ← θ − α M / (√V + ε'), and for weights (even k) first W ← W − ηλW
             into_param(-1.0, keep if k % 2 == 0 else 1.0)
 
-    def state(self) -> list[np.ndarray]:
-        """The arrays a step changes besides the parameters and the step counter t (the moments)."""
-        return [self.m, self.v]
-
     def set_momentum(self, beta1: float) -> None:
         """β1 for the steps to come: M = ηm/(1 − β1) is rescaled to stay true."""
         check_new_momentum(1.0, beta1, "beta1")
@@ -265,6 +261,10 @@ class Adam:
             self.m *= ratio
             self.v *= ratio * ratio
         self._lr = lr
+
+    def step_arrays(self) -> list[np.ndarray]:
+        """The arrays a step changes besides the parameters and the step counter t: the moments (live)."""
+        return [self.m, self.v]
 
 
 def as_matrix(array: np.ndarray) -> np.ndarray:

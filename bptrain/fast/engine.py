@@ -63,7 +63,8 @@ class FastEngine:
         if buffers is None:
             buffers = aligned_empty((len(x), x.shape[1]), dtype), aligned_zeros((len(x), n_classes), dtype)
         self._images = BackgroundEpochImages(x, labels, n_classes, dtype, rng, epochs, shift=shift,
-                                             distorter=distorter, buffers=buffers, background=self.background)
+                                             distorter=distorter, buffers=buffers, background=self.background,
+                                             threads=lambda: self.policy.current)
         return self._images
 
     def run_epoch(self, x: np.ndarray, y_onehot: np.ndarray, steps: EpochSteps) -> float:
@@ -193,8 +194,9 @@ class FastEngine:
         steps.record_speed(self._grad_w, self._grad_b, scale=1.0 / lr)
 
     def evaluate(self, x: np.ndarray, labels: np.ndarray):
-        """(mean loss, predicted classes) over a data set."""
-        return self.network.evaluate(x, labels)
+        """(mean loss, predicted classes) over a data set, on the threads the steps found fastest."""
+        with blas.threads_at_most(self.policy.current):
+            return self.network.evaluate(x, labels)
 
     def set_momentum(self, momentum: float) -> None:
         """SGD's μ (Adam's β1), for the steps to come."""

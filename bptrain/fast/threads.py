@@ -32,7 +32,9 @@ use, whichever is faster now. The count must not change the numbers: the
 products' long inner dimensions are cut in fixed pieces
 (:class:`.blas.PiecewiseProduct`), momentum keeps one form for the whole run
 (:class:`.optimizers.SGD`), and the engine checks that one and several
-threads give the same bits before it lets the count change.
+threads give the same bits before it lets the count change. Validation and
+an epoch prepared inline (distortions are many small products) run on the
+count the steps last found faster.
 The measurements behind every boundary are in benchmarks/README.md.
 """
 

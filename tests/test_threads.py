@@ -361,3 +361,15 @@ def test_a_run_forced_onto_one_thread_saves_the_same_model_file(tmp_path):
         assert result.returncode == 0, result.stderr
         models.append(out.read_bytes())
     assert models[0] == models[1]
+
+
+@pytest.mark.parametrize("usable,expected", [(2, False), (4, True)])
+def test_momentums_form_with_distortions_follows_the_cores_not_the_bounds(monkeypatch, usable, expected):
+    """Small distorted networks leave a core to the epoch thread: several threads only from 3 cores up."""
+    monkeypatch.setattr(cores, "usable_cores", lambda: usable)
+    for openblas, bound in ((usable, ""), (1, ""), (usable, "1")):
+        monkeypatch.setattr(blas, "threads", lambda: openblas)
+        monkeypatch.setenv(cores.MOST_THREADS_VARIABLE, bound)
+        assert cores.several_threads(DEFAULT, 128, "gemm+axpy", distorts=True) is expected
+        assert cores.several_threads(DEFAULT, 128, "gemm+axpy") is True
+        assert cores.several_threads(DEFAULT, 10, "gemm+axpy", distorts=True) is False

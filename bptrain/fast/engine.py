@@ -37,7 +37,6 @@ class FastEngine:
     def __init__(self, model, settings: TrainSettings, batch_size: int, distorts: bool = False):
         self.network = FastNetwork(model)  # first: it moves the parameters onto cache lines
         self.model = model
-        self.settings = settings
         self.optimizer = make_optimizer(settings, model.weights, model.biases, sgd=SGD, adam=Adam)
         self.batch_size = batch_size
         kind = self.optimizer.update_kind

@@ -99,10 +99,14 @@ def step_threads(sizes, batch_size: int, update_kind: str = "ufuncs", distorts: 
 def several_threads(sizes, batch_size: int, update_kind: str = "ufuncs", distorts: bool = False) -> bool:
     """Whether the steps would use several threads on a quiet machine: what momentum's form follows.
 
-    Not the count a run ends up with (the load, $OPENBLAS_NUM_THREADS): the form changes the
-    last bits of the numbers, which must not depend on those.
+    Not the count a run ends up with (the load, $OPENBLAS_NUM_THREADS, $BPTRAIN_BLAS_THREADS): the
+    form changes the last bits of the numbers, which must not depend on those.
     """
-    return step_threads(sizes, batch_size, update_kind, distorts) != 1
+    if batch_size == 1 or step_macs(sizes, batch_size) < ONE_THREAD_BELOW[update_kind]:
+        return False
+    if distorts and weights(sizes) <= CORE_FOR_DISTORTIONS_UP_TO:
+        return usable_cores() > 2  # every core but the epoch thread's
+    return True
 
 
 def epoch_thread(sizes, batch_size: int, update_kind: str = "ufuncs", distorts: bool = False) -> bool:

@@ -133,8 +133,9 @@ class ThreadPolicy:
 
     A probe runs up to :attr:`PROBE_STEPS` steps on each count in turn (the same moment's
     load), and keeps the faster; it stops after one pair when one count is clearly slower
-    (:meth:`clear`): a step on two threads that wait for each other can take 100 steps' time. Probes are rare where they
-    cost: each time the current count wins, the wait before the next probe doubles, from
+    (:meth:`clear`): a step on two threads that wait for each other can take 100 steps' time.
+    Probes are rare where they cost: each time the current count wins, the wait before the
+    next probe doubles, from
     :attr:`FIRST_WAIT` up to :attr:`LONGEST_WAIT` groups of steps (about 1/100 of an epoch
     each); and a probe that lost time Δ waits at least Δ / :attr:`BUDGET` seconds (so probes
     never cost more than that share of the time, however slow the other count was: two

@@ -277,7 +277,7 @@ def test_sgd_steps_match_the_reference_step_by_step(monkeypatch, path, opt, thre
     batches = [(0, 4), (4, 8), (8, 12), (12, 14), (14, 15)]  # four rows, then a partial batch and a one-row batch
     with np.errstate(over="ignore", under="ignore"):
         for lr, epoch_threads in zip((0.5, 0.3, 0.1), threads):
-            optimizer.prepare(epoch_threads)
+            optimizer.prepare(epoch_threads > 1)
             assert optimizer.split == (epoch_threads > 1 and bool(optimizer.momentum))
             for start, stop in batches:
                 work = network.workspace(stop - start)

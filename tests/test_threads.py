@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-import contextlib
+import os
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -49,26 +51,39 @@ def test_each_optimizer_names_its_kind_of_update():
     assert set(cores.ONE_THREAD_BELOW) == {"gemm", "gemm+axpy", "ufuncs"}
 
 
-@pytest.mark.parametrize("limit_macs,batch_size,expected", [(10**9, 4, 1), (1, 4, None), (1, 1, 1)])
-def test_run_epoch_trains_with_the_chosen_threads_and_momentum_in_their_form(monkeypatch, limit_macs, batch_size,
-                                                                             expected):
-    limits = []
-
-    @contextlib.contextmanager
-    def record(value):
-        limits.append(value)
-        yield
-
-    monkeypatch.setattr(blas, "threads_at_most", record)
-    monkeypatch.setattr(blas, "threads", lambda: expected or 2)  # what OpenBLAS would then use
+@pytest.mark.parametrize("limit_macs,batch_size,several", [(10**9, 4, False), (1, 4, True), (1, 1, False)])
+def test_momentum_keeps_the_form_of_the_quiet_thread_count_whatever_the_bound(monkeypatch, limit_macs, batch_size,
+                                                                             several):
+    """The form (s = μv for one thread, v for several) rounds differently: it follows the sizes, not the bound."""
+    monkeypatch.setattr(cores, "usable_cores", lambda: 2)
+    monkeypatch.setattr(blas, "threads", lambda: 2)
     monkeypatch.setattr(cores, "ONE_THREAD_BELOW", {"gemm": 0, "gemm+axpy": limit_macs, "ufuncs": limit_macs})
-    model = MLP((4, 3, 2), "ce", dtype=np.float64)
     x = np.random.default_rng(0).random((8, 4))
     y = np.eye(2)[np.arange(8) % 2]
-    momentum = run_fast_epoch(model, x, y, batch_size, momentum=0.9)[0].optimizer
-    assert momentum.split == (expected is None)  # v itself on several threads, s = μv on one
-    run_fast_epoch(model, x, y, batch_size)
-    assert limits == [expected, 1 if batch_size == 1 else None]  # plain SGD: one thread only for one-row batches
+    for bound in ("1", "2"):
+        monkeypatch.setenv(cores.MOST_THREADS_VARIABLE, bound)
+        engine = run_fast_epoch(MLP((4, 3, 2), "ce", dtype=np.float64), x, y, batch_size, momentum=0.9)[0]
+        assert engine.optimizer.split is several  # v itself for several threads, s = μv for one
+        assert engine.most_threads == (int(bound) if several else 1)
+        assert engine.policy.adapts is False or (several and bound == "2")
+
+
+def test_the_bound_on_the_steps_threads_obeys_openblas_the_cores_and_bptrain_blas_threads(monkeypatch):
+    monkeypatch.delenv(cores.MOST_THREADS_VARIABLE, raising=False)
+    monkeypatch.setattr(cores, "usable_cores", lambda: 4)
+    monkeypatch.setattr(blas, "threads", lambda: 2)  # OPENBLAS_NUM_THREADS=2, as OpenBLAS reads it
+    assert cores.most_threads() == 2
+    monkeypatch.setattr(blas, "threads", lambda: 8)
+    assert cores.most_threads() == 4
+    for value, expected in (("1", 1), ("3", 3), ("9", 4), ("0", 4), ("many", 4)):
+        monkeypatch.setenv(cores.MOST_THREADS_VARIABLE, value)
+        assert cores.most_threads() == expected
+
+
+def test_sweep_bounds_its_runs_with_the_variable_the_policy_reads():
+    from bptrain.app import sweep
+
+    assert sweep.RUN_THREADS_VARIABLE == cores.MOST_THREADS_VARIABLE
 
 
 @pytest.mark.parametrize("usable,blas_threads,batch_size,expected", [
@@ -116,9 +131,11 @@ def test_describe_says_threads_and_preparation(monkeypatch):
     monkeypatch.setattr(cores, "usable_cores", lambda: 2)
     monkeypatch.setattr(blas, "threads", lambda: 2)
     assert cores.describe(DEFAULT, 10, "gemm+axpy") == "1+1"  # one BLAS thread and the epoch thread
-    assert cores.describe(DEFAULT, 32, "gemm+axpy") == "2"
+    assert cores.describe(DEFAULT, 32, "gemm+axpy") == "1-2"  # one or two, whichever is faster as it runs
     assert cores.describe(DEFAULT, 16, "ufuncs") == "1+1"
-    assert cores.describe(DEFAULT, 10, "gemm") == "2"
+    assert cores.describe(DEFAULT, 10, "gemm") == "1-2"
+    monkeypatch.setenv(cores.MOST_THREADS_VARIABLE, "1")
+    assert cores.describe(DEFAULT, 32, "gemm+axpy") == "1+1"  # bound to one thread: the other core is free
 
 
 @pytest.mark.parametrize("usable,blas_threads,expected", [(2, 2, 1), (4, 4, 3), (8, 2, 2), (1, 1, None)])
@@ -161,3 +178,198 @@ def test_large_networks_keep_every_blas_thread_with_distortions(monkeypatch):
     assert cores.epoch_thread(big, 64, "gemm+axpy", distorts=True) is False
     assert cores.step_threads(small, 64, "gemm+axpy", distorts=True) == 1
     assert cores.epoch_thread(small, 64, "gemm+axpy", distorts=True) is True
+
+
+# ---------------------------------------------------------------- the policy, on made-up times
+class FakeClock:
+    def __init__(self):
+        self.now = 0.0
+
+    def __call__(self):
+        return self.now
+
+
+def run_groups(policy, clock, seconds_per_row, groups, rows=500, probe_rows=96):
+    """Drive ``policy`` as FastEngine.run_epoch does, with times from ``seconds_per_row(count)``;
+    returns the count of each group (its count after any probe) and the number of probes."""
+    counts, probes = [], 0
+    for _ in range(groups):
+        left = rows
+        if policy.probe_due():
+            probes += 1
+            other, current = seconds_per_row(policy.other), seconds_per_row(policy.current)
+            clock.now += (other + current) * probe_rows
+            policy.probed(other, current, probe_rows)
+            left -= 2 * probe_rows
+        clock.now += seconds_per_row(policy.current) * left
+        policy.record(left, seconds_per_row(policy.current) * left)
+        counts.append(policy.current)
+    return counts, probes
+
+
+def test_on_a_quiet_machine_the_policy_keeps_two_threads_and_probes_ever_more_rarely():
+    clock = FakeClock()
+    policy = cores.ThreadPolicy(2, clock=clock)
+    counts, probes = run_groups(policy, clock, {1: 20e-6, 2: 14e-6}.get, 200)
+    assert set(counts) == {2}
+    assert probes <= 8  # waits of 2, 4, ..., 64 groups: about one probe of 3 steps in 64 groups
+
+
+def test_when_load_arrives_the_policy_moves_to_one_thread_within_a_few_groups_and_back_when_it_leaves():
+    clock = FakeClock()
+    policy = cores.ThreadPolicy(2, clock=clock)
+    run_groups(policy, clock, {1: 20e-6, 2: 14e-6}.get, 100)
+    assert policy.current == 2
+    busy = {1: 22e-6, 2: 100e-6}.get  # another process on the cores: two threads wait for each other
+    counts, _ = run_groups(policy, clock, busy, 10)
+    assert counts[-1] == 1 and counts.index(1) <= cores.ThreadPolicy.FIRST_WAIT + 1
+    assert set(run_groups(policy, clock, busy, 300)[0]) == {1}
+    counts, _ = run_groups(policy, clock, {1: 20e-6, 2: 14e-6}.get, 300)  # quiet again
+    assert counts[-1] == 2
+
+
+def test_probes_of_a_much_slower_count_cost_at_most_the_budget():
+    """Two threads 100 times slower (once seen): the next probe waits until its loss is 2% of the time."""
+    clock = FakeClock()
+    policy = cores.ThreadPolicy(2, clock=clock)
+    cost = {1: 20e-6, 2: 2000e-6}
+    spent_probing = 0.0
+
+    def seconds_per_row(count):
+        return cost[count]
+
+    counts, probes = [], 0
+    for _ in range(2000):
+        if policy.probe_due():
+            probes += 1
+            spent_probing += (cost[2] - cost[1]) * 96
+            clock.now += (cost[1] + cost[2]) * 96
+            policy.probed(cost[policy.other], cost[policy.current], 96)
+        clock.now += cost[policy.current] * 308
+        policy.record(308, cost[policy.current] * 308)
+        counts.append(policy.current)
+    assert set(counts[1:]) == {1}
+    assert 1 < probes and spent_probing <= 1.1 * cores.ThreadPolicy.BUDGET * clock.now + (cost[2] - cost[1]) * 96
+
+
+def test_a_single_slow_group_makes_the_policy_ask_again_not_move():
+    clock = FakeClock()
+    policy = cores.ThreadPolicy(2, clock=clock)
+    run_groups(policy, clock, {1: 20e-6, 2: 14e-6}.get, 100)
+    policy.record(500, 500 * 80e-6)  # one preempted group
+    counts, probes = run_groups(policy, clock, {1: 20e-6, 2: 14e-6}.get, 5)
+    assert set(counts) == {2} and probes == 1
+
+
+@pytest.mark.parametrize("policy", [cores.ThreadPolicy(1), cores.FixedThreads(2)])
+def test_one_thread_or_a_fixed_count_never_probes(policy):
+    for _ in range(100):
+        assert not policy.probe_due()
+        policy.record(500, 0.01)
+    assert not policy.adapts
+
+
+# ---------------------------------------------------------------- the numbers do not depend on the count
+class Alternating(cores.ThreadPolicy):
+    """Probes every group and switches every time: the most changes of count an epoch can see."""
+
+    def __init__(self):
+        super().__init__(2)
+
+    def probe_due(self):
+        return True
+
+    def probed(self, other_per_row, current_per_row, rows):
+        self.current, self.other = self.other, self.current
+
+
+def trained_bytes(policy, sizes=DEFAULT, batch_size=32, **settings):
+    """The parameters after two epochs of random data with ``policy`` choosing the threads (None: the engine's).
+
+    Three full batches a group (probes need two; ten groups an epoch) and a partial last batch."""
+    from bptrain.core import training
+    from bptrain.core.training import EpochSteps
+    from bptrain.fast import FastEngine
+
+    assert training.UPDATES_PER_EPOCH == 10, "use the ten_groups fixture"
+    rows = 30 * batch_size + 10
+    rng = np.random.default_rng(5)
+    x = rng.random((rows, sizes[0]), dtype=np.float32)
+    y = np.eye(sizes[-1], dtype=np.float32)[rng.integers(0, sizes[-1], rows)]
+    model = MLP(sizes, "ce", seed=1, activation=settings.pop("activation", "sigmoid"))
+    engine = FastEngine(model, TrainSettings(batch_size=batch_size, **settings), batch_size)
+    if policy is not None:
+        engine.policy, engine._checked = policy, True
+    for epoch in (1, 2):
+        engine.run_epoch(x, y, EpochSteps(model, epoch, rows, batch_size, 0.1))
+    return b"".join(p.tobytes() for p in model.weights + model.biases), engine
+
+
+@pytest.fixture
+def ten_groups(monkeypatch):
+    from bptrain.core import training
+
+    monkeypatch.setattr(training, "UPDATES_PER_EPOCH", 10)
+
+
+needs_thread_control = pytest.mark.skipif(not blas.can_set_threads(), reason="no bundled OpenBLAS to set threads of")
+
+
+@needs_thread_control
+@pytest.mark.parametrize("sizes,batch_size,settings", [
+    (DEFAULT, 32, dict(momentum=0.9, weight_decay=1e-4)),                     # train's defaults
+    (DEFAULT, 128, dict(momentum=0.9, weight_decay=1e-4, nesterov=True)),
+    (DEFAULT, 32, dict(optimizer="adam")),
+    ((784, 1000, 500, 10), 64, dict(momentum=0.9, weight_decay=5e-5, activation="relu")),  # ciresan-1000-500
+])
+def test_an_epoch_gives_the_same_bytes_on_one_thread_two_threads_and_switching(monkeypatch, ten_groups, sizes,
+                                                                                batch_size, settings):
+    monkeypatch.setattr(cores, "most_threads", lambda: 2)
+    one, engine = trained_bytes(cores.FixedThreads(1), sizes, batch_size, **settings)
+    assert engine.policy.adapts is False
+    two, _ = trained_bytes(cores.FixedThreads(2), sizes, batch_size, **settings)
+    switching, _ = trained_bytes(Alternating(), sizes, batch_size, **settings)
+    assert one == two == switching
+
+
+@needs_thread_control
+def test_the_first_probe_lets_the_count_move_only_where_the_bits_agree(monkeypatch, ten_groups):
+    """What the pieces are for: without them OpenBLAS sums a 784-long inner dimension differently on one
+    and two threads, the first probe sees it, and the run keeps two threads."""
+    monkeypatch.setattr(cores, "most_threads", lambda: 2)
+    _, engine = trained_bytes(None, momentum=0.9)
+    assert type(engine.policy) is cores.ThreadPolicy and engine._checked
+    monkeypatch.setattr(blas, "PIECE_MOST", {np.dtype(np.float32): 10**6, np.dtype(np.float64): 10**6})
+    kept, engine = trained_bytes(None, momentum=0.9)
+    assert isinstance(engine.policy, cores.FixedThreads) and engine.policy.current == 2
+    assert kept == trained_bytes(None, momentum=0.9)[0]  # a fixed rule: the same bytes run after run
+
+
+def test_a_run_forced_onto_one_thread_saves_the_same_model_file(tmp_path):
+    """`bptrain train` as a user runs it and with OPENBLAS_NUM_THREADS=1: byte-identical models."""
+    from conftest import make_blobs, write_py2_pickle
+
+    data = write_py2_pickle(tmp_path / "blobs.pkl.gz", make_blobs(n_train=6500, n_features=784, n_classes=10))
+    models = []
+    for name, extra in (("free", {}), ("one", {"OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1"})):
+        env = {k: v for k, v in os.environ.items() if k not in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS",
+                                                                 cores.MOST_THREADS_VARIABLE)}
+        out = tmp_path / f"{name}.npy"
+        result = subprocess.run([sys.executable, "-m", "bptrain", "train", "--data", str(data), "--epochs", "2",
+                                 "--out", str(out), "-q"], capture_output=True, text=True, env={**env, **extra},
+                                timeout=300)
+        assert result.returncode == 0, result.stderr
+        models.append(out.read_bytes())
+    assert models[0] == models[1]
+
+
+@pytest.mark.parametrize("usable,expected", [(2, False), (4, True)])
+def test_momentums_form_with_distortions_follows_the_cores_not_the_bounds(monkeypatch, usable, expected):
+    """Small distorted networks leave a core to the epoch thread: several threads only from 3 cores up."""
+    monkeypatch.setattr(cores, "usable_cores", lambda: usable)
+    for openblas, bound in ((usable, ""), (1, ""), (usable, "1")):
+        monkeypatch.setattr(blas, "threads", lambda: openblas)
+        monkeypatch.setenv(cores.MOST_THREADS_VARIABLE, bound)
+        assert cores.several_threads(DEFAULT, 128, "gemm+axpy", distorts=True) is expected
+        assert cores.several_threads(DEFAULT, 128, "gemm+axpy") is True
+        assert cores.several_threads(DEFAULT, 10, "gemm+axpy", distorts=True) is False

@@ -212,6 +212,18 @@ def threads() -> int:
     return max(1, _THREADS[0]())
 
 
+def set_threads(count: int) -> None:
+    """Let OpenBLAS split the next products between ``count`` threads (inside :func:`threads_at_most`,
+    which restores the count it found; with another BLAS: nothing)."""
+    if _THREADS is not None:
+        _THREADS[1](count)
+
+
+def can_set_threads() -> bool:
+    """Whether the thread count of NumPy's BLAS can be changed here (the bundled OpenBLAS)."""
+    return _THREADS is not None
+
+
 def available() -> bool:
     """Whether the one-call BLAS path is in use (else NumPy does every update)."""
     return _ROUTINES is not None
@@ -439,3 +451,125 @@ class Axpy:
             self._args[1] = self._routines.scalar(alpha)
             self._alpha = alpha
         self._routines.raw_axpy(*self._args)
+
+
+#: The longest inner dimension a product is computed in one gemm call; longer ones are cut into
+#: equal pieces of at most this many, added up in a fixed order. Why: OpenBLAS cuts a long
+#: inner dimension into blocks, and its one-thread and many-thread drivers cut it differently
+#: (the sums then differ in the last bits); pieces each short enough to be one block are summed
+#: alike on any number of threads. The limits are below the block size of the x86 kernels
+#: measured; FastEngine checks the bits before it lets the count change (bptrain.fast.threads).
+PIECE_MOST = {np.dtype(np.float32): 400, np.dtype(np.float64): 256}
+
+
+def pieces(k: int, dtype) -> list[tuple[int, int]]:
+    """[(start, stop), ...] of the inner dimension k: one piece, or equal ones (multiples of 8) within the limit."""
+    most = PIECE_MOST.get(np.dtype(dtype), 256)
+    if k <= most:
+        return [(0, k)]
+    count = -(-k // most)
+    size = -(-k // count)
+    size = min(most, -(-size // 8) * 8)
+    return [(start, min(start + size, k)) for start in range(0, k, size)]
+
+
+def _layout(x: np.ndarray):
+    """(transpose flag, leading dimension) of a matrix view with one unit stride, for row-major gemm; or None."""
+    item = x.itemsize
+    rows, cols = x.shape
+    if x.strides[1] == item or cols == 1:
+        return _NO_TRANS, max(1, x.strides[0] // item if rows > 1 else cols)
+    if x.strides[0] == item or rows == 1:
+        return _TRANS, max(1, x.strides[1] // item if cols > 1 else rows)
+    return None
+
+
+class PiecewiseProduct:
+    """out = a·b (or a·bᵀ), with the inner dimension in :func:`pieces`: the same bits on any number of threads.
+
+    One per product of the network (a layer's forward or backward product). A product whose
+    inner dimension is one piece is :func:`matmul_into`'s. Several pieces are one gemm each,
+    the first writing ``out`` (β = 0), the others adding into it (β = 1), with arguments built
+    once (as :class:`PreparedGemmAtB`): the next input batch, or the next rows of a group's
+    outputs, only move an address. Without the bundled OpenBLAS the pieces are NumPy's.
+    """
+
+    def __init__(self, transpose_b: bool = False):
+        self.transpose_b = transpose_b
+        self._a = self._b = self._out = None
+        self._calls = None  # [gemm arguments], one list per piece, or None: NumPy does the product
+        self._gemm = None
+
+    def __call__(self, a: np.ndarray, b: np.ndarray, out: np.ndarray) -> np.ndarray:
+        if a is not self._a or b is not self._b or out is not self._out:
+            self._prepare(a, b, out)
+        calls = self._calls
+        if calls is None:
+            return self._numpy(a, b, out)
+        gemm = self._gemm
+        for args in calls:
+            gemm(*args)
+        return out
+
+    def _numpy(self, a, b, out):
+        b = b.T if self.transpose_b else b
+        ranges = pieces(a.shape[1], out.dtype)
+        if len(ranges) == 1:
+            return matmul_into(a, b, out)
+        part = np.empty_like(out)
+        for i, (lo, hi) in enumerate(ranges):
+            matmul_into(a[:, lo:hi], b[lo:hi], out if i == 0 else part)
+            if i:
+                out += part
+        return out
+
+    def _prepare(self, a: np.ndarray, b: np.ndarray, out: np.ndarray) -> None:
+        previous_a, previous_b, previous_out = self._a, self._b, self._out
+        self._a, self._b, self._out = a, b, out
+        if (self._calls is not None and b is previous_b and _same_layout(a, previous_a)
+                and _same_layout(out, previous_out)):
+            a_address, out_address = _address_of_view(a), _address_of_view(out)
+            for args, a_offset in zip(self._calls, self._a_offsets):
+                args[self._a_index] = ctypes.c_void_p(a_address + a_offset)
+                args[12] = ctypes.c_void_p(out_address)
+            return
+        self._calls = None
+        routines = _ROUTINES.get(out.dtype) if _ROUTINES is not None else None
+        if (routines is None or a.dtype != out.dtype or b.dtype != out.dtype or a.ndim != 2 or b.ndim != 2
+                or len(pieces(a.shape[1], out.dtype)) == 1):
+            return  # NumPy's dot: as fast for a single call
+        bt = b.T if self.transpose_b else b  # the (k, n) operand
+        # gemm computes a row-major C = op(L)·op(R): out = a·bt, or for a column-major out, outᵀ = btᵀ·aᵀ
+        if out.flags.c_contiguous:
+            left, right, (m, n), self._a_index = a, bt, out.shape, 7
+        elif out.flags.f_contiguous:
+            left, right, (n, m), self._a_index = bt.T, a.T, out.shape, 9
+        else:
+            return
+        integer, scalar = routines.integer, routines.scalar
+        calls = []
+        for i, (lo, hi) in enumerate(pieces(a.shape[1], out.dtype)):
+            piece_left, piece_right = left[:, lo:hi], right[lo:hi]
+            left_layout, right_layout = _layout(piece_left), _layout(piece_right)
+            if left_layout is None or right_layout is None:
+                return
+            calls.append([ctypes.c_int(_ROW_MAJOR), ctypes.c_int(left_layout[0]), ctypes.c_int(right_layout[0]),
+                          integer(m), integer(n), integer(hi - lo), scalar(1.0),
+                          ctypes.c_void_p(_address_of_view(piece_left)), integer(left_layout[1]),
+                          ctypes.c_void_p(_address_of_view(piece_right)), integer(right_layout[1]),
+                          scalar(0.0 if i == 0 else 1.0), ctypes.c_void_p(_address_of_view(out)), integer(n)])
+        self._gemm = routines.raw_gemm
+        self._calls = calls
+        self._a_offsets = [args[self._a_index].value - _address_of_view(a) for args in calls]
+
+
+def _same_layout(x: np.ndarray, y) -> bool:
+    return y is not None and x.shape == y.shape and x.strides == y.strides and x.dtype == y.dtype
+
+
+def _address_of_view(x: np.ndarray) -> int:
+    """Where a (possibly non-contiguous) view's first element is: :func:`_address` where it can (a
+    third of the cost), else from the array interface."""
+    if x.flags.c_contiguous and x.flags.writeable and x.size:
+        return _address(x)
+    return x.__array_interface__["data"][0]

@@ -6,8 +6,9 @@ around it is the core's. What it does differently, each in its own module:
 
 - :mod:`.network`: forward and backward into workspaces, deltas times η;
 - :mod:`.optimizers`: updates fused into gemm, rotm, axpy calls (:mod:`.blas`);
-- :mod:`.threads`: how many BLAS threads the steps get, and whether a thread
-  prepares the next epoch meanwhile (:mod:`.epoch_thread`);
+- :mod:`.threads`: how many BLAS threads the steps get (on a busy machine: one
+  or several, whichever is faster now, with the same numbers either way), and
+  whether a thread prepares the next epoch meanwhile (:mod:`.epoch_thread`);
 - :mod:`.aligned`: every buffer on a cache line.
 """
 
@@ -61,6 +62,15 @@ class FastEngine:
         self.batch_size = batch_size
         kind = self.optimizer.update_kind
         self.step_threads = threads.step_threads(model.sizes, batch_size, kind, distorts)
+        self.several_threads = threads.several_threads(model.sizes, batch_size, kind, distorts)
+        if hasattr(self.optimizer, "prepare"):
+            self.optimizer.prepare(self.several_threads)  # momentum's form, for the whole run (optimizers.SGD)
+        self.most_threads = self.step_threads or threads.most_threads()
+        # Steps that would use several threads follow the load, once the first probe has seen
+        # one thread and several give the same bits (_first_probe); the rest keep their count.
+        adapts = self.step_threads is None and self.most_threads > 1 and blas.can_set_threads()
+        self.policy = threads.ThreadPolicy(self.most_threads) if adapts else threads.FixedThreads(self.most_threads)
+        self._checked = not adapts
         self.background = threads.epoch_thread(model.sizes, batch_size, kind, distorts)
         self._images: BackgroundEpochImages | None = None
         self._grad_w = [aligned_empty(w.shape, w.dtype) for w in model.weights]  # for the learning speed
@@ -73,12 +83,13 @@ class FastEngine:
         if buffers is None:
             buffers = aligned_empty((len(x), x.shape[1]), dtype), aligned_zeros((len(x), n_classes), dtype)
         self._images = BackgroundEpochImages(x, labels, n_classes, dtype, rng, epochs, shift=shift,
-                                             distorter=distorter, buffers=buffers, background=self.background)
+                                             distorter=distorter, buffers=buffers, background=self.background,
+                                             threads=lambda: self.policy.current)
         return self._images
 
     def run_epoch(self, x: np.ndarray, y_onehot: np.ndarray, steps: EpochSteps) -> float:
         """The core's ``ReferenceEngine.run_epoch``: one pass in mini-batches; returns the mean training loss."""
-        network, optimizer, batch_size = self.network, self.optimizer, steps.batch_size
+        network, batch_size = self.network, steps.batch_size
         prepared = self._images if self._images is not None and self._images.x is x else None
         work = network.workspace(batch_size)
         # Each step leaves its output layer in these rows; the loss of a whole group of
@@ -87,31 +98,111 @@ class FastEngine:
         outputs = aligned_empty((group_rows, self.model.sizes[-1]), self.model.dtype)
         row_sums = aligned_empty((group_rows, 1), self.model.dtype)
         loss_sum = 0.0
+        policy = self.policy
+        clock = policy.clock
+        step = self._steps
         # exp overflows to inf in saturated sigmoids (harmless: σ = 0 there); a diverging
         # run makes NaNs, which EpochSteps.group_done reports in one clear line.
-        with np.errstate(over="ignore", under="ignore", invalid="ignore"), blas.threads_at_most(self.step_threads):
-            if hasattr(optimizer, "prepare"):
-                optimizer.prepare(blas.threads())  # momentum's form for this many threads (optimizers.SGD)
+        with np.errstate(over="ignore", under="ignore", invalid="ignore"), blas.threads_at_most(self.most_threads):
+            blas.set_threads(policy.current)
             for start, stop, sample_speed in steps.groups():
                 lr = steps.lr
                 if prepared is not None:
                     prepared.wait_for(stop)
-                for first in range(start, stop, batch_size):
-                    xb, yb = x[first:first + batch_size], y_onehot[first:first + batch_size]
-                    step_work = work if len(xb) == batch_size else work.first_rows(len(xb))
-                    row = first - start
-                    output = outputs[row:row + len(xb)], row_sums[row:row + len(xb)]
-                    activations = network.forward(xb, step_work, output)           # forward
-                    deltas = network.backward(activations, yb, step_work, lr)      # backward, ηΔ_l
-                    optimizer.step(activations, deltas, step_work, lr)             # update
+                first = start
+                batches = (stop - start) // batch_size  # full ones
+                if not self._checked and batches >= 2:
+                    first = self._first_probe(x, y_onehot, first, lr, outputs, row_sums, work, start)
+                    policy = self.policy
+                elif batches >= 2 and policy.probe_due():  # steps on each count in turn (threads.ThreadPolicy)
+                    seconds = {policy.other: 0.0, policy.current: 0.0}
+                    rows = 0
+                    for _ in range(min(policy.PROBE_STEPS, batches // 2)):
+                        for count in seconds:
+                            blas.set_threads(count)
+                            began = clock()
+                            step(x, y_onehot, first, first + batch_size, lr, outputs, row_sums, work, start)
+                            seconds[count] += clock() - began
+                            first += batch_size
+                        rows += batch_size
+                        if policy.clear(*seconds.values()):  # no need to lose more time on the slower count
+                            break
+                    other, current = seconds.values()
+                    policy.probed(other / rows, current / rows, rows)
+                    blas.set_threads(policy.current)
+                if first < stop:
+                    began = clock()
+                    step(x, y_onehot, first, stop, lr, outputs, row_sums, work, start)
+                    policy.record(stop - first, clock() - began)
                 if sample_speed:
-                    self._record_speed(steps, activations, deltas, step_work, lr)
+                    self._record_speed(steps, *self._last_step, lr)
                 rows = stop - start
                 loss_sum += network.loss_sum(outputs[:rows], row_sums[:rows], y_onehot[start:stop])
                 if prepared is not None:
                     prepared.release(stop)
                 steps.group_done(stop, loss_sum)
         return loss_sum / len(x)
+
+    def _steps(self, x, y_onehot, begin: int, end: int, lr: float, outputs, row_sums, work, group_start: int):
+        """The steps over rows [begin, end) of the epoch, each leaving its outputs in the group's rows.
+
+        A partial last batch runs on one thread whatever the policy: its shapes are checked by no probe.
+        """
+        network, optimizer, batch_size = self.network, self.optimizer, self.batch_size
+        for first in range(begin, end, batch_size):
+            xb, yb = x[first:min(first + batch_size, end)], y_onehot[first:min(first + batch_size, end)]
+            step_work = work
+            if len(xb) != batch_size:
+                step_work = work.first_rows(len(xb))
+                blas.set_threads(1)
+            row = first - group_start
+            output = outputs[row:row + len(xb)], row_sums[row:row + len(xb)]
+            activations = network.forward(xb, step_work, output)           # forward
+            deltas = network.backward(activations, yb, step_work, lr)      # backward, ηΔ_l
+            optimizer.step(activations, deltas, step_work, lr)             # update
+            if step_work is not work:
+                blas.set_threads(self.policy.current)
+        self._last_step = activations, deltas, step_work
+
+    def _first_probe(self, x, y_onehot, first: int, lr: float, outputs, row_sums, work, group_start: int) -> int:
+        """The policy's first probe, which also checks the bits; returns the row after its steps.
+
+        Why: the pieces of the long products (blas.PiecewiseProduct) are sized for the kernels
+        measured, and another BLAS may still sum a shape differently on one and several threads.
+        So one step runs from the same state on one thread and on ``most``, and only if every
+        parameter and velocity comes out bit for bit the same may the count follow the load;
+        otherwise the run keeps ``most`` threads (and the state of that step on ``most``).
+        A step on one thread first, so that the probe times steady steps: always one thread, as
+        a step on two threads that wait for each other can take a hundred steps' time.
+        """
+        policy, clock, batch_size = self.policy, self.policy.clock, self.batch_size
+        most = policy.current
+        blas.set_threads(1)
+        self._steps(x, y_onehot, first, first + batch_size, lr, outputs, row_sums, work, group_start)
+        first += batch_size
+        state = self.model.weights + self.model.biases + self.optimizer.step_arrays()
+        before = [a.copy() for a in state]
+        counter = getattr(self.optimizer, "t", None)
+        seconds, after = {}, None
+        for count in (1, most):
+            if after is not None:  # back to the state before the step
+                for array, saved in zip(state, before):
+                    array[...] = saved
+                if counter is not None:
+                    self.optimizer.t = counter
+            blas.set_threads(count)
+            began = clock()
+            self._steps(x, y_onehot, first, first + batch_size, lr, outputs, row_sums, work, group_start)
+            seconds[count] = clock() - began
+            if after is None:
+                after = [a.copy() for a in state]
+        self._checked = True
+        if all(np.array_equal(a.view(np.uint8), b.view(np.uint8)) for a, b in zip(after, state)):
+            policy.probed(seconds[1] / batch_size, seconds[most] / batch_size, batch_size)
+        else:
+            self.policy = threads.FixedThreads(most)
+        blas.set_threads(self.policy.current)
+        return first + batch_size
 
     def _record_speed(self, steps: EpochSteps, activations, deltas, work, lr: float) -> None:
         """∂C/∂W_l = A_{l-1}ᵀ Δ_l and ∂C/∂b_l = Σ_rows Δ_l of the group's last step, from its ηΔ_l."""
@@ -123,8 +214,9 @@ class FastEngine:
         steps.record_speed(self._grad_w, self._grad_b, scale=1.0 / lr)
 
     def evaluate(self, x: np.ndarray, labels: np.ndarray):
-        """(mean loss, predicted classes) over a data set."""
-        return self.network.evaluate(x, labels)
+        """(mean loss, predicted classes) over a data set, on the threads the steps found fastest."""
+        with blas.threads_at_most(self.policy.current):
+            return self.network.evaluate(x, labels)
 
     def set_momentum(self, momentum: float) -> None:
         """SGD's μ (Adam's β1), for the steps to come."""

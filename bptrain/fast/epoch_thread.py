@@ -21,6 +21,7 @@ from __future__ import annotations
 import threading
 
 from ..data.epochs import EpochImages
+from . import blas
 
 
 class _Stopped(Exception):
@@ -34,8 +35,9 @@ class BackgroundEpochImages(EpochImages):
     ``release(stop)`` when done with them (the fast engine's steps do both).
     """
 
-    def __init__(self, *args, background: bool = True, **kwargs):
+    def __init__(self, *args, background: bool = True, threads=None, **kwargs):
         super().__init__(*args, **kwargs)
+        self._threads = threads  # inline: how many BLAS threads the preparation may use now (None: any)
         self._produced = 0
         self._consumed = 0
         self._stopping = False
@@ -57,7 +59,9 @@ class BackgroundEpochImages(EpochImages):
             raise StopIteration
         self.release(len(self._x))
         if self._thread is None:
-            return super().next()
+            # distortions are many small products: on a busy machine, as slow on two threads as the steps
+            with blas.threads_at_most(self._threads() if self._threads is not None else None):
+                return super().next()
         self._epoch += 1
         return self.x, self.y
 

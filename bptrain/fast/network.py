@@ -21,7 +21,7 @@ import numpy as np
 
 from ..core.network import PREDICT_CHUNK, MLP, one_hot
 from .aligned import aligned_copy, aligned_empty
-from .blas import matmul_into
+from .blas import PiecewiseProduct, matmul_into, pieces
 
 
 class Workspace:
@@ -161,6 +161,12 @@ class FastNetwork:
         self.sizes, self.loss, self.dtype = model.sizes, model.loss, model.dtype
         self._activate, self._derivative = HIDDEN_ACTIVATIONS[model.activation]
         self._workspaces: dict[int, Workspace] = {}
+        # Products whose inner dimension (a layer's inputs forward, its units backward) is long are
+        # summed in fixed pieces, so that their bits do not depend on the BLAS threads (bptrain.fast.threads).
+        pieced = [len(pieces(n, model.dtype)) > 1 for n in self.sizes]
+        self._forward_products = [PiecewiseProduct() if pieced[l] else None for l in range(len(self.sizes) - 1)]
+        self._backward_products = [PiecewiseProduct(transpose_b=True) if pieced[l + 1] else None
+                                   for l in range(len(self.sizes) - 1)]
 
     def workspace(self, batch_size: int) -> Workspace:
         """The buffers for ``batch_size`` rows, made on first use and kept."""
@@ -183,7 +189,11 @@ class FastNetwork:
         activate = self._activate
         for l, (w, b) in enumerate(zip(weights, biases)):
             z = work.z[l] if l < last or output is None else output[0]
-            matmul_into(activations[-1], w, z)                 # Z_l = A_{l-1} W_l
+            product = self._forward_products[l]
+            if product is None:
+                matmul_into(activations[-1], w, z)             # Z_l = A_{l-1} W_l
+            else:
+                product(activations[-1], w, z)                 #       (in pieces)
             z += b                                             #       + b_l
             if l < last:
                 a = activate(z, z)                             # A_l = f(Z_l), in place
@@ -209,7 +219,11 @@ class FastNetwork:
         derivative = self._derivative
         for l in range(out_layer, 0, -1):
             prev = work.delta[l - 1]
-            matmul_into(work.delta[l], weights[l].T, prev)             # ηΔ_{l-1} = (ηΔ_l W_lᵀ)
+            product = self._backward_products[l]
+            if product is None:
+                matmul_into(work.delta[l], weights[l].T, prev)         # ηΔ_{l-1} = (ηΔ_l W_lᵀ)
+            else:
+                product(work.delta[l], weights[l], prev)               #            (in pieces)
             prev *= derivative(activations[l], work.scratch[l - 1])    #            ⊙ f'(A_{l-1})
         return work.delta
 

@@ -39,9 +39,11 @@ class SGD:
 
     How it is computed, streaming W and v as few times as possible. The
     product g is never stored: gemm adds it into W or v as it forms it. Plain
-    SGD is that one gemm into W. With momentum there are two ways, and
-    :meth:`prepare` picks one for the number of BLAS threads the steps run on
-    (:mod:`bptrain.fast.threads`):
+    SGD is that one gemm into W. With momentum there are two ways, each faster
+    on its number of BLAS threads, and :meth:`prepare` picks one for a whole
+    run: the one for the threads the steps would use on a quiet machine
+    (:func:`bptrain.fast.threads.several_threads`). The two round differently,
+    so the form must not follow the count a busy machine makes the steps use.
 
     One thread: the optimizer keeps s = μv, the velocity already multiplied by
     the momentum, so that the gemm only adds (β = 1; OpenBLAS scales C in a
@@ -123,9 +125,9 @@ class SGD:
                 velocity *= momentum / self.momentum
         self.momentum = momentum
 
-    def prepare(self, threads: int) -> None:
-        """Keep the velocity in the form for steps whose products run on ``threads`` BLAS threads (see above)."""
-        split = bool(self.momentum) and threads > 1
+    def prepare(self, several_threads: bool) -> None:
+        """Keep the velocity in the form for steps that run on several BLAS threads, or on one (see above)."""
+        split = bool(self.momentum) and bool(several_threads)
         if split != self.split:
             factor = 1.0 / self.momentum if split else self.momentum  # s = μv  <->  v
             for velocity in self.velocity_w + self.velocity_b:
@@ -166,6 +168,10 @@ class SGD:
             self._velocity_into_param[i](-mu)                                      # W ← W − μv
         else:
             self._velocity_into_param[i](-1.0)                                     # W ← W − v
+
+    def step_arrays(self) -> list[np.ndarray]:
+        """The arrays a step changes besides the parameters: the velocities (live)."""
+        return self.velocity_w + self.velocity_b if self.momentum else []
 
 
 class Adam:
@@ -277,6 +283,10 @@ class Adam:
             self.m *= ratio
             self.v *= ratio * ratio
         self._lr = lr
+
+    def step_arrays(self) -> list[np.ndarray]:
+        """The arrays a step changes besides the parameters and the step counter t: the moments (live)."""
+        return [self.m, self.v]
 
 
 def as_matrix(array: np.ndarray) -> np.ndarray:

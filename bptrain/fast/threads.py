@@ -21,13 +21,27 @@ With distortions on, preparing an epoch costs about as much as training a
 small network, so the steps of networks up to :data:`CORE_FOR_DISTORTIONS_UP_TO`
 weights leave a core to the epoch thread; larger networks' products outweigh
 the distortions, so their steps keep every BLAS thread and the epoch is
-distorted inline. The
-measurements behind every boundary are in benchmarks/README.md.
+distorted inline.
+
+Those boundaries hold on a quiet machine. On a busy one (another process on
+the cores, the page's browser, a second run) the threads of one product wait
+for each other whenever one is descheduled, and one thread is often several
+times faster. So steps that would use several threads are timed as they run,
+and :class:`ThreadPolicy` moves them between one thread and the most they may
+use, whichever is faster now. The count must not change the numbers: the
+products' long inner dimensions are cut in fixed pieces
+(:class:`.blas.PiecewiseProduct`), momentum keeps one form for the whole run
+(:class:`.optimizers.SGD`), and the engine checks that one and several
+threads give the same bits before it lets the count change. Validation and
+an epoch prepared inline (distortions are many small products) run on the
+count the steps last found faster.
+The measurements behind every boundary are in benchmarks/README.md.
 """
 
 from __future__ import annotations
 
 import os
+import time
 
 from . import blas
 
@@ -39,6 +53,10 @@ ONE_THREAD_BELOW = {"gemm": 0, "gemm+axpy": 2_000_000, "ufuncs": 2_000_000}
 CORE_FOR_DISTORTIONS_UP_TO = 1_000_000
 #: Set to 0 in the environment, this turns the epoch thread off; set to anything else, on.
 EPOCH_THREAD_VARIABLE = "BPTRAIN_EPOCH_THREAD"
+#: The most BLAS threads the steps may use (``sweep`` gives each run its share of the cores this way:
+#: OPENBLAS_NUM_THREADS would also bind OpenBLAS outside the steps). OpenBLAS's own count
+#: (OPENBLAS_NUM_THREADS, OMP_NUM_THREADS) and the usable cores bound it too.
+MOST_THREADS_VARIABLE = "BPTRAIN_BLAS_THREADS"
 
 
 def usable_cores() -> int:
@@ -47,6 +65,16 @@ def usable_cores() -> int:
         return len(os.sched_getaffinity(0))
     except (AttributeError, OSError):
         return os.cpu_count() or 1
+
+
+def most_threads() -> int:
+    """The most BLAS threads the steps may use: OpenBLAS's count, the usable cores and $BPTRAIN_BLAS_THREADS."""
+    most = min(blas.threads(), usable_cores())
+    try:
+        bound = int(os.environ.get(MOST_THREADS_VARIABLE, ""))
+    except ValueError:
+        bound = 0
+    return max(1, min(most, bound) if bound > 0 else most)
 
 
 def weights(sizes) -> int:
@@ -64,8 +92,21 @@ def step_threads(sizes, batch_size: int, update_kind: str = "ufuncs", distorts: 
     if batch_size == 1 or step_macs(sizes, batch_size) < ONE_THREAD_BELOW[update_kind]:
         return 1
     if distorts and usable_cores() > 1 and weights(sizes) <= CORE_FOR_DISTORTIONS_UP_TO:
-        return max(1, min(blas.threads(), usable_cores() - 1))  # a core for the epoch thread
+        return max(1, min(most_threads(), usable_cores() - 1))  # a core for the epoch thread
     return None
+
+
+def several_threads(sizes, batch_size: int, update_kind: str = "ufuncs", distorts: bool = False) -> bool:
+    """Whether the steps would use several threads on a quiet machine: what momentum's form follows.
+
+    Not the count a run ends up with (the load, $OPENBLAS_NUM_THREADS, $BPTRAIN_BLAS_THREADS): the
+    form changes the last bits of the numbers, which must not depend on those.
+    """
+    if batch_size == 1 or step_macs(sizes, batch_size) < ONE_THREAD_BELOW[update_kind]:
+        return False
+    if distorts and weights(sizes) <= CORE_FOR_DISTORTIONS_UP_TO:
+        return usable_cores() > 2  # every core but the epoch thread's
+    return True
 
 
 def epoch_thread(sizes, batch_size: int, update_kind: str = "ufuncs", distorts: bool = False) -> bool:
@@ -76,10 +117,93 @@ def epoch_thread(sizes, batch_size: int, update_kind: str = "ufuncs", distorts: 
     forced = os.environ.get(EPOCH_THREAD_VARIABLE, "")
     if forced:
         return forced != "0"
-    return usable_cores() > (step_threads(sizes, batch_size, update_kind, distorts) or blas.threads())
+    return usable_cores() > (step_threads(sizes, batch_size, update_kind, distorts) or most_threads())
 
 
 def describe(sizes, batch_size: int, update_kind: str = "ufuncs", distorts: bool = False) -> str:
-    """How the cores are used, for ``bench``: "1+1" is one BLAS thread and the epoch thread, "2" two BLAS threads."""
-    threads = step_threads(sizes, batch_size, update_kind, distorts) or blas.threads()
-    return f"{threads}+1" if epoch_thread(sizes, batch_size, update_kind, distorts) else str(threads)
+    """How the cores are used, for ``bench``: "1+1" is one BLAS thread and the epoch thread, "2" two BLAS
+    threads, "1-2" one or two, whichever is faster as the steps run (:class:`ThreadPolicy`)."""
+    threads = step_threads(sizes, batch_size, update_kind, distorts)
+    text = str(threads) if threads is not None else ("1-" if most_threads() > 1 else "") + str(most_threads())
+    return f"{text}+1" if epoch_thread(sizes, batch_size, update_kind, distorts) else text
+
+
+class ThreadPolicy:
+    """How many BLAS threads the steps run on: one or ``most``, whichever is faster now.
+
+    A probe runs up to :attr:`PROBE_STEPS` steps on each count in turn (the same moment's
+    load), and keeps the faster; it stops after one pair when one count is clearly slower
+    (:meth:`clear`): a step on two threads that wait for each other can take 100 steps' time.
+    Probes are rare where they cost: each time the current count wins, the wait before the
+    next probe doubles, from
+    :attr:`FIRST_WAIT` up to :attr:`LONGEST_WAIT` groups of steps (about 1/100 of an epoch
+    each); and a probe that lost time Δ waits at least Δ / :attr:`BUDGET` seconds (so probes
+    never cost more than that share of the time, however slow the other count was: two
+    threads on a busy machine can be 100 times slower). When a group's time per row on the
+    current count moves by more than :attr:`CHANGED` (another process started or stopped),
+    the next group probes and the doubling starts over. The first group starts with a probe.
+    It only reads ``clock`` and the times it is given: the tests drive it with made-up ones.
+    """
+
+    PROBE_STEPS = 3
+    CLEAR = 2.0
+    FIRST_WAIT = 2
+    LONGEST_WAIT = 64
+    BUDGET = 0.02
+    CHANGED = 1.3
+
+    def __init__(self, most: int, clock=time.perf_counter):
+        self.clock = clock
+        self.current = most
+        self.other = 1 if most > 1 else None
+        self._interval = 0       # groups between the last probe and the next, doubling while the current wins
+        self._wait = 0           # groups to run before the next probe
+        self._not_before = 0.0   # ... and the clock time before which none runs
+        self._level = None       # the current count's time per row after the last probe
+
+    @property
+    def adapts(self) -> bool:
+        return self.other is not None
+
+    def probe_due(self) -> bool:
+        """Whether the next group of steps starts with a probe (counts it as a group otherwise)."""
+        if self.other is None:
+            return False
+        if self._wait <= 0 and self.clock() >= self._not_before:
+            return True
+        self._wait -= 1
+        return False
+
+    def clear(self, other: float, current: float) -> bool:
+        """Whether a probe has seen enough: one count took :attr:`CLEAR` times the other's time."""
+        return max(other, current) > self.CLEAR * min(other, current)
+
+    def probed(self, other_per_row: float, current_per_row: float, rows: int) -> None:
+        """A probe's result: seconds per row on :attr:`other`, then on :attr:`current`, ``rows`` rows each."""
+        lost = abs(other_per_row - current_per_row) * rows  # what running the slower count cost
+        if other_per_row < current_per_row:
+            self.current, self.other = self.other, self.current
+            self._interval = self.FIRST_WAIT
+        else:
+            self._interval = min(max(2 * self._interval, self.FIRST_WAIT), self.LONGEST_WAIT)
+        self._wait = self._interval
+        self._not_before = self.clock() + lost / self.BUDGET
+        self._level = min(other_per_row, current_per_row)
+
+    def record(self, rows: int, seconds: float) -> None:
+        """Steps on :attr:`current` took ``seconds`` for ``rows`` rows (a group, or what a probe left of it)."""
+        if self.other is None or rows <= 0:
+            return
+        now = seconds / rows
+        if self._level is not None and not self._level / self.CHANGED <= now <= self._level * self.CHANGED:
+            self._level = now  # the machine changed (or one group was preempted): ask again now
+            self._interval = self.FIRST_WAIT
+            self._wait = 0
+
+
+class FixedThreads(ThreadPolicy):
+    """Always ``count`` threads: steps too small for a second thread, or whose bits would change with it."""
+
+    def __init__(self, count: int):
+        super().__init__(1)
+        self.current = count

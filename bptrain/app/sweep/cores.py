@@ -32,6 +32,9 @@ def check_runs_fit(runs: list[dict], jobs: int) -> None:
 # --------------------------------------------------------------------- cores
 #: Variables that fix how many threads a BLAS library uses, the first one set wins.
 BLAS_THREAD_VARIABLES = ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS", "BLIS_NUM_THREADS")
+#: The most BLAS threads a run's steps may use, below which they still adapt to the load
+#: (bptrain.fast.threads.MOST_THREADS_VARIABLE; OPENBLAS_NUM_THREADS would fix the count).
+RUN_THREADS_VARIABLE = "BPTRAIN_BLAS_THREADS"
 
 
 def blas_threads_from(environ) -> int | None:
@@ -50,15 +53,16 @@ def plan_cores(n_runs: int, jobs: int | None, cores: int, environ) -> tuple[int,
 
     The default fills the cores without oversubscribing them: cores // the BLAS threads each run
     uses. When the environment fixes those threads they are kept; otherwise each run gets
-    cores // runs at a time of them (OpenBLAS would take every core in every run). A run whose share
-    of the cores is all its BLAS threads does not start bptrain's epoch thread beside them.
+    cores // runs at a time of them (OpenBLAS would take every core in every run) as an upper bound,
+    below which it still moves to fewer when that is faster. A run whose share of the cores is all
+    its BLAS threads does not start bptrain's epoch thread beside them.
     """
     fixed = blas_threads_from(environ)
     if jobs is None:
         jobs = max(1, cores // fixed) if fixed else cores
     jobs = max(1, min(jobs, n_runs))
     threads = fixed or max(1, cores // jobs)
-    variables = {} if fixed else {name: str(threads) for name in BLAS_THREAD_VARIABLES[:3]}
+    variables = {} if fixed else {RUN_THREADS_VARIABLE: str(threads), "MKL_NUM_THREADS": str(threads)}
     if jobs > 1 and cores // jobs <= threads and not environ.get("BPTRAIN_EPOCH_THREAD"):
         variables["BPTRAIN_EPOCH_THREAD"] = "0"
     return jobs, threads, variables

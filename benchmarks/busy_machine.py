@@ -1,0 +1,103 @@
+"""Training on a busy machine: bptrain's thread policy against the same epoch forced onto one thread.
+
+What a user meets: ``bptrain train --epochs 1`` (the default 784-128-64-10 at batch 32) and the
+784-1000-500-10 distorted run (configs/ciresan-1000-500.toml, --epochs 1), each quiet and with one
+and two other busy processes (``python -c 'while True: pass'``, started here and ended by PID).
+Every round runs, under the same load and in alternating order, two processes of the same run:
+
+- policy: as a user runs it (bptrain.fast.threads decides, group by group);
+- forced: with ``OPENBLAS_NUM_THREADS=1``.
+
+The time is the epoch's seconds in the history file (no process start or data loading). Prints, per
+load and run, the median seconds of each, the median and range of the per-round ratios policy/forced,
+and whether the two saved models were byte-identical in every round (the numbers may not depend on
+the threads)::
+
+    python benchmarks/busy_machine.py --data ../shared/data/mnist.pkl.gz --rounds 5 --big-rounds 3
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+RUNS = {  # name -> bptrain train arguments
+    "default": ["--epochs", "1"],
+    "1000-500 distorted": ["--config", str(HERE.parent / "configs" / "ciresan-1000-500.toml"), "--epochs", "1"],
+}
+
+
+def start_busy(n: int) -> list[subprocess.Popen]:
+    return [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(n)]
+
+
+def stop(processes: list[subprocess.Popen]) -> None:
+    for process in processes:
+        process.kill()  # by its own PID
+        process.wait()
+
+
+def train_epoch(args: list[str], data: str, out: Path, env: dict) -> tuple[float, bytes]:
+    """(the epoch's seconds from the history file, the saved model's bytes)."""
+    subprocess.run([sys.executable, "-m", "bptrain", "train", "--data", data, *args, "--out", str(out), "-q"],
+                   check=True, env=env, stdout=subprocess.DEVNULL)
+    history = json.loads(out.with_suffix(".history.json").read_text())
+    seconds = sum(record["seconds"] for record in history["epochs"])
+    model = out.read_bytes()
+    for path in out.parent.glob(out.stem + "*"):
+        path.unlink()
+    return seconds, model
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--data", required=True)
+    parser.add_argument("--rounds", type=int, default=5, help="rounds of the default run")
+    parser.add_argument("--big-rounds", type=int, default=3, help="rounds of the 1000-500 distorted run")
+    parser.add_argument("--loads", default="0,1,2", help="busy processes, comma-separated")
+    parser.add_argument("--runs", default=",".join(RUNS), help="which runs, comma-separated")
+    args = parser.parse_args()
+    policy_env = {k: v for k, v in os.environ.items()
+                  if k not in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "BPTRAIN_BLAS_THREADS")}
+    forced_env = {**policy_env, "OPENBLAS_NUM_THREADS": "1"}
+    rows = []
+    with tempfile.TemporaryDirectory() as work:
+        for load in (int(n) for n in args.loads.split(",")):
+            for name in args.runs.split(","):
+                rounds = args.rounds if name == "default" else args.big_rounds
+                times = {"policy": [], "forced": []}
+                same = True
+                busy = start_busy(load)
+                try:
+                    for r in range(rounds):
+                        order = ("policy", "forced") if r % 2 == 0 else ("forced", "policy")
+                        models = {}
+                        for kind in order:
+                            env = policy_env if kind == "policy" else forced_env
+                            seconds, models[kind] = train_epoch(RUNS[name], args.data, Path(work) / f"{kind}.npy", env)
+                            times[kind].append(seconds)
+                        same = same and models["policy"] == models["forced"]
+                        print(f"load {load} {name} round {r + 1}: policy {times['policy'][-1]:.2f} s, "
+                              f"forced {times['forced'][-1]:.2f} s", file=sys.stderr, flush=True)
+                finally:
+                    stop(busy)
+                ratios = [p / f for p, f in zip(times["policy"], times["forced"])]
+                rows.append((load, name, statistics.median(times["policy"]), statistics.median(times["forced"]),
+                             statistics.median(ratios), min(ratios), max(ratios), same))
+    print("| busy processes | run | policy (median s) | one thread (median s) | policy / one thread: median "
+          "(range) | same model bytes |")
+    print("| --- | --- | --- | --- | --- | --- |")
+    for load, name, p, f, ratio, low, high, same in rows:
+        print(f"| {load} | {name} | {p:.2f} | {f:.2f} | {ratio:.2f}x ({low:.2f}-{high:.2f}) | "
+              f"{'yes' if same else 'NO'} |")
+
+
+if __name__ == "__main__":
+    main()

@@ -81,9 +81,9 @@ def test_the_bound_on_the_steps_threads_obeys_openblas_the_cores_and_bptrain_bla
 
 
 def test_sweep_bounds_its_runs_with_the_variable_the_policy_reads():
-    from bptrain.app import sweep
+    from bptrain.app.sweep import cores as sweep_cores
 
-    assert sweep.RUN_THREADS_VARIABLE == cores.MOST_THREADS_VARIABLE
+    assert sweep_cores.RUN_THREADS_VARIABLE == cores.MOST_THREADS_VARIABLE
 
 
 @pytest.mark.parametrize("usable,blas_threads,batch_size,expected", [
@@ -287,8 +287,8 @@ def trained_bytes(policy, sizes=DEFAULT, batch_size=32, **settings):
     """The parameters after two epochs of random data with ``policy`` choosing the threads (None: the engine's).
 
     Three full batches a group (probes need two; ten groups an epoch) and a partial last batch."""
-    from bptrain.core import training
-    from bptrain.core.training import EpochSteps
+    from bptrain.core import epoch_steps as training
+    from bptrain.core.epoch_steps import EpochSteps
     from bptrain.fast import FastEngine
 
     assert training.UPDATES_PER_EPOCH == 10, "use the ten_groups fixture"
@@ -307,7 +307,7 @@ def trained_bytes(policy, sizes=DEFAULT, batch_size=32, **settings):
 
 @pytest.fixture
 def ten_groups(monkeypatch):
-    from bptrain.core import training
+    from bptrain.core import epoch_steps as training
 
     monkeypatch.setattr(training, "UPDATES_PER_EPOCH", 10)
 

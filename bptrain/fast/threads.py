@@ -20,8 +20,8 @@ its ``update_kind`` names (:data:`ONE_THREAD_BELOW`):
 With distortions on, preparing an epoch costs about as much as training a
 small network, so the steps of networks up to :data:`CORE_FOR_DISTORTIONS_UP_TO`
 weights leave a core to the epoch thread; larger networks' products outweigh
-the distortions, so their steps keep every BLAS thread and the epoch is
-distorted inline.
+the distortions, so their steps may use every BLAS thread, with the epoch
+thread beside them for the moments they run on one.
 
 Those boundaries hold on a quiet machine. On a busy one (another process on
 the cores, the page's browser, a second run) the threads of one product wait
@@ -34,7 +34,8 @@ products' long inner dimensions are cut in fixed pieces
 (:class:`.optimizers.SGD`), and the engine checks that one and several
 threads give the same bits before it lets the count change. Validation and
 an epoch prepared inline (distortions are many small products) run on the
-count the steps last found faster.
+count the steps last found faster. Whenever the steps' count adapts, the epoch
+thread runs too: on a busy machine it is what a run on one thread gains most from.
 The measurements behind every boundary are in benchmarks/README.md.
 """
 
@@ -110,19 +111,22 @@ def several_threads(sizes, batch_size: int, update_kind: str = "ufuncs", distort
 
 
 def epoch_thread(sizes, batch_size: int, update_kind: str = "ufuncs", distorts: bool = False) -> bool:
-    """Whether a thread should prepare the next epoch while this one trains: when a core is left for it.
+    """Whether a thread should prepare the next epoch while this one trains: when a core may be left for it.
 
+    Steps on a fixed count leave the cores beyond it; steps whose count adapts (:class:`ThreadPolicy`) may
+    drop to one thread at any time (on a busy machine they do), so the thread runs for them too: while
+    they run on several threads it only competes for the moments it works, and the probes see that.
     ``$BPTRAIN_EPOCH_THREAD`` (0: off, else on) overrides the choice.
     """
     forced = os.environ.get(EPOCH_THREAD_VARIABLE, "")
     if forced:
         return forced != "0"
-    return usable_cores() > (step_threads(sizes, batch_size, update_kind, distorts) or most_threads())
+    return usable_cores() > (step_threads(sizes, batch_size, update_kind, distorts) or 1)
 
 
 def describe(sizes, batch_size: int, update_kind: str = "ufuncs", distorts: bool = False) -> str:
     """How the cores are used, for ``bench``: "1+1" is one BLAS thread and the epoch thread, "2" two BLAS
-    threads, "1-2" one or two, whichever is faster as the steps run (:class:`ThreadPolicy`)."""
+    threads, "1-2" one or two, whichever is faster as the steps run (:class:`ThreadPolicy`); "+1": and the epoch thread."""
     threads = step_threads(sizes, batch_size, update_kind, distorts)
     text = str(threads) if threads is not None else ("1-" if most_threads() > 1 else "") + str(most_threads())
     return f"{text}+1" if epoch_thread(sizes, batch_size, update_kind, distorts) else text

@@ -22,8 +22,11 @@ from .. import runs
 from ..explain import FULL_UP_TO, MAX_BATCH, MAX_STEPS, check_batch, check_unit, choose_labels, explain, model_lr
 from ..image_files import require_pillow
 from ..images import image_to_input
+from ..lesson import lesson as make_lesson
 from ..options import table_option
 from .common import obtain_dataset
+from .lesson import walk as walk_lesson
+from .text import ASCII_SHADES, SHADES, digit_picture, number as _n, percent as _pct  # noqa: F401 (the pictures' shades)
 
 
 # ================================================================== the terminal
@@ -95,29 +98,6 @@ def _describe_source(source: dict, batch: int) -> str:
 NAME_WIDTH = 38
 #: Width of a column of the output table: "-3.28e-10" (3 significant digits, sign and exponent) fits.
 COLUMN = 9
-
-#: Shades of a pixel from paper (0) to ink (1), for a terminal that can show them, and for one that cannot.
-SHADES = " ░▒▓█"
-ASCII_SHADES = " .:o#"
-
-
-def digit_picture(x, encoding: str | None = None) -> list[str] | None:
-    """The input as a block of characters, two per pixel (a terminal cell is about twice as tall as wide),
-    one line per row; None when it is not a square picture. Shaded blocks when ``encoding`` can write them,
-    else ASCII."""
-    values = np.asarray(x, np.float64).reshape(-1)
-    side = math.isqrt(values.size)
-    if side * side != values.size or side == 0:
-        return None
-    try:
-        SHADES.encode(encoding or "ascii")
-        shades = SHADES
-    except (LookupError, UnicodeEncodeError):
-        shades = ASCII_SHADES
-    levels = np.clip(np.rint(np.nan_to_num(values) * (len(shades) - 1)), 0, len(shades) - 1).astype(int)
-    rows = levels.reshape(side, side)
-    return ["".join(2 * shades[v] for v in row).rstrip() for row in rows]
-
 
 def _matrix_lines(say, name: str, matrix: dict, batch: int, top: bool = True, per_digit: bool = True) -> None:
     """Two lines per matrix: formula, shape, min/mean/max, norm; then its largest entries (``per_digit``:
@@ -201,15 +181,6 @@ def _unit_lines(say, unit: dict, batch: int) -> None:
         f"max {_n(np.nanmax(weights))}, ‖·‖ {_n(float(np.linalg.norm(np.nan_to_num(weights))))}")
 
 
-def _n(value, digits: int = 4) -> str:
-    """A number in a summary: 4 significant digits; nan/inf (None in the JSON) as 'nan'."""
-    return "nan" if value is None else f"{value + 0.0:.{digits}g}"  # + 0.0: no "-0" for relu's zeros
-
-
-def _pct(value) -> str:
-    return "nan" if value is None else f"{100 * value:.2f}%"
-
-
 def _mean(values: list):
     kept = [v for v in values if v is not None]
     return sum(kept) / len(kept) if kept else None
@@ -258,10 +229,13 @@ class UnitType(click.ParamType):
 @click.option("--json", "as_json", is_flag=True,
               help=f"Print one JSON object: every array in full up to {FULL_UP_TO} digits, summaries beyond.")
 @click.option("--full", is_flag=True, help="With --json: every array in full, whatever the batch size.")
+@click.option("--lesson", is_flag=True,
+              help="Walk through the forward and backward pass one step at a time (Enter for the next step), "
+                   "with questions to answer or skip and a gradient check on one weight by hand.")
 @table_option("data")
 @table_option("no_download")
-def explain_command(model_path, image, index, split, label, lr, batch_size, steps, unit, as_json, full, data,
-                    no_download):
+def explain_command(model_path, image, index, split, label, lr, batch_size, steps, unit, as_json, full, lesson,
+                    data, no_download):
     """Show one digit's forward and backward pass in the notation of the README's math section.
 
     Give an IMAGE file (a photo or drawing, preprocessed as `bptrain predict` does) or --index N (a digit
@@ -272,6 +246,11 @@ def explain_command(model_path, image, index, split, label, lr, batch_size, step
     """
     if full and not as_json:
         raise click.UsageError("--full applies to --json")
+    if lesson:
+        clash = [name for name, given in (("--json", as_json), ("--batch-size", batch_size != 1),
+                                           ("--steps", steps != 0), ("--unit", unit is not None)) if given]
+        if clash:
+            raise click.UsageError(f"--lesson walks one digit as it is; it does not take {clash[0]}")
     if (image is None) == (index is None):
         raise click.UsageError("give an IMAGE file or --index N (one of them)")
     if image is not None and batch_size != 1:
@@ -297,6 +276,9 @@ def explain_command(model_path, image, index, split, label, lr, batch_size, step
         lr, lr_source = model_lr(meta)
     else:
         lr, lr_source = lr, "given with --lr"
+    if lesson:
+        _walk_lesson(model, x[0], int(labels[0]), lr, lr_source, rule, true_labels, source)
+        return
     arrays = "all" if full or len(x) <= FULL_UP_TO else "summaries"
     doc = explain(model, x, labels, lr=lr, lr_source=lr_source, label_rule=rule, true_labels=true_labels,
                   source=source, steps=steps, arrays=arrays, unit=unit)
@@ -304,6 +286,16 @@ def explain_command(model_path, image, index, split, label, lr, batch_size, step
         click.echo(json.dumps(doc, allow_nan=False))
     else:
         click.echo(format_explanation(doc, digit_picture(x[0], getattr(sys.stdout, "encoding", None))))
+
+
+def _walk_lesson(model: MLP, x, label: int, lr: float, lr_source: str, rule: str, true_labels, source) -> None:
+    def document(weight=None):
+        return make_lesson(model, x, label, lr=lr, lr_source=lr_source, label_rule=rule, source=source,
+                           true_label=None if true_labels is None else int(true_labels[0]), weight=weight)
+
+    stdin = click.get_text_stream("stdin")
+    walk_lesson(document(), stdin.readline, click.echo, lambda weight: document(weight)["check"],
+                getattr(sys.stdout, "encoding", None))
 
 
 def _image_input(model: MLP, path: Path) -> np.ndarray:

@@ -1,0 +1,204 @@
+"""``bptrain explain --lesson``: the lesson in the terminal, one step per Enter.
+
+The steps, their prose and their numbers are :func:`bptrain.app.lesson.lesson`'s (the page shows the same
+document); this module lays each step out as lines and reads the learner's answers. Enter goes on (and
+skips a question); the end of the input ends the lesson cleanly wherever it is.
+"""
+
+from __future__ import annotations
+
+import textwrap
+from typing import Callable
+
+import numpy as np
+
+from ...core.errors import BptrainError
+from .text import digit_picture, number, percent
+
+WIDTH = 100
+#: Share of the largest |∂C/∂A_0| from which a pixel is marked in the input-gradient picture.
+MARKED = 0.25
+
+
+class Ended(Exception):
+    """The input ended: the lesson stops where it is."""
+
+
+def walk(document: dict, read_line: Callable[[], str], say: Callable[[str], None],
+         recheck: Callable[[tuple[int, int, int]], dict], encoding: str | None = None) -> int:
+    """Show every step of ``document``, waiting for a line between steps; returns the steps shown.
+
+    ``read_line`` returns a line ("" at the end of the input); ``recheck`` gives the gradient check of
+    another weight (layer, i, j), for a learner who picks one.
+    """
+    steps = document["steps"]
+    shown = 0
+    try:
+        for step in steps:
+            _header(say, step, len(steps))
+            if step["question"] is not None:
+                _ask(say, read_line, step["question"])
+            SHOW[step["kind"]](say, step, document, read_line=read_line, recheck=recheck, encoding=encoding)
+            shown = step["n"]
+            if shown < len(steps):
+                _read(read_line, say, "[Enter: the next step]")
+        say("")
+        say(f"End of the lesson ({len(steps)} steps). The same steps, on the page: bptrain serve, then "
+            "Backprop → Walk through it step by step.")
+    except Ended:
+        say("")
+        say(f"(the input ended: the lesson stops after step {shown} of {len(steps)})")
+    return shown
+
+
+def _read(read_line, say, prompt: str) -> str:
+    say(prompt)
+    line = read_line()
+    if line == "":
+        raise Ended
+    return line.strip()
+
+
+def _header(say, step: dict, total: int) -> None:
+    say("")
+    title = f"── Step {step['n']} of {total} · {step['title']} "
+    say(title + "─" * max(0, WIDTH - len(title)))
+    say(f"  {step['formula']}")
+    say(f"  shapes: {step['shapes']}")
+    say("")
+    for line in textwrap.wrap(step["prose"], WIDTH - 2):
+        say(f"  {line}")
+    say(f"  computed by {step['core']}")
+    say("")
+
+
+def _ask(say, read_line, question: dict) -> None:
+    choices = question["choices"]
+    say(f"  Question: {question['ask']}")
+    say("  " + "   ".join(f"{n}) {text}" for n, text in enumerate(choices, start=1)))
+    while True:
+        answer = _read(read_line, say, f"  your answer (1-{len(choices)}; Enter skips):")
+        if answer == "":
+            say(f"  Skipped. The answer: {choices[question['answer']]}: {question['why']}")
+            break
+        if answer.isascii() and answer.isdigit() and 1 <= int(answer) <= len(choices):
+            right = int(answer) - 1 == question["answer"]
+            say(f"  {'Right' if right else 'Not quite'}: {choices[question['answer']]}. {question['why']}")
+            break
+        say(f"  {answer[:20]!r} is not one of 1-{len(choices)}.")
+    say("")
+
+
+# ================================================================== each kind of step
+def _input(say, step, document, encoding=None, **_) -> None:
+    values = document["explain"]["A_0"]["values"][0]
+    picture = digit_picture(values, encoding)
+    if picture:
+        say("  the digit as the network sees it (two characters per pixel, darker for more ink):")
+        for row in picture:
+            say(f"  |{row:<{2 * len(picture)}}|")
+    say(f"  A_0: a row of {len(values)} numbers, {step['ink_pixels']} of them above 0 (ink).")
+
+
+def _forward(say, step, document, **_) -> None:
+    l = step["layer"]
+    units = step["units"]
+    z = [u["z"] for u in units]
+    a = [u["a"] for u in units]
+    say(f"  Z_{l}: min {number(min(z))}  max {number(max(z))};   A_{l}: min {number(min(a))}  max {number(max(a))}")
+    say(f"  largest a: " + "  ".join(f"j={t['index'][-1]} {number(t['value'])}" for t in step["a_top"]))
+    unit = units[step["a_top"][0]["index"][-1]]
+    source = "pixel" if l == 1 else "unit"
+    say(f"  unit {unit['j']} worked out (the page shows any unit you hover):")
+    terms = " + ".join(f"a_{t['i']} w_{t['i']},{unit['j']} ({number(t['a'])} × {number(t['w'])})" for t in unit["terms"])
+    say(f"    z_{unit['j']} = Σ_i a_i w_i,{unit['j']} + b_{unit['j']} = {terms} + … (the other {source}s)")
+    say(f"         = {number(unit['sum'])} (all {source}s) + {number(unit['b'])} (b) = {number(unit['z'])};   "
+        f"a_{unit['j']} = {number(unit['a'])}")
+
+
+def _cost(say, step, document, **_) -> None:
+    L = len(document["model"]["sizes"]) - 1
+    probabilities = step["probabilities"]
+    say(f"  {'class':<10}" + "".join(f"{c:>9}" for c in range(len(probabilities))))
+    name = f"A_{L}" if document["model"]["loss"] == "ce" else "p"
+    say(f"  {name:<10}" + "".join(f"{number(p, 3):>9}" for p in probabilities))
+    say(f"  {'Y':<10}" + "".join(f"{int(c == step['target']):>9}" for c in range(len(probabilities))))
+    say(f"  target {step['target']}: p = {percent(probabilities[step['target']])};  the network answers "
+        f"{step['prediction']};  C = {number(step['cost'])}")
+
+
+def _backward(say, step, document, **_) -> None:
+    l = step["layer"]
+    units = step["units"]
+    say(f"  largest |δ|: " + "  ".join(f"j={t['index'][-1]} {number(t['value'])}" for t in step["delta_top"]))
+    unit = units[step["delta_top"][0]["index"][-1]]
+    j = unit["j"]
+    if "terms" in unit:
+        terms = " + ".join(f"w_{j},{t['k']} δ_{t['k']} ({number(t['w'])} × {number(t['delta'])})" for t in unit["terms"])
+        say(f"  unit {j} worked out: Σ_k w_{j},k δ_k = {terms} + … = {number(unit['sum'])}")
+        say(f"    δ_{j} = {number(unit['sum'])} × f'(z_{j}) {number(unit['f_prime'])} = {number(unit['delta'])}")
+    elif "f_prime" in unit:
+        say(f"  unit {j} worked out: δ_{j} = (a_{j} − y_{j}) a_{j} (1 − a_{j}) = ({number(unit['a'])} − "
+            f"{number(unit['y'])}) × {number(unit['f_prime'])} = {number(unit['delta'])}")
+    else:
+        say(f"  unit {j} worked out: δ_{j} = a_{j} − y_{j} = {number(unit['a'])} − {number(unit['y'])} = "
+            f"{number(unit['delta'])}")
+    if len(units) <= 20:
+        say(f"  Δ_{l}: " + "  ".join(f"{u['j']}: {number(u['delta'], 3)}" for u in units))
+    say(f"  ∂C/∂W_{l}: ‖·‖ {number(step['grad_W_norm'])}; largest |·|: "
+        + "  ".join(f"[{t['index'][0]},{t['index'][1]}] {number(t['value'])}" for t in step["grad_W_top"][:3]))
+
+
+def _check(say, step, document, read_line=None, recheck=None, **_) -> None:
+    check = step["check"]
+    l, i, j = check["suggested"]
+    while True:
+        text = _read(read_line, say, f"  the weight to nudge as LAYER,I,J (Enter: the suggested W_{l}[{i}, {j}], the "
+                                     f"largest |∂C/∂w|):")
+        if text == "":
+            break
+        try:
+            check = recheck(_weight(text))
+            break
+        except BptrainError as exc:
+            say(f"  {exc}")
+    l, i, j = check["weight"]
+    say(f"  w = W_{l}[{i}, {j}] = {number(check['w'])},  ε = {check['epsilon']:g}")
+    say(f"  C(w + ε) = {check['cost_plus']!r}")
+    say(f"  C(w − ε) = {check['cost_minus']!r}")
+    say(f"  measured  (C(w + ε) − C(w − ε)) / 2ε = {number(check['measured'], 8)}")
+    say(f"  predicted ∂C/∂w by backpropagation    = {number(check['predicted'], 8)}")
+    say(f"  relative difference {number(check['relative_difference'], 2)}")
+
+
+def _weight(text: str) -> tuple[int, int, int]:
+    parts = text.replace(" ", "").split(",")
+    if len(parts) != 3 or not all(p.isascii() and p.lstrip("-").isdigit() for p in parts):
+        raise BptrainError(f"{text[:30]!r} is not LAYER,I,J (three integers, e.g. 1,405,17)")
+    return int(parts[0]), int(parts[1]), int(parts[2])
+
+
+def _input_gradient(say, step, document, **_) -> None:
+    gradient = np.array([0.0 if g is None else g for g in step["input_gradient"]])
+    ink = np.asarray(document["explain"]["A_0"]["values"][0])
+    side = int(round(len(gradient) ** 0.5))
+    if side * side == len(gradient) and np.abs(gradient).max() > 0:
+        say("  ∂C/∂A_0 over the digit: ++ more ink would raise the target's probability, -- less ink would; "
+            ".. the digit's ink")
+        strong = np.abs(gradient) >= MARKED * np.abs(gradient).max()
+        for row in range(side):
+            cells = []
+            for n in range(row * side, (row + 1) * side):
+                cells.append(("++" if gradient[n] < 0 else "--") if strong[n] else (".." if ink[n] > 0.3 else "  "))
+            say("  |" + "".join(cells) + "|")
+    say("  largest |∂C/∂a_i|: " + "  ".join(f"pixel {t['index']} {number(t['value'])}" for t in
+                                              step["input_gradient_top"]))
+    update = step["update"]
+    target = document["label"]
+    say(f"  one step of η = {update['lr']:g} on a copy: C {number(update['loss_before'])} → "
+        f"{number(update['loss_after'])};  p({target}) {percent(update['p_label_before'])} → "
+        f"{percent(update['p_label_after'])};  the network answers {update['prediction_after']}")
+
+
+SHOW = {"input": _input, "forward": _forward, "cost": _cost, "backward": _backward, "check": _check,
+        "input-gradient": _input_gradient}

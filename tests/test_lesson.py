@@ -1,0 +1,226 @@
+"""The lesson (bptrain/app/lesson.py) and its terminal walk (`bptrain explain --lesson`).
+
+The numbers are checked against what they claim to be: explain's own document, the core's forward and
+backward pass, a numerical gradient, and the untouched model file; the terminal walk is driven with its
+input piped in, for both losses, answering, skipping and ending early.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from bptrain.app.lesson import EPSILON, lesson
+from bptrain.core.errors import BptrainError
+from bptrain.core.network import MLP, one_hot
+from bptrain.data.model_io import load_model, save_model
+from bptrain.core.training import TrainSettings, train
+
+from conftest import assert_clean_error, make_blobs, write_py2_pickle
+
+SIDE = 4                      # 16 inputs: a square picture, small enough to train in a blink
+SIZES = (SIDE * SIDE, 12, 8, 3)
+
+
+@pytest.fixture(scope="module")
+def square_blobs():
+    return make_blobs(n_features=SIDE * SIDE, n_train=300, n_validation=60, n_test=60)
+
+
+@pytest.fixture
+def square_data(tmp_path, square_blobs):
+    return write_py2_pickle(tmp_path / "square.pkl.gz", square_blobs)
+
+
+def trained(loss: str, blobs) -> MLP:
+    model = MLP(SIZES, loss, seed=1, dtype=np.float32)
+    (x, y), (xv, yv), _ = blobs
+    train(model, ((x, y), (xv, yv)), TrainSettings(epochs=3, batch_size=10, lr=0.5 if loss == "ce" else 2.0,
+                                                   seed=0))
+    return model
+
+
+@pytest.fixture(scope="module", params=["ce", "mse"])
+def model_of(request, square_blobs):
+    return trained(request.param, square_blobs)
+
+
+def test_steps_in_order_with_a_formula_shapes_prose_and_the_core_function(model_of, square_blobs):
+    x, y = square_blobs[2]
+    doc = lesson(model_of, x[0], int(y[0]), lr=0.1)
+    ids = [step["id"] for step in doc["steps"]]
+    assert ids == ["input", "forward-1", "forward-2", "forward-3", "cost", "backward-3", "backward-2",
+                   "backward-1", "check", "input-gradient"]
+    assert [step["n"] for step in doc["steps"]] == list(range(1, 11))
+    for step in doc["steps"]:
+        assert step["formula"] and step["shapes"] and len(step["prose"]) > 150
+        assert step["core"].startswith("bptrain.core.network.MLP.")
+    cost = doc["steps"][4]
+    assert ("cross-entropy" in cost["formula"]) == (model_of.loss == "ce")
+    assert json.loads(json.dumps(doc, allow_nan=False)) == doc  # JSON as it is
+
+
+def test_numbers_are_explains_and_the_cores(model_of, square_blobs):
+    x, y = square_blobs[2]
+    label = int(y[5])
+    doc = lesson(model_of, x[5], label, lr=0.1)
+    net = model_of.astype(np.float64)
+    zs, activations = net.forward(x[5:6].astype(np.float64))
+    grads = net.backward(activations, one_hot(np.array([label]), 3, np.float64))
+    for l in (1, 2, 3):
+        forward = doc["steps"][l]
+        assert [u["z"] for u in forward["units"]] == zs[l - 1][0].tolist()
+        assert [u["a"] for u in forward["units"]] == activations[l][0].tolist()
+        assert forward["z_top"] == doc["explain"]["layers"][l - 1]["Z"]["top"]
+        backward = next(s for s in doc["steps"] if s["id"] == f"backward-{l}")
+        assert [u["delta"] for u in backward["units"]] == grads.deltas[l - 1][0].tolist()
+        assert backward["grad_W_norm"] == doc["explain"]["layers"][l - 1]["grad_W"]["norm"]
+    # a unit's written-out terms are real terms of its sum, the largest ones
+    unit = doc["steps"][1]["units"][3]
+    products = x[5].astype(np.float64) * net.weights[0][:, 3]
+    assert [t["i"] for t in unit["terms"]] == list(np.argsort(-np.abs(products), kind="stable")[:len(unit["terms"])])
+    assert unit["sum"] + unit["b"] == pytest.approx(unit["z"])
+    hidden = doc["steps"][6]["units"][2]   # backward-2, unit 2: Σ_k w_jk δ_k times f'
+    assert hidden["sum"] * hidden["f_prime"] == pytest.approx(hidden["delta"])
+    assert doc["steps"][4]["cost"] == doc["explain"]["loss"]
+    gradient = np.array(doc["steps"][9]["input_gradient"])
+    np.testing.assert_allclose(gradient, (grads.deltas[0] @ net.weights[0].T)[0])
+
+
+def test_the_input_gradient_is_the_slope_of_the_cost_in_each_pixel(model_of, square_blobs):
+    x, y = square_blobs[2]
+    doc = lesson(model_of, x[1], int(y[1]), lr=0.1)
+    net = model_of.astype(np.float64)
+    target = one_hot(np.array([int(y[1])]), 3, np.float64)
+
+    def cost(pixels):
+        zs, activations = net.forward(pixels.reshape(1, -1))
+        return net.loss_value(zs[-1], activations[-1], target)
+
+    pixel = doc["steps"][9]["input_gradient_top"][0]["index"]
+    nudged = [x[1].astype(np.float64).copy() for _ in range(2)]
+    nudged[0][pixel] += 1e-5
+    nudged[1][pixel] -= 1e-5
+    assert (cost(nudged[0]) - cost(nudged[1])) / 2e-5 == pytest.approx(doc["steps"][9]["input_gradient"][pixel],
+                                                                         rel=1e-4)
+
+
+def test_the_nudge_check_agrees_and_any_weight_can_be_picked(model_of, square_blobs):
+    x, y = square_blobs[2]
+    doc = lesson(model_of, x[2], int(y[2]), lr=0.1)
+    check = doc["check"]
+    assert check["weight"] == check["suggested"] and check["epsilon"] == EPSILON
+    grads = model_of.astype(np.float64).backward(
+        model_of.astype(np.float64).forward(x[2:3].astype(np.float64))[1], one_hot(np.array([int(y[2])]), 3, np.float64))
+    largest = max(float(np.abs(g).max()) for g in grads.weights)
+    assert abs(check["predicted"]) == pytest.approx(largest)
+    assert check["relative_difference"] < 1e-3
+    assert check["measured"] == pytest.approx(check["predicted"], rel=1e-3)
+    other = lesson(model_of, x[2], int(y[2]), lr=0.1, weight=(1, 5, 7), epsilon=1e-3)["check"]
+    assert other["weight"] == [1, 5, 7] and other["epsilon"] == 1e-3
+    assert other["predicted"] == pytest.approx(float(grads.weights[0][5, 7]))
+    assert other["measured"] == pytest.approx(other["predicted"], rel=1e-3, abs=1e-9)
+    for bad, words in (((4, 0, 0), "the layers are 1..3"), ((1, 16, 0), "W_1 is 16 × 12"), (("a", 1, 1), "three")):
+        with pytest.raises(BptrainError, match=words):
+            lesson(model_of, x[2], int(y[2]), lr=0.1, weight=bad)
+    with pytest.raises(BptrainError, match="ε"):
+        lesson(model_of, x[2], int(y[2]), lr=0.1, epsilon=0.0)
+
+
+def test_questions_have_the_right_answers(model_of, square_blobs):
+    x, y = square_blobs[2]
+    doc = lesson(model_of, x[3], int(y[3]), lr=0.1)
+    by_id = {step["id"]: step for step in doc["steps"]}
+    cost_q = by_id["cost"]["question"]
+    assert cost_q["choices"][cost_q["answer"]] == str(doc["explain"]["output"]["predictions"][0])
+    error_q = by_id["backward-3"]["question"]
+    signs = [u["delta"] > 0 for u in by_id["backward-3"]["units"]]
+    assert error_q["choices"][error_q["answer"]] == "every class but the target"
+    assert signs == [c != int(y[3]) for c in range(3)]
+    norms = [layer["grad_W"]["norm"] for layer in doc["explain"]["layers"]]
+    smallest_q = by_id["backward-1"]["question"]
+    assert smallest_q["answer"] == int(np.argmin(norms))
+
+
+def test_the_update_acts_on_a_copy(model_of, square_blobs):
+    x, y = square_blobs[2]
+    before = [w.copy() for w in model_of.weights] + [b.copy() for b in model_of.biases]
+    doc = lesson(model_of, x[4], int(y[4]), lr=0.5)
+    after = list(model_of.weights) + list(model_of.biases)
+    assert all(np.array_equal(a, b) for a, b in zip(before, after))
+    update = doc["steps"][9]["update"]
+    assert update["loss_after"] < update["loss_before"]      # one small step downhill on this digit
+    assert update["p_label_after"] > update["p_label_before"]
+
+
+# ================================================================== the terminal
+def run_lesson(model_path, data, answers: str, *extra):
+    return subprocess.run([sys.executable, "-m", "bptrain", "explain", str(model_path), "--index", "7",
+                           "--data", str(data), "--lesson", *map(str, extra)],
+                          input=answers, capture_output=True, text=True, timeout=120)
+
+
+@pytest.mark.parametrize("loss", ["ce", "mse"])
+def test_terminal_lesson_walks_every_step_with_piped_input(loss, tmp_path, square_data, square_blobs):
+    model = save_model(trained(loss, square_blobs), tmp_path / f"{loss}.npy", {})
+    original = model.read_bytes()
+    # Enter through every step, answer the first question rightly-or-not with "1", skip the others
+    result = run_lesson(model, square_data, "\n" * 4 + "1\n" + "\n" * 40)
+    assert result.returncode == 0, result.stderr
+    out = result.stdout
+    titles = re.findall(r"── Step (\d+) of (\d+) · ([^─]+)", out)
+    assert [int(n) for n, _, _ in titles] == list(range(1, 11)) and {t for _, t, _ in titles} == {"10"}
+    assert "End of the lesson (10 steps)" in out and "Traceback" not in result.stderr
+    doc = json.loads(subprocess.run([sys.executable, "-m", "bptrain", "explain", str(model), "--index", "7",
+                                     "--data", str(square_data), "--json"], capture_output=True, text=True,
+                                    check=True).stdout)
+    assert f"C = {doc['loss']:.4g}" in out                       # the cost step shows explain's C
+    p = doc["output"]["probabilities"]["values"][0][doc["labels"][0]]
+    assert f"p = {100 * p:.2f}%" in out
+    z_top = doc["layers"][0]["Z"]["top"][0]["value"]
+    assert f"{z_top + 0.0:.4g}" in out                            # layer 1's largest sum
+    assert ("Right:" in out) or ("Not quite:" in out)            # the answered question
+    assert out.count("Skipped. The answer:") == 2                  # the skipped ones are still answered
+    measured = float(re.search(r"measured .*= (\S+)", out).group(1))
+    predicted = float(re.search(r"predicted .*= (\S+)", out).group(1))
+    assert measured == pytest.approx(predicted, rel=1e-3)
+    assert ("Δ_3 = A_3 − Y" in out) == (loss == "ce")
+    assert ("A_3 ⊙ (1 − A_3)" in out) == (loss == "mse")
+    assert model.read_bytes() == original
+
+
+def test_terminal_lesson_ends_cleanly_when_the_input_ends(tmp_path, square_data, square_blobs):
+    model = save_model(trained("ce", square_blobs), tmp_path / "m.npy", {})
+    result = run_lesson(model, square_data, "\n\n")
+    assert result.returncode == 0 and "Traceback" not in result.stderr
+    assert "Step 3 of 10" in result.stdout and "Step 4 of 10" not in result.stdout
+    assert "the input ended: the lesson stops after step 3 of 10" in result.stdout
+    silent = run_lesson(model, square_data, "")
+    assert silent.returncode == 0 and "stops after step 1 of 10" in silent.stdout
+
+
+def test_terminal_lesson_checks_a_weight_the_learner_picks(tmp_path, square_data, square_blobs):
+    model = save_model(trained("ce", square_blobs), tmp_path / "m.npy", {})
+    # eight steps (an Enter after each) and three skipped questions before the check's prompt; then a bad
+    # weight, then 1,3,4
+    answers = "\n" * (8 + 3) + "9,9,9\n1,3,4\n\n\n"
+    result = run_lesson(model, square_data, answers)
+    assert result.returncode == 0, result.stderr
+    assert "weight 9,9,9: the layers are 1..3" in result.stdout
+    assert "w = W_1[3, 4]" in result.stdout
+    doc = lesson(load_model(model)[0], square_blobs[2][0][7], int(square_blobs[2][1][7]), lr=0.1, weight=(1, 3, 4))
+    assert f"{doc['check']['predicted'] + 0.0:.8g}" in result.stdout
+
+
+@pytest.mark.parametrize("flag, words", [(("--json",), "--json"), (("--steps", "2"), "--steps"),
+                                         (("--batch-size", "2"), "--batch-size"), (("--unit", "1,1"), "--unit")])
+def test_lesson_refuses_what_it_cannot_walk(flag, words, runner, tmp_path, square_data, square_blobs):
+    from conftest import invoke
+    model = save_model(MLP(SIZES, "ce", seed=0), tmp_path / "m.npy", {})
+    result = invoke(runner, "explain", model, "--index", 0, "--data", square_data, "--lesson", *flag)
+    assert_clean_error(result, words, exit_code=2)

@@ -234,6 +234,34 @@ def test_plot_distortions_from_the_command_line(runner, tmp_path, square_data):
     assert_clean_error(invoke(runner, "plot"), "--distortions", exit_code=2)
 
 
+def test_a_shut_gate_keeps_the_thread_from_working_beside_the_steps_but_never_starves_them():
+    """While the steps run on several threads the thread prepares only the rows they wait for; open, it
+    works ahead. Either way the arrays are those of preparing inline."""
+    x, y = square_problem(n=700)
+    gate = {"open": False}
+    with BackgroundEpochImages(x, y, 3, np.float32, np.random.default_rng(5), 3, shift=1, chunk=100,
+                               gate=lambda: gate["open"]) as images:
+        first = images.next()[0]
+        images.wait_for(100)                   # the steps ask for the first chunk: it is made for them
+        import time
+        time.sleep(0.2)                        # a shut gate: nothing more is made in the meantime
+        assert images._produced == 100
+        gate["open"] = True
+        images.wait_for(100)
+        deadline = time.monotonic() + 10
+        while images._produced < 700 and time.monotonic() < deadline:  # open: it works ahead
+            time.sleep(0.01)
+        assert images._produced == 700 and first is images.x
+        gate["open"] = False
+        images.release(700)
+        seen = [(images.x.copy(), images.y.copy())] + read_epochs(images, 2, 64)
+    with EpochImages(x, y, 3, np.float32, np.random.default_rng(5), 3, shift=1, chunk=100) as inline:
+        expected = [(a.copy(), b.copy()) for a, b in inline]
+    for (got_x, got_y), (want_x, want_y) in zip(seen, expected):
+        np.testing.assert_array_equal(got_x, want_x)
+        np.testing.assert_array_equal(got_y, want_y)
+
+
 @pytest.mark.parametrize("background", [True, False])
 def test_the_thread_runs_only_when_asked(background):
     x, y = square_problem(n=50)

@@ -84,8 +84,12 @@ class FastEngine:
             buffers = aligned_empty((len(x), x.shape[1]), dtype), aligned_zeros((len(x), n_classes), dtype)
         self._images = BackgroundEpochImages(x, labels, n_classes, dtype, rng, epochs, shift=shift,
                                              distorter=distorter, buffers=buffers, background=self.background,
-                                             threads=lambda: self.policy.current)
+                                             threads=lambda: self.policy.current, gate=self._core_free)
         return self._images
+
+    def _core_free(self) -> bool:
+        """Whether the epoch thread may work beside the steps now: not while they adapt and run on several threads."""
+        return not self.policy.adapts or self.policy.current == 1
 
     def run_epoch(self, x: np.ndarray, y_onehot: np.ndarray, steps: EpochSteps) -> float:
         """The core's ``ReferenceEngine.run_epoch``: one pass in mini-batches; returns the mean training loss."""

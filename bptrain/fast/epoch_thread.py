@@ -14,6 +14,11 @@ rows since the start of training, say how far each side is::
 
 The thread writes rows [a, b) of epoch p once consumed ≥ (p − 1)·n + b; the
 steps read rows below ``stop`` of epoch c once produced ≥ c·n + stop (``wait_for``).
+
+A ``gate`` says whether the thread may work beside the steps now. Steps on
+several BLAS threads have no core to spare, and a thread working beside them
+makes every product wait; so while the gate is shut the thread works only when
+the steps wait for its rows (then it runs alone, as inline preparation would).
 """
 
 from __future__ import annotations
@@ -35,9 +40,14 @@ class BackgroundEpochImages(EpochImages):
     ``release(stop)`` when done with them (the fast engine's steps do both).
     """
 
-    def __init__(self, *args, background: bool = True, threads=None, **kwargs):
+    #: Seconds between looks at a shut gate (the steps' thread count changes between groups of steps).
+    GATE_POLL = 0.02
+
+    def __init__(self, *args, background: bool = True, threads=None, gate=None, **kwargs):
         super().__init__(*args, **kwargs)
         self._threads = threads  # inline: how many BLAS threads the preparation may use now (None: any)
+        self._gate = gate        # () -> whether the thread may work beside the steps now (None: always)
+        self._waiting = False    # the steps wait for rows
         self._produced = 0
         self._consumed = 0
         self._stopping = False
@@ -74,7 +84,10 @@ class BackgroundEpochImages(EpochImages):
             while self._produced < target:
                 if self._error is not None:  # those rows will never come
                     raise self._error
+                self._waiting = True
+                self._changed.notify_all()
                 self._changed.wait()
+            self._waiting = False
 
     def release(self, stop: int) -> None:
         """The reader is done with rows [0, stop) of the current epoch: the thread may overwrite them."""
@@ -108,14 +121,18 @@ class BackgroundEpochImages(EpochImages):
             return
         n = len(self._x)
         with self._changed:
-            while not self._consumed >= (epoch - 1) * n + stop:
+            while not (self._consumed >= (epoch - 1) * n + stop and self._may_work()):
                 if self._stopping:
                     raise _Stopped
-                self._changed.wait()
+                self._changed.wait(None if self._gate is None else self.GATE_POLL)
             if self._stopping:
                 raise _Stopped
+
+    def _may_work(self) -> bool:
+        return self._gate is None or self._waiting or self._gate()
 
     def _rows_ready(self, epoch: int, stop: int) -> None:
         with self._changed:
             self._produced = epoch * len(self._x) + stop
+            self._waiting = False  # served: a reader that needs still more rows says so again
             self._changed.notify_all()

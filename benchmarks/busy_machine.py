@@ -1,12 +1,13 @@
 """Training on a busy machine: bptrain's thread policy against the same epoch forced onto one thread.
 
-What a user meets: ``bptrain train --epochs 1`` (the default 784-128-64-10 at batch 32) and the
-784-1000-500-10 distorted run (configs/ciresan-1000-500.toml, --epochs 1), each quiet and with one
-and two other busy processes (``python -c 'while True: pass'``, started here and ended by PID).
+What a user meets: ``bptrain train --epochs 1`` (the default 784-128-64-10 at batch 32), the
+784-1000-500-10 distorted run (configs/ciresan-1000-500.toml, --epochs 1) and the page's training
+(``bptrain serve`` with headless Chromium on its page pressing Train, 2 epochs of the default run, as
+``live_overhead.py`` does it), each quiet and with one and two other busy processes (``python -c 'while True: pass'``, started here and ended by PID).
 Every round runs, under the same load and in alternating order, two processes of the same run:
 
 - policy: as a user runs it (bptrain.fast.threads decides, group by group);
-- forced: with ``OPENBLAS_NUM_THREADS=1``.
+- forced: with ``OPENBLAS_NUM_THREADS=1`` (for the page: the server's).
 
 The time is the epoch's seconds in the history file (no process start or data loading). Prints, per
 load and run, the median seconds of each, the median and range of the per-round ratios policy/forced,
@@ -31,7 +32,9 @@ HERE = Path(__file__).resolve().parent
 RUNS = {  # name -> bptrain train arguments
     "default": ["--epochs", "1"],
     "1000-500 distorted": ["--config", str(HERE.parent / "configs" / "ciresan-1000-500.toml"), "--epochs", "1"],
+    "page": None,  # bptrain serve, trained from its page in headless Chromium (live_overhead.run_serve)
 }
+PAGE_EPOCHS = 2
 
 
 def start_busy(n: int) -> list[subprocess.Popen]:
@@ -56,6 +59,17 @@ def train_epoch(args: list[str], data: str, out: Path, env: dict) -> tuple[float
     return seconds, model
 
 
+def page_epochs(data: str, work: Path, env: dict) -> tuple[float, bytes]:
+    """(the page's run's epoch seconds, the trained model's bytes)."""
+    sys.path.insert(0, str(HERE))
+    from live_overhead import run_serve
+
+    kept = []
+    folder = Path(tempfile.mkdtemp(dir=work))
+    seconds = run_serve(Path(data), PAGE_EPOCHS, folder, "browser", env=env, keep_model=kept)
+    return seconds, kept[0]
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", required=True)
@@ -71,7 +85,7 @@ def main():
     with tempfile.TemporaryDirectory() as work:
         for load in (int(n) for n in args.loads.split(",")):
             for name in args.runs.split(","):
-                rounds = args.rounds if name == "default" else args.big_rounds
+                rounds = args.rounds if name == "default" else args.big_rounds  # the page: as many as the big run
                 times = {"policy": [], "forced": []}
                 same = True
                 busy = start_busy(load)
@@ -81,7 +95,11 @@ def main():
                         models = {}
                         for kind in order:
                             env = policy_env if kind == "policy" else forced_env
-                            seconds, models[kind] = train_epoch(RUNS[name], args.data, Path(work) / f"{kind}.npy", env)
+                            if RUNS[name] is None:
+                                seconds, models[kind] = page_epochs(args.data, Path(work), env)
+                            else:
+                                seconds, models[kind] = train_epoch(RUNS[name], args.data, Path(work) / f"{kind}.npy",
+                                                                    env)
                             times[kind].append(seconds)
                         same = same and models["policy"] == models["forced"]
                         print(f"load {load} {name} round {r + 1}: policy {times['policy'][-1]:.2f} s, "

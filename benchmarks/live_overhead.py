@@ -60,11 +60,14 @@ def read_stream(port: int, stop: threading.Event) -> None:
     connection.close()
 
 
-def run_serve(data: Path, epochs: int, work: Path, client: str) -> float:
+def run_serve(data: Path, epochs: int, work: Path, client: str, env: dict | None = None,
+              keep_model: list | None = None) -> float:
+    """The run's epoch seconds; ``env``: the server's environment; ``keep_model``: a list that receives the
+    trained model's bytes (GET /api/train/model)."""
     process = subprocess.Popen([sys.executable, "-m", "bptrain", "serve", "--data", str(data), "--port", "0",
                                 "--out-dir", str(work), "--epochs", str(epochs), "--batch-size", "32"],
                                stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
-                               env={**os.environ, "PYTHONUNBUFFERED": "1"})
+                               env={**(os.environ if env is None else env), "PYTHONUNBUFFERED": "1"})
     driver = profile = None
     stop = threading.Event()
     try:
@@ -99,6 +102,11 @@ def run_serve(data: Path, epochs: int, work: Path, client: str) -> float:
             if state.get("status") not in ("idle", "running", "paused"):
                 break
         assert state["status"] == "finished", state
+        if keep_model is not None:
+            connection = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
+            connection.request("GET", "/api/train/model")
+            keep_model.append(connection.getresponse().read())
+            connection.close()
         return sum(record["seconds"] for record in state["epochs"])
     finally:
         stop.set()

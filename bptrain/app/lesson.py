@@ -108,15 +108,16 @@ def _forward_step(net: MLP, run: dict, doc: dict, l: int) -> dict:
         products = a_prev * W[:, j]
         units.append({"j": j, "terms": _terms(products, a_prev, W[:, j], "i", "a", "w"),
                       "sum": _float(products.sum()), "b": _float(b[j]), "z": _float(z[j]), "a": _float(a[j])})
-    source = "pixel" if l == 1 else f"unit of layer {l - 1}"
+    source, sources = ("pixel", "pixels") if l == 1 else (f"unit of layer {l - 1}", f"units of layer {l - 1}")
     return _step(
         "forward", f"Layer {l} forward" + ("" if hidden else " (the output layer)"),
         f"Z_{l} = A_{l - 1} W_{l} + b_{l},   A_{l} = {f_name}(Z_{l})",
         f"(1 × {n_in}) ({n_in} × {n_out}) + (1 × {n_out}) = (1 × {n_out})",
         f"One matrix product does the whole layer: unit j's sum z_j = Σ_i a_i w_ij + b_j takes every {source} "
-        f"a_i, weighs it by the column j of W_{l}, and adds the bias; then {what}. Hover a unit to see its "
-        f"largest terms a_i w_ij and the {source}s they come from. With a batch, A_{l - 1} has B rows and the same "
-        f"product computes every digit's sums at once.",
+        f"a_i, weighs it by the column j of W_{l}, and adds the bias; then {what}. A few terms a_i w_ij "
+        f"outweigh the rest: they are written out for one unit (on the page, hover any unit to see its own and "
+        f"the {sources} they come from). With a batch, A_{l - 1} has B rows and the same product computes every "
+        f"digit's sums at once.",
         layer=l, units=units,
         z_top=layer["Z"]["top"], a_top=layer["A"]["top"],
     )
@@ -142,7 +143,7 @@ def _cost_step(net: MLP, doc: dict, label: int) -> dict:
                  f"{prediction}.")
     question = {"ask": "Before you look: which class will the network answer?",
                 "choices": [str(c) for c in range(classes)], "answer": int(prediction),
-                "why": f"the largest output is class {prediction} ({100 * probabilities[prediction]:.2f}%)."}
+                "why": f"The largest output is class {prediction} ({100 * probabilities[prediction]:.2f}%)."}
     return _step("cost", "The output and the cost", formula, f"A_{L}, Y: (1 × {classes});  C: a number", prose,
                  question=question, probabilities=probabilities, target=int(label), prediction=int(prediction),
                  cost=doc["loss"])
@@ -195,15 +196,16 @@ def _backward_step(net: MLP, run: dict, doc: dict, l: int) -> dict:
                    f"∂C/∂b_{l} = Δ_{l}")
         start = (f"The error flows back through the same weights that carried the signal forward: unit j's share "
                  f"of the blame is Σ_k w_jk δ_k, the errors of layer {l + 1} weighed by the weights that leave j, "
-                 f"times the slope of its own {UNIT_NAMES[net.activation]} at its sum, f'(z_j). Hover a unit to "
-                 f"see which downstream errors and weights make up its δ.")
+                 f"times the slope of its own {UNIT_NAMES[net.activation]} at its sum, f'(z_j). One unit's δ is "
+                 f"written out below (on the page, hover any unit to see which downstream errors and weights "
+                 f"make up its δ).")
         question = None
         if l == 1:
             norms = [float(np.linalg.norm(g)) for g in grads.weights]
             smallest = int(np.argmin(norms)) + 1
             question = {"ask": "Which layer's weight gradients ∂C/∂W_l are smallest (by their norm)?",
                         "choices": [f"layer {k}" for k in range(1, L + 1)], "answer": smallest - 1,
-                        "why": "the norms are " + ", ".join(f"‖∂C/∂W_{k}‖ = {n:.3g}" for k, n in
+                        "why": "The norms are " + ", ".join(f"‖∂C/∂W_{k}‖ = {n:.3g}" for k, n in
                                                             enumerate(norms, start=1)) + "."}
     if l == L:
         formula += f",   ∂C/∂W_{L} = A_{L - 1}ᵀ Δ_{L},   ∂C/∂b_{L} = Δ_{L}"

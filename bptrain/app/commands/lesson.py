@@ -17,7 +17,7 @@ from .text import digit_picture, number, percent
 
 WIDTH = 100
 #: Share of the largest |∂C/∂A_0| from which a pixel is marked in the input-gradient picture.
-MARKED = 0.25
+MARKED = 0.35
 
 
 class Ended(Exception):
@@ -66,10 +66,14 @@ def _header(say, step: dict, total: int) -> None:
     say(f"  {step['formula']}")
     say(f"  shapes: {step['shapes']}")
     say("")
-    for line in textwrap.wrap(step["prose"], WIDTH - 2):
-        say(f"  {line}")
+    _paragraph(say, step["prose"])
     say(f"  computed by {step['core']}")
     say("")
+
+
+def _paragraph(say, text: str) -> None:
+    for line in textwrap.wrap(text, WIDTH - 2):
+        say(f"  {line}")
 
 
 def _ask(say, read_line, question: dict) -> None:
@@ -78,12 +82,10 @@ def _ask(say, read_line, question: dict) -> None:
     say("  " + "   ".join(f"{n}) {text}" for n, text in enumerate(choices, start=1)))
     while True:
         answer = _read(read_line, say, f"  your answer (1-{len(choices)}; Enter skips):")
-        if answer == "":
-            say(f"  Skipped. The answer: {choices[question['answer']]}: {question['why']}")
-            break
-        if answer.isascii() and answer.isdigit() and 1 <= int(answer) <= len(choices):
-            right = int(answer) - 1 == question["answer"]
-            say(f"  {'Right' if right else 'Not quite'}: {choices[question['answer']]}. {question['why']}")
+        if answer == "" or (answer.isascii() and answer.isdigit() and 1 <= int(answer) <= len(choices)):
+            verdict = "Skipped" if answer == "" else ("Right" if int(answer) - 1 == question["answer"] else
+                                                      "Not quite")
+            _paragraph(say, f"{verdict}: the answer is {choices[question['answer']]}. {question['why']}")
             break
         say(f"  {answer[:20]!r} is not one of 1-{len(choices)}.")
     say("")
@@ -109,11 +111,15 @@ def _forward(say, step, document, **_) -> None:
     say(f"  largest a: " + "  ".join(f"j={t['index'][-1]} {number(t['value'])}" for t in step["a_top"]))
     unit = units[step["a_top"][0]["index"][-1]]
     source = "pixel" if l == 1 else "unit"
-    say(f"  unit {unit['j']} worked out (the page shows any unit you hover):")
-    terms = " + ".join(f"a_{t['i']} w_{t['i']},{unit['j']} ({number(t['a'])} × {number(t['w'])})" for t in unit["terms"])
-    say(f"    z_{unit['j']} = Σ_i a_i w_i,{unit['j']} + b_{unit['j']} = {terms} + … (the other {source}s)")
-    say(f"         = {number(unit['sum'])} (all {source}s) + {number(unit['b'])} (b) = {number(unit['z'])};   "
-        f"a_{unit['j']} = {number(unit['a'])}")
+    j = unit["j"]
+    say(f"  unit {j} (the most active), worked out: z_{j} = Σ_i a_i w_i,{j} + b_{j}; its largest terms:")
+    for t in unit["terms"]:
+        where = f" (row {t['i'] // step_side(document)}, column {t['i'] % step_side(document)})" if (
+            l == 1 and step_side(document)) else ""
+        say(f"    a_{t['i']} w_{t['i']},{j} = {number(t['a'])} × {number(t['w'])} = {number(t['product'])}"
+            f"   {source} {t['i']}{where}")
+    say(f"    Σ_i a_i w_i,{j} over all {source}s = {number(unit['sum'])};  + b_{j} {number(unit['b'])}  = "
+        f"z_{j} = {number(unit['z'])};   a_{j} = {number(unit['a'])}")
 
 
 def _cost(say, step, document, **_) -> None:
@@ -134,9 +140,11 @@ def _backward(say, step, document, **_) -> None:
     unit = units[step["delta_top"][0]["index"][-1]]
     j = unit["j"]
     if "terms" in unit:
-        terms = " + ".join(f"w_{j},{t['k']} δ_{t['k']} ({number(t['w'])} × {number(t['delta'])})" for t in unit["terms"])
-        say(f"  unit {j} worked out: Σ_k w_{j},k δ_k = {terms} + … = {number(unit['sum'])}")
-        say(f"    δ_{j} = {number(unit['sum'])} × f'(z_{j}) {number(unit['f_prime'])} = {number(unit['delta'])}")
+        say(f"  unit {j} (the largest |δ|), worked out: δ_{j} = (Σ_k w_{j},k δ_k) f'(z_{j}); the sum's largest terms:")
+        for t in unit["terms"]:
+            say(f"    w_{j},{t['k']} δ_{t['k']} = {number(t['w'])} × {number(t['delta'])} = {number(t['product'])}")
+        say(f"    Σ_k w_{j},k δ_k = {number(unit['sum'])};  × f'(z_{j}) {number(unit['f_prime'])}  = "
+            f"δ_{j} = {number(unit['delta'])}")
     elif "f_prime" in unit:
         say(f"  unit {j} worked out: δ_{j} = (a_{j} − y_{j}) a_{j} (1 − a_{j}) = ({number(unit['a'])} − "
             f"{number(unit['y'])}) × {number(unit['f_prime'])} = {number(unit['delta'])}")
@@ -191,13 +199,20 @@ def _input_gradient(say, step, document, **_) -> None:
             for n in range(row * side, (row + 1) * side):
                 cells.append(("++" if gradient[n] < 0 else "--") if strong[n] else (".." if ink[n] > 0.3 else "  "))
             say("  |" + "".join(cells) + "|")
-    say("  largest |∂C/∂a_i|: " + "  ".join(f"pixel {t['index']} {number(t['value'])}" for t in
-                                              step["input_gradient_top"]))
+    side = step_side(document)
+    say("  largest |∂C/∂a_i|: " + "  ".join(
+        f"pixel {t['index']}" + (f" (row {t['index'] // side}, col {t['index'] % side})" if side else "")
+        + f" {number(t['value'])}" for t in step["input_gradient_top"][:3]))
     update = step["update"]
     target = document["label"]
     say(f"  one step of η = {update['lr']:g} on a copy: C {number(update['loss_before'])} → "
         f"{number(update['loss_after'])};  p({target}) {percent(update['p_label_before'])} → "
         f"{percent(update['p_label_after'])};  the network answers {update['prediction_after']}")
+
+
+def step_side(document: dict) -> int | None:
+    """The input picture's side, when the input is a square picture."""
+    return document["steps"][0].get("side")
 
 
 SHOW = {"input": _input, "forward": _forward, "cost": _cost, "backward": _backward, "check": _check,

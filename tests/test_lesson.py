@@ -184,8 +184,8 @@ def test_terminal_lesson_walks_every_step_with_piped_input(loss, tmp_path, squar
     assert f"p = {100 * p:.2f}%" in out
     z_top = doc["layers"][0]["Z"]["top"][0]["value"]
     assert f"{z_top + 0.0:.4g}" in out                            # layer 1's largest sum
-    assert ("Right:" in out) or ("Not quite:" in out)            # the answered question
-    assert out.count("Skipped. The answer:") == 2                  # the skipped ones are still answered
+    assert ("Right: the answer is" in out) or ("Not quite: the answer is" in out)  # the answered question
+    assert out.count("Skipped: the answer is") == 2                # the skipped ones are still answered
     measured = float(re.search(r"measured .*= (\S+)", out).group(1))
     predicted = float(re.search(r"predicted .*= (\S+)", out).group(1))
     assert measured == pytest.approx(predicted, rel=1e-3)

@@ -9,6 +9,9 @@ Every round runs, under the same load and in alternating order, two processes of
 - policy: as a user runs it (bptrain.fast.threads decides, group by group);
 - forced: with ``OPENBLAS_NUM_THREADS=1`` (for the page: the server's).
 
+With ``--torch-python``, PyTorch's default epoch (``compare_pytorch.py``, the middle of 3, with shifts) is
+the reference: its default two threads against ``torch.set_num_threads(1)``.
+
 The time is the epoch's seconds in the history file (no process start or data loading). Prints, per
 load and run, the median seconds of each, the median and range of the per-round ratios policy/forced,
 and whether the two saved models were byte-identical in every round (the numbers may not depend on
@@ -33,6 +36,7 @@ RUNS = {  # name -> bptrain train arguments
     "default": ["--epochs", "1"],
     "1000-500 distorted": ["--config", str(HERE.parent / "configs" / "ciresan-1000-500.toml"), "--epochs", "1"],
     "page": None,  # bptrain serve, trained from its page in headless Chromium (live_overhead.run_serve)
+    "pytorch": None,  # the reference: compare_pytorch.py's default epoch on 2 threads against 1 (--torch-python)
 }
 PAGE_EPOCHS = 2
 
@@ -70,6 +74,13 @@ def page_epochs(data: str, work: Path, env: dict) -> tuple[float, bytes]:
     return seconds, kept[0]
 
 
+def torch_epoch(python: str, idx: str, threads: int) -> tuple[float, bytes]:
+    """(PyTorch's default epoch with shifts, the middle of 3, on ``threads`` threads; no model to compare)."""
+    out = subprocess.run([python, str(HERE / "compare_pytorch.py"), "--settings", "default", "--augment", "1",
+                          "--threads", str(threads), "--data", idx], check=True, capture_output=True, text=True)
+    return float(out.stdout.split()[1]), b""
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", required=True)
@@ -77,7 +88,13 @@ def main():
     parser.add_argument("--big-rounds", type=int, default=3, help="rounds of the 1000-500 distorted run")
     parser.add_argument("--loads", default="0,1,2", help="busy processes, comma-separated")
     parser.add_argument("--runs", default=",".join(RUNS), help="which runs, comma-separated")
+    parser.add_argument("--torch-python", default=None, help="a Python with torch, for the pytorch run")
+    parser.add_argument("--idx", default=None, help="the folder of the IDX files, for the pytorch run "
+                                                    "(default: idx/ beside --data)")
     args = parser.parse_args()
+    if args.torch_python is None:
+        args.runs = ",".join(name for name in args.runs.split(",") if name != "pytorch")
+    idx = args.idx or str(Path(args.data).parent / "idx")
     policy_env = {k: v for k, v in os.environ.items()
                   if k not in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "BPTRAIN_BLAS_THREADS")}
     forced_env = {**policy_env, "OPENBLAS_NUM_THREADS": "1"}
@@ -95,7 +112,10 @@ def main():
                         models = {}
                         for kind in order:
                             env = policy_env if kind == "policy" else forced_env
-                            if RUNS[name] is None:
+                            if name == "pytorch":  # its own thread count: 2 as it starts, or 1
+                                seconds, models[kind] = torch_epoch(args.torch_python, idx,
+                                                                    2 if kind == "policy" else 1)
+                            elif name == "page":
                                 seconds, models[kind] = page_epochs(args.data, Path(work), env)
                             else:
                                 seconds, models[kind] = train_epoch(RUNS[name], args.data, Path(work) / f"{kind}.npy",
@@ -114,7 +134,7 @@ def main():
     print("| --- | --- | --- | --- | --- | --- |")
     for load, name, p, f, ratio, low, high, same in rows:
         print(f"| {load} | {name} | {p:.2f} | {f:.2f} | {ratio:.2f}x ({low:.2f}-{high:.2f}) | "
-              f"{'yes' if same else 'NO'} |")
+              f"{'n/a' if name == 'pytorch' else 'yes' if same else 'NO'} |")
 
 
 if __name__ == "__main__":

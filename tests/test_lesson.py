@@ -136,7 +136,7 @@ def test_questions_have_the_right_answers(model_of, square_blobs):
     x, y = square_blobs[2]
     doc = lesson(model_of, x[3], int(y[3]), lr=0.1)
     by_id = {step["id"]: step for step in doc["steps"]}
-    cost_q = by_id["cost"]["question"]
+    cost_q = by_id["forward-3"]["question"]
     assert cost_q["choices"][cost_q["answer"]] == str(doc["explain"]["output"]["predictions"][0])
     error_q = by_id["backward-3"]["question"]
     signs = [u["delta"] > 0 for u in by_id["backward-3"]["units"]]
@@ -170,7 +170,7 @@ def test_terminal_lesson_walks_every_step_with_piped_input(loss, tmp_path, squar
     model = save_model(trained(loss, square_blobs), tmp_path / f"{loss}.npy", {})
     original = model.read_bytes()
     # Enter through every step, answer the first question rightly-or-not with "1", skip the others
-    result = run_lesson(model, square_data, "\n" * 4 + "1\n" + "\n" * 40)
+    result = run_lesson(model, square_data, "\n" * 3 + "1\n" + "\n" * 40)
     assert result.returncode == 0, result.stderr
     out = result.stdout
     titles = re.findall(r"── Step (\d+) of (\d+) · ([^─]+)", out)

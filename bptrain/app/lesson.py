@@ -108,6 +108,13 @@ def _forward_step(net: MLP, run: dict, doc: dict, l: int) -> dict:
         products = a_prev * W[:, j]
         units.append({"j": j, "terms": _terms(products, a_prev, W[:, j], "i", "a", "w"),
                       "sum": _float(products.sum()), "b": _float(b[j]), "z": _float(z[j]), "a": _float(a[j])})
+    question = None
+    if not hidden:  # asked before the output layer's numbers are shown
+        prediction = int(np.argmax(doc["output"]["probabilities"]["values"][0]))
+        question = {"ask": "Before you look: which class will the network answer?",
+                    "choices": [str(c) for c in range(n_out)], "answer": prediction,
+                    "why": f"The largest output is class {prediction} "
+                           f"({100 * doc['output']['probabilities']['values'][0][prediction]:.2f}%)."}
     source, sources = ("pixel", "pixels") if l == 1 else (f"unit of layer {l - 1}", f"units of layer {l - 1}")
     return _step(
         "forward", f"Layer {l} forward" + ("" if hidden else " (the output layer)"),
@@ -118,7 +125,7 @@ def _forward_step(net: MLP, run: dict, doc: dict, l: int) -> dict:
         f"outweigh the rest: they are written out for one unit (on the page, hover any unit to see its own and "
         f"the {sources} they come from). With a batch, A_{l - 1} has B rows and the same product computes every "
         f"digit's sums at once.",
-        layer=l, units=units,
+        layer=l, question=question, units=units,
         z_top=layer["Z"]["top"], a_top=layer["A"]["top"],
     )
 
@@ -133,19 +140,16 @@ def _cost_step(net: MLP, doc: dict, label: int) -> dict:
         formula = f"C = −log A_{L}[{label}]  (cross-entropy: Y is one-hot({label}))"
         prose = (f"The output layer's softmax gives one probability per class. The target Y is the one-hot row of "
                  f"the class we want, {label}. Cross-entropy charges −log of the probability given to that class: "
-                 f"near 0 when the network is sure and right, large when it gives the target little. The network "
-                 f"would answer {prediction}.")
+                 f"near 0 when the network is sure and right, large when it gives the target little. Its answer "
+                 f"is the class with the largest probability.")
     else:
         formula = f"C = ½ ‖A_{L} − Y‖²  (the quadratic cost: Y is one-hot({label}))"
         prose = (f"The output layer's sigmoids give one number in (0, 1) per class (divided by their sum, they "
                  f"read as probabilities). The target Y is the one-hot row of the class we want, {label}. The "
-                 f"quadratic cost is half the squared distance between A_{L} and Y. The network would answer "
-                 f"{prediction}.")
-    question = {"ask": "Before you look: which class will the network answer?",
-                "choices": [str(c) for c in range(classes)], "answer": int(prediction),
-                "why": f"The largest output is class {prediction} ({100 * probabilities[prediction]:.2f}%)."}
+                 f"quadratic cost is half the squared distance between A_{L} and Y. Its answer is the class with the "
+                 f"largest output.")
     return _step("cost", "The output and the cost", formula, f"A_{L}, Y: (1 × {classes});  C: a number", prose,
-                 question=question, probabilities=probabilities, target=int(label), prediction=int(prediction),
+                 probabilities=probabilities, target=int(label), prediction=int(prediction),
                  cost=doc["loss"])
 
 
@@ -166,12 +170,12 @@ def _backward_step(net: MLP, run: dict, doc: dict, l: int) -> dict:
         if net.loss == "ce":
             formula = f"Δ_{L} = A_{L} − Y   (B = 1)"
             start = ("Backpropagation starts at the output. For softmax with cross-entropy the error of the sums is "
-                     "simply the output minus the target: positive for every class the network gave too much, "
-                     "negative for the target (it got too little).")
+                     "simply the output minus the target: the distance each output unit must still move, with its "
+                     "sign saying which way.")
         else:
             formula = f"Δ_{L} = (A_{L} − Y) ⊙ A_{L} ⊙ (1 − A_{L})   (B = 1)"
             start = ("Backpropagation starts at the output. For sigmoid outputs and the quadratic cost, each unit's "
-                     "error is how far it is from its target, times the sigmoid's slope there, a_j (1 − a_j): a "
+                     "error is how far it is from its target (with its sign), times the sigmoid's slope there, a_j (1 − a_j): a "
                      "saturated unit (near 0 or 1) learns slowly even when it is wrong.")
         positive = [u["j"] for u in units if (u["delta"] or 0) > 0]
         answer = 1 if positive == [j for j in range(n_out) if j != doc["labels"][0]] else (

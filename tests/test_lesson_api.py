@@ -173,3 +173,17 @@ def test_a_lesson_during_a_run_leaves_its_weights_alone(tmp_path):
             np.testing.assert_array_equal(now, then)
         assert call(port, "POST", "/api/train/control", {"action": "resume"})[1]["status"] == "running"
         call(port, "POST", "/api/train/control", {"action": "stop"})
+
+
+def test_a_quadratic_cost_model_gets_its_own_output_error_and_a_check_that_agrees(data):
+    net = MLP((784, 10, 10), loss="mse", activation="tanh", seed=1)
+    with running(net, None, data) as port:
+        answer = lesson_of(port, {"split": "validation", "index": 5, "weight": [1, 200, 3]})
+    output = next(s for s in answer["steps"] if s["id"] == "backward-2")
+    assert output["formula"].startswith("Δ_2 = (A_2 − Y) ⊙ A_2 ⊙ (1 − A_2)")
+    for unit in output["units"]:
+        assert unit["delta"] == pytest.approx((unit["a"] - unit["y"]) * unit["f_prime"], rel=1e-12)
+    check = answer["check"]
+    assert check["predicted"] != 0
+    assert check["weight"] == [1, 200, 3] and check["measured"] == pytest.approx(check["predicted"], rel=1e-4, abs=1e-12)
+    assert answer["steps"][-1]["update"]["lr_source"] == "sgd's default; the model file records none"

@@ -86,6 +86,7 @@ function open(newSource, stepNumber, label = null) {
   if (view.hidden) opener = document.activeElement;
   view.hidden = false;
   document.body.classList.add("lesson-open");
+  $("lesson-title").focus();                // the keys now act in the lesson, not on the page behind it
   if (!source) {
     showMessage("There is no digit yet: draw one on the pad (or pick one of the data set's), then press " +
       "“Walk through it step by step” in the Backprop panel. A link can also name a data-set digit: " +

@@ -16,12 +16,14 @@ from ...core.errors import BptrainError
 from ...core.network import MLP
 from ..explain import MAX_LR, MAX_STEPS
 from ..images import INK_CHOICES
+from ..lesson import MAX_EPSILON
+from .digits import SPLITS
 
 #: Largest drawing accepted as a pixel array (per side): the page sends 140 x 140.
 MAX_PIXEL_SIDE = 1024
 #: The JSON fields of an explain request that name its input (the others: :data:`REQUEST_FIELDS`);
 #: "ink" goes with a drawing, as in /api/predict, so the page can send the same body to both.
-EXPLAIN_INPUT_FIELDS = ("pixels", "width", "height", "ink", "input", "test_index")
+EXPLAIN_INPUT_FIELDS = ("pixels", "width", "height", "ink", "input", "test_index", "split", "index")
 
 
 def json_safe(value):
@@ -91,24 +93,32 @@ def drawing(document: dict) -> tuple[np.ndarray, str]:
 
 def explain_input(document: dict, predictor):
     """(x, source, true label) of an explain request's JSON: a drawing (as /api/predict takes it),
-    "input" (the model's input, n_0 numbers in [0, 1]) or "test_index" (needs a data set)."""
-    given = [key for key in ("pixels", "input", "test_index") if key in document]
+    "input" (the model's input, n_0 numbers in [0, 1]), or a digit of the data set: "index" with
+    "split" (validation or test; test if not given), or "test_index" (the same as split test)."""
+    given = [key for key in ("pixels", "input", "test_index", "index") if key in document]
     if len(given) != 1:
         raise BptrainError('give one input: "pixels" (with "width" and "height", a drawing), '
-                           '"input" (the model\'s input) or "test_index"')
+                           '"input" (the model\'s input), "index" (with "split") or "test_index"')
+    if "split" in document and given != ["index"]:
+        raise BptrainError('"split" goes with "index" (a digit of the data set)', field="split")
     if given == ["pixels"]:
         return predictor.input_from_drawing(*drawing(document)), {"kind": "drawing"}, None
     if given == ["input"]:
         return input_from_values(document["input"], predictor.model.sizes[0]), {"kind": "input"}, None
+    name = given[0]
+    split = document.get("split", "test") if name == "index" else "test"
+    if split not in SPLITS:
+        raise BptrainError(f'"split" must be one of {", ".join(SPLITS)}', field="split")
     dataset = predictor.dataset
     if dataset is None:
-        raise BptrainError('"test_index" needs a data set, and this server has none; send a drawing, '
-                           'an image or "input"')
-    x, y = dataset.test
-    index = document["test_index"]
+        raise BptrainError(f'"{name}" needs a data set, and this server has none; send a drawing, '
+                           'an image or "input"', field=name)
+    x, y = dataset.split(split)
+    index = document[name]
     if not isinstance(index, int) or isinstance(index, bool) or not 0 <= index < len(x):
-        raise BptrainError(f'"test_index" must be an integer from 0 to {len(x) - 1}')
-    return x[index], {"kind": "dataset", "split": "test", "index": index}, [int(y[index])]
+        raise BptrainError(f'"{name}" must be an integer from 0 to {len(x) - 1}'
+                           + (f" (the {split} split's digits)" if name == "index" else ""), field=name)
+    return x[index], {"kind": "dataset", "split": split, "index": index}, [int(y[index])]
 
 
 #: The fields of a POST /api/explain request besides its input.
@@ -144,12 +154,48 @@ def request_options(fields: dict, model: MLP) -> dict:
     return {"label": label, "steps": steps, "lr": None if lr is None else float(lr), "unit": unit}
 
 
+#: The fields of a POST /api/lesson request besides its input.
+LESSON_FIELDS = ("label", "lr", "weight", "epsilon")
+
+
+def lesson_options(fields: dict, model: MLP) -> dict:
+    """Validated {"label", "lr", "weight", "epsilon"} of a lesson request (JSON values, or query strings for
+    an uploaded image): the target class, the η of the update step, the weight [l, i, j] the gradient
+    check nudges and its nudge ε (None: the defaults). Raises BptrainError with one line naming the field."""
+    unknown = sorted(set(fields) - set(LESSON_FIELDS))
+    if unknown:
+        raise BptrainError(f'unknown field "{unknown[0][:40]}"; /api/lesson takes an input and '
+                           + ", ".join(f'"{name}"' for name in LESSON_FIELDS), field=unknown[0][:40])
+    classes, L = model.sizes[-1], model.n_layers
+    label = fields.get("label")
+    if label is not None and not _is_int(label, 0, classes - 1):
+        raise BptrainError(f'"label" must be a class, an integer from 0 to {classes - 1}, or null', field="label")
+    lr = fields.get("lr")
+    if lr is not None and not _is_number(lr, MAX_LR):
+        raise BptrainError(f'"lr" must be a number above 0 and at most {MAX_LR:g}, or null', field="lr")
+    weight = fields.get("weight")
+    if weight is not None:
+        if not (isinstance(weight, list) and len(weight) == 3 and _is_int(weight[0], 1, L)
+                and _is_int(weight[1], 0, model.sizes[weight[0] - 1] - 1)
+                and _is_int(weight[2], 0, model.sizes[weight[0]] - 1)):
+            raise BptrainError(f'"weight" must be [layer, i, j] with layer 1..{L}, i a unit of the layer before '
+                               f"(or a pixel) and j a unit of that layer, or null", field="weight")
+        weight = tuple(weight)
+    epsilon = fields.get("epsilon")
+    if epsilon is not None and not _is_number(epsilon, MAX_EPSILON):
+        raise BptrainError(f'"epsilon" must be a number above 0 and at most {MAX_EPSILON:g}, or null',
+                           field="epsilon")
+    return {"label": label, "lr": None if lr is None else float(lr), "weight": weight,
+            "epsilon": None if epsilon is None else float(epsilon)}
+
+
 def query_fields(path: str) -> dict:
     """The request fields of an image upload, from its query string: ?label=K&steps=S&lr=η&unit=L,J
+    (a lesson's: ?label=K&lr=η&weight=L,I,J&epsilon=ε)
     (typed as JSON would type them, so :func:`request_options` checks both alike)."""
     fields = {}
     for name, text in parse_qsl(urlsplit(path).query, keep_blank_values=True):
-        if name == "unit":
+        if name in ("unit", "weight"):
             value = [_number(part) for part in text.split(",")]
         elif text in ("", "null"):
             value = None
@@ -187,6 +233,12 @@ def digit_query(query: str, route: str) -> dict:
 
 def _is_int(value, low: int, high: int) -> bool:
     return isinstance(value, int) and not isinstance(value, bool) and low <= value <= high
+
+
+def _is_number(value, high: float) -> bool:
+    """A JSON number above 0 and at most ``high``."""
+    return (isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+            and 0 < value <= high)
 
 
 def _number(text: str):

@@ -15,8 +15,11 @@ gets a status code and a one-line JSON error, and the server goes on serving.
     POST /api/predict           a drawing (JSON grayscale pixels) or an image file (raw body, image/*;
                                 ?ink=dark|light to say which side the ink is on, as "ink" does in the JSON)
                                 -> prediction, probabilities, the preprocessed input, hidden activations
-    POST /api/explain           the same inputs (or a model input, or a test digit) with a target label
-                                -> the forward and backward pass with the numbers (bptrain.app.explain)
+    POST /api/explain           the same inputs (or a model input, or a data-set digit: "index" and "split")
+                                with a target label -> the forward and backward pass with the numbers
+                                (bptrain.app.explain)
+    POST /api/lesson            the same inputs, with "label", "lr", "weight": [l, i, j], "epsilon" -> the
+                                lesson's steps (bptrain.app.lesson; docs/lesson.md)
 
 With training on (:mod:`.session`; docs/live.md has every field):
 
@@ -80,6 +83,7 @@ STATIC_FILES = {
     "/backprop.js": ("backprop.js", "text/javascript; charset=utf-8"),
     "/digits.js": ("digits.js", "text/javascript; charset=utf-8"),
     "/util.js": ("util.js", "text/javascript; charset=utf-8"),
+    "/lesson.js": ("lesson.js", "text/javascript; charset=utf-8"),
 }
 EVENT_STREAM_TYPE = "text/event-stream"
 
@@ -137,6 +141,7 @@ class Handler(http.server.BaseHTTPRequestHandler):
         "/api/model": {"GET": "model_info"},
         "/api/predict": {"POST": "predict"},
         "/api/explain": {"POST": "explain"},
+        "/api/lesson": {"POST": "lesson"},
         **{path: {"GET": "digits"} for path in ("/api/digits", "/api/digits/cell", "/api/digits/random",
                                                  "/api/digits/confusion")},
     }
@@ -252,13 +257,27 @@ class Handler(http.server.BaseHTTPRequestHandler):
         self._send_json(result)
 
     def route_explain(self):
-        """A drawing, a model input or a test digit as JSON (with "label", "steps", "lr", "unit"), or an
+        """A drawing, a model input or a data-set digit as JSON (with "label", "steps", "lr", "unit"), or an
         image file as the raw body (the same fields in the query string: ?label=3&steps=1&unit=1,17, and
         ?ink=dark|light as for /api/predict)."""
+        predictor, x, source, true_labels, fields = self._explained_input()
+        options = api.request_options(fields, predictor.model)
+        self._send_json(predictor.explain(x, options, source, true_labels))
+
+    def route_lesson(self):
+        """The lesson's steps for the same inputs as /api/explain, with "label", "lr", "weight" and "epsilon"
+        (for an image file, in the query string: ?label=3&weight=1,400,7&epsilon=0.001)."""
+        predictor, x, source, true_labels, fields = self._explained_input()
+        options = api.lesson_options(fields, predictor.model)
+        true_label = None if true_labels is None else true_labels[0]
+        self._send_json(predictor.lesson(x, options, source, true_label))
+
+    def _explained_input(self):
+        """(predictor, x, source, true labels, the other fields) of an explain or lesson request."""
         body = self._read_body()
         content_type = self.headers.get("Content-Type", "").split(";", 1)[0].strip().lower()
         if content_type == JSON_TYPE:
-            fields = api.json_object(body, '{"pixels": [...], "width": W, "height": H, "label": K, "steps": S}')
+            fields = api.json_object(body, '{"pixels": [...], "width": W, "height": H, "label": K, ...}')
             predictor = self._predictor_for(fields.pop("snapshot", self._query_value("snapshot")))
             x, source, true_labels = api.explain_input(fields, predictor)
             fields = {k: v for k, v in fields.items() if k not in api.EXPLAIN_INPUT_FIELDS}
@@ -268,10 +287,9 @@ class Handler(http.server.BaseHTTPRequestHandler):
             ink = api.ink_choice(fields.pop("ink", "auto"))
             x, source, true_labels = predictor.input_from_image(body, ink), {"kind": "image"}, None
         else:
-            raise RequestError(415, "send application/json (a drawing, an input or a test index) or an image file "
-                                    "(image/png, image/jpeg, ...)")
-        options = api.request_options(fields, predictor.model)
-        self._send_json(predictor.explain(x, options, source, true_labels))
+            raise RequestError(415, "send application/json (a drawing, an input or a data-set digit) or an image "
+                                    "file (image/png, image/jpeg, ...)")
+        return predictor, x, source, true_labels, fields
 
     def _predictor_for(self, snapshot) -> Predictor:
         if snapshot is not None:

@@ -17,6 +17,7 @@ from ...core.errors import BptrainError
 from ...core.network import MLP
 from .. import explain as explaining
 from .. import images
+from .. import lesson as lessons
 
 #: /api/explain answers with every unit's numbers up to this many units (Σ n_l), summaries beyond:
 #: about 200 bytes per unit, so the answer stays well under the server's largest body.
@@ -111,6 +112,21 @@ class Predictor:
         return explaining.explain(self.model, batch, labels, lr=lr, lr_source=lr_source, label_rule=rule,
                                   true_labels=true_labels, source=source, steps=options["steps"], arrays=arrays,
                                   unit=options["unit"])
+
+    def lesson(self, x: np.ndarray, options: dict, source: dict, true_label: int | None = None) -> dict:
+        """:func:`bptrain.app.lesson.lesson` of one input with a lesson request's checked ``options``
+        (:func:`.api.lesson_options`): target (default: the true label of a data-set digit, else the
+        network's answer), η, the weight to nudge and ε. Works on float64 copies: the model is not touched."""
+        if sum(self.model.sizes) > MAX_EXPLAINED_UNITS:
+            raise BptrainError(f"this network has {sum(self.model.sizes):,} units; the lesson shows every one, "
+                               f"so it takes networks of at most {MAX_EXPLAINED_UNITS:,}")
+        batch = np.asarray(x, np.float64).reshape(1, -1)
+        true_labels = None if true_label is None else [true_label]
+        labels, rule = explaining.choose_labels(self.model, batch, true_labels, options["label"])
+        lr, lr_source = explaining.model_lr(self.meta) if options["lr"] is None else (options["lr"], "given")
+        epsilon = lessons.EPSILON if options["epsilon"] is None else options["epsilon"]
+        return lessons.lesson(self.model, batch, int(labels[0]), lr=lr, lr_source=lr_source, label_rule=rule,
+                              true_label=true_label, source=source, weight=options["weight"], epsilon=epsilon)
 
 
 def _rounded(values: np.ndarray, digits: int) -> list[float]:

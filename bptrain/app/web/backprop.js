@@ -51,6 +51,8 @@ function build() {
       el("label", {}, "Target label ", select),
       el("button", { id: "backprop-step", type: "button", textContent: "Take one step", disabled: true }),
       el("button", { id: "backprop-reset", type: "button", textContent: "Reset", disabled: true }),
+      el("button", { id: "lesson-open", type: "button", textContent: "Walk through it step by step", disabled: true,
+                     title: "The lesson: this digit's forward and backward pass, one step at a time (lesson.js)" }),
       el("span", { className: "bp-muted" }, el("span", { id: "backprop-steps", textContent: "0" }),
         el("span", { id: "backprop-steps-word", textContent: " steps taken" })),
       el("label", { className: "bp-lr" }, "step size η ",

@@ -221,8 +221,8 @@ def walk(driver, steps: list[dict], cli: dict, first: int, hash_tail: str) -> No
         on_step(driver, n)
         assert driver.execute_script("return location.hash") == f"#lesson/{n}{hash_tail}"
         step = steps[n - 1]
-        if step["question"]:
-            answer_question(driver, step, next(ways))
+        if step["question"] and driver.find_element("id", "lesson").get_attribute("data-question") == "open":
+            answer_question(driver, step, next(ways))   # (one answered before stays answered)
         check_step(driver, step, cli, n, len(steps))
         if n < len(steps):
             if n % 2:
@@ -245,6 +245,8 @@ def test_a_validation_digit_by_url_every_step_as_explain_prints_it(browser, less
     assert page.find_element("id", "lesson").is_displayed()
     assert text(page, "lesson-digit-info").startswith(f"Digit {DIGIT} of the validation split (a {cli['labels'][0]}); "
                                                       f"target {cli['labels'][0]} (its true label)")
+    assert steps[3]["question"]                         # the output layer asks before it shows its numbers
+    answer_question(page, steps[3], "wrong")
     check_step(page, steps[3], cli, 4, len(steps))
     for n in (3, 2, 1):                                 # back to the start: ArrowLeft, then the button
         if n == 2:

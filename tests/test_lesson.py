@@ -224,3 +224,19 @@ def test_lesson_refuses_what_it_cannot_walk(flag, words, runner, tmp_path, squar
     model = save_model(MLP(SIZES, "ce", seed=0), tmp_path / "m.npy", {})
     result = invoke(runner, "explain", model, "--index", 0, "--data", square_data, "--lesson", *flag)
     assert_clean_error(result, words, exit_code=2)
+
+
+def test_a_network_too_large_to_show_is_refused_in_one_line(monkeypatch, tmp_path, square_data):
+    """Every unit is shown with its terms: a network of millions of units would fill the memory instead."""
+    import bptrain.app.lesson as lesson_module
+    from conftest import invoke
+    from click.testing import CliRunner
+
+    monkeypatch.setattr(lesson_module, "MAX_UNITS", 30)
+    model = MLP(SIZES, "ce", seed=0)                  # 16 + 12 + 8 + 3 = 39 units
+    with pytest.raises(BptrainError, match="39 units; the lesson shows every one"):
+        lesson(model, np.zeros(16), 0, lr=0.1)
+    path = save_model(model, tmp_path / "m.npy", {})
+    result = invoke(CliRunner(), "explain", path, "--index", 0, "--data", square_data, "--lesson")
+    assert result.exit_code != 0 and "Traceback" not in result.output
+    assert "at most 30" in result.output + getattr(result, "stderr", "")

@@ -161,9 +161,9 @@ def explain(model: MLP, x, labels, *, lr: float, lr_source: str = "given", label
             "probabilities": summary(probs, values=values),
             "error": summary(a_out - y, by="magnitude", values=values),   # A_L − Y
             "predictions": probs.argmax(axis=1).tolist(),
-            "p_label": _floats(probs[rows, labels]),
+            "p_label": json_floats(probs[rows, labels]),
         },
-        "loss": _float(run["loss"]),
+        "loss": json_float(run["loss"]),
         "loss_formula": ("C = −(1/B) Σ_rows log A_L[row, label]" if net.loss == "ce"
                          else "C = (1/B) Σ_rows ½‖A_L − Y‖²").replace("A_L", f"A_{L}"),
         "step": _one_step(net, x, y, run, lr, lr_source, labels, values),
@@ -226,10 +226,10 @@ def _one_step(net: MLP, x, y, run: dict, lr: float, lr_source: str, labels, valu
         "lr": lr,
         "lr_source": lr_source,
         "rule": "W_l ← W_l − η ∂C/∂W_l,  b_l ← b_l − η ∂C/∂b_l",
-        "loss_before": _float(run["loss"]),
-        "loss_after": _float(after.loss_value(zs[-1], activations[-1], y)),
-        "p_label_before": _floats(before[rows, labels]),
-        "p_label_after": _floats(now[rows, labels]),
+        "loss_before": json_float(run["loss"]),
+        "loss_after": json_float(after.loss_value(zs[-1], activations[-1], y)),
+        "p_label_before": json_floats(before[rows, labels]),
+        "p_label_after": json_floats(now[rows, labels]),
         "predictions_after": now.argmax(axis=1).tolist(),
         "probabilities_after": summary(now, values=values),
     }
@@ -254,21 +254,21 @@ def unit_detail(net: MLP, run: dict, y: np.ndarray, layer: int, j: int, row: int
     delta = float(run["grads"].deltas[i][row, j])
     detail = {
         "layer": layer, "j": j, "row": row, "kind": "hidden" if layer < L else "output",
-        "bias": _float(net.biases[i][j]), "z": _float(z), "a": _float(a), "delta": _float(delta),
-        "f_prime": None if run["f_primes"][i] is None else _float(run["f_primes"][i][row, j]),
-        "incoming_weights": _floats(net.weights[i][:, j]),                 # W_l[:, j]
-        "incoming_weights_gradient": _floats(run["grads"].weights[i][:, j]),   # ∂C/∂W_l[:, j], the whole batch
-        "bias_gradient": _float(run["grads"].biases[i][j]),
+        "bias": json_float(net.biases[i][j]), "z": json_float(z), "a": json_float(a), "delta": json_float(delta),
+        "f_prime": None if run["f_primes"][i] is None else json_float(run["f_primes"][i][row, j]),
+        "incoming_weights": json_floats(net.weights[i][:, j]),                 # W_l[:, j]
+        "incoming_weights_gradient": json_floats(run["grads"].weights[i][:, j]),   # ∂C/∂W_l[:, j], the whole batch
+        "bias_gradient": json_float(run["grads"].biases[i][j]),
     }
     if layer < L:
         s, fp = float(run["backprop_sums"][i][row, j]), float(run["f_primes"][i][row, j])
-        detail["backprop_sum"] = _float(s)                                 # Σ_k W_jk δ_k = (Δ_{l+1} W_{l+1}ᵀ)_j
-        detail["outgoing_weights"] = _floats(net.weights[layer][j, :])    # W_{l+1}[j, :], the W_jk of the sum
+        detail["backprop_sum"] = json_float(s)                                 # Σ_k W_jk δ_k = (Δ_{l+1} W_{l+1}ᵀ)_j
+        detail["outgoing_weights"] = json_floats(net.weights[layer][j, :])    # W_{l+1}[j, :], the W_jk of the sum
         detail["formula"] = (f"δ_j = (Σ_k W_jk δ_k) · {F_PRIME_OF_UNIT[net.activation]} = "
                              f"{_g(s)} × {_g(fp)} = {_g(delta)}")
     else:
         target = float(y[row, j])
-        detail["y"] = _float(target)
+        detail["y"] = json_float(target)
         if net.loss == "ce":
             detail["formula"] = f"δ_j = (a_j − y_j) / B = ({_g(a)} − {_g(target)}) / {batch} = {_g(delta)}"
         else:
@@ -292,10 +292,10 @@ def summary(array: np.ndarray, by: str = "value", values: bool = True, k: int = 
     with np.errstate(all="ignore"):
         document = {
             "shape": list(array.shape),
-            "min": _float(flat.min()), "mean": _float(flat.mean()), "max": _float(flat.max()),
-            "norm": _float(np.linalg.norm(flat)),
+            "min": json_float(flat.min()), "mean": json_float(flat.mean()), "max": json_float(flat.max()),
+            "norm": json_float(np.linalg.norm(flat)),
             "top_by": by,
-            "top": [{"index": [int(n) for n in np.unravel_index(i, array.shape)], "value": _float(flat[i])}
+            "top": [{"index": [int(n) for n in np.unravel_index(i, array.shape)], "value": json_float(flat[i])}
                     for i in largest],
         }
     if values:
@@ -303,13 +303,14 @@ def summary(array: np.ndarray, by: str = "value", values: bool = True, k: int = 
     return document
 
 
-def _float(value) -> float | None:
+def json_float(value) -> float | None:
     """A JSON number; None for NaN and ±inf (which JSON cannot carry)."""
     value = float(value)
     return value if math.isfinite(value) else None
 
 
-def _floats(array) -> list:
+def json_floats(array) -> list:
+    """An array's values as a JSON list (nested as the array), None for NaN and ±inf."""
     return _values(np.asarray(array, np.float64))
 
 

@@ -20,7 +20,7 @@ import numpy as np
 
 from ..core.errors import BptrainError
 from ..core.network import MLP, one_hot
-from .explain import UNIT_NAMES, backprop, explain, float64_copy
+from .explain import UNIT_NAMES, backprop, explain, float64_copy, json_float, json_floats
 
 #: Terms written out when a unit's sum is shown (the largest by magnitude).
 TERMS = 5
@@ -29,6 +29,9 @@ TERMS = 5
 EPSILON = 1e-4
 #: The largest nudge a learner may ask for (beyond it the central difference measures curvature, not slope).
 MAX_EPSILON = 0.1
+#: The lesson shows every unit with its terms (Σ n_l of them): beyond this many, neither a page nor a
+#: terminal can show them, and the terms alone would take much memory.
+MAX_UNITS = 8192
 #: Where each step's numbers come from (shown with the step's prose).
 CORE = {
     "input": "bptrain.core.network.MLP.forward (A_0 = X)",
@@ -50,6 +53,9 @@ def lesson(model: MLP, x, label: int, *, lr: float, lr_source: str = "given", la
     """
     if not (isinstance(epsilon, (int, float)) and math.isfinite(epsilon) and 0 < epsilon <= MAX_EPSILON):
         raise BptrainError(f"the nudge ε must be a number above 0 and at most {MAX_EPSILON:g}", field="epsilon")
+    if sum(model.sizes) > MAX_UNITS:
+        raise BptrainError(f"this network has {sum(model.sizes):,} units; the lesson shows every one, so it takes "
+                           f"networks of at most {MAX_UNITS:,}")
     x = np.asarray(x, np.float64).reshape(1, -1)
     doc = explain(model, x, [label], lr=lr, lr_source=lr_source, label_rule=label_rule,
                   true_labels=None if true_label is None else [true_label], source=source, arrays="units")
@@ -107,7 +113,7 @@ def _forward_step(net: MLP, run: dict, doc: dict, l: int) -> dict:
     for j in range(n_out):
         products = a_prev * W[:, j]
         units.append({"j": j, "terms": _terms(products, a_prev, W[:, j], "i", "a", "w"),
-                      "sum": _float(products.sum()), "b": _float(b[j]), "z": _float(z[j]), "a": _float(a[j])})
+                      "sum": json_float(products.sum()), "b": json_float(b[j]), "z": json_float(z[j]), "a": json_float(a[j])})
     question = None
     if not hidden:  # asked before the output layer's numbers are shown
         prediction = int(np.argmax(doc["output"]["probabilities"]["values"][0]))
@@ -163,9 +169,9 @@ def _backward_step(net: MLP, run: dict, doc: dict, l: int) -> dict:
     if l == L:
         a, y = run["activations"][L][0], doc_target(doc, n_out)
         for j in range(n_out):
-            unit = {"j": j, "a": _float(a[j]), "y": _float(y[j]), "delta": _float(delta[j])}
+            unit = {"j": j, "a": json_float(a[j]), "y": json_float(y[j]), "delta": json_float(delta[j])}
             if net.loss == "mse":
-                unit["f_prime"] = _float(a[j] * (1 - a[j]))
+                unit["f_prime"] = json_float(a[j] * (1 - a[j]))
             units.append(unit)
         if net.loss == "ce":
             formula = f"Δ_{L} = A_{L} − Y   (B = 1)"
@@ -194,8 +200,8 @@ def _backward_step(net: MLP, run: dict, doc: dict, l: int) -> dict:
         for j in range(n_out):
             products = W_next[j, :] * delta_next
             units.append({"j": j, "terms": _terms(products, W_next[j, :], delta_next, "k", "w", "delta"),
-                          "sum": _float(products.sum()), "f_prime": _float(fp[j]), "delta": _float(delta[j]),
-                          "a": _float(a_layer[j])})
+                          "sum": json_float(products.sum()), "f_prime": json_float(fp[j]), "delta": json_float(delta[j]),
+                          "a": json_float(a_layer[j])})
         formula = (f"Δ_{l} = (Δ_{l + 1} W_{l + 1}ᵀ) ⊙ f'(Z_{l}),   ∂C/∂W_{l} = A_{l - 1}ᵀ Δ_{l},   "
                    f"∂C/∂b_{l} = Δ_{l}")
         start = (f"The error flows back through the same weights that carried the signal forward: unit j's share "
@@ -257,7 +263,7 @@ def _input_gradient_step(net: MLP, run: dict, doc: dict, label: int) -> dict:
         f"digit, though: it changes the weights. One plain step of η = {step['lr']:g} ({step['lr_source']}) on a "
         f"copy of the network moves every weight against its gradient; the cost and the target's probability "
         f"before and after show what one digit's step does.",
-        input_gradient=_values(gradient[0]), input_gradient_top=_top(gradient[0]),
+        input_gradient=json_floats(gradient[0]), input_gradient_top=_top(gradient[0]),
         update={"lr": step["lr"], "lr_source": step["lr_source"], "loss_before": step["loss_before"],
                 "loss_after": step["loss_after"], "p_label_before": step["p_label_before"][0],
                 "p_label_after": step["p_label_after"][0], "prediction_after": step["predictions_after"][0],
@@ -302,10 +308,10 @@ def nudge_check(net: MLP, x: np.ndarray, y: np.ndarray, run: dict, weight, epsil
     measured = (costs[+1] - costs[-1]) / (2 * epsilon)
     predicted = float(grads.weights[layer - 1][i, j])
     scale = max(abs(measured), abs(predicted))
-    return {"weight": [layer, i, j], "suggested": list(suggested), "w": _float(net.weights[layer - 1][i, j]),
-            "epsilon": epsilon, "cost_plus": _float(costs[+1]), "cost_minus": _float(costs[-1]),
-            "measured": _float(measured), "predicted": _float(predicted),
-            "relative_difference": _float(abs(measured - predicted) / scale) if scale > 0 else 0.0}
+    return {"weight": [layer, i, j], "suggested": list(suggested), "w": json_float(net.weights[layer - 1][i, j]),
+            "epsilon": epsilon, "cost_plus": json_float(costs[+1]), "cost_minus": json_float(costs[-1]),
+            "measured": json_float(measured), "predicted": json_float(predicted),
+            "relative_difference": json_float(abs(measured - predicted) / scale) if scale > 0 else 0.0}
 
 
 # ================================================================== helpers
@@ -314,19 +320,10 @@ def _terms(products: np.ndarray, left: np.ndarray, right: np.ndarray, index: str
     """The :data:`TERMS` largest products by magnitude, with their factors."""
     k = min(TERMS, products.size)
     order = np.argsort(-np.abs(products), kind="stable")[:k]
-    return [{index: int(n), left_name: _float(left[n]), right_name: _float(right[n]),
-             "product": _float(products[n])} for n in order if products[n] != 0]
+    return [{index: int(n), left_name: json_float(left[n]), right_name: json_float(right[n]),
+             "product": json_float(products[n])} for n in order if products[n] != 0]
 
 
 def _top(values: np.ndarray, k: int = TERMS) -> list[dict]:
     order = np.argsort(-np.abs(values), kind="stable")[:k]
-    return [{"index": int(n), "value": _float(values[n])} for n in order]
-
-
-def _float(value) -> float | None:
-    value = float(value)
-    return value if math.isfinite(value) else None
-
-
-def _values(array: np.ndarray) -> list:
-    return [_float(v) for v in np.asarray(array, np.float64).reshape(-1)]
+    return [{"index": int(n), "value": json_float(values[n])} for n in order]

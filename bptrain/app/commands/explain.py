@@ -293,8 +293,7 @@ def _walk_lesson(model: MLP, x, label: int, lr: float, lr_source: str, rule: str
         return make_lesson(model, x, label, lr=lr, lr_source=lr_source, label_rule=rule, source=source,
                            true_label=None if true_labels is None else int(true_labels[0]), weight=weight)
 
-    stdin = click.get_text_stream("stdin")
-    walk_lesson(document(), stdin.readline, click.echo, lambda weight: document(weight)["check"],
+    walk_lesson(document(), sys.stdin.readline, click.echo, lambda weight: document(weight)["check"],
                 getattr(sys.stdout, "encoding", None))
 
 

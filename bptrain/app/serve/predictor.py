@@ -117,9 +117,6 @@ class Predictor:
         """:func:`bptrain.app.lesson.lesson` of one input with a lesson request's checked ``options``
         (:func:`.api.lesson_options`): target (default: the true label of a data-set digit, else the
         network's answer), η, the weight to nudge and ε. Works on float64 copies: the model is not touched."""
-        if sum(self.model.sizes) > MAX_EXPLAINED_UNITS:
-            raise BptrainError(f"this network has {sum(self.model.sizes):,} units; the lesson shows every one, "
-                               f"so it takes networks of at most {MAX_EXPLAINED_UNITS:,}")
         batch = np.asarray(x, np.float64).reshape(1, -1)
         true_labels = None if true_label is None else [true_label]
         labels, rule = explaining.choose_labels(self.model, batch, true_labels, options["label"])

@@ -10,6 +10,14 @@ The algorithm itself is in :mod:`bptrain.core`; the fast engine in :mod:`bptrain
 
 __version__ = "0.1.0"
 
+import os as _os
+
+# OpenBLAS's idle threads spin for 2^28 cycles (~0.1 s) before they sleep, and OpenBLAS reads how long
+# once, when NumPy loads it. When the steps drop to one thread (bptrain.fast.threads), that spinning
+# takes the core the epoch thread or another process needs; 2^20 cycles (under a millisecond) still
+# spans the gaps between the products of one step. A value the user set wins.
+_os.environ.setdefault("OPENBLAS_THREAD_TIMEOUT", "20")
+
 from .core.committee import Committee  # noqa: E402
 from .core.errors import BptrainError, ConfigError, DataError, ModelFileError, TrainingDiverged  # noqa: E402
 from .core.network import MLP  # noqa: E402

@@ -189,76 +189,107 @@ class FakeClock:
         return self.now
 
 
-def run_groups(policy, clock, seconds_per_row, groups, rows=500, probe_rows=96):
+def run_groups(policy, clock, seconds_per_row, groups, rows=480, batch=32):
     """Drive ``policy`` as FastEngine.run_epoch does, with times from ``seconds_per_row(count)``;
-    returns the count of each group (its count after any probe) and the number of probes."""
-    counts, probes = [], 0
+    returns the count of each group (its count after any probe) and the seconds lost probing."""
+    counts, lost = [], 0.0
     for _ in range(groups):
         left = rows
         if policy.probe_due():
-            probes += 1
-            other, current = seconds_per_row(policy.other), seconds_per_row(policy.current)
-            clock.now += (other + current) * probe_rows
-            policy.probed(other, current, probe_rows)
-            left -= 2 * probe_rows
-        clock.now += seconds_per_row(policy.current) * left
-        policy.record(left, seconds_per_row(policy.current) * left)
+            other, spent, probed = policy.other, 0.0, 0
+            while probed < rows:  # step by step, stopping once clearly slower
+                spent += seconds_per_row(other) * batch
+                probed += batch
+                if policy.clear(spent, probed):
+                    break
+            lost += spent - seconds_per_row(policy.current) * probed
+            clock.now += spent
+            policy.probed(spent / probed, probed)
+            left -= probed
+        if 2 * left >= rows:
+            clock.now += seconds_per_row(policy.current) * left
+            policy.record(left, seconds_per_row(policy.current) * left)
         counts.append(policy.current)
-    return counts, probes
+    return counts, lost
+
+
+QUIET = {1: 20e-6, 2: 14e-6}.get
+BUSY = {1: 22e-6, 2: 60e-6}.get  # another process on the cores: two threads wait for each other
+
+
+def test_the_steps_start_on_one_thread_and_probe_only_once_they_have_a_baseline():
+    clock = FakeClock()
+    policy = cores.ThreadPolicy(2, clock=clock)
+    assert (policy.current, policy.other, policy.baseline()) == (1, 2, None)
+    assert not policy.probe_due()  # nothing to compare a probe with yet
+    counts, _ = run_groups(policy, clock, QUIET, 5)
+    assert counts[:cores.ThreadPolicy.FIRST_WAIT] == [1, 1] and counts[-1] == 2
 
 
 def test_on_a_quiet_machine_the_policy_keeps_two_threads_and_probes_ever_more_rarely():
     clock = FakeClock()
     policy = cores.ThreadPolicy(2, clock=clock)
-    counts, probes = run_groups(policy, clock, {1: 20e-6, 2: 14e-6}.get, 200)
-    assert set(counts) == {2}
-    assert probes <= 8  # waits of 2, 4, ..., 64 groups: about one probe of 3 steps in 64 groups
+    counts, lost = run_groups(policy, clock, QUIET, 400)
+    assert set(counts[5:]) == {2}
+    assert lost <= 0.01 * clock.now  # waits of 2, 4, ..., 64 groups and the budget: a fraction of a percent
 
 
 def test_when_load_arrives_the_policy_moves_to_one_thread_within_a_few_groups_and_back_when_it_leaves():
     clock = FakeClock()
     policy = cores.ThreadPolicy(2, clock=clock)
-    run_groups(policy, clock, {1: 20e-6, 2: 14e-6}.get, 100)
+    run_groups(policy, clock, QUIET, 100)
     assert policy.current == 2
-    busy = {1: 22e-6, 2: 100e-6}.get  # another process on the cores: two threads wait for each other
-    counts, _ = run_groups(policy, clock, busy, 10)
-    assert counts[-1] == 1 and counts.index(1) <= cores.ThreadPolicy.FIRST_WAIT + 1
-    assert set(run_groups(policy, clock, busy, 300)[0]) == {1}
-    counts, _ = run_groups(policy, clock, {1: 20e-6, 2: 14e-6}.get, 300)  # quiet again
+    counts, _ = run_groups(policy, clock, BUSY, 10)
+    assert counts[-1] == 1 and counts.index(1) <= 2  # the slow group starts a probe at once
+    assert set(run_groups(policy, clock, BUSY, 300)[0]) == {1}
+    counts, _ = run_groups(policy, clock, QUIET, 300)  # quiet again
     assert counts[-1] == 2
 
 
-def test_probes_of_a_much_slower_count_cost_at_most_the_budget():
-    """Two threads 100 times slower (once seen): the next probe waits until its loss is 2% of the time."""
+def test_a_busy_machine_from_the_start_never_leaves_one_thread_and_probes_within_the_budget():
     clock = FakeClock()
     policy = cores.ThreadPolicy(2, clock=clock)
-    cost = {1: 20e-6, 2: 2000e-6}
-    spent_probing = 0.0
+    counts, lost = run_groups(policy, clock, BUSY, 2000)
+    assert set(counts) == {1}
+    assert 0 < lost <= 1.1 * cores.ThreadPolicy.BUDGET * clock.now
 
-    def seconds_per_row(count):
-        return cost[count]
 
-    counts, probes = [], 0
-    for _ in range(2000):
-        if policy.probe_due():
-            probes += 1
-            spent_probing += (cost[2] - cost[1]) * 96
-            clock.now += (cost[1] + cost[2]) * 96
-            policy.probed(cost[policy.other], cost[policy.current], 96)
-        clock.now += cost[policy.current] * 308
-        policy.record(308, cost[policy.current] * 308)
-        counts.append(policy.current)
-    assert set(counts[1:]) == {1}
-    assert 1 < probes and spent_probing <= 1.1 * cores.ThreadPolicy.BUDGET * clock.now + (cost[2] - cost[1]) * 96
+def test_probes_of_a_much_slower_count_stop_after_a_step_and_cost_at_most_the_budget():
+    """Two threads 100 times slower (once seen): a probe stops at its first step, the next waits."""
+    clock = FakeClock()
+    policy = cores.ThreadPolicy(2, clock=clock)
+    cost = {1: 20e-6, 2: 2000e-6}.get
+    counts, lost = run_groups(policy, clock, cost, 2000)
+    assert set(counts) == {1}
+    step_lost = (cost(2) - cost(1)) * 32
+    assert step_lost < lost <= 1.1 * cores.ThreadPolicy.BUDGET * clock.now + step_lost
+
+
+def test_the_baseline_is_the_mean_of_the_last_groups_and_a_group_far_from_it_starts_it_over():
+    policy = cores.ThreadPolicy(2, clock=FakeClock())
+    for seconds in (10e-3, 11e-3, 12e-3, 9e-3, 10e-3):
+        policy.record(500, seconds)
+    assert policy.baseline() == pytest.approx((11e-3 + 12e-3 + 9e-3 + 10e-3) / 4 / 500)
+    policy.record(500, 40e-3)  # another process started, or one group was preempted
+    assert policy.baseline() is None and not policy.probe_due()
+    policy.record(500, 42e-3)  # it started: the new baseline, and a probe next
+    assert policy.baseline() == pytest.approx(42e-3 / 500) and policy.probe_due()
+
+
+def test_a_probe_is_clear_at_twice_the_baseline():
+    policy = cores.ThreadPolicy(2, clock=FakeClock())
+    policy.record(100, 1e-3)
+    assert not policy.clear(1.9e-3, 100) and policy.clear(2.1e-3, 100)
 
 
 def test_a_single_slow_group_makes_the_policy_ask_again_not_move():
     clock = FakeClock()
     policy = cores.ThreadPolicy(2, clock=clock)
-    run_groups(policy, clock, {1: 20e-6, 2: 14e-6}.get, 100)
-    policy.record(500, 500 * 80e-6)  # one preempted group
-    counts, probes = run_groups(policy, clock, {1: 20e-6, 2: 14e-6}.get, 5)
-    assert set(counts) == {2} and probes == 1
+    run_groups(policy, clock, QUIET, 100)
+    policy.record(480, 480 * 80e-6)  # one preempted group
+    counts, _ = run_groups(policy, clock, QUIET, 5)
+    assert set(counts) == {2}
+    assert policy.baseline() == pytest.approx(14e-6)
 
 
 @pytest.mark.parametrize("policy", [cores.ThreadPolicy(1), cores.FixedThreads(2)])
@@ -279,7 +310,7 @@ class Alternating(cores.ThreadPolicy):
     def probe_due(self):
         return True
 
-    def probed(self, other_per_row, current_per_row, rows):
+    def probed(self, other_per_row, rows):
         self.current, self.other = self.other, self.current
 
 
@@ -335,14 +366,16 @@ def test_an_epoch_gives_the_same_bytes_on_one_thread_two_threads_and_switching(m
 @needs_thread_control
 def test_the_first_probe_lets_the_count_move_only_where_the_bits_agree(monkeypatch, ten_groups):
     """What the pieces are for: without them OpenBLAS sums a 784-long inner dimension differently on one
-    and two threads, the first probe sees it, and the run keeps two threads."""
+    and two threads, the first probe sees it, and the run stays on one thread: a one-thread run's bytes."""
     monkeypatch.setattr(cores, "most_threads", lambda: 2)
+    monkeypatch.setattr(cores.ThreadPolicy, "FIRST_WAIT", 0)
     _, engine = trained_bytes(None, momentum=0.9)
     assert type(engine.policy) is cores.ThreadPolicy and engine._checked
     monkeypatch.setattr(blas, "PIECE_MOST", {np.dtype(np.float32): 10**6, np.dtype(np.float64): 10**6})
     kept, engine = trained_bytes(None, momentum=0.9)
-    assert isinstance(engine.policy, cores.FixedThreads) and engine.policy.current == 2
-    assert kept == trained_bytes(None, momentum=0.9)[0]  # a fixed rule: the same bytes run after run
+    assert isinstance(engine.policy, cores.FixedThreads) and engine.policy.current == 1 and engine._checked
+    assert kept == trained_bytes(cores.FixedThreads(1), momentum=0.9)[0]
+    assert kept != trained_bytes(cores.FixedThreads(2), momentum=0.9)[0]  # the check saw a real difference
 
 
 def test_a_run_forced_onto_one_thread_saves_the_same_model_file(tmp_path):

@@ -67,10 +67,11 @@ class FastEngine:
             self.optimizer.prepare(self.several_threads)  # momentum's form, for the whole run (optimizers.SGD)
         self.most_threads = self.step_threads or threads.most_threads()
         # Steps that would use several threads follow the load, once the first probe has seen
-        # one thread and several give the same bits (_first_probe); the rest keep their count.
+        # one thread and several give the same bits (_bits_agree); the rest keep their count.
         adapts = self.step_threads is None and self.most_threads > 1 and blas.can_set_threads()
         self.policy = threads.ThreadPolicy(self.most_threads) if adapts else threads.FixedThreads(self.most_threads)
         self._checked = not adapts
+        self._running = self.policy.current  # the steps' count now (a probe's, during one)
         self.background = threads.epoch_thread(model.sizes, batch_size, kind, distorts)
         self._images: BackgroundEpochImages | None = None
         self._grad_w = [aligned_empty(w.shape, w.dtype) for w in model.weights]  # for the learning speed
@@ -88,8 +89,9 @@ class FastEngine:
         return self._images
 
     def _core_free(self) -> bool:
-        """Whether the epoch thread may work beside the steps now: not while they adapt and run on several threads."""
-        return not self.policy.adapts or self.policy.current == 1
+        """Whether the epoch thread may work beside the steps now: not while they adapt and run on several
+        threads (a probe's count included: it times the steps as they would run on it)."""
+        return not self.policy.adapts or self._running == 1
 
     def run_epoch(self, x: np.ndarray, y_onehot: np.ndarray, steps: EpochSteps) -> float:
         """The core's ``ReferenceEngine.run_epoch``: one pass in mini-batches; returns the mean training loss."""
@@ -114,30 +116,16 @@ class FastEngine:
                 if prepared is not None:
                     prepared.wait_for(stop)
                 first = start
-                batches = (stop - start) // batch_size  # full ones
-                if not self._checked and batches >= 2:
-                    first = self._first_probe(x, y_onehot, first, lr, outputs, row_sums, work, start)
-                    policy = self.policy
-                elif batches >= 2 and policy.probe_due():  # steps on each count in turn (threads.ThreadPolicy)
-                    seconds = {policy.other: 0.0, policy.current: 0.0}
-                    rows = 0
-                    for _ in range(min(policy.PROBE_STEPS, batches // 2)):
-                        for count in seconds:
-                            blas.set_threads(count)
-                            began = clock()
-                            step(x, y_onehot, first, first + batch_size, lr, outputs, row_sums, work, start)
-                            seconds[count] += clock() - began
-                            first += batch_size
-                        rows += batch_size
-                        if policy.clear(*seconds.values()):  # no need to lose more time on the slower count
-                            break
-                    other, current = seconds.values()
-                    policy.probed(other / rows, current / rows, rows)
-                    blas.set_threads(policy.current)
+                if (stop - start) // batch_size >= 2 and policy.probe_due():  # threads.ThreadPolicy
+                    if prepared is not None:
+                        policy.serial_per_row = prepared.serial_seconds_per_row()
+                    first = self._probe(x, y_onehot, start, stop, lr, outputs, row_sums, work)
+                    policy = self.policy  # the first probe may fix the count
                 if first < stop:
                     began = clock()
                     step(x, y_onehot, first, stop, lr, outputs, row_sums, work, start)
-                    policy.record(stop - first, clock() - began)
+                    if 2 * (stop - first) >= stop - start:  # what a long probe leaves is too short to judge
+                        policy.record(stop - first, clock() - began)
                 if sample_speed:
                     self._record_speed(steps, *self._last_step, lr)
                 rows = stop - start
@@ -168,45 +156,63 @@ class FastEngine:
                 blas.set_threads(self.policy.current)
         self._last_step = activations, deltas, step_work
 
-    def _first_probe(self, x, y_onehot, first: int, lr: float, outputs, row_sums, work, group_start: int) -> int:
-        """The policy's first probe, which also checks the bits; returns the row after its steps.
+    def _probe(self, x, y_onehot, start: int, stop: int, lr: float, outputs, row_sums, work) -> int:
+        """Steps of the group [start, stop) on the policy's other count until its full batches are done or
+        that count is clearly slower; tells the policy; returns the row after the probe's steps."""
+        policy, clock, batch_size = self.policy, self.policy.clock, self.batch_size
+        first, last = start, start + (stop - start) // batch_size * batch_size
+        self._running = policy.other  # shuts the epoch thread's gate for several threads
+        if policy.other > 1 and self._images is not None and self._images.x is x:
+            self._images.between_chunks()  # time the steps as they would run: the epoch thread waiting
+        if not self._checked:
+            if not self._bits_agree(x, y_onehot, first, lr, outputs, row_sums, work, start):
+                return first + batch_size
+            first += batch_size  # that step ran on the other count last: the probe's first, untimed
+        blas.set_threads(policy.other)
+        began, rows = clock(), 0
+        while first < last:
+            self._steps(x, y_onehot, first, first + batch_size, lr, outputs, row_sums, work, start)
+            first += batch_size
+            rows += batch_size
+            if policy.clear(clock() - began, rows):  # no need to lose more time on the slower count
+                break
+        if rows:
+            policy.probed((clock() - began) / rows, rows)
+        self._running = policy.current
+        blas.set_threads(policy.current)
+        return first
+
+    def _bits_agree(self, x, y_onehot, first: int, lr: float, outputs, row_sums, work, group_start: int) -> bool:
+        """Whether one step gives the same bits on one thread and on the policy's other count.
 
         Why: the pieces of the long products (blas.PiecewiseProduct) are sized for the kernels
         measured, and another BLAS may still sum a shape differently on one and several threads.
-        So one step runs from the same state on one thread and on ``most``, and only if every
-        parameter and velocity comes out bit for bit the same may the count follow the load;
-        otherwise the run keeps ``most`` threads (and the state of that step on ``most``).
-        A step on one thread first, so that the probe times steady steps: always one thread, as
-        a step on two threads that wait for each other can take a hundred steps' time.
+        So the step at ``first`` runs on one thread, then again from the same state on the other
+        count; only if every parameter and optimizer array comes out bit for bit the same may
+        the count follow the load. Otherwise the run keeps one thread and that step's one-thread
+        state: the numbers of a run on one thread, whenever the check ran.
         """
-        policy, clock, batch_size = self.policy, self.policy.clock, self.batch_size
-        most = policy.current
-        blas.set_threads(1)
-        self._steps(x, y_onehot, first, first + batch_size, lr, outputs, row_sums, work, group_start)
-        first += batch_size
         state = self.model.weights + self.model.biases + self.optimizer.step_arrays()
         before = [a.copy() for a in state]
         counter = getattr(self.optimizer, "t", None)
-        seconds, after = {}, None
-        for count in (1, most):
-            if after is not None:  # back to the state before the step
-                for array, saved in zip(state, before):
-                    array[...] = saved
-                if counter is not None:
-                    self.optimizer.t = counter
-            blas.set_threads(count)
-            began = clock()
-            self._steps(x, y_onehot, first, first + batch_size, lr, outputs, row_sums, work, group_start)
-            seconds[count] = clock() - began
-            if after is None:
-                after = [a.copy() for a in state]
+        blas.set_threads(1)
+        self._steps(x, y_onehot, first, first + self.batch_size, lr, outputs, row_sums, work, group_start)
+        one_thread = [a.copy() for a in state]
+        for array, saved in zip(state, before):
+            array[...] = saved
+        if counter is not None:
+            self.optimizer.t = counter
+        blas.set_threads(self.policy.other)
+        self._steps(x, y_onehot, first, first + self.batch_size, lr, outputs, row_sums, work, group_start)
         self._checked = True
-        if all(np.array_equal(a.view(np.uint8), b.view(np.uint8)) for a, b in zip(after, state)):
-            policy.probed(seconds[1] / batch_size, seconds[most] / batch_size, batch_size)
-        else:
-            self.policy = threads.FixedThreads(most)
-        blas.set_threads(self.policy.current)
-        return first + batch_size
+        if all(np.array_equal(a.view(np.uint8), b.view(np.uint8)) for a, b in zip(one_thread, state)):
+            return True
+        for array, kept in zip(state, one_thread):
+            array[...] = kept
+        self.policy = threads.FixedThreads(1)
+        self._running = 1
+        blas.set_threads(1)
+        return False
 
     def _record_speed(self, steps: EpochSteps, activations, deltas, work, lr: float) -> None:
         """∂C/∂W_l = A_{l-1}ᵀ Δ_l and ∂C/∂b_l = Σ_rows Δ_l of the group's last step, from its ηΔ_l."""

@@ -19,11 +19,14 @@ A ``gate`` says whether the thread may work beside the steps now. Steps on
 several BLAS threads have no core to spare, and a thread working beside them
 makes every product wait; so while the gate is shut the thread works only when
 the steps wait for its rows (then it runs alone, as inline preparation would).
+What that costs the steps, :meth:`BackgroundEpochImages.serial_seconds_per_row`
+says: the thread times its chunks.
 """
 
 from __future__ import annotations
 
 import threading
+import time
 
 from ..data.epochs import EpochImages
 from . import blas
@@ -53,6 +56,10 @@ class BackgroundEpochImages(EpochImages):
         self._stopping = False
         self._error: BaseException | None = None
         self._changed = threading.Condition()
+        self._in_chunk = False  # the thread is preparing a chunk (it looks at the gate between chunks)
+        self._chunk_began = 0.0
+        self._prepare_seconds = 0.0  # the thread's time in its chunks, and their rows
+        self._prepare_rows = 0
         self._thread = None
         if background and self._epochs > 0:
             self._thread = threading.Thread(target=self._produce, name="bptrain-epoch-images", daemon=True)
@@ -89,6 +96,21 @@ class BackgroundEpochImages(EpochImages):
                 self._changed.wait()
             self._waiting = False
 
+    def serial_seconds_per_row(self) -> float:
+        """Seconds per row the steps would wait for the preparation left if they gave the thread no core
+        (0 once every epoch is prepared, or before the thread has timed a chunk)."""
+        with self._changed:
+            if self._thread is None or self._prepare_rows == 0 or self._produced >= self._epochs * len(self._x):
+                return 0.0
+            return self._prepare_seconds / self._prepare_rows
+
+    def between_chunks(self) -> None:
+        """Block until the thread is between two chunks: with the gate shut, it then starts no other
+        until the steps wait for its rows (what timing steps on several threads needs)."""
+        with self._changed:
+            while self._in_chunk:
+                self._changed.wait()
+
     def release(self, stop: int) -> None:
         """The reader is done with rows [0, stop) of the current epoch: the thread may overwrite them."""
         with self._changed:
@@ -115,6 +137,10 @@ class BackgroundEpochImages(EpochImages):
             with self._changed:
                 self._error = exc
                 self._changed.notify_all()
+        finally:
+            with self._changed:
+                self._in_chunk = False
+                self._changed.notify_all()
 
     def _claim_rows(self, epoch: int, stop: int) -> None:
         if self._thread is None:
@@ -127,12 +153,18 @@ class BackgroundEpochImages(EpochImages):
                 self._changed.wait(None if self._gate is None else self.GATE_POLL)
             if self._stopping:
                 raise _Stopped
+            self._in_chunk = True
+        self._chunk_began = time.perf_counter()
 
     def _may_work(self) -> bool:
         return self._gate is None or self._waiting or self._gate()
 
     def _rows_ready(self, epoch: int, stop: int) -> None:
+        seconds = time.perf_counter() - self._chunk_began
         with self._changed:
+            self._prepare_seconds += seconds
+            self._prepare_rows += epoch * len(self._x) + stop - self._produced
             self._produced = epoch * len(self._x) + stop
+            self._in_chunk = False
             self._waiting = False  # served: a reader that needs still more rows says so again
             self._changed.notify_all()

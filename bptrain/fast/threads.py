@@ -135,74 +135,116 @@ def describe(sizes, batch_size: int, update_kind: str = "ufuncs", distorts: bool
 class ThreadPolicy:
     """How many BLAS threads the steps run on: one or ``most``, whichever is faster now.
 
-    A probe runs up to :attr:`PROBE_STEPS` steps on each count in turn (the same moment's
-    load), and keeps the faster; it stops after one pair when one count is clearly slower
-    (:meth:`clear`): a step on two threads that wait for each other can take 100 steps' time.
-    Probes are rare where they cost: each time the current count wins, the wait before the
-    next probe doubles, from
-    :attr:`FIRST_WAIT` up to :attr:`LONGEST_WAIT` groups of steps (about 1/100 of an epoch
-    each); and a probe that lost time Δ waits at least Δ / :attr:`BUDGET` seconds (so probes
-    never cost more than that share of the time, however slow the other count was: two
-    threads on a busy machine can be 100 times slower). When a group's time per row on the
-    current count moves by more than :attr:`CHANGED` (another process started or stopped),
-    the next group probes and the doubling starts over. The first group starts with a probe.
-    It only reads ``clock`` and the times it is given: the tests drive it with made-up ones.
+    The steps start on one thread, the count that is never badly wrong. A probe runs
+    one group of steps (about 1/100 of an epoch) on the other count and compares its
+    time per row with the current count's over its last groups (:meth:`baseline`),
+    each with the next epoch's preparation that steps on several threads leave to be
+    done while they wait (:attr:`serial_per_row`). Whole groups, because what makes
+    several threads slow on a busy machine is a thread descheduled mid-product, once
+    in a few time slices: three steps fit between two slices and look fast. A probe
+    stops once it has taken :attr:`CLEAR` times what the current count would have
+    (:meth:`clear`): one step of two threads that wait for each other can take a
+    hundred steps' time. A probe's group can still be lucky (no other process ran
+    during it): the first group after a move goes back if the count it left was
+    faster, and that counts as a lost probe.
+
+    Probes are rare where they cost: each time the current count wins, the wait before
+    the next doubles, from :attr:`FIRST_WAIT` up to :attr:`LONGEST_WAIT` groups; and a
+    probe that lost time Δ waits at least Δ / :attr:`BUDGET` seconds (so probes never
+    cost more than that share of the time, however slow the other count was). When a
+    group's time per row moves by more than :attr:`CHANGED` from the baseline (another
+    process started or stopped, or the group was preempted), the baseline starts over
+    from the group after it, and the group after that probes. It only reads ``clock``
+    and the times it is given: the tests drive it with made-up ones.
     """
 
-    PROBE_STEPS = 3
     CLEAR = 2.0
     FIRST_WAIT = 2
     LONGEST_WAIT = 64
     BUDGET = 0.02
     CHANGED = 1.3
+    BASELINE_GROUPS = 4
 
     def __init__(self, most: int, clock=time.perf_counter):
         self.clock = clock
-        self.current = most
-        self.other = 1 if most > 1 else None
+        self.current = 1
+        self.other = most if most > 1 else None
+        #: Seconds per row that steps on several threads add by leaving the next epoch's preparation
+        #: undone until they wait for it (the epoch thread's gate); on one thread it runs beside them.
+        self.serial_per_row = 0.0
         self._interval = 0       # groups between the last probe and the next, doubling while the current wins
-        self._wait = 0           # groups to run before the next probe
+        self._wait = self.FIRST_WAIT  # groups to run before the next probe (the first: once a baseline is seen)
         self._not_before = 0.0   # ... and the clock time before which none runs
-        self._level = None       # the current count's time per row after the last probe
+        self._recent = []        # seconds per row of the current count's last groups
+        self._trial = None       # after a move: the count left's groups, cost per row and wait between probes
 
     @property
     def adapts(self) -> bool:
         return self.other is not None
 
+    def baseline(self) -> float | None:
+        """The current count's seconds per row: the mean of its last groups (None before the first)."""
+        return sum(self._recent) / len(self._recent) if self._recent else None
+
     def probe_due(self) -> bool:
-        """Whether the next group of steps starts with a probe (counts it as a group otherwise)."""
-        if self.other is None:
+        """Whether the next group of steps is a probe (counts it as a group otherwise)."""
+        if self.other is None or not self._recent:
             return False
         if self._wait <= 0 and self.clock() >= self._not_before:
             return True
         self._wait -= 1
         return False
 
-    def clear(self, other: float, current: float) -> bool:
-        """Whether a probe has seen enough: one count took :attr:`CLEAR` times the other's time."""
-        return max(other, current) > self.CLEAR * min(other, current)
+    def clear(self, seconds: float, rows: int) -> bool:
+        """Whether a probe that took ``seconds`` for ``rows`` rows is clearly slower than the current count."""
+        level = self.baseline()
+        return level is not None and seconds > self.CLEAR * level * rows
 
-    def probed(self, other_per_row: float, current_per_row: float, rows: int) -> None:
-        """A probe's result: seconds per row on :attr:`other`, then on :attr:`current`, ``rows`` rows each."""
-        lost = abs(other_per_row - current_per_row) * rows  # what running the slower count cost
-        if other_per_row < current_per_row:
+    def probed(self, other_per_row: float, rows: int) -> None:
+        """A probe's result: ``rows`` rows on :attr:`other` at ``other_per_row`` seconds each."""
+        current_per_row = self.baseline() or other_per_row
+        other_cost, current_cost = self._cost(self.other, other_per_row), self._cost(self.current, current_per_row)
+        lost = max(0.0, other_cost - current_cost) * rows  # what running the slower count cost
+        if other_cost < current_cost:
+            self._trial = self._recent, current_cost, self._interval  # to go back to, should the next group say so
             self.current, self.other = self.other, self.current
+            self._recent = [other_per_row]
             self._interval = self.FIRST_WAIT
         else:
-            self._interval = min(max(2 * self._interval, self.FIRST_WAIT), self.LONGEST_WAIT)
+            self._interval = self._longer(self._interval)
         self._wait = self._interval
         self._not_before = self.clock() + lost / self.BUDGET
-        self._level = min(other_per_row, current_per_row)
+
+    def _longer(self, interval: int) -> int:
+        return min(max(2 * interval, self.FIRST_WAIT), self.LONGEST_WAIT)
+
+    def _cost(self, count: int, step_per_row: float) -> float:
+        """Seconds per row on ``count`` threads: the steps', and the preparation they leave undone."""
+        return step_per_row + (self.serial_per_row if count > 1 else 0.0)
 
     def record(self, rows: int, seconds: float) -> None:
         """Steps on :attr:`current` took ``seconds`` for ``rows`` rows (a group, or what a probe left of it)."""
         if self.other is None or rows <= 0:
             return
         now = seconds / rows
-        if self._level is not None and not self._level / self.CHANGED <= now <= self._level * self.CHANGED:
-            self._level = now  # the machine changed (or one group was preempted): ask again now
+        if self._trial is not None:  # the first group after a move: was the probe's group a lucky one?
+            recent, left_cost, interval = self._trial
+            self._trial = None
+            cost = self._cost(self.current, now)
+            if cost > left_cost:  # the count it left is faster: back to it, as after a lost probe
+                self.current, self.other = self.other, self.current
+                self._recent = recent
+                self._interval = self._wait = self._longer(interval)
+                self._not_before = self.clock() + (cost - left_cost) * rows / self.BUDGET
+                return
+        level = self.baseline()
+        if level is not None and not level / self.CHANGED <= now <= level * self.CHANGED:
+            # the machine changed, or one group was preempted: the next group says which, then a probe
+            self._recent = []
             self._interval = self.FIRST_WAIT
             self._wait = 0
+            return
+        self._recent = (self._recent + [now])[-self.BASELINE_GROUPS:]
 
 
 class FixedThreads(ThreadPolicy):

@@ -18,10 +18,11 @@ import statistics
 import time
 from pathlib import Path
 
-import numpy as np
-
-# the public API only, so that the same script times any tree (paired.py --tree before=... --tree now=...)
+# the public API only, so that the same script times any tree (paired.py --tree before=... --tree now=...);
+# first, as `bptrain train` imports it: before NumPy loads OpenBLAS (bptrain/__init__.py says why)
 from bptrain import MLP, TrainSettings, load_dataset, train
+
+import numpy as np  # noqa: E402
 
 SETTINGS = {  # `bptrain train`'s defaults, plain SGD, and the other optimizers
     "default": dict(),

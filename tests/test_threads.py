@@ -406,3 +406,44 @@ def test_momentums_form_with_distortions_follows_the_cores_not_the_bounds(monkey
         assert cores.several_threads(DEFAULT, 128, "gemm+axpy", distorts=True) is expected
         assert cores.several_threads(DEFAULT, 128, "gemm+axpy") is True
         assert cores.several_threads(DEFAULT, 10, "gemm+axpy", distorts=True) is False
+
+
+# ---------------------------------------------------------------- OpenBLAS's idle threads
+def python_says(code: str, **env_changes) -> str:
+    env = {k: v for k, v in os.environ.items() if k not in ("OPENBLAS_THREAD_TIMEOUT", "OPENBLAS_NUM_THREADS",
+                                                            "OMP_NUM_THREADS")}
+    result = subprocess.run([sys.executable, "-c", code], env={**env, **env_changes}, capture_output=True,
+                            text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    return result.stdout.strip()
+
+
+def test_importing_bptrain_shortens_openblas_idle_spin_unless_the_user_chose():
+    code = "import os, bptrain; print(os.environ['OPENBLAS_THREAD_TIMEOUT'])"
+    assert python_says(code) == "20"
+    assert python_says(code, OPENBLAS_THREAD_TIMEOUT="25") == "25"
+
+
+SPIN = """{first}
+import time
+import numpy as np
+from bptrain.fast import blas
+blas.set_threads(2)
+a = np.ones((600, 600), np.float32)
+for _ in range(20):
+    a @ a  # both OpenBLAS threads work
+began = time.process_time()
+time.sleep(0.3)
+print(time.process_time() - began)  # CPU the process used while its main thread slept: the idle worker's
+"""
+
+
+@pytest.mark.skipif(not blas.can_set_threads() or blas.threads() < 2 or cores.usable_cores() < 2,
+                    reason="needs the bundled OpenBLAS with two threads on two cores")
+def test_after_a_product_the_idle_openblas_thread_sleeps_instead_of_spinning():
+    """What the variable does: NumPy loaded after bptrain, the worker idles under a millisecond; loaded
+    before it (OpenBLAS's own 2^28 cycles), it spins for tens of milliseconds of CPU."""
+    short = float(python_says(SPIN.format(first="import bptrain")))
+    assert short < 0.02
+    spinning = float(python_says(SPIN.format(first="import numpy"), OPENBLAS_THREAD_TIMEOUT="28"))
+    assert spinning > short

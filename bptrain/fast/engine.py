@@ -90,8 +90,9 @@ class FastEngine:
 
     def _core_free(self) -> bool:
         """Whether the epoch thread may work beside the steps now: not while they adapt and run on several
-        threads (a probe's count included: it times the steps as they would run on it)."""
-        return not self.policy.adapts or self._running == 1
+        threads, nor during a probe (a chunk begun then would go on beside the steps after it; a probe of
+        one thread is thus a little fast, which the first group after a move corrects)."""
+        return not self.policy.adapts or max(self._running, self.policy.current) == 1
 
     def run_epoch(self, x: np.ndarray, y_onehot: np.ndarray, steps: EpochSteps) -> float:
         """The core's ``ReferenceEngine.run_epoch``: one pass in mini-batches; returns the mean training loss."""

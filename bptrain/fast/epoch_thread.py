@@ -20,7 +20,9 @@ several BLAS threads have no core to spare, and a thread working beside them
 makes every product wait; so while the gate is shut the thread works only when
 the steps wait for its rows (then it runs alone, as inline preparation would).
 What that costs the steps, :meth:`BackgroundEpochImages.serial_seconds_per_row`
-says: the thread times its chunks.
+says: the thread times the chunks it prepares while they wait (beside the steps,
+a chunk's time also counts the waits for the GIL, a core and memory, and says
+little about how long it takes alone).
 """
 
 from __future__ import annotations
@@ -58,6 +60,7 @@ class BackgroundEpochImages(EpochImages):
         self._changed = threading.Condition()
         self._in_chunk = False  # the thread is preparing a chunk (it looks at the gate between chunks)
         self._chunk_began = 0.0
+        self._timed = False
         self._prepare_seconds = 0.0  # the thread's time in its chunks, and their rows
         self._prepare_rows = 0
         self._thread = None
@@ -97,8 +100,8 @@ class BackgroundEpochImages(EpochImages):
             self._waiting = False
 
     def serial_seconds_per_row(self) -> float:
-        """Seconds per row the steps would wait for the preparation left if they gave the thread no core
-        (0 once every epoch is prepared, or before the thread has timed a chunk)."""
+        """Seconds per row the steps wait for the preparation while they give the thread no core (0 once
+        every epoch is prepared, or before they have waited for a chunk with the gate shut)."""
         with self._changed:
             if self._thread is None or self._prepare_rows == 0 or self._produced >= self._epochs * len(self._x):
                 return 0.0
@@ -154,6 +157,8 @@ class BackgroundEpochImages(EpochImages):
             if self._stopping:
                 raise _Stopped
             self._in_chunk = True
+            # only a chunk the steps wait for with the gate shut is timed: then it runs alone
+            self._timed = self._waiting and self._gate is not None and not self._gate()
         self._chunk_began = time.perf_counter()
 
     def _may_work(self) -> bool:
@@ -162,8 +167,9 @@ class BackgroundEpochImages(EpochImages):
     def _rows_ready(self, epoch: int, stop: int) -> None:
         seconds = time.perf_counter() - self._chunk_began
         with self._changed:
-            self._prepare_seconds += seconds
-            self._prepare_rows += epoch * len(self._x) + stop - self._produced
+            if self._timed:
+                self._prepare_seconds += seconds
+                self._prepare_rows += epoch * len(self._x) + stop - self._produced
             self._produced = epoch * len(self._x) + stop
             self._in_chunk = False
             self._waiting = False  # served: a reader that needs still more rows says so again

@@ -262,6 +262,27 @@ def test_a_shut_gate_keeps_the_thread_from_working_beside_the_steps_but_never_st
         np.testing.assert_array_equal(got_y, want_y)
 
 
+def test_the_serial_cost_counts_only_chunks_the_steps_waited_for_with_the_gate_shut_after_the_first_epoch():
+    """What steps on several threads are charged for leaving the preparation undone: not the first
+    epoch (its page faults), not chunks made ahead beside the steps (the gate open)."""
+    x, y = square_problem(n=700)
+    gate = {"open": False}
+    with BackgroundEpochImages(x, y, 3, np.float32, np.random.default_rng(5), 4, shift=1, chunk=100,
+                               gate=lambda: gate["open"]) as images:
+        read_epochs(images, 1, 100)            # epoch 0, each chunk waited for with the gate shut
+        assert images._prepare_rows == 0 and images.serial_seconds_per_row() == 0.0
+        read_epochs(images, 1, 100)            # epoch 1, the same: now timed
+        assert images._prepare_rows == 700 and images.serial_seconds_per_row() > 0.0
+        timed = images._prepare_seconds
+        gate["open"] = True                    # beside the steps: made ahead, untimed
+        import time
+        deadline = time.monotonic() + 10
+        while images._produced < 3 * 700 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        read_epochs(images, 1, 100)
+        assert images._prepare_rows == 700 and images._prepare_seconds == timed
+
+
 @pytest.mark.parametrize("background", [True, False])
 def test_the_thread_runs_only_when_asked(background):
     x, y = square_problem(n=50)

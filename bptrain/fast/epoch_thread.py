@@ -22,7 +22,9 @@ the steps wait for its rows (then it runs alone, as inline preparation would).
 What that costs the steps, :meth:`BackgroundEpochImages.serial_seconds_per_row`
 says: the thread times the chunks it prepares while they wait (beside the steps,
 a chunk's time also counts the waits for the GIL, a core and memory, and says
-little about how long it takes alone).
+little about how long it takes alone), from the second epoch on (the first
+writes a buffer the system has not mapped yet, and its page faults make it
+several times slower than every later epoch).
 """
 
 from __future__ import annotations
@@ -157,8 +159,9 @@ class BackgroundEpochImages(EpochImages):
             if self._stopping:
                 raise _Stopped
             self._in_chunk = True
-            # only a chunk the steps wait for with the gate shut is timed: then it runs alone
-            self._timed = self._waiting and self._gate is not None and not self._gate()
+            # only a chunk the steps wait for with the gate shut is timed (then it runs alone), and not
+            # the first epoch's: its page faults are no guide to the epochs after it
+            self._timed = epoch > 0 and self._waiting and self._gate is not None and not self._gate()
         self._chunk_began = time.perf_counter()
 
     def _may_work(self) -> bool:

@@ -154,11 +154,13 @@ class ThreadPolicy:
     Probes are rare where they cost: each time the current count wins, the wait before
     the next doubles, from :attr:`FIRST_WAIT` up to :attr:`LONGEST_WAIT` groups; and a
     probe that lost time Δ waits at least Δ / :attr:`BUDGET` seconds (so probes never
-    cost more than that share of the time, however slow the other count was). When a
-    group's time per row moves by more than :attr:`CHANGED` from the baseline (another
-    process started or stopped, or the group was preempted), the baseline starts over
-    from the group after it, and the group after that probes. It only reads ``clock``
-    and the times it is given: the tests drive it with made-up ones.
+    cost more than that share of the time, however slow the other count was). A group
+    whose time per row is more than :attr:`CHANGED` from the baseline is set aside: one
+    group preempted, or slowed by the system, says nothing about the next (on a quiet
+    machine one in a few dozen is, by up to 6x). A second in a row on the same side says
+    the machine changed (another process started or stopped): the two start a new
+    baseline, and the next group probes. It only reads ``clock`` and the times it is
+    given: the tests drive it with made-up ones.
     """
 
     CLEAR = 2.0
@@ -179,6 +181,7 @@ class ThreadPolicy:
         self._wait = self.FIRST_WAIT  # groups to run before the next probe (the first: once a baseline is seen)
         self._not_before = 0.0   # ... and the clock time before which none runs
         self._recent = []        # seconds per row of the current count's last groups
+        self._aside = None       # the last group's, if it was far from them
         self._trial = None       # after a move: the count left's groups, cost per row and wait between probes
 
     @property
@@ -242,11 +245,15 @@ class ThreadPolicy:
                 return
         level = self.baseline()
         if level is not None and not level / self.CHANGED <= now <= level * self.CHANGED:
-            # the machine changed, or one group was preempted: the next group says which, then a probe
-            self._recent = []
+            aside, self._aside = self._aside, now
+            if aside is None or (aside > level) != (now > level):
+                return  # set aside: the next group says whether the machine changed
+            self._aside = None  # it did: a new baseline, and a probe next
+            self._recent = [aside, now]
             self._interval = self.FIRST_WAIT
             self._wait = 0
             return
+        self._aside = None
         self._recent = (self._recent + [now])[-self.BASELINE_GROUPS:]
 
 

@@ -235,26 +235,30 @@ def test_plot_distortions_from_the_command_line(runner, tmp_path, square_data):
 
 
 def test_a_shut_gate_keeps_the_thread_from_working_beside_the_steps_but_never_starves_them():
-    """While the steps run on several threads the thread prepares only the rows they wait for; open, it
-    works ahead. Either way the arrays are those of preparing inline."""
+    """While the steps run on several threads the thread prepares only when they wait, and then the whole
+    epoch at once (one wait an epoch); open, it works ahead. Either way the arrays are those of preparing
+    inline."""
+    import time
     x, y = square_problem(n=700)
     gate = {"open": False}
     with BackgroundEpochImages(x, y, 3, np.float32, np.random.default_rng(5), 3, shift=1, chunk=100,
                                gate=lambda: gate["open"]) as images:
         first = images.next()[0]
-        images.wait_for(100)                   # the steps ask for the first chunk: it is made for them
-        import time
-        time.sleep(0.2)                        # a shut gate: nothing more is made in the meantime
-        assert images._produced == 100
+        images.wait_for(100)                   # the steps ask for the first chunk: the epoch is made for them
+        assert images._produced == 700
+        seen = [(images.x.copy(), images.y.copy())]
+        images.release(100)                    # a group done: epoch 1 may start there, but not beside the steps
+        time.sleep(0.2)
+        assert images._produced == 700
         gate["open"] = True
-        images.wait_for(100)
+        images.release(200)                    # the next group: the thread hears the gate is open
         deadline = time.monotonic() + 10
-        while images._produced < 700 and time.monotonic() < deadline:  # open: it works ahead
+        while images._produced < 900 and time.monotonic() < deadline:  # open: it works ahead
             time.sleep(0.01)
-        assert images._produced == 700 and first is images.x
+        assert images._produced == 900 and first is images.x  # epoch 1 in the rows released
         gate["open"] = False
         images.release(700)
-        seen = [(images.x.copy(), images.y.copy())] + read_epochs(images, 2, 64)
+        seen += read_epochs(images, 2, 64)
     with EpochImages(x, y, 3, np.float32, np.random.default_rng(5), 3, shift=1, chunk=100) as inline:
         expected = [(a.copy(), b.copy()) for a, b in inline]
     for (got_x, got_y), (want_x, want_y) in zip(seen, expected):
@@ -275,10 +279,12 @@ def test_the_serial_cost_counts_only_chunks_the_steps_waited_for_with_the_gate_s
         assert images._prepare_rows == 700 and images.serial_seconds_per_row() > 0.0
         timed = images._prepare_seconds
         gate["open"] = True                    # beside the steps: made ahead, untimed
+        images.release(700)
         import time
         deadline = time.monotonic() + 10
         while images._produced < 3 * 700 and time.monotonic() < deadline:
             time.sleep(0.01)
+        assert images._produced == 3 * 700
         read_epochs(images, 1, 100)
         assert images._prepare_rows == 700 and images._prepare_seconds == timed
 

@@ -246,6 +246,15 @@ def test_when_load_arrives_the_policy_moves_to_one_thread_within_a_few_groups_an
     assert counts[-1] == 2
 
 
+@pytest.mark.parametrize("one_thread, expected", [(0.95, 2), (0.85, 1)])
+def test_one_thread_takes_over_only_when_it_beats_several_by_the_margin(one_thread, expected):
+    """Within 10% a group (a quiet machine's close call) several threads stay; clearly faster, one takes over."""
+    clock = FakeClock()
+    policy = cores.ThreadPolicy(2, clock=clock)
+    counts, _ = run_groups(policy, clock, {1: one_thread * 14e-6, 2: 14e-6}.get, 300)
+    assert counts[-1] == expected and set(counts[-100:]) == {expected}
+
+
 def test_a_busy_machine_from_the_start_never_leaves_one_thread_and_probes_within_the_budget():
     clock = FakeClock()
     policy = cores.ThreadPolicy(2, clock=clock)

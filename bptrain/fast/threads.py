@@ -149,7 +149,12 @@ class ThreadPolicy:
     (:meth:`clear`): one step of two threads that wait for each other can take a
     hundred steps' time. A probe's group can still be lucky (no other process ran
     during it): the first group after a move goes back if the count it left was
-    faster, and that counts as a lost probe.
+    faster, and that counts as a lost probe. One thread must be :attr:`ONE_THREAD_MARGIN`
+    faster than several to take over: a group's time leaves out part of what several
+    threads save (validation runs on the count the steps have; each move wakes or idles
+    OpenBLAS's threads; a probe of one thread runs without the epoch thread beside it),
+    and on a quiet machine the two are often within 10% a group while several win the
+    epoch. Under load one thread wins by far more, and the margin costs at most 10%.
 
     Probes are rare where they cost: each time the current count wins, the wait before
     the next doubles, from :attr:`FIRST_WAIT` up to :attr:`LONGEST_WAIT` groups; and a
@@ -169,6 +174,7 @@ class ThreadPolicy:
     BUDGET = 0.02
     CHANGED = 1.3
     BASELINE_GROUPS = 4
+    ONE_THREAD_MARGIN = 1.1
 
     def __init__(self, most: int, clock=time.perf_counter):
         self.clock = clock
@@ -211,7 +217,7 @@ class ThreadPolicy:
         current_per_row = self.baseline() or other_per_row
         other_cost, current_cost = self._cost(self.other, other_per_row), self._cost(self.current, current_per_row)
         lost = max(0.0, other_cost - current_cost) * rows  # what running the slower count cost
-        if other_cost < current_cost:
+        if self._weighed(self.other, other_cost) < self._weighed(self.current, current_cost):
             self._trial = self._recent, current_cost, self._interval  # to go back to, should the next group say so
             self.current, self.other = self.other, self.current
             self._recent = [other_per_row]
@@ -223,6 +229,10 @@ class ThreadPolicy:
 
     def _longer(self, interval: int) -> int:
         return min(max(2 * interval, self.FIRST_WAIT), self.LONGEST_WAIT)
+
+    def _weighed(self, count: int, cost: float) -> float:
+        """A cost to compare: one thread's times :attr:`ONE_THREAD_MARGIN`, which it must beat several by."""
+        return cost * self.ONE_THREAD_MARGIN if count == 1 else cost
 
     def _cost(self, count: int, step_per_row: float) -> float:
         """Seconds per row on ``count`` threads: the steps', and the preparation they leave undone."""
@@ -237,11 +247,12 @@ class ThreadPolicy:
             recent, left_cost, interval = self._trial
             self._trial = None
             cost = self._cost(self.current, now)
-            if cost > left_cost:  # the count it left is faster: back to it, as after a lost probe
+            if self._weighed(self.current, cost) > self._weighed(self.other, left_cost):
+                # the count it left is faster: back to it, as after a lost probe
                 self.current, self.other = self.other, self.current
                 self._recent = recent
                 self._interval = self._wait = self._longer(interval)
-                self._not_before = self.clock() + (cost - left_cost) * rows / self.BUDGET
+                self._not_before = self.clock() + max(0.0, cost - left_cost) * rows / self.BUDGET
                 return
         level = self.baseline()
         if level is not None and not level / self.CHANGED <= now <= level * self.CHANGED:

@@ -389,6 +389,43 @@ def test_an_epoch_gives_the_same_bytes_on_one_thread_two_threads_and_switching(m
     assert one == two == switching
 
 
+class CountingProbes(Alternating):
+    def __init__(self):
+        super().__init__()
+        self.probes = 0
+
+    def probed(self, other_per_row, rows):
+        self.probes += 1
+        super().probed(other_per_row, rows)
+
+
+@needs_thread_control
+def test_the_steps_stay_on_one_thread_until_the_epoch_thread_has_the_first_epoch(monkeypatch, ten_groups):
+    """Steps on two threads shut the epoch thread's gate and would wait for the first epoch alone, page
+    faults and all; so no probe runs before it is ready, and from then on they do."""
+    from bptrain.core.epoch_steps import EpochSteps
+    from bptrain.fast import FastEngine
+    from bptrain.fast.epoch_thread import BackgroundEpochImages
+
+    monkeypatch.setattr(cores, "most_threads", lambda: 2)
+    monkeypatch.setenv(cores.EPOCH_THREAD_VARIABLE, "1")
+    rows = 30 * 32 + 10
+    rng = np.random.default_rng(5)
+    x, labels = rng.random((rows, DEFAULT[0]), dtype=np.float32), rng.integers(0, 10, rows)
+    model = MLP(DEFAULT, "ce", seed=1)
+    engine = FastEngine(model, TrainSettings(batch_size=32), 32)
+    engine.policy, engine._checked = CountingProbes(), True
+    ready = BackgroundEpochImages.first_epoch_prepared
+    monkeypatch.setattr(BackgroundEpochImages, "first_epoch_prepared", lambda images: False)
+    with engine.epoch_images(x, labels, np.random.default_rng(0), 2) as images:
+        assert images.background
+        engine.run_epoch(*images.next(), EpochSteps(model, 1, rows, 32, 0.1))
+        assert engine.policy.probes == 0 and engine.policy.current == 1
+        monkeypatch.setattr(BackgroundEpochImages, "first_epoch_prepared", ready)
+        engine.run_epoch(*images.next(), EpochSteps(model, 2, rows, 32, 0.1))
+        assert engine.policy.probes == 10
+
+
 @needs_thread_control
 def test_the_first_probe_lets_the_count_move_only_where_the_bits_agree(monkeypatch, ten_groups):
     """What the pieces are for: without them OpenBLAS sums a 784-long inner dimension differently on one

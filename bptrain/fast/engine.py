@@ -72,6 +72,7 @@ class FastEngine:
         self.policy = threads.ThreadPolicy(self.most_threads) if adapts else threads.FixedThreads(self.most_threads)
         self._checked = not adapts
         self._running = self.policy.current  # the steps' count now (a probe's, during one)
+        self._first_epoch_ready = False
         self.background = threads.epoch_thread(model.sizes, batch_size, kind, distorts)
         self._images: BackgroundEpochImages | None = None
         self._grad_w = [aligned_empty(w.shape, w.dtype) for w in model.weights]  # for the learning speed
@@ -117,7 +118,10 @@ class FastEngine:
                 if prepared is not None:
                     prepared.wait_for(stop)
                 first = start
-                if (stop - start) // batch_size >= 2 and policy.probe_due():  # threads.ThreadPolicy
+                # the steps start on one thread, beside the epoch thread, until it has the first epoch ready
+                ready = prepared is None or self._first_epoch_ready or prepared.first_epoch_prepared()
+                self._first_epoch_ready = ready
+                if (stop - start) // batch_size >= 2 and ready and policy.probe_due():  # threads.ThreadPolicy
                     if prepared is not None:
                         policy.serial_per_row = prepared.serial_seconds_per_row()
                     first = self._probe(x, y_onehot, start, stop, lr, outputs, row_sums, work)

@@ -73,6 +73,13 @@ class BackgroundEpochImages(EpochImages):
     def background(self) -> bool:
         return self._thread is not None
 
+    def first_epoch_prepared(self) -> bool:
+        """Whether the thread has written the whole first epoch (inline: always). Until then, steps that
+        shut the gate would wait for it alone, page faults and all: the first epoch writes a buffer the
+        system has not mapped yet, many times slower than every later epoch."""
+        with self._changed:
+            return self._thread is None or self._produced >= len(self._x)
+
     # -------------------------------------------------------------- the reader
     def next(self):
         """Start the next epoch: all rows of the previous one are released; returns (x, Y)."""

@@ -52,8 +52,8 @@ class BackgroundEpochImages(EpochImages):
         super().__init__(*args, **kwargs)
         self._threads = threads  # inline: how many BLAS threads the preparation may use now (None: any)
         self._gate = gate        # () -> whether the thread may work beside the steps now (None: always)
-        self._waiting = False    # the steps wait for rows, up to this row (since the start of training):
-        self._wanted = 0
+        self._waiting = False    # the steps wait for rows ...
+        self._wanted = 0         # ... up to this one (in rows since the start of training)
         self._produced = 0
         self._consumed = 0
         self._stopping = False
@@ -99,8 +99,7 @@ class BackgroundEpochImages(EpochImages):
         """Block until rows [0, stop) of the current epoch are prepared; re-raise the thread's error.
 
         Behind a shut gate, a wait is for the whole epoch: the steps then wait once an epoch, not once
-        a chunk (each wait lets OpenBLAS's threads fall asleep, and waking them on this machine cost
-        more than the chunk: two-thread epochs ran 12% slower).
+        a chunk (each wait lets OpenBLAS's threads fall asleep, and waking them costs more than a chunk).
         """
         n = len(self._x)
         target = self._epoch * n + stop
@@ -134,8 +133,8 @@ class BackgroundEpochImages(EpochImages):
         """The reader is done with rows [0, stop) of the current epoch: the thread may overwrite them.
 
         The thread hears of it only if it may work now: behind a shut gate it would wake just to look
-        and sleep again, and each look takes the GIL from the steps (woken every group, two-thread steps
-        ran 20% slower). A gate that opens is seen at the next release.
+        and sleep again, and each look takes the GIL from the steps. A gate that opens is seen at the
+        next release.
         """
         with self._changed:
             self._consumed = max(self._consumed, self._epoch * len(self._x) + stop)

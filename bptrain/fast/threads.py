@@ -34,8 +34,9 @@ products' long inner dimensions are cut in fixed pieces
 (:class:`.optimizers.SGD`), the steps start on one thread (and stay there while
 the epoch thread writes the first epoch, which steps on several threads would
 wait for), and the first probe of several threads checks that both give the
-same bits (where they do not, the run stays on one thread). Validation and an epoch prepared inline (distortions
-are many small products) run on the count the steps last found faster.
+same bits (where they do not, the run stays on one thread). Validation and an
+epoch prepared inline (distortions are many small products) run on the count
+the steps last found faster.
 Whenever the steps' count adapts, the epoch thread runs too: on a busy machine
 it is what a run on one thread gains most from. OpenBLAS's idle threads spin
 before they sleep, taking a core from whatever runs next; ``import bptrain``

@@ -9,7 +9,7 @@ import sys
 import numpy as np
 import pytest
 
-from bptrain.fast import blas
+from bptrain.fast import blas, piecewise
 from bptrain.fast import threads as cores
 from bptrain.core.network import MLP
 from bptrain.fast.optimizers import SGD, Adam
@@ -246,6 +246,38 @@ def test_when_load_arrives_the_policy_moves_to_one_thread_within_a_few_groups_an
     assert counts[-1] == 2
 
 
+def test_while_other_processes_hold_the_cores_no_probe_runs_and_once_they_leave_probes_resume():
+    """The load the system reports stands in for a probe of two threads: skipped as if lost, no time spent."""
+    clock, load = FakeClock(), [1.0]
+    policy = cores.ThreadPolicy(2, clock=clock, others=lambda: load[0], cores=2)
+    counts, lost = run_groups(policy, clock, BUSY, 300)
+    assert set(counts) == {1} and lost == 0.0 and policy.skipped >= 5
+    waits = policy._interval
+    assert waits == cores.ThreadPolicy.LONGEST_WAIT  # skips back off like lost probes
+    load[0] = 0.2  # a browser drawing: the second core is still mostly free
+    counts, _ = run_groups(policy, clock, QUIET, 2 * waits + 10)
+    assert counts[-1] == 2
+
+
+@pytest.mark.parametrize("busy, probes", [(None, True), (0.0, True), (0.4, True), (0.6, False), (1.0, False)])
+def test_a_probe_of_two_threads_needs_one_and_a_half_free_cores_of_two(busy, probes):
+    clock = FakeClock()
+    policy = cores.ThreadPolicy(2, clock=clock, others=lambda: busy, cores=2)
+    run_groups(policy, clock, {1: 20e-6, 2: 20e-6}.get, 1)  # a baseline, no probe yet
+    policy._wait = 0
+    assert policy.probe_due() is probes
+
+
+def test_a_probe_of_one_thread_is_never_skipped_for_load():
+    """On two threads under new load, one thread is what to try: the load only makes it likelier to win."""
+    clock = FakeClock()
+    policy = cores.ThreadPolicy(2, clock=clock, others=lambda: 2.0, cores=2)
+    policy.current, policy.other = 2, 1
+    run_groups(policy, clock, QUIET, 1)
+    policy._wait = 0
+    assert policy.probe_due()
+
+
 @pytest.mark.parametrize("one_thread, expected", [(0.95, 2), (0.85, 1)])
 def test_one_thread_takes_over_only_when_it_beats_several_by_the_margin(one_thread, expected):
     """Within 10% a group (a quiet machine's close call) several threads stay; clearly faster, one takes over."""
@@ -434,7 +466,7 @@ def test_the_first_probe_lets_the_count_move_only_where_the_bits_agree(monkeypat
     monkeypatch.setattr(cores.ThreadPolicy, "FIRST_WAIT", 0)
     _, engine = trained_bytes(None, momentum=0.9)
     assert type(engine.policy) is cores.ThreadPolicy and engine._checked
-    monkeypatch.setattr(blas, "PIECE_MOST", {np.dtype(np.float32): 10**6, np.dtype(np.float64): 10**6})
+    monkeypatch.setattr(piecewise, "PIECE_MOST", {np.dtype(np.float32): 10**6, np.dtype(np.float64): 10**6})
     kept, engine = trained_bytes(None, momentum=0.9)
     assert isinstance(engine.policy, cores.FixedThreads) and engine.policy.current == 1 and engine._checked
     assert kept == trained_bytes(cores.FixedThreads(1), momentum=0.9)[0]

@@ -7,8 +7,11 @@ around it is the core's. What it does differently, each in its own module:
 - :mod:`.network`: forward and backward into workspaces, deltas times η;
 - :mod:`.optimizers`: updates fused into gemm, rotm, axpy calls (:mod:`.blas`);
 - :mod:`.threads`: how many BLAS threads the steps get (on a busy machine: one
-  or several, whichever is faster now, with the same numbers either way), and
-  whether a thread prepares the next epoch meanwhile (:mod:`.epoch_thread`);
+  or several, whichever is faster now, or one while other processes hold the
+  cores, :mod:`.machine_load`), and whether a thread prepares the next epoch
+  meanwhile (:mod:`.epoch_thread`);
+- :mod:`.piecewise`: long products summed in fixed pieces, so that the numbers
+  are the same whichever count the steps run on;
 - :mod:`.aligned`: every buffer on a cache line.
 """
 
@@ -23,6 +26,7 @@ from . import blas
 from . import threads
 from .aligned import aligned_empty, aligned_zeros
 from .epoch_thread import BackgroundEpochImages
+from .machine_load import OtherProcesses
 from .network import FastNetwork
 from .optimizers import NEGLIGIBLE_LR, SGD, Adam
 
@@ -69,7 +73,8 @@ class FastEngine:
         # Steps that would use several threads follow the load, once the first probe has seen
         # one thread and several give the same bits (_bits_agree); the rest keep their count.
         adapts = self.step_threads is None and self.most_threads > 1 and blas.can_set_threads()
-        self.policy = threads.ThreadPolicy(self.most_threads) if adapts else threads.FixedThreads(self.most_threads)
+        self.policy = (threads.ThreadPolicy(self.most_threads, others=OtherProcesses().busy) if adapts
+                       else threads.FixedThreads(self.most_threads))
         self._checked = not adapts
         self._running = self.policy.current  # the steps' count now (a probe's, during one)
         self._first_epoch_ready = False
@@ -190,7 +195,7 @@ class FastEngine:
     def _bits_agree(self, x, y_onehot, first: int, lr: float, outputs, row_sums, work, group_start: int) -> bool:
         """Whether one step gives the same bits on one thread and on the policy's other count.
 
-        Why: the pieces of the long products (blas.PiecewiseProduct) are sized for the kernels
+        Why: the pieces of the long products (piecewise.PiecewiseProduct) are sized for the kernels
         measured, and another BLAS may still sum a shape differently on one and several threads.
         So the step at ``first`` runs on one thread, then again from the same state on the other
         count; only if every parameter and optimizer array comes out bit for bit the same may

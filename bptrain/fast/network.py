@@ -21,7 +21,8 @@ import numpy as np
 
 from ..core.network import PREDICT_CHUNK, MLP, one_hot
 from .aligned import aligned_copy, aligned_empty
-from .blas import PiecewiseProduct, matmul_into, pieces
+from .blas import matmul_into
+from .piecewise import PiecewiseProduct, pieces
 
 
 class Workspace:

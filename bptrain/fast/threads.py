@@ -28,9 +28,11 @@ the cores, the page's browser, a second run) the threads of one product wait
 for each other whenever one is descheduled, and one thread is often several
 times faster. So steps that would use several threads are timed as they run,
 and :class:`ThreadPolicy` moves them between one thread and the most they may
-use, whichever is faster now. The count must not change the numbers: the
+use, whichever is faster now; while other processes hold the cores (as the
+system reports, :mod:`.machine_load`) a probe of several threads is not even
+tried. The count must not change the numbers: the
 products' long inner dimensions are cut in fixed pieces
-(:class:`.blas.PiecewiseProduct`), momentum keeps one form for the whole run
+(:class:`.piecewise.PiecewiseProduct`), momentum keeps one form for the whole run
 (:class:`.optimizers.SGD`), the steps start on one thread (and stay there while
 the epoch thread writes the first epoch, which steps on several threads would
 wait for), and the first probe of several threads checks that both give the
@@ -168,6 +170,11 @@ class ThreadPolicy:
     the machine changed (another process started or stopped): the two start a new
     baseline, and the next group probes. It only reads ``clock`` and the times it is
     given: the tests drive it with made-up ones.
+
+    A probe of more threads is skipped, as if lost, while other processes keep more
+    than :attr:`FREE_SLACK` of the cores it would use busy (``others``: cores busy with
+    other work lately, :class:`.machine_load.OtherProcesses`): its threads would wait
+    for time slices, and under load the probes, not the steps, were what cost most.
     """
 
     CLEAR = 2.0
@@ -177,9 +184,13 @@ class ThreadPolicy:
     CHANGED = 1.3
     BASELINE_GROUPS = 4
     ONE_THREAD_MARGIN = 1.1
+    FREE_SLACK = 0.5
 
-    def __init__(self, most: int, clock=time.perf_counter):
+    def __init__(self, most: int, clock=time.perf_counter, others=None, cores: int | None = None):
         self.clock = clock
+        self.others = others  # () -> cores other processes kept busy lately, or None: unknown
+        self.cores = cores if cores is not None else usable_cores()
+        self.skipped = 0      # probes skipped while other processes held the cores
         self.current = 1
         self.other = most if most > 1 else None
         #: Seconds per row that steps on several threads add by leaving the next epoch's preparation
@@ -205,9 +216,18 @@ class ThreadPolicy:
         if self.other is None or not self._recent:
             return False
         if self._wait <= 0 and self.clock() >= self._not_before:
+            if self.other > self.current and not self._cores_free():
+                self.skipped += 1
+                self._interval = self._wait = self._longer(self._interval)  # as after a lost probe
+                return False
             return True
         self._wait -= 1
         return False
+
+    def _cores_free(self) -> bool:
+        """Whether the cores a probe of :attr:`other` threads would use look free (unknown: yes)."""
+        busy = self.others() if self.others is not None else None
+        return busy is None or self.cores - busy >= self.other - self.FREE_SLACK
 
     def clear(self, seconds: float, rows: int) -> bool:
         """Whether a probe that took ``seconds`` for ``rows`` rows is clearly slower than the current count."""

@@ -1,0 +1,192 @@
+"""Long products summed in fixed pieces: the same bits on one BLAS thread and on several.
+
+Why: OpenBLAS cuts a long inner dimension (784 inputs, 1000 units) into blocks, and its
+one-thread and many-thread drivers cut it differently, so the sums differ in the last
+bits with the thread count. The steps' count follows the load (:mod:`.threads`), and a
+run's numbers must not: products whose inner dimension is longer than one block are
+computed here, in pieces each short enough to be one block on any number of threads.
+"""
+
+from __future__ import annotations
+
+import ctypes
+
+import numpy as np
+
+from . import blas
+from .blas import _NO_TRANS, _ROW_MAJOR, _TRANS, _address, matmul_into, threads
+
+
+#: The longest inner dimension a product is computed in one gemm call; longer ones are cut into
+#: equal pieces of at most this many, added up in a fixed order. Why: OpenBLAS cuts a long
+#: inner dimension into blocks, and its one-thread and many-thread drivers cut it differently
+#: (the sums then differ in the last bits); pieces each short enough to be one block are summed
+#: alike on any number of threads. The limits are below the block size of the x86 kernels
+#: measured; FastEngine checks the bits before it lets the count change (bptrain.fast.threads).
+PIECE_MOST = {np.dtype(np.float32): 400, np.dtype(np.float64): 256}
+
+
+def pieces(k: int, dtype) -> list[tuple[int, int]]:
+    """[(start, stop), ...] of the inner dimension k: one piece, or equal ones (multiples of 8) within the limit."""
+    most = PIECE_MOST.get(np.dtype(dtype), 256)
+    if k <= most:
+        return [(0, k)]
+    count = -(-k // most)
+    size = -(-k // count)
+    size = min(most, -(-size // 8) * 8)
+    return [(start, min(start + size, k)) for start in range(0, k, size)]
+
+
+def _layout(x: np.ndarray):
+    """(transpose flag, leading dimension) of a matrix view with one unit stride, for row-major gemm; or None."""
+    item = x.itemsize
+    rows, cols = x.shape
+    if x.strides[1] == item or cols == 1:
+        return _NO_TRANS, max(1, x.strides[0] // item if rows > 1 else cols)
+    if x.strides[0] == item or rows == 1:
+        return _TRANS, max(1, x.strides[1] // item if cols > 1 else rows)
+    return None
+
+
+class PiecewiseProduct:
+    """out = a·b (or a·bᵀ), with the inner dimension in :func:`pieces`: the same bits on any number of threads.
+
+    One per product of the network (a layer's forward or backward product). A product whose
+    inner dimension is one piece is :func:`matmul_into`'s. Several pieces are one gemm each,
+    the first writing ``out`` (β = 0), the others adding into it (β = 1), with arguments built
+    once (as :class:`.blas.PreparedGemmAtB`): the next input batch, or the next rows of a group's
+    outputs, only move an address. Without the bundled OpenBLAS the pieces are NumPy's.
+
+    Where OpenBLAS's own blocking of the whole product already sums in these pieces (its
+    many-thread driver cuts 784 into 392 + 392, as the pieces do), one call gives the same bits
+    for less: a gemm call fewer, and on several threads one wait for each other fewer. Whether
+    it does is checked once per shape and thread count, on random operands
+    (:meth:`_one_call_agrees`), and the product makes the cheaper call only where it does.
+    """
+
+    def __init__(self, transpose_b: bool = False):
+        self.transpose_b = transpose_b
+        self._a = self._b = self._out = None
+        self._calls = None  # [gemm arguments], one list per piece, or None: NumPy does the product
+        self._gemm = None
+        self._addressed = False  # whether the calls hold the addresses of _a and _out
+        self._one_call = {}      # thread count -> whether one call sums as the pieces, for the operands' shapes
+        self._checked = {}       # (shapes, orders) -> that dict, kept for shapes met again (evaluation's chunks)
+
+    def __call__(self, a: np.ndarray, b: np.ndarray, out: np.ndarray) -> np.ndarray:
+        if a is not self._a or b is not self._b or out is not self._out:
+            self._prepare(a, b, out)
+        if self._calls is None:
+            return self._numpy(a, b, out)
+        count = threads()
+        one_call = self._one_call.get(count)
+        if one_call is None:
+            one_call = self._one_call[count] = self._one_call_agrees(a, b, out)
+        if one_call:
+            return matmul_into(a, b.T if self.transpose_b else b, out)
+        return self._in_pieces(a, out)
+
+    def _in_pieces(self, a: np.ndarray, out: np.ndarray) -> np.ndarray:
+        if not self._addressed:
+            self._readdress(a, out)
+        gemm = self._gemm
+        for args in self._calls:
+            gemm(*args)
+        return out
+
+    def _numpy(self, a, b, out):
+        b = b.T if self.transpose_b else b
+        ranges = pieces(a.shape[1], out.dtype)
+        if len(ranges) == 1:
+            return matmul_into(a, b, out)
+        part = np.empty_like(out)
+        for i, (lo, hi) in enumerate(ranges):
+            matmul_into(a[:, lo:hi], b[lo:hi], out if i == 0 else part)
+            if i:
+                out += part
+        return out
+
+    def _one_call_agrees(self, a: np.ndarray, b: np.ndarray, out: np.ndarray) -> bool:
+        """Whether one call gives the pieces' bits for operands of these shapes and orders, on the threads
+        OpenBLAS has now. Random operands: on the real ones (an input of small integers, say) every order
+        of summation may happen to agree."""
+        rng = np.random.default_rng(0)
+        ra, rb = _random_like(a, rng), _random_like(b, rng)
+        whole, pieced = np.empty_like(out), np.empty_like(out)
+        matmul_into(ra, rb.T if self.transpose_b else rb, whole)
+        reference = PiecewiseProduct(self.transpose_b)
+        reference._prepare(ra, rb, pieced)
+        if reference._calls is None:
+            return False
+        reference._in_pieces(ra, pieced)
+        return _same_bits(whole, pieced)
+
+    def _prepare(self, a: np.ndarray, b: np.ndarray, out: np.ndarray) -> None:
+        previous_a, previous_b, previous_out = self._a, self._b, self._out
+        self._a, self._b, self._out = a, b, out
+        self._addressed = False
+        if (self._calls is not None and b is previous_b and _same_layout(a, previous_a)
+                and _same_layout(out, previous_out)):
+            return  # the next input batch, or the next rows of the outputs: _readdress when the pieces run
+        self._calls = None
+        routines = blas._ROUTINES.get(out.dtype) if blas._ROUTINES is not None else None
+        if (routines is None or a.dtype != out.dtype or b.dtype != out.dtype or a.ndim != 2 or b.ndim != 2
+                or len(pieces(a.shape[1], out.dtype)) == 1):
+            return  # NumPy's dot: as fast for a single call
+        bt = b.T if self.transpose_b else b  # the (k, n) operand
+        # gemm computes a row-major C = op(L)·op(R): out = a·bt, or for a column-major out, outᵀ = btᵀ·aᵀ
+        if out.flags.c_contiguous:
+            left, right, (m, n), self._a_index = a, bt, out.shape, 7
+        elif out.flags.f_contiguous:
+            left, right, (n, m), self._a_index = bt.T, a.T, out.shape, 9
+        else:
+            return
+        integer, scalar = routines.integer, routines.scalar
+        calls = []
+        for i, (lo, hi) in enumerate(pieces(a.shape[1], out.dtype)):
+            piece_left, piece_right = left[:, lo:hi], right[lo:hi]
+            left_layout, right_layout = _layout(piece_left), _layout(piece_right)
+            if left_layout is None or right_layout is None:
+                return
+            calls.append([ctypes.c_int(_ROW_MAJOR), ctypes.c_int(left_layout[0]), ctypes.c_int(right_layout[0]),
+                          integer(m), integer(n), integer(hi - lo), scalar(1.0),
+                          ctypes.c_void_p(_address_of_view(piece_left)), integer(left_layout[1]),
+                          ctypes.c_void_p(_address_of_view(piece_right)), integer(right_layout[1]),
+                          scalar(0.0 if i == 0 else 1.0), ctypes.c_void_p(_address_of_view(out)), integer(n)])
+        self._gemm = routines.raw_gemm
+        self._calls = calls
+        self._a_offsets = [args[self._a_index].value - _address_of_view(a) for args in calls]
+        self._addressed = True
+        key = (a.shape, a.strides, b.shape, b.strides, out.shape, out.strides, out.dtype)
+        self._one_call = self._checked.setdefault(key, {})
+
+    def _readdress(self, a: np.ndarray, out: np.ndarray) -> None:
+        """Point the prepared calls at this ``a`` and ``out`` (same shapes and strides as they were built for)."""
+        a_address, out_address = _address_of_view(a), ctypes.c_void_p(_address_of_view(out))
+        for args, a_offset in zip(self._calls, self._a_offsets):
+            args[self._a_index] = ctypes.c_void_p(a_address + a_offset)
+            args[12] = out_address
+        self._addressed = True
+
+
+def _same_bits(x: np.ndarray, y: np.ndarray) -> bool:
+    return np.array_equal(np.ascontiguousarray(x).view(np.uint8), np.ascontiguousarray(y).view(np.uint8))
+
+
+def _random_like(x: np.ndarray, rng) -> np.ndarray:
+    """Standard normal numbers in an array of ``x``'s shape, dtype and memory order."""
+    copy = np.empty_like(x)
+    copy[...] = rng.standard_normal(x.shape)
+    return copy
+
+
+def _same_layout(x: np.ndarray, y) -> bool:
+    return y is not None and x.shape == y.shape and x.strides == y.strides and x.dtype == y.dtype
+
+
+def _address_of_view(x: np.ndarray) -> int:
+    """Where a (possibly non-contiguous) view's first element is: :func:`_address` where it can (a
+    third of the cost), else from the array interface."""
+    if x.flags.c_contiguous and x.flags.writeable and x.size:
+        return _address(x)
+    return x.__array_interface__["data"][0]

@@ -33,6 +33,8 @@ def test_other_processes_busy_time_is_the_cores_busy_time_less_this_processes(tm
     clock[0], own[0] = 1.0, 0.5
     write_stat(stat, [TICK, TICK // 2])  # 1.5 core-seconds busy in 1 s, half a second of them ours
     assert load.busy() == pytest.approx(1.0)
+    clock[0] = 1.01
+    assert load.busy() == pytest.approx(1.0)  # too short a window: the last one's answer
     clock[0], own[0] = 2.0, 2.0
     write_stat(stat, [2 * TICK, TICK])  # all of the next second's busy time (1.5 core-seconds) is ours
     assert load.busy() == pytest.approx(0.0)

@@ -42,9 +42,11 @@ class OtherProcesses:
                 cores = None
         self._cores = cores
         self._start = self._reading()
+        self._last = None  # the answer over the last window long enough to say
 
     def busy(self) -> float | None:
-        """Cores busy with other work since the window's start (at least :data:`SHORTEST_WINDOW` ago), or None."""
+        """Cores busy with other work since the window's start, or over the window before it when this one is
+        shorter than :data:`SHORTEST_WINDOW`; None when nothing is known."""
         now = self._reading()
         if now is None or self._start is None:
             self._start = now
@@ -52,10 +54,11 @@ class OtherProcesses:
         (start_time, start_busy, start_own), (time_now, busy_now, own_now) = self._start, now
         seconds = time_now - start_time
         if seconds < SHORTEST_WINDOW:
-            return None
+            return self._last
         if seconds >= WINDOW:
             self._start = now
-        return max(0.0, (busy_now - start_busy) - (own_now - start_own)) / seconds
+        self._last = max(0.0, (busy_now - start_busy) - (own_now - start_own)) / seconds
+        return self._last
 
     def _reading(self):
         """(clock, busy seconds of the usable cores, this process's CPU seconds), or None."""

@@ -259,10 +259,12 @@ def test_while_other_processes_hold_the_cores_no_probe_runs_and_once_they_leave_
     assert counts[-1] == 2
 
 
-@pytest.mark.parametrize("busy, probes", [(None, True), (0.0, True), (0.4, True), (0.6, False), (1.0, False)])
-def test_a_probe_of_two_threads_needs_one_and_a_half_free_cores_of_two(busy, probes):
+@pytest.mark.parametrize("most, busy, probes", [(2, None, True), (2, 0.0, True), (2, 0.4, True), (2, 0.6, False),
+                                               (2, 1.0, False), (4, 1.0, True), (4, 1.4, True), (4, 1.6, False)])
+def test_a_probe_needs_half_the_cores_it_would_add_free(most, busy, probes):
+    """Two cores: no probe beside more than half a core of other work; four: beside more than one and a half."""
     clock = FakeClock()
-    policy = cores.ThreadPolicy(2, clock=clock, others=lambda: busy, cores=2)
+    policy = cores.ThreadPolicy(most, clock=clock, others=lambda: busy, cores=most)
     run_groups(policy, clock, {1: 20e-6, 2: 20e-6}.get, 1)  # a baseline, no probe yet
     policy._wait = 0
     assert policy.probe_due() is probes

@@ -171,10 +171,11 @@ class ThreadPolicy:
     baseline, and the next group probes. It only reads ``clock`` and the times it is
     given: the tests drive it with made-up ones.
 
-    A probe of more threads is skipped, as if lost, while other processes keep more
-    than :attr:`FREE_SLACK` of the cores it would use busy (``others``: cores busy with
-    other work lately, :class:`.machine_load.OtherProcesses`): its threads would wait
-    for time slices, and under load the probes, not the steps, were what cost most.
+    A probe of more threads is skipped, as if lost, unless at least :attr:`FREE_SHARE`
+    of the cores it would add are free of other work (``others``: cores busy with other
+    work lately, :class:`.machine_load.OtherProcesses`): its threads would wait for time
+    slices, and under load the probes, not the steps, were what cost most. On 2 cores:
+    no probe while other processes keep more than half a core busy.
     """
 
     CLEAR = 2.0
@@ -184,7 +185,7 @@ class ThreadPolicy:
     CHANGED = 1.3
     BASELINE_GROUPS = 4
     ONE_THREAD_MARGIN = 1.1
-    FREE_SLACK = 0.5
+    FREE_SHARE = 0.5
 
     def __init__(self, most: int, clock=time.perf_counter, others=None, cores: int | None = None):
         self.clock = clock
@@ -225,9 +226,9 @@ class ThreadPolicy:
         return False
 
     def _cores_free(self) -> bool:
-        """Whether the cores a probe of :attr:`other` threads would use look free (unknown: yes)."""
+        """Whether enough of the cores a probe of :attr:`other` threads would add look free (unknown: yes)."""
         busy = self.others() if self.others is not None else None
-        return busy is None or self.cores - busy >= self.other - self.FREE_SLACK
+        return busy is None or self.cores - busy - self.current >= self.FREE_SHARE * (self.other - self.current)
 
     def clear(self, seconds: float, rows: int) -> bool:
         """Whether a probe that took ``seconds`` for ``rows`` rows is clearly slower than the current count."""

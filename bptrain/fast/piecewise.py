@@ -119,7 +119,7 @@ class PiecewiseProduct:
         if reference._calls is None:
             return False
         reference._in_pieces(ra, pieced)
-        return _same_bits(whole, pieced)
+        return same_bits(whole, pieced)
 
     def _prepare(self, a: np.ndarray, b: np.ndarray, out: np.ndarray) -> None:
         previous_a, previous_b, previous_out = self._a, self._b, self._out
@@ -169,7 +169,8 @@ class PiecewiseProduct:
         self._addressed = True
 
 
-def _same_bits(x: np.ndarray, y: np.ndarray) -> bool:
+def same_bits(x: np.ndarray, y: np.ndarray) -> bool:
+    """Whether two arrays hold the same bytes (NaNs and the sign of zero included), whatever their layout."""
     return np.array_equal(np.ascontiguousarray(x).view(np.uint8), np.ascontiguousarray(y).view(np.uint8))
 
 

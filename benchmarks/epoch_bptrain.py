@@ -18,9 +18,12 @@ import statistics
 import time
 from pathlib import Path
 
-# the public API only, so that the same script times any tree (paired.py --tree before=... --tree now=...);
-# first, as `bptrain train` imports it: before NumPy loads OpenBLAS (bptrain/__init__.py says why)
-from bptrain import MLP, TrainSettings, load_dataset, train
+# as `bptrain train` runs: OpenBLAS's idle threads sleep soon (bptrain.environment.shorten_idle_spin), set
+# before NumPy loads OpenBLAS; written out here so that the same script times trees from before that function
+os.environ.setdefault("OPENBLAS_THREAD_TIMEOUT", "20")
+
+# the public API only, so that the same script times any tree (paired.py --tree before=... --tree now=...)
+from bptrain import MLP, TrainSettings, load_dataset, train  # noqa: E402
 
 import numpy as np  # noqa: E402
 

@@ -6,27 +6,36 @@
     train(model, data, TrainSettings(lr=0.1, epochs=5))
 
 The algorithm itself is in :mod:`bptrain.core`; the fast engine in :mod:`bptrain.fast`.
+
+The names below are loaded on first use: importing ``bptrain`` loads nothing else, so that the command
+line (:mod:`bptrain.app.cli`) can set OpenBLAS's variables before NumPy loads it.
 """
+
+from __future__ import annotations
+
+import importlib
 
 __version__ = "0.1.0"
 
-import os as _os
+#: Public name -> the module that defines it.
+_PUBLIC = {
+    "Committee": ".core.committee", "MLP": ".core.network", "TrainSettings": ".core.training",
+    "BptrainError": ".core.errors", "ConfigError": ".core.errors", "DataError": ".core.errors",
+    "ModelFileError": ".core.errors", "TrainingDiverged": ".core.errors",
+    "Dataset": ".data.loader", "Split": ".data.loader", "load_dataset": ".data.loader",
+    "load_model": ".data.model_io", "save_model": ".data.model_io", "train": ".engines",
+}
 
-# OpenBLAS's idle threads spin for 2^28 cycles (~0.1 s) before they sleep, and OpenBLAS reads how long
-# once, when NumPy loads it. When the steps drop to one thread (bptrain.fast.threads), that spinning
-# takes the core the epoch thread or another process needs; 2^20 cycles (under a millisecond) still
-# spans the gaps between the products of one step. A value the user set wins.
-_os.environ.setdefault("OPENBLAS_THREAD_TIMEOUT", "20")
+__all__ = ["__version__", *_PUBLIC]
 
-from .core.committee import Committee  # noqa: E402
-from .core.errors import BptrainError, ConfigError, DataError, ModelFileError, TrainingDiverged  # noqa: E402
-from .core.network import MLP  # noqa: E402
-from .core.training import TrainSettings  # noqa: E402
-from .data.loader import Dataset, Split, load_dataset  # noqa: E402
-from .data.model_io import load_model, save_model  # noqa: E402
-from .engines import train  # noqa: E402
 
-__all__ = [
-    "__version__", "MLP", "Committee", "Dataset", "Split", "load_dataset", "load_model", "save_model", "train",
-    "TrainSettings", "BptrainError", "ConfigError", "DataError", "ModelFileError", "TrainingDiverged",
-]
+def __getattr__(name: str):
+    if name not in _PUBLIC:
+        raise AttributeError(f"module 'bptrain' has no attribute {name!r}")
+    value = getattr(importlib.import_module(_PUBLIC[name], __name__), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__():
+    return sorted(__all__)

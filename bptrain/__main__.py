@@ -1,6 +1,6 @@
-"""`python -m bptrain` is the same as the `bptrain` command."""
+"""``python -m bptrain`` is the ``bptrain`` command."""
 
-from .app.commands import main
+from .app.cli import main
 
 if __name__ == "__main__":
     main()

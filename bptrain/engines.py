@@ -32,17 +32,10 @@ def distortion_of(settings: TrainSettings) -> Distortion:
                       settings.affine_shear, settings.affine_shift)
 
 
-def usable_cores() -> int:
-    """The cores this process may run on (the fast engine's thread policy asks the same)."""
-    from .fast import threads
-
-    return threads.usable_cores()
-
-
 def engine_class(name: str):
     """The class of engine ``name``, for what it says of itself (e.g. the memory it allocates)."""
     if name == "fast":
-        from .fast import FastEngine
+        from .fast.engine import FastEngine
 
         return FastEngine
     if name == "reference":
@@ -53,7 +46,7 @@ def engine_class(name: str):
 def make_engine(name: str, model: MLP, settings: TrainSettings, batch_size: int, distorts: bool = False):
     """The engine ``name`` for training ``model`` with ``settings``."""
     if name == "fast":
-        from .fast import FastEngine
+        from .fast.engine import FastEngine
 
         return FastEngine(model, settings, batch_size, distorts)
     if name == "reference":
@@ -82,14 +75,14 @@ def epoch_buffers(engine: str, n_samples: int, n_features: int, n_classes: int, 
 
 def epoch_images(engine, x, labels, n_classes: int, dtype, settings: TrainSettings, rng, distorter=None,
                  buffers=None, epochs: int | None = None):
-    """Each epoch's shuffled, shifted, distorted images for ``engine`` (the fast one prepares them ahead):
-    ``epochs`` of them (all of ``settings.epochs`` when None)."""
+    """Each epoch's shuffled, shifted, distorted images for ``engine``: ``epochs`` of them (all of
+    ``settings.epochs`` when None), prepared ahead where the engine does that (the fast one, in a thread)."""
     epochs = settings.epochs if epochs is None else epochs
-    if hasattr(engine, "epoch_images"):
-        return engine.epoch_images(x, labels, rng, epochs, shift=settings.augment, distorter=distorter,
-                                   buffers=buffers)
-    return EpochImages(x, labels, n_classes, dtype, rng, epochs, shift=settings.augment,
-                       distorter=distorter, buffers=buffers)
+    if buffers is None:
+        buffers = epoch_buffers(engine.name, len(x), x.shape[1], n_classes, dtype)
+    images = EpochImages(x, labels, n_classes, dtype, rng, epochs, shift=settings.augment, distorter=distorter,
+                         buffers=buffers)
+    return engine.prepare_ahead(images) if hasattr(engine, "prepare_ahead") else images
 
 
 class ProgressBar(Callbacks):

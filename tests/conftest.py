@@ -218,7 +218,7 @@ def run_fast_epoch(model, x, y_onehot, batch_size, lr=0.1, epoch=1, **settings):
     """
     from bptrain.core.epoch_steps import EpochSteps
     from bptrain.core.training import TrainSettings
-    from bptrain.fast import FastEngine
+    from bptrain.fast.engine import FastEngine
 
     settings = {"momentum": 0.0, "weight_decay": 0.0, **settings}
     engine = FastEngine(model, TrainSettings(batch_size=batch_size, **settings), batch_size)

@@ -28,9 +28,9 @@ def test_a_default_epoch_trains_with_momentum_decay_and_shifts(monkeypatch):
     shifts = []
 
     class Recorded(BackgroundEpochImages):
-        def __init__(self, *args, shift=0, **kwargs):
-            shifts.append(shift)
-            super().__init__(*args, shift=shift, **kwargs)
+        def __init__(self, images, **kwargs):
+            shifts.append(images.preparation._shift)
+            super().__init__(images, **kwargs)
 
     monkeypatch.setattr(fast_engine, "BackgroundEpochImages", Recorded)
     x, y = bench.synthetic_like(64, 16, 3)

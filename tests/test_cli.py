@@ -565,7 +565,7 @@ def test_kill_after_an_epoch_saves_like_ctrl_c(tmp_path, name, status):
 #: writing the temporary file: a second (and third) signal arriving during the save.
 SIGNAL_DURING_SAVE = """
 import os, signal, sys
-import bptrain.app.commands, bptrain.app.history, bptrain.data.model_io
+import bptrain.app.cli, bptrain.app.history, bptrain.data.model_io
 
 real_atomic_write = bptrain.data.model_io.atomic_write
 
@@ -582,7 +582,7 @@ def atomic_write(path, write):
 
 bptrain.data.model_io.atomic_write = bptrain.app.history.atomic_write = atomic_write
 sys.argv[0] = "bptrain"
-bptrain.app.commands.main()
+bptrain.app.cli.main()
 """
 
 

@@ -28,42 +28,43 @@ LINK = re.compile(r"\[(?:[^\[\]]|\[[^\]]*\])*\]\(([^)\s]+)\)")  # [text](target)
 
 #: What each line of bptrain/core/ that the docs link to computes. When core/ changes, the line
 #: numbers move: update the README's links and this table together.
-CORE_LINES = {
-    ("bptrain/core/network.py", 55): "np.exp(z - z.max(axis=1, keepdims=True))",  # softmax
-    ("bptrain/core/network.py", 61): "HIDDEN_UNITS = {",
-    ("bptrain/core/network.py", 62): "a * (1 - a)",  # σ' = A ⊙ (1 − A)
-    ("bptrain/core/network.py", 85): "def initial_parameters(",
-    ("bptrain/core/network.py", 169): "def forward(",
-    ("bptrain/core/network.py", 172): "a = np.asarray(x, self.dtype)",  # A_0 = X
-    ("bptrain/core/network.py", 175): "z = a @ W + b",
-    ("bptrain/core/network.py", 177): "a = f(z)",
-    ("bptrain/core/network.py", 179): "a = softmax(z)",
-    ("bptrain/core/network.py", 181): "a = sigmoid(z)",
-    ("bptrain/core/network.py", 193): "0.5 * np.sum((a_out - y_onehot) ** 2)",
-    ("bptrain/core/network.py", 195): "log_sum = np.log(np.exp(z_out - top).sum(axis=1))",
-    ("bptrain/core/network.py", 205): "delta = (a_out - y_onehot) / batch",
-    ("bptrain/core/network.py", 207): "delta = (a_out - y_onehot) * a_out * (1 - a_out) / batch",
-    ("bptrain/core/network.py", 212): "grad_w[l] = activations[l].T @ delta",
-    ("bptrain/core/network.py", 212): "grad_b[l] = delta.sum(axis=0)",
-    ("bptrain/core/network.py", 214): "delta = (delta @ self.weights[l].T) * f_prime(activations[l])",
-    ("bptrain/core/optimizers.py", 41): "def step(self, grad_w, grad_b, lr",
-    ("bptrain/core/optimizers.py", 50): "theta -= step ",
-    ("bptrain/core/optimizers.py", 53): "v += step",
-    ("bptrain/core/optimizers.py", 55): "theta -= step + self.momentum * v",
-    ("bptrain/core/optimizers.py", 57): "theta -= v",
-    ("bptrain/core/optimizers.py", 108): "m += (1 - beta1) * g",
-    ("bptrain/core/optimizers.py", 110): "v += (1 - beta2) * g * g",
-    ("bptrain/core/optimizers.py", 111): "m_hat = m / (1 - beta1 ** t)",
-    ("bptrain/core/optimizers.py", 112): "v_hat = v / (1 - beta2 ** t)",
-    ("bptrain/core/optimizers.py", 113): "theta -= lr * (m_hat / (np.sqrt(v_hat) + self.eps) + decay * theta)",
-    ("bptrain/core/schedules.py", 21): "base_lr * gamma ** (epoch // step_size)",
-    ("bptrain/core/schedules.py", 23): "math.cos(math.pi * epoch / epochs)",
-    ("bptrain/core/training.py", 185): "model.forward(xb)",
-    ("bptrain/core/training.py", 186): "model.backward(activations, yb)",
-    ("bptrain/core/training.py", 187): "self.optimizer.step(grads.weights, grads.biases, steps.lr)",
-    ("bptrain/core/training.py", 259): "for epoch in range(",
-    ("bptrain/core/training.py", 268): "engine.run_epoch(",
-}
+CORE_LINES = [
+    ("bptrain/core/network.py", 55, "np.exp(z - z.max(axis=1, keepdims=True))"),  # softmax
+    ("bptrain/core/network.py", 61, "HIDDEN_UNITS = {"),
+    ("bptrain/core/network.py", 62, "a * (1 - a)"),  # σ' = A ⊙ (1 − A)
+    ("bptrain/core/network.py", 85, "def initial_parameters("),
+    ("bptrain/core/network.py", 169, "def forward("),
+    ("bptrain/core/network.py", 172, "a = np.asarray(x, self.dtype)"),  # A_0 = X
+    ("bptrain/core/network.py", 175, "z = a @ W + b"),
+    ("bptrain/core/network.py", 177, "a = f(z)"),
+    ("bptrain/core/network.py", 179, "a = softmax(z)"),
+    ("bptrain/core/network.py", 181, "a = sigmoid(z)"),
+    ("bptrain/core/network.py", 193, "0.5 * np.sum((a_out - y_onehot) ** 2)"),
+    ("bptrain/core/network.py", 195, "log_sum = np.log(np.exp(z_out - top).sum(axis=1))"),
+    ("bptrain/core/network.py", 205, "delta = (a_out - y_onehot) / batch"),
+    ("bptrain/core/network.py", 207, "delta = (a_out - y_onehot) * a_out * (1 - a_out) / batch"),
+    ("bptrain/core/network.py", 211, "grad_w[l] = activations[l].T @ delta"),
+    ("bptrain/core/network.py", 212, "grad_b[l] = delta.sum(axis=0)"),
+    ("bptrain/core/network.py", 214, "delta = (delta @ self.weights[l].T) * f_prime(activations[l])"),
+    ("bptrain/core/optimizers.py", 41, "def step(self, grad_w, grad_b, lr"),
+    ("bptrain/core/optimizers.py", 50, "theta -= step "),
+    ("bptrain/core/optimizers.py", 53, "v += step"),
+    ("bptrain/core/optimizers.py", 55, "theta -= step + self.momentum * v"),
+    ("bptrain/core/optimizers.py", 57, "theta -= v"),
+    ("bptrain/core/optimizers.py", 108, "m += (1 - beta1) * g"),
+    ("bptrain/core/optimizers.py", 110, "v += (1 - beta2) * g * g"),
+    ("bptrain/core/optimizers.py", 111, "m_hat = m / (1 - beta1 ** t)"),
+    ("bptrain/core/optimizers.py", 112, "v_hat = v / (1 - beta2 ** t)"),
+    ("bptrain/core/optimizers.py", 113, "theta -= lr * (m_hat / (np.sqrt(v_hat) + self.eps) + decay * theta)"),
+    ("bptrain/core/schedules.py", 21, "base_lr * gamma ** (epoch // step_size)"),
+    ("bptrain/core/schedules.py", 23, "math.cos(math.pi * epoch / epochs)"),
+    ("bptrain/core/training.py", 188, "model.forward(xb)"),
+    ("bptrain/core/training.py", 189, "model.backward(activations, yb)"),
+    ("bptrain/core/training.py", 190, "self.optimizer.step(grads.weights, grads.biases, steps.lr)"),
+    ("bptrain/core/training.py", 265, "for epoch in range("),
+    ("bptrain/core/training.py", 274, "engine.run_epoch("),
+    ("bptrain/engines.py", 46, "def make_engine("),
+]
 
 #: Modules the tests import whose distribution has another name.
 DISTRIBUTION = {"PIL": "pillow"}
@@ -130,12 +131,13 @@ def test_every_line_the_docs_link_to_in_core_computes_what_they_say():
     for page, number, target in all_links():
         path, _, anchor = target.partition("#")
         destination = (page.parent / path).resolve()
-        if anchor.startswith("L") and destination.is_relative_to(ROOT / "bptrain" / "core"):
+        if anchor.startswith("L") and (destination.is_relative_to(ROOT / "bptrain" / "core")
+                                       or destination == ROOT / "bptrain" / "engines.py"):
             linked.add((destination.relative_to(ROOT).as_posix(), int(anchor[1:])))
-    unknown = sorted(linked - set(CORE_LINES))
+    unknown = sorted(linked - {(path, number) for path, number, _ in CORE_LINES})
     assert not unknown, f"links into bptrain/core/ this test does not know (add them to CORE_LINES): {unknown}"
     moved = []
-    for (path, number), code in sorted(CORE_LINES.items()):
+    for path, number, code in sorted(CORE_LINES):
         lines = (ROOT / path).read_text(encoding="utf-8").splitlines()
         if number > len(lines) or code not in lines[number - 1]:
             found = [i for i, line in enumerate(lines, 1) if code in line]
@@ -144,11 +146,26 @@ def test_every_line_the_docs_link_to_in_core_computes_what_they_say():
     assert not moved, "\n".join(moved)
 
 
+def test_a_link_that_names_a_line_goes_to_that_line():
+    """``[#L96](file#L108)`` or ``[core/x.py#L96](core/x.py#L108)`` would send a reader elsewhere than it says."""
+    wrong = []
+    for page in PAGES:
+        for number, line in enumerate(page.read_text(encoding="utf-8").splitlines(), 1):
+            for label, target in re.findall(r"\[([^\[\]]*#L\d+)\]\(([^)\s]+)\)", line):
+                if label.rpartition("#")[2] != target.rpartition("#")[2]:
+                    wrong.append(f"{page.relative_to(ROOT)}:{number}: [{label}]({target})")
+    assert not wrong, "\n".join(wrong)
+
+
+def test_the_core_lines_table_names_each_line_and_code_once():
+    assert len(set(CORE_LINES)) == len(CORE_LINES)
+
+
 def test_the_math_links_every_line_of_the_step():
     """The README's math section links the forward pass, the loss, the backward pass and every update."""
     readme = (ROOT / "README.md").read_text(encoding="utf-8")
     math = readme[readme.index("## The math"):readme.index("## Reading the code")]
-    for (path, number), code in CORE_LINES.items():
+    for path, number, code in CORE_LINES:
         if path.endswith(("network.py", "optimizers.py", "schedules.py")) and not code.startswith("def "):
             assert f"{path}#L{number})" in math, f"the math section does not link {path}#L{number}"
 

@@ -279,10 +279,10 @@ class Trickle(http.server.BaseHTTPRequestHandler):
 
 DOWNLOAD_FROM = """
 import sys
-import bptrain.data.download, bptrain.app.commands
+import bptrain.data.download, bptrain.app.cli
 bptrain.data.download.MIRRORS = (sys.argv.pop(1),)
 sys.argv[0] = "bptrain"
-bptrain.app.commands.main()
+bptrain.app.cli.main()
 """
 
 

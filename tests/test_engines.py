@@ -143,7 +143,7 @@ class NoFast:
         if name == "bptrain.fast" or name.startswith("bptrain.fast."):
             raise ImportError("the fast engine is not available in this test")
 sys.meta_path.insert(0, NoFast())
-from bptrain.app.commands import main
+from bptrain.app.cli import main
 sys.argv = ["bptrain", "train", "--engine", "reference", "--data", {str(synthetic_data)!r}, "--sizes", "20,8,3",
             "--epochs", "2", "--out", {str(tmp_path / 'm.npy')!r}, "--quiet"]
 try:

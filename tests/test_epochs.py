@@ -33,6 +33,12 @@ def square_problem(n=700, side=7, n_classes=3, seed=0):
     return x, y
 
 
+def prepared_ahead(*args, background=True, threads=None, gate=None, **preparation) -> BackgroundEpochImages:
+    """The epochs of ``EpochImages(*args, **preparation)``, prepared by the fast engine's thread."""
+    return BackgroundEpochImages(EpochImages(*args, **preparation), background=background, threads=threads,
+                                 gate=gate)
+
+
 def epoch_thread_alive() -> bool:
     return any(t.name == THREAD_NAME and t.is_alive() for t in threading.enumerate())
 
@@ -76,7 +82,7 @@ def test_background_gives_exactly_the_inline_arrays(shift, distortion, chunk):
     x, y = square_problem()
     expected = old_inline_epochs(x, y, 3, 5, 3, shift, distortion)
     for background, group in ((False, 700), (True, 64), (True, 700)):
-        with BackgroundEpochImages(x, y, 3, np.float32, np.random.default_rng(5), 3, shift=shift,
+        with prepared_ahead(x, y, 3, np.float32, np.random.default_rng(5), 3, shift=shift,
                          distorter=Distorter(49, distortion), background=background, chunk=chunk) as images:
             got = read_epochs(images, 3, group)
         for (gx, gy), (ex, ey) in zip(got, expected):
@@ -93,7 +99,7 @@ def test_background_gives_exactly_the_inline_arrays(shift, distortion, chunk):
 
 def test_close_stops_a_thread_waiting_for_rows():
     x, y = square_problem(n=3 * BLOCK)
-    images = BackgroundEpochImages(x, y, 3, np.float32, np.random.default_rng(0), 50, shift=1,
+    images = prepared_ahead(x, y, 3, np.float32, np.random.default_rng(0), 50, shift=1,
                          distorter=Distorter(49, DISTORTION), background=True, chunk=BLOCK)
     images.next()
     images.wait_for(BLOCK)  # epoch 1 is being prepared; nothing released: the thread must wait
@@ -114,7 +120,7 @@ def test_an_error_in_the_thread_reaches_the_reader():
             super().__call__(images, rng)
 
     x, y = square_problem(n=2 * BLOCK)
-    with BackgroundEpochImages(x, y, 3, np.float32, np.random.default_rng(0), 3, distorter=Broken(49, DISTORTION),
+    with prepared_ahead(x, y, 3, np.float32, np.random.default_rng(0), 3, distorter=Broken(49, DISTORTION),
                      background=True, chunk=BLOCK) as images:
         images.next()
         images.wait_for(BLOCK)
@@ -241,7 +247,7 @@ def test_a_shut_gate_keeps_the_thread_from_working_beside_the_steps_but_never_st
     import time
     x, y = square_problem(n=700)
     gate = {"open": False}
-    with BackgroundEpochImages(x, y, 3, np.float32, np.random.default_rng(5), 3, shift=1, chunk=100,
+    with prepared_ahead(x, y, 3, np.float32, np.random.default_rng(5), 3, shift=1, chunk=100,
                                gate=lambda: gate["open"]) as images:
         first = images.next()[0]
         images.wait_for(100)                   # the steps ask for the first chunk: the epoch is made for them
@@ -271,7 +277,7 @@ def test_the_serial_cost_counts_only_chunks_the_steps_waited_for_with_the_gate_s
     epoch (its page faults), not chunks made ahead beside the steps (the gate open)."""
     x, y = square_problem(n=700)
     gate = {"open": False}
-    with BackgroundEpochImages(x, y, 3, np.float32, np.random.default_rng(5), 4, shift=1, chunk=100,
+    with prepared_ahead(x, y, 3, np.float32, np.random.default_rng(5), 4, shift=1, chunk=100,
                                gate=lambda: gate["open"]) as images:
         read_epochs(images, 1, 100)            # epoch 0, each chunk waited for with the gate shut
         assert images._prepare_rows == 0 and images.serial_seconds_per_row() == 0.0
@@ -292,7 +298,7 @@ def test_the_serial_cost_counts_only_chunks_the_steps_waited_for_with_the_gate_s
 @pytest.mark.parametrize("background", [True, False])
 def test_the_thread_runs_only_when_asked(background):
     x, y = square_problem(n=50)
-    with BackgroundEpochImages(x, y, 3, np.float32, np.random.default_rng(0), 3, shift=1, background=background) as images:
+    with prepared_ahead(x, y, 3, np.float32, np.random.default_rng(0), 3, shift=1, background=background) as images:
         # with a thread, it has prepared the first epoch and waits for its rows to be released
         assert epoch_thread_alive() == background
         images.next()

@@ -15,7 +15,7 @@ from bptrain import TrainSettings, train
 from bptrain.app.history import format_speed_table, speed_columns
 from bptrain.core.learning_speed import INITIAL_BATCH, SAMPLES_PER_EPOCH, batch_speed
 from bptrain.core.epoch_steps import EpochSteps
-from bptrain.fast import FastEngine
+from bptrain.fast.engine import FastEngine
 
 from conftest import assert_clean_error, invoke, make_blobs, run_fast_epoch, write_py2_pickle
 

@@ -9,7 +9,7 @@ import time
 
 import pytest
 
-from bptrain.fast.machine_load import OtherProcesses
+from bptrain.fast.threads import OtherProcesses
 
 TICK = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
 

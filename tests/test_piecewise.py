@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from bptrain.fast import blas, piecewise
+from bptrain.fast import blas, same_bits as piecewise
 
 
 def _pieces_only(monkeypatch, a, b, out, transpose_b):

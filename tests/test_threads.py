@@ -9,7 +9,9 @@ import sys
 import numpy as np
 import pytest
 
-from bptrain.fast import blas, piecewise
+from bptrain.fast import blas, same_bits as piecewise
+from bptrain import environment
+from bptrain.data.epochs import EpochImages
 from bptrain.fast import threads as cores
 from bptrain.core.network import MLP
 from bptrain.fast.optimizers import SGD, Adam
@@ -61,29 +63,35 @@ def test_momentum_keeps_the_form_of_the_quiet_thread_count_whatever_the_bound(mo
     x = np.random.default_rng(0).random((8, 4))
     y = np.eye(2)[np.arange(8) % 2]
     for bound in ("1", "2"):
-        monkeypatch.setenv(cores.MOST_THREADS_VARIABLE, bound)
+        monkeypatch.setenv(environment.MOST_THREADS_VARIABLE, bound)
         engine = run_fast_epoch(MLP((4, 3, 2), "ce", dtype=np.float64), x, y, batch_size, momentum=0.9)[0]
         assert engine.optimizer.split is several  # v itself for several threads, s = μv for one
-        assert engine.most_threads == (int(bound) if several else 1)
-        assert engine.policy.adapts is False or (several and bound == "2")
+        assert engine.threads.most == (int(bound) if several else 1)
+        assert engine.threads.policy.adapts is False or (several and bound == "2")
 
 
 def test_the_bound_on_the_steps_threads_obeys_openblas_the_cores_and_bptrain_blas_threads(monkeypatch):
-    monkeypatch.delenv(cores.MOST_THREADS_VARIABLE, raising=False)
+    monkeypatch.delenv(environment.MOST_THREADS_VARIABLE, raising=False)
     monkeypatch.setattr(cores, "usable_cores", lambda: 4)
     monkeypatch.setattr(blas, "threads", lambda: 2)  # OPENBLAS_NUM_THREADS=2, as OpenBLAS reads it
     assert cores.most_threads() == 2
     monkeypatch.setattr(blas, "threads", lambda: 8)
     assert cores.most_threads() == 4
     for value, expected in (("1", 1), ("3", 3), ("9", 4), ("0", 4), ("many", 4)):
-        monkeypatch.setenv(cores.MOST_THREADS_VARIABLE, value)
+        monkeypatch.setenv(environment.MOST_THREADS_VARIABLE, value)
         assert cores.most_threads() == expected
 
 
-def test_sweep_bounds_its_runs_with_the_variable_the_policy_reads():
-    from bptrain.app.sweep import cores as sweep_cores
+def test_sweep_bounds_its_runs_with_the_variable_the_policy_reads(monkeypatch):
+    from bptrain.app.sweep.cores import plan_cores
 
-    assert sweep_cores.RUN_THREADS_VARIABLE == cores.MOST_THREADS_VARIABLE
+    _, threads, variables = plan_cores(4, 4, 4, {})  # four runs at a time on four cores: one thread each
+    assert threads == 1
+    for name, value in variables.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.setattr(cores, "usable_cores", lambda: 4)
+    monkeypatch.setattr(blas, "threads", lambda: 4)
+    assert cores.most_threads() == 1
 
 
 @pytest.mark.parametrize("usable,blas_threads,batch_size,expected", [
@@ -93,7 +101,7 @@ def test_sweep_bounds_its_runs_with_the_variable_the_policy_reads():
     (4, 2, 128, True),    # OpenBLAS limited to 2 of 4 cores
 ])  # with momentum (gemm+axpy)
 def test_the_epoch_thread_runs_when_a_core_is_free(monkeypatch, usable, blas_threads, batch_size, expected):
-    monkeypatch.delenv(cores.EPOCH_THREAD_VARIABLE, raising=False)
+    monkeypatch.delenv(environment.EPOCH_THREAD_VARIABLE, raising=False)
     monkeypatch.setattr(cores, "usable_cores", lambda: usable)
     monkeypatch.setattr(blas, "threads", lambda: blas_threads)
     assert cores.epoch_thread(DEFAULT, batch_size, "gemm+axpy") is expected
@@ -101,7 +109,7 @@ def test_the_epoch_thread_runs_when_a_core_is_free(monkeypatch, usable, blas_thr
 
 @pytest.mark.parametrize("value,expected", [("1", True), ("yes", True), ("0", False)])
 def test_the_environment_forces_the_epoch_thread(monkeypatch, value, expected):
-    monkeypatch.setenv(cores.EPOCH_THREAD_VARIABLE, value)
+    monkeypatch.setenv(environment.EPOCH_THREAD_VARIABLE, value)
     for usable in (1, 8):
         monkeypatch.setattr(cores, "usable_cores", lambda: usable)
         assert cores.epoch_thread(DEFAULT, 10) is expected
@@ -127,21 +135,21 @@ def test_train_prepares_epochs_in_a_thread_exactly_when_a_core_is_free(monkeypat
 
 
 def test_describe_says_threads_and_preparation(monkeypatch):
-    monkeypatch.delenv(cores.EPOCH_THREAD_VARIABLE, raising=False)
+    monkeypatch.delenv(environment.EPOCH_THREAD_VARIABLE, raising=False)
     monkeypatch.setattr(cores, "usable_cores", lambda: 2)
     monkeypatch.setattr(blas, "threads", lambda: 2)
     assert cores.describe(DEFAULT, 10, "gemm+axpy") == "1+1"  # one BLAS thread and the epoch thread
     assert cores.describe(DEFAULT, 32, "gemm+axpy") == "1-2+1"  # one or two, whichever is faster, and the epoch thread
     assert cores.describe(DEFAULT, 16, "ufuncs") == "1+1"
     assert cores.describe(DEFAULT, 10, "gemm") == "1-2+1"
-    monkeypatch.setenv(cores.MOST_THREADS_VARIABLE, "1")
+    monkeypatch.setenv(environment.MOST_THREADS_VARIABLE, "1")
     assert cores.describe(DEFAULT, 32, "gemm+axpy") == "1+1"  # bound to one thread: the other core is free
 
 
 @pytest.mark.parametrize("usable,blas_threads,expected", [(2, 2, 1), (4, 4, 3), (8, 2, 2), (1, 1, None)])
 def test_distortions_get_a_core_of_their_own(monkeypatch, usable, blas_threads, expected):
     """Distorting an epoch costs as much as training it: the steps leave a core to the epoch thread."""
-    monkeypatch.delenv(cores.EPOCH_THREAD_VARIABLE, raising=False)
+    monkeypatch.delenv(environment.EPOCH_THREAD_VARIABLE, raising=False)
     monkeypatch.setattr(cores, "usable_cores", lambda: usable)
     monkeypatch.setattr(blas, "threads", lambda: blas_threads)
     assert cores.step_threads(DEFAULT, 128, "gemm+axpy", distorts=False) is None
@@ -169,7 +177,7 @@ def test_train_and_run_epoch_tell_cores_whether_epochs_are_distorted(monkeypatch
 
 def test_large_networks_keep_every_blas_thread_with_distortions(monkeypatch):
     """Above CORE_FOR_DISTORTIONS_UP_TO weights the products outweigh the distortions: no core is left."""
-    monkeypatch.delenv(cores.EPOCH_THREAD_VARIABLE, raising=False)
+    monkeypatch.delenv(environment.EPOCH_THREAD_VARIABLE, raising=False)
     monkeypatch.setattr(cores, "usable_cores", lambda: 2)
     monkeypatch.setattr(blas, "threads", lambda: 2)
     big, small = (784, 1000, 500, 10), (784, 800, 10)
@@ -380,7 +388,7 @@ def trained_bytes(policy, sizes=DEFAULT, batch_size=32, **settings):
     Three full batches a group (probes need two; ten groups an epoch) and a partial last batch."""
     from bptrain.core import epoch_steps as training
     from bptrain.core.epoch_steps import EpochSteps
-    from bptrain.fast import FastEngine
+    from bptrain.fast.engine import FastEngine
 
     assert training.UPDATES_PER_EPOCH == 10, "use the ten_groups fixture"
     rows = 30 * batch_size + 10
@@ -390,7 +398,7 @@ def trained_bytes(policy, sizes=DEFAULT, batch_size=32, **settings):
     model = MLP(sizes, "ce", seed=1, activation=settings.pop("activation", "sigmoid"))
     engine = FastEngine(model, TrainSettings(batch_size=batch_size, **settings), batch_size)
     if policy is not None:
-        engine.policy, engine._checked = policy, True
+        engine.threads.policy, engine.threads.bits_checked = policy, True
     for epoch in (1, 2):
         engine.run_epoch(x, y, EpochSteps(model, epoch, rows, batch_size, 0.1))
     return b"".join(p.tobytes() for p in model.weights + model.biases), engine
@@ -417,7 +425,7 @@ def test_an_epoch_gives_the_same_bytes_on_one_thread_two_threads_and_switching(m
                                                                                 batch_size, settings):
     monkeypatch.setattr(cores, "most_threads", lambda: 2)
     one, engine = trained_bytes(cores.FixedThreads(1), sizes, batch_size, **settings)
-    assert engine.policy.adapts is False
+    assert engine.threads.policy.adapts is False
     two, _ = trained_bytes(cores.FixedThreads(2), sizes, batch_size, **settings)
     switching, _ = trained_bytes(Alternating(), sizes, batch_size, **settings)
     assert one == two == switching
@@ -438,26 +446,26 @@ def test_the_steps_stay_on_one_thread_until_the_epoch_thread_has_the_first_epoch
     """Steps on two threads shut the epoch thread's gate and would wait for the first epoch alone, page
     faults and all; so no probe runs before it is ready, and from then on they do."""
     from bptrain.core.epoch_steps import EpochSteps
-    from bptrain.fast import FastEngine
+    from bptrain.fast.engine import FastEngine
     from bptrain.fast.epoch_thread import BackgroundEpochImages
 
     monkeypatch.setattr(cores, "most_threads", lambda: 2)
-    monkeypatch.setenv(cores.EPOCH_THREAD_VARIABLE, "1")
+    monkeypatch.setenv(environment.EPOCH_THREAD_VARIABLE, "1")
     rows = 30 * 32 + 10
     rng = np.random.default_rng(5)
     x, labels = rng.random((rows, DEFAULT[0]), dtype=np.float32), rng.integers(0, 10, rows)
     model = MLP(DEFAULT, "ce", seed=1)
     engine = FastEngine(model, TrainSettings(batch_size=32), 32)
-    engine.policy, engine._checked = CountingProbes(), True
+    engine.threads.policy, engine.threads.bits_checked = CountingProbes(), True
     ready = BackgroundEpochImages.first_epoch_prepared
     monkeypatch.setattr(BackgroundEpochImages, "first_epoch_prepared", lambda images: False)
-    with engine.epoch_images(x, labels, np.random.default_rng(0), 2) as images:
+    with engine.prepare_ahead(EpochImages(x, labels, 10, np.float32, np.random.default_rng(0), 2)) as images:
         assert images.background
         engine.run_epoch(*images.next(), EpochSteps(model, 1, rows, 32, 0.1))
-        assert engine.policy.probes == 0 and engine.policy.current == 1
+        assert engine.threads.policy.probes == 0 and engine.threads.policy.current == 1
         monkeypatch.setattr(BackgroundEpochImages, "first_epoch_prepared", ready)
         engine.run_epoch(*images.next(), EpochSteps(model, 2, rows, 32, 0.1))
-        assert engine.policy.probes == 10
+        assert engine.threads.policy.probes == 10
 
 
 @needs_thread_control
@@ -467,10 +475,10 @@ def test_the_first_probe_lets_the_count_move_only_where_the_bits_agree(monkeypat
     monkeypatch.setattr(cores, "most_threads", lambda: 2)
     monkeypatch.setattr(cores.ThreadPolicy, "FIRST_WAIT", 0)
     _, engine = trained_bytes(None, momentum=0.9)
-    assert type(engine.policy) is cores.ThreadPolicy and engine._checked
+    assert type(engine.threads.policy) is cores.ThreadPolicy and engine.threads.bits_checked
     monkeypatch.setattr(piecewise, "PIECE_MOST", {np.dtype(np.float32): 10**6, np.dtype(np.float64): 10**6})
     kept, engine = trained_bytes(None, momentum=0.9)
-    assert isinstance(engine.policy, cores.FixedThreads) and engine.policy.current == 1 and engine._checked
+    assert isinstance(engine.threads.policy, cores.FixedThreads) and engine.threads.policy.current == 1 and engine.threads.bits_checked
     assert kept == trained_bytes(cores.FixedThreads(1), momentum=0.9)[0]
     assert kept != trained_bytes(cores.FixedThreads(2), momentum=0.9)[0]  # the check saw a real difference
 
@@ -483,7 +491,7 @@ def test_a_run_forced_onto_one_thread_saves_the_same_model_file(tmp_path):
     models = []
     for name, extra in (("free", {}), ("one", {"OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1"})):
         env = {k: v for k, v in os.environ.items() if k not in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS",
-                                                                 cores.MOST_THREADS_VARIABLE)}
+                                                                 environment.MOST_THREADS_VARIABLE)}
         out = tmp_path / f"{name}.npy"
         result = subprocess.run([sys.executable, "-m", "bptrain", "train", "--data", str(data), "--epochs", "2",
                                  "--out", str(out), "-q"], capture_output=True, text=True, env={**env, **extra},
@@ -499,7 +507,7 @@ def test_momentums_form_with_distortions_follows_the_cores_not_the_bounds(monkey
     monkeypatch.setattr(cores, "usable_cores", lambda: usable)
     for openblas, bound in ((usable, ""), (1, ""), (usable, "1")):
         monkeypatch.setattr(blas, "threads", lambda: openblas)
-        monkeypatch.setenv(cores.MOST_THREADS_VARIABLE, bound)
+        monkeypatch.setenv(environment.MOST_THREADS_VARIABLE, bound)
         assert cores.several_threads(DEFAULT, 128, "gemm+axpy", distorts=True) is expected
         assert cores.several_threads(DEFAULT, 128, "gemm+axpy") is True
         assert cores.several_threads(DEFAULT, 10, "gemm+axpy", distorts=True) is False
@@ -515,8 +523,18 @@ def python_says(code: str, **env_changes) -> str:
     return result.stdout.strip()
 
 
-def test_importing_bptrain_shortens_openblas_idle_spin_unless_the_user_chose():
-    code = "import os, bptrain; print(os.environ['OPENBLAS_THREAD_TIMEOUT'])"
+def test_importing_bptrain_changes_no_variable_and_loads_no_blas():
+    """A library user's process is theirs: ``import bptrain`` (and asking for the cores) sets nothing and
+    loads neither NumPy nor the fast engine's BLAS self-test."""
+    code = ("import os, sys, bptrain, bptrain.environment; bptrain.environment.usable_cores(); "
+            "print(os.environ.get('OPENBLAS_THREAD_TIMEOUT'), 'numpy' in sys.modules, 'bptrain.fast.blas' in sys.modules)")
+    assert python_says(code) == "None False False"
+    code = "import os, sys, bptrain; bptrain.MLP; print(os.environ.get('OPENBLAS_THREAD_TIMEOUT'), 'bptrain.fast.blas' in sys.modules)"
+    assert python_says(code) == "None False"
+
+
+def test_the_command_line_shortens_openblas_idle_spin_unless_the_user_chose():
+    code = "import os, bptrain.app.cli; print(os.environ['OPENBLAS_THREAD_TIMEOUT'])"
     assert python_says(code) == "20"
     assert python_says(code, OPENBLAS_THREAD_TIMEOUT="25") == "25"
 
@@ -538,9 +556,9 @@ print(time.process_time() - began)  # CPU the process used while its main thread
 @pytest.mark.skipif(not blas.can_set_threads() or blas.threads() < 2 or cores.usable_cores() < 2,
                     reason="needs the bundled OpenBLAS with two threads on two cores")
 def test_after_a_product_the_idle_openblas_thread_sleeps_instead_of_spinning():
-    """What the variable does: NumPy loaded after bptrain, the worker idles under a millisecond; loaded
-    before it (OpenBLAS's own 2^28 cycles), it spins for tens of milliseconds of CPU."""
-    short = float(python_says(SPIN.format(first="import bptrain")))
+    """What the variable does: NumPy loaded after the command line set it, the worker idles under a millisecond;
+    loaded before it (OpenBLAS's own 2^28 cycles), it spins for tens of milliseconds of CPU."""
+    short = float(python_says(SPIN.format(first="import bptrain.app.cli")))
     assert short < 0.02
     spinning = float(python_says(SPIN.format(first="import numpy"), OPENBLAS_THREAD_TIMEOUT="28"))
     assert spinning > short

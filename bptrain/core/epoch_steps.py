@@ -11,6 +11,7 @@ keeps the last step's gradient norms (:mod:`.learning_speed`).
 from __future__ import annotations
 
 import math
+from typing import NamedTuple
 
 import numpy as np
 
@@ -25,14 +26,21 @@ UPDATES_PER_EPOCH = 100
 DIVERGENCE_FACTOR = 100.0
 
 
+class Group(NamedTuple):
+    """Rows [start, stop) of the epoch: a group of batches; ``sample_speed``: record its last step's gradients."""
+
+    start: int
+    stop: int
+    sample_speed: bool
+
+
 class EpochSteps:
     """One epoch's plan for an engine: its groups of batches, and what the loop wants to hear.
 
-    The batches come in groups of about 1/:data:`UPDATES_PER_EPOCH` of the epoch.
-    After each group the engine calls :meth:`group_done` with the loss summed so
-    far, which checks for divergence and reports progress. Of some groups (at most
-    :data:`SAMPLES_PER_EPOCH`) the engine hands the last step's gradients to
-    :meth:`record_speed`.
+    An engine runs the batches of each of :meth:`groups` in order, then tells :meth:`group_done`
+    the loss summed so far (which checks for divergence, reports progress and lets the callbacks
+    turn the knobs), and, for a group whose ``sample_speed`` is set (at most :data:`SAMPLES_PER_EPOCH`
+    of them), first hands its last step's gradients to :meth:`record_speed`.
     """
 
     def __init__(self, model, epoch: int, n_samples: int, batch_size: int, lr: float, callbacks=(),
@@ -50,39 +58,12 @@ class EpochSteps:
         self._sum_b = np.zeros(model.n_layers)
         self._sum_w = np.zeros(model.n_layers)
         self.samples = 0
-        self._loss_sum = 0.0
-        self._rows = 0
-        self._grads = None
-
-    def batches(self, x: np.ndarray, y: np.ndarray):
-        """The epoch's mini-batches (x_b, Y_b) in order, for an engine that takes one step at a time.
-
-        After each step the engine hands back its loss and gradients (:meth:`step_taken`); between the
-        groups of batches this does what :meth:`groups` leaves to the engine: sample the learning speed,
-        check for divergence, report, let the callbacks turn the knobs.
-        """
-        for start, stop, sample_speed in self.groups():
-            for first in range(start, stop, self.batch_size):
-                self._rows = min(first + self.batch_size, stop) - first
-                yield x[first:first + self.batch_size], y[first:first + self.batch_size]
-            if sample_speed:
-                self.record_speed(self._grads.weights, self._grads.biases)
-            self.group_done(stop, self._loss_sum)
-
-    def step_taken(self, loss: float, grads) -> None:
-        """One step of :meth:`batches` is done: its mean loss and its :class:`~.network.Gradients`."""
-        self._loss_sum += loss * self._rows
-        self._grads = grads
-
-    def mean_loss(self) -> float:
-        """The mean training loss of the steps taken through :meth:`batches`."""
-        return self._loss_sum / self.n_samples
 
     def groups(self):
-        """(first row, row after the last, sample the speed?) of each group of batches."""
+        """Each :class:`Group` of the epoch's batches, in order."""
         group_rows = self.batches_per_group * self.batch_size
         for index, start in enumerate(range(0, self.n_samples, group_rows)):
-            yield start, min(start + group_rows, self.n_samples), index % self.groups_per_sample == 0
+            yield Group(start, min(start + group_rows, self.n_samples), index % self.groups_per_sample == 0)
 
     def record_speed(self, grad_w, grad_b, scale: float = 1.0) -> None:
         """Add one step's ‖∂C/∂W_l‖ and ‖∂C/∂b_l‖ (the gradients times ``scale``) to the epoch's means."""
@@ -126,8 +107,6 @@ class EpochSteps:
         """SGD's μ (Adam's β1) from the next step on."""
         self.engine.set_momentum(momentum)
         self.changes.append({"batch": self.batches_done, "momentum": momentum})
-
-
 
 
 def guessing_loss(model) -> float:

@@ -174,19 +174,25 @@ class ReferenceEngine:
     """The readable engine: each step is the forward pass, the backward pass and the update, as written."""
 
     name = "reference"
+
     def __init__(self, model: MLP, settings: TrainSettings):
         self.model = model
         self.optimizer = make_optimizer(settings, model.weights, model.biases)
 
     def run_epoch(self, x: np.ndarray, y_onehot: np.ndarray, steps: EpochSteps) -> float:
         """One pass over the shuffled (x, Y) in mini-batches, at η = ``steps.lr``; returns the mean training loss."""
-        model = self.model
-        for xb, yb in steps.batches(x, y_onehot):
-            zs, activations = model.forward(xb)                          # Z_l = A_{l-1} W_l + b_l, A_l = f(Z_l)
-            grads = model.backward(activations, yb)                      # Δ_l; ∂C/∂W_l = A_{l-1}ᵀ Δ_l; ∂C/∂b_l
-            self.optimizer.step(grads.weights, grads.biases, steps.lr)   # W_l -= η ∂C/∂W_l (+ momentum, decay)
-            steps.step_taken(model.loss_value(zs[-1], activations[-1], yb), grads)
-        return steps.mean_loss()
+        model, batch_size, loss_sum = self.model, steps.batch_size, 0.0
+        for group in steps.groups():
+            for first in range(group.start, group.stop, batch_size):
+                xb, yb = x[first:first + batch_size], y_onehot[first:first + batch_size]
+                zs, activations = model.forward(xb)                          # Z_l = A_{l-1} W_l + b_l, A_l = f(Z_l)
+                grads = model.backward(activations, yb)                      # Δ_l; ∂C/∂W_l = A_{l-1}ᵀ Δ_l; ∂C/∂b_l
+                self.optimizer.step(grads.weights, grads.biases, steps.lr)   # W_l -= η ∂C/∂W_l (+ momentum, decay)
+                loss_sum += model.loss_value(zs[-1], activations[-1], yb) * len(xb)  # C of the batch, times B
+            if group.sample_speed:
+                steps.record_speed(grads.weights, grads.biases)              # ‖∂C/∂W_l‖, ‖∂C/∂b_l‖ now and then
+            steps.group_done(group.stop, loss_sum)                           # report; divergence; the knobs
+        return loss_sum / len(x)
 
     def evaluate(self, x: np.ndarray, labels: np.ndarray):
         """(mean loss, predicted classes) over a data set."""

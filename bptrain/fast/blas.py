@@ -1,18 +1,13 @@
 """The updates C ← α·AᵀB + β·C and (x, y) ← H·(x, y) in one BLAS call each, with NumPy fallbacks.
 
 Why: the SGD update of a layer is W ← W − Aᵀ(ηΔ). NumPy's ``matmul`` cannot
-accumulate into its output, so NumPy does it as a product into a scratch
-matrix and a subtraction: two calls, and the weight matrix streamed through
-memory three times. BLAS's gemm takes β and adds the product into C as it
-goes. On the 784x128 first layer of an MNIST network that is the biggest
-single cost of a step: at batch size 10 the fused call takes ~40 µs where
-matmul + subtract take 70-100 µs. For a one-row batch the product is an
-outer product, and ger does it (NumPy's matmul even takes a slow non-BLAS
-loop for (m, 1) @ (1, n)). With momentum and weight decay the velocity
-takes the gemm, and one rotm applies the rest to velocity and weights
-together (:class:`PairUpdate`). :class:`PreparedGemmAtB` and
-:class:`PairUpdate` build their ctypes arguments once, which makes a call
-cheap enough (~1 µs) for the smallest layers too.
+accumulate into its output, so NumPy needs a product into a scratch matrix and
+a subtraction, streaming the weights three times; BLAS's gemm takes β and adds
+the product into C as it goes (for a one-row batch, ger). With momentum and
+weight decay one rotm applies the rest to velocity and weights together
+(:class:`PairUpdate`). The prepared classes build their ctypes arguments once,
+which makes a call cheap enough for the smallest layers too (figures:
+benchmarks/README.md, "The fused updates").
 
 How: NumPy wheels bundle OpenBLAS as ``scipy_openblas`` with prefixed CBLAS
 symbols; we call its ``cblas_?gemm``, ``cblas_?ger`` and ``cblas_?rotm`` through ctypes. Only
@@ -32,7 +27,8 @@ import os
 
 import numpy as np
 
-_ROW_MAJOR, _NO_TRANS, _TRANS = 101, 111, 112
+#: CBLAS's constants: row-major storage, an operand as it is, an operand transposed.
+ROW_MAJOR, NO_TRANS, TRANS = 101, 111, 112
 
 # (library file pattern relative to numpy's package dir, symbol prefix, symbol suffix, integer type)
 _CANDIDATES = (
@@ -42,12 +38,8 @@ _CANDIDATES = (
     (".dylibs/libscipy_openblas.dylib", "scipy_cblas_", "", ctypes.c_int32),
 )
 
-#: Below this many elements in C the NumPy path is faster: a ctypes call and the
-#: three array addresses it needs cost ~7 µs, more than the 128x64 layer's whole
-#: NumPy update at batch size 10. Measured per layer of 784-128-64-10: only the
-#: 784x128 first layer (100,352 elements) gains, at every batch size. This is for
-#: :func:`gemm_at_b`, which builds its arguments anew on every call; the optimizer
-#: uses it for one-row batches only (:class:`PreparedGemmAtB` does the rest).
+#: Below this many elements in C the NumPy path is faster than :func:`gemm_at_b`, which builds its
+#: ctypes arguments anew on every call (the optimizer uses it for one-row batches only).
 FUSED_MIN_SIZE = 16384
 
 
@@ -79,13 +71,13 @@ class _Routines:
                 c.fill(0)  # as gemm does for β = 0: whatever C held (even NaN) is not read
             elif beta != 1.0:
                 c *= beta
-            self.ger(_ROW_MAJOR, m, n, alpha, _address(a), 1, _address(b), 1, _address(c), n)
+            self.ger(ROW_MAJOR, m, n, alpha, address(a), 1, address(b), 1, address(c), n)
         elif a.flags.c_contiguous:
-            self.gemm(_ROW_MAJOR, _TRANS, _NO_TRANS, m, n, k, alpha, _address(a), m, _address(b), n,
-                      beta, _address(c), n)
+            self.gemm(ROW_MAJOR, TRANS, NO_TRANS, m, n, k, alpha, address(a), m, address(b), n,
+                      beta, address(c), n)
         else:  # Fortran order: aᵀ is a C-contiguous (m, k) matrix
-            self.gemm(_ROW_MAJOR, _NO_TRANS, _NO_TRANS, m, n, k, alpha, _address(a), k, _address(b), n,
-                      beta, _address(c), n)
+            self.gemm(ROW_MAJOR, NO_TRANS, NO_TRANS, m, n, k, alpha, address(a), k, address(b), n,
+                      beta, address(c), n)
 
 
 def _raw(library: ctypes.CDLL, name: str):
@@ -95,7 +87,7 @@ def _raw(library: ctypes.CDLL, name: str):
     return function
 
 
-def _address(array: np.ndarray) -> int:
+def address(array: np.ndarray) -> int:
     """Where ``array``'s data starts. ``ndarray.ctypes.data`` builds a helper object (3 µs);
     taking the address of a ctypes view of the buffer costs a third of that."""
     try:
@@ -124,20 +116,20 @@ def _self_test(routines) -> bool:
                 return False
         x, y = rng.standard_normal((2, 7)).astype(dtype)
         expected_x, expected_y = 0.5 * x + 2.0 * y, -1.0 * x + 0.25 * y
-        functions.raw_rotm(functions.integer(7), ctypes.c_void_p(_address(x)), functions.integer(1),
-                           ctypes.c_void_p(_address(y)), functions.integer(1),
+        functions.raw_rotm(functions.integer(7), ctypes.c_void_p(address(x)), functions.integer(1),
+                           ctypes.c_void_p(address(y)), functions.integer(1),
                            (functions.scalar * 5)(-1.0, 0.5, -1.0, 2.0, 0.25))
         if not (np.allclose(x, expected_x, rtol=1e-5) and np.allclose(y, expected_y, rtol=1e-5)):
             return False
         expected_y = -0.5 * x + 0.75 * y
-        functions.raw_axpby(functions.integer(7), functions.scalar(-0.5), ctypes.c_void_p(_address(x)),
-                            functions.integer(1), functions.scalar(0.75), ctypes.c_void_p(_address(y)),
+        functions.raw_axpby(functions.integer(7), functions.scalar(-0.5), ctypes.c_void_p(address(x)),
+                            functions.integer(1), functions.scalar(0.75), ctypes.c_void_p(address(y)),
                             functions.integer(1))
         if not np.allclose(y, expected_y, rtol=1e-5):
             return False
         expected_y = 2.0 * x + y
-        functions.raw_axpy(functions.integer(7), functions.scalar(2.0), ctypes.c_void_p(_address(x)),
-                           functions.integer(1), ctypes.c_void_p(_address(y)), functions.integer(1))
+        functions.raw_axpy(functions.integer(7), functions.scalar(2.0), ctypes.c_void_p(address(x)),
+                           functions.integer(1), ctypes.c_void_p(address(y)), functions.integer(1))
         if not np.allclose(y, expected_y, rtol=1e-5):
             return False
     return True
@@ -168,6 +160,11 @@ def _find_routines():
 
 
 _ROUTINES = _find_routines()
+
+
+def routines(dtype):
+    """The bundled OpenBLAS's routines for ``dtype`` (their ``raw_gemm``, ``integer`` and ``scalar`` types), or None."""
+    return _ROUTINES.get(np.dtype(dtype)) if _ROUTINES is not None else None
 
 
 def _find_thread_control():
@@ -321,7 +318,7 @@ class PreparedGemmAtB:
         self._a, self._b = a, b
         if (self._args is not None and b is previous_b and a.shape == previous.shape and a.dtype == previous.dtype
                 and a.flags.c_contiguous and previous.flags.c_contiguous):
-            self._args[7] = ctypes.c_void_p(_address(a))  # the next input batch: only its address is new
+            self._args[7] = ctypes.c_void_p(address(a))  # the next input batch: only its address is new
             return
         dtype = self.c.dtype
         if (self._routines is None or len(a) < 2 or a.dtype != dtype or b.dtype != dtype
@@ -331,10 +328,10 @@ class PreparedGemmAtB:
         integer = self._routines.integer
         (m, n), k = self.c.shape, len(a)
         # aᵀ of a C-ordered (k, m) a is gemm's "transposed" operand; of a Fortran-ordered one, a plain (m, k) matrix
-        transpose, lda = (_TRANS, m) if a.flags.c_contiguous else (_NO_TRANS, k)
-        self._args = [ctypes.c_int(_ROW_MAJOR), ctypes.c_int(transpose), ctypes.c_int(_NO_TRANS),
-                      integer(m), integer(n), integer(k), None, ctypes.c_void_p(_address(a)), integer(lda),
-                      ctypes.c_void_p(_address(b)), integer(n), None, ctypes.c_void_p(_address(self.c)), integer(n)]
+        transpose, lda = (TRANS, m) if a.flags.c_contiguous else (NO_TRANS, k)
+        self._args = [ctypes.c_int(ROW_MAJOR), ctypes.c_int(transpose), ctypes.c_int(NO_TRANS),
+                      integer(m), integer(n), integer(k), None, ctypes.c_void_p(address(a)), integer(lda),
+                      ctypes.c_void_p(address(b)), integer(n), None, ctypes.c_void_p(address(self.c)), integer(n)]
         self._scalars = None
 
 
@@ -377,8 +374,8 @@ class PairUpdate:
         if routines is not None:
             integer = routines.integer
             self._param = (routines.scalar * 5)()  # flag, h11, h21, h12, h22 (BLAS's order)
-            self._args = (integer(x.size), ctypes.c_void_p(_address(x)), integer(1),
-                          ctypes.c_void_p(_address(y)), integer(1), self._param)
+            self._args = (integer(x.size), ctypes.c_void_p(address(x)), integer(1),
+                          ctypes.c_void_p(address(y)), integer(1), self._param)
         self._h = None
 
     def __call__(self, h11: float, h12: float, h21: float, h22: float) -> None:
@@ -409,8 +406,8 @@ class Axpby:
         routines = self._routines = _elementwise_routines("Axpby", x, y)
         if routines is not None:
             integer, scalar = routines.integer, routines.scalar
-            self._args = [integer(x.size), scalar(1.0), ctypes.c_void_p(_address(x)), integer(1), scalar(1.0),
-                          ctypes.c_void_p(_address(y)), integer(1)]
+            self._args = [integer(x.size), scalar(1.0), ctypes.c_void_p(address(x)), integer(1), scalar(1.0),
+                          ctypes.c_void_p(address(y)), integer(1)]
             self._scalars = (1.0, 1.0)
 
     def __call__(self, alpha: float, beta: float) -> None:
@@ -439,8 +436,8 @@ class Axpy:
         routines = self._routines = _elementwise_routines("Axpy", x, y)
         if routines is not None:
             integer = routines.integer
-            self._args = [integer(x.size), routines.scalar(1.0), ctypes.c_void_p(_address(x)), integer(1),
-                          ctypes.c_void_p(_address(y)), integer(1)]
+            self._args = [integer(x.size), routines.scalar(1.0), ctypes.c_void_p(address(x)), integer(1),
+                          ctypes.c_void_p(address(y)), integer(1)]
             self._alpha = 1.0
 
     def __call__(self, alpha: float) -> None:

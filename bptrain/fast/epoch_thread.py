@@ -1,6 +1,6 @@
 """The next epoch's images, prepared in a thread while this epoch trains.
 
-The same preparation as :class:`bptrain.data.epochs.EpochImages` (same random
+The data side's preparation (:class:`bptrain.data.epochs.EpochPreparation`: same random
 draws, same arrays), overlapped with the steps: NumPy releases the GIL inside
 its large array operations, so with a free core it costs the steps nothing.
 
@@ -15,17 +15,13 @@ rows since the start of training, say how far each side is::
 The thread writes rows [a, b) of epoch p once consumed ≥ (p − 1)·n + b; the
 steps read rows below ``stop`` of epoch c once produced ≥ c·n + stop (``wait_for``).
 
-A ``gate`` says whether the thread may work beside the steps now. Steps on
-several BLAS threads have no core to spare, and a thread working beside them
-makes every product wait; so while the gate is shut the thread works only when
-the steps wait for its rows (then it runs alone, as inline preparation would,
-and prepares the rest of the epoch).
-What that costs the steps, :meth:`BackgroundEpochImages.serial_seconds_per_row`
-says: the thread times the chunks it prepares while they wait (beside the steps,
-a chunk's time also counts the waits for the GIL, a core and memory, and says
-little about how long it takes alone), from the second epoch on (the first
-writes a buffer the system has not mapped yet, and its page faults make it
-several times slower than every later epoch).
+A ``gate`` says whether the thread may work beside the steps now (the thread
+controller's, :mod:`.threads`): steps on several BLAS threads have no core to
+spare. While it is shut the thread works only when the steps wait for its rows
+(then it runs alone, as inline preparation would, and prepares the rest of the
+epoch), and it times those chunks: what preparing costs steps that leave it no
+core (:meth:`BackgroundEpochImages.serial_seconds_per_row`), from the second
+epoch on (the first writes a buffer the system has not mapped yet).
 """
 
 from __future__ import annotations
@@ -41,15 +37,18 @@ class _Stopped(Exception):
     """Training ended: the preparation is abandoned."""
 
 
-class BackgroundEpochImages(EpochImages):
-    """:class:`EpochImages` whose epochs a thread prepares ahead (``background=False``: inline, like its base).
+class BackgroundEpochImages:
+    """The epochs of ``images`` (an :class:`EpochImages`), prepared ahead by a thread (``background=False``:
+    inline, as ``images`` itself does, on at most ``threads()`` BLAS threads).
 
     The reader calls ``wait_for(stop)`` before reading rows below ``stop`` and
     ``release(stop)`` when done with them (the fast engine's steps do both).
     """
 
-    def __init__(self, *args, background: bool = True, threads=None, gate=None, **kwargs):
-        super().__init__(*args, **kwargs)
+    def __init__(self, images: EpochImages, *, background: bool = True, threads=None, gate=None):
+        self.images, self.preparation = images, images.preparation
+        self.x, self.y, self.epochs = images.x, images.y, images.epochs
+        self.epoch = -1
         self._threads = threads  # inline: how many BLAS threads the preparation may use now (None: any)
         self._gate = gate        # () -> whether the thread may work beside the steps now (None: always)
         self._waiting = False    # the steps wait for rows ...
@@ -60,12 +59,10 @@ class BackgroundEpochImages(EpochImages):
         self._error: BaseException | None = None
         self._changed = threading.Condition()
         self._in_chunk = False  # the thread is preparing a chunk (it looks at the gate between chunks)
-        self._chunk_began = 0.0
-        self._timed = False
-        self._prepare_seconds = 0.0  # the thread's time in its chunks, and their rows
+        self._prepare_seconds = 0.0  # the thread's time in the chunks it prepared while the steps waited, and their rows
         self._prepare_rows = 0
         self._thread = None
-        if background and self._epochs > 0:
+        if background and self.epochs > 0:
             self._thread = threading.Thread(target=self._produce, name="bptrain-epoch-images", daemon=True)
             self._thread.start()
 
@@ -73,27 +70,34 @@ class BackgroundEpochImages(EpochImages):
     def background(self) -> bool:
         return self._thread is not None
 
+    @property
+    def distorts(self) -> bool:
+        return self.preparation.distorts
+
     def first_epoch_prepared(self) -> bool:
         """Whether the thread has written the whole first epoch (inline: always). Until then, steps that
-        shut the gate would wait for it alone, page faults and all: the first epoch writes a buffer the
-        system has not mapped yet, many times slower than every later epoch."""
+        shut the gate would wait for it alone, page faults and all."""
         with self._changed:
-            return self._thread is None or self._produced >= len(self._x)
+            return self._thread is None or self._produced >= self.preparation.n
 
     # -------------------------------------------------------------- the reader
     def next(self):
         """Start the next epoch: all rows of the previous one are released; returns (x, Y)."""
-        if self._epoch + 1 >= self._epochs:
+        if self.epoch + 1 >= self.epochs:
             raise StopIteration
-        self.release(len(self._x))
+        self.release(self.preparation.n)
         if self._thread is None:
             # distortions are many small products: on a busy machine, as slow on two threads as the steps
             with blas.threads_at_most(self._threads() if self._threads is not None else None):
-                return super().next()
-        self._epoch += 1
+                self.images.next()
+        self.epoch += 1
         return self.x, self.y
 
     __next__ = next
+
+    def rng_state(self) -> dict:
+        """The generator's state that the next epoch's preparation starts from (what a checkpoint keeps)."""
+        return self.preparation.rng_after(self.epoch)
 
     def wait_for(self, stop: int) -> None:
         """Block until rows [0, stop) of the current epoch are prepared; re-raise the thread's error.
@@ -101,10 +105,12 @@ class BackgroundEpochImages(EpochImages):
         Behind a shut gate, a wait is for the whole epoch: the steps then wait once an epoch, not once
         a chunk (each wait lets OpenBLAS's threads fall asleep, and waking them costs more than a chunk).
         """
-        n = len(self._x)
-        target = self._epoch * n + stop
+        if self._thread is None:
+            return  # inline: next() prepared the whole epoch
+        n = self.preparation.n
+        target = self.epoch * n + stop
         if self._produced < target and self._gate is not None and not self._gate():
-            target = self._epoch * n + n
+            target = self.epoch * n + n
         with self._changed:
             while self._produced < target:
                 if self._error is not None:  # those rows will never come
@@ -118,7 +124,8 @@ class BackgroundEpochImages(EpochImages):
         """Seconds per row the steps wait for the preparation while they give the thread no core (0 once
         every epoch is prepared, or before they have waited for a chunk with the gate shut)."""
         with self._changed:
-            if self._thread is None or self._prepare_rows == 0 or self._produced >= self._epochs * len(self._x):
+            if (self._thread is None or self._prepare_rows == 0
+                    or self._produced >= self.epochs * self.preparation.n):
                 return 0.0
             return self._prepare_seconds / self._prepare_rows
 
@@ -137,7 +144,7 @@ class BackgroundEpochImages(EpochImages):
         next release.
         """
         with self._changed:
-            self._consumed = max(self._consumed, self._epoch * len(self._x) + stop)
+            self._consumed = max(self._consumed, self.epoch * self.preparation.n + stop)
             if self._may_work():
                 self._changed.notify_all()
 
@@ -150,11 +157,23 @@ class BackgroundEpochImages(EpochImages):
             self._thread.join()
             self._thread = None
 
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc_info):
+        self.close()
+
     # -------------------------------------------------------------- the thread
     def _produce(self) -> None:
+        preparation = self.preparation
         try:
-            for epoch in range(self._epochs):
-                self._prepare_epoch(epoch)
+            for epoch in range(self.epochs):
+                preparation.begin(epoch)
+                for start, stop in preparation.chunks():
+                    timed = self._claim_rows(epoch, stop)
+                    began = time.perf_counter()
+                    preparation.write(start, stop)
+                    self._rows_ready(epoch, stop, time.perf_counter() - began if timed else None)
         except _Stopped:
             pass
         except BaseException as exc:  # handed to the reader by wait_for()
@@ -166,10 +185,10 @@ class BackgroundEpochImages(EpochImages):
                 self._in_chunk = False
                 self._changed.notify_all()
 
-    def _claim_rows(self, epoch: int, stop: int) -> None:
-        if self._thread is None:
-            return
-        n = len(self._x)
+    def _claim_rows(self, epoch: int, stop: int) -> bool:
+        """Wait until rows [.., stop) of ``epoch`` are free and the thread may work; whether to time the chunk:
+        only one the steps wait for with the gate shut (then it runs alone), and not the first epoch's."""
+        n = self.preparation.n
         with self._changed:
             while not (self._consumed >= (epoch - 1) * n + stop and self._may_work()):
                 if self._stopping:
@@ -178,21 +197,18 @@ class BackgroundEpochImages(EpochImages):
             if self._stopping:
                 raise _Stopped
             self._in_chunk = True
-            # only a chunk the steps wait for with the gate shut is timed (then it runs alone), and not
-            # the first epoch's: its page faults are no guide to the epochs after it
-            self._timed = epoch > 0 and self._waiting and self._gate is not None and not self._gate()
-        self._chunk_began = time.perf_counter()
+            return epoch > 0 and self._waiting and self._gate is not None and not self._gate()
 
     def _may_work(self) -> bool:
         return self._gate is None or self._waiting or self._gate()
 
-    def _rows_ready(self, epoch: int, stop: int) -> None:
-        seconds = time.perf_counter() - self._chunk_began
+    def _rows_ready(self, epoch: int, stop: int, seconds: float | None) -> None:
         with self._changed:
-            if self._timed:
+            produced = epoch * self.preparation.n + stop
+            if seconds is not None:
                 self._prepare_seconds += seconds
-                self._prepare_rows += epoch * len(self._x) + stop - self._produced
-            self._produced = epoch * len(self._x) + stop
+                self._prepare_rows += produced - self._produced
+            self._produced = produced
             self._in_chunk = False
             if self._produced >= self._wanted:
                 self._waiting = False  # served (a reader still short of its rows sleeps on)

@@ -22,7 +22,7 @@ import numpy as np
 from ..core.network import PREDICT_CHUNK, MLP, one_hot
 from .aligned import aligned_copy, aligned_empty
 from .blas import matmul_into
-from .piecewise import PiecewiseProduct, pieces
+from .same_bits import PiecewiseProduct, pieces
 
 
 class Workspace:

@@ -169,10 +169,6 @@ class SGD:
         else:
             self._velocity_into_param[i](-1.0)                                     # W ← W − v
 
-    def step_arrays(self) -> list[np.ndarray]:
-        """The arrays a step changes besides the parameters: the velocities (live)."""
-        return self.velocity_w + self.velocity_b if self.momentum else []
-
 
 class Adam:
     """Adam (Kingma & Ba 2015), bias-corrected, with decoupled weight decay (AdamW, Loshchilov & Hutter 2019).
@@ -283,11 +279,6 @@ class Adam:
             self.m *= ratio
             self.v *= ratio * ratio
         self._lr = lr
-
-    def step_arrays(self) -> list[np.ndarray]:
-        """The arrays a step changes besides the parameters and the step counter t: the moments (live)."""
-        return [self.m, self.v]
-
 
 def as_matrix(array: np.ndarray) -> np.ndarray:
     """A weight matrix as it is, a bias vector as a one-row matrix (a view)."""

@@ -1,57 +1,41 @@
-"""How the fast engine shares the cores: BLAS threads for the steps, a thread for the next epoch.
+"""How many BLAS threads the fast engine's steps run on, and when the epoch thread may work beside them.
 
-Two kinds of work compete for the cores. The steps are small matrix products,
-which OpenBLAS splits between its threads (they wait for each other at the
-end of every product). Preparing an epoch (shuffle, shifts, distortions) is a
-few large NumPy operations that can run beside the steps in a thread of their
-own (:mod:`.epoch_thread`), since NumPy releases the GIL in them.
+The one place that decides it. The engine asks one object, :class:`StepThreads`: ``run`` a
+group of steps (it picks the count, times the group, and now and then probes the other
+count), ``may_prepare`` (whether the epoch thread may work beside the steps now), and
+``count`` (what validation runs on). The measurements behind every constant are in
+benchmarks/README.md ("Threads"); what keeps the numbers the same on any count is
+:mod:`.same_bits`.
 
-Whether a second BLAS thread pays depends on the optimizer's update, which
-its ``update_kind`` names (:data:`ONE_THREAD_BELOW`):
+The plan, from sizes alone (:func:`step_threads`): steps too small for a second thread run
+on one (:data:`ONE_THREAD_BELOW`, by the optimizer's ``update_kind``: "gemm" is plain SGD's
+one product, "gemm+axpy" momentum's, "ufuncs" Adam's element-wise passes); distorted
+epochs of small networks leave a core to the epoch thread (:data:`CORE_FOR_DISTORTIONS_UP_TO`);
+the rest may use the most threads there are (:func:`most_threads`) and adapt to the load.
 
-- "gemm": plain SGD's whole update is one gemm, which OpenBLAS splits: it
-  keeps OpenBLAS's threads.
-- "gemm+axpy": momentum SGD, whose update is split alike on several threads
-  (:class:`.optimizers.SGD`); below about 2 M multiply-adds a step, one thread
-  and the epoch thread beside it are faster and steadier.
-- "ufuncs": Adam's element-wise passes are NumPy's, on one core; a second
-  thread splits only the gemms of its gradients, which pays from the same size.
+Adapting (:class:`ThreadPolicy`): on a busy machine the threads of one product wait for
+each other whenever one is descheduled, and one thread is often several times faster. So
+the steps start on one thread, and whole groups of steps (about 1/100 of an epoch) are
+timed: now and then a group is a probe of the other count, and the faster count wins. A
+probe of more threads is skipped while other processes hold the cores
+(:class:`OtherProcesses`). Until the epoch thread has written the first epoch, the steps
+stay on one thread (steps on several would wait for it alone).
 
-With distortions on, preparing an epoch costs about as much as training a
-small network, so the steps of networks up to :data:`CORE_FOR_DISTORTIONS_UP_TO`
-weights leave a core to the epoch thread; larger networks' products outweigh
-the distortions, so their steps may use every BLAS thread, with the epoch
-thread beside them for the moments they run on one.
-
-Those boundaries hold on a quiet machine. On a busy one (another process on
-the cores, the page's browser, a second run) the threads of one product wait
-for each other whenever one is descheduled, and one thread is often several
-times faster. So steps that would use several threads are timed as they run,
-and :class:`ThreadPolicy` moves them between one thread and the most they may
-use, whichever is faster now; while other processes hold the cores (as the
-system reports, :mod:`.machine_load`) a probe of several threads is not even
-tried. The count must not change the numbers: the
-products' long inner dimensions are cut in fixed pieces
-(:class:`.piecewise.PiecewiseProduct`), momentum keeps one form for the whole run
-(:class:`.optimizers.SGD`), the steps start on one thread (and stay there while
-the epoch thread writes the first epoch, which steps on several threads would
-wait for), and the first probe of several threads checks that both give the
-same bits (where they do not, the run stays on one thread). Validation and an
-epoch prepared inline (distortions are many small products) run on the count
-the steps last found faster.
-Whenever the steps' count adapts, the epoch thread runs too: on a busy machine
-it is what a run on one thread gains most from. OpenBLAS's idle threads spin
-before they sleep, taking a core from whatever runs next; ``import bptrain``
-shortens that (``OPENBLAS_THREAD_TIMEOUT``, when NumPy is not loaded yet).
-The measurements behind every boundary are in benchmarks/README.md.
+The gate (:meth:`StepThreads.may_prepare`): steps on several threads have no core to spare,
+so while they adapt and run on several (or probe), the epoch thread works only when the
+steps wait for its rows. OpenBLAS's idle threads spin before they sleep; the command line
+shortens that (:func:`bptrain.environment.shorten_idle_spin`).
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import time
 
+from ..environment import epoch_thread_forced, most_threads_bound, usable_cores
 from . import blas
+from .same_bits import step_agrees
 
 #: Below this many multiply-adds per step (batch size x weights), the steps of each kind of update
 #: run on one BLAS thread (batch size 1 always does: all its products are matrix-vector).
@@ -59,30 +43,14 @@ ONE_THREAD_BELOW = {"gemm": 0, "gemm+axpy": 2_000_000, "ufuncs": 2_000_000}
 #: With distortions on, the steps of networks up to this many weights leave a core to the epoch thread
 #: (distorting an epoch costs about as much as training it); larger networks' products outweigh it.
 CORE_FOR_DISTORTIONS_UP_TO = 1_000_000
-#: Set to 0 in the environment, this turns the epoch thread off; set to anything else, on.
-EPOCH_THREAD_VARIABLE = "BPTRAIN_EPOCH_THREAD"
-#: The most BLAS threads the steps may use (``sweep`` gives each run its share of the cores this way:
-#: OPENBLAS_NUM_THREADS would also bind OpenBLAS outside the steps). OpenBLAS's own count
-#: (OPENBLAS_NUM_THREADS, OMP_NUM_THREADS) and the usable cores bound it too.
-MOST_THREADS_VARIABLE = "BPTRAIN_BLAS_THREADS"
 
 
-def usable_cores() -> int:
-    """The cores this process may run on (its CPU affinity, where the system reports one)."""
-    try:
-        return len(os.sched_getaffinity(0))
-    except (AttributeError, OSError):
-        return os.cpu_count() or 1
-
-
+# ------------------------------------------------------------------ the plan, from sizes alone
 def most_threads() -> int:
     """The most BLAS threads the steps may use: OpenBLAS's count, the usable cores and $BPTRAIN_BLAS_THREADS."""
     most = min(blas.threads(), usable_cores())
-    try:
-        bound = int(os.environ.get(MOST_THREADS_VARIABLE, ""))
-    except ValueError:
-        bound = 0
-    return max(1, min(most, bound) if bound > 0 else most)
+    bound = most_threads_bound()
+    return max(1, min(most, bound) if bound else most)
 
 
 def weights(sizes) -> int:
@@ -92,12 +60,16 @@ def weights(sizes) -> int:
 
 def step_macs(sizes, batch_size: int) -> int:
     """Multiply-adds of one step's forward products (the backward ones scale the same way)."""
-    return batch_size * sum(m * n for m, n in zip(sizes[:-1], sizes[1:]))
+    return batch_size * weights(sizes)
+
+
+def _one_thread(sizes, batch_size: int, update_kind: str) -> bool:
+    return batch_size == 1 or step_macs(sizes, batch_size) < ONE_THREAD_BELOW[update_kind]
 
 
 def step_threads(sizes, batch_size: int, update_kind: str = "ufuncs", distorts: bool = False) -> int | None:
-    """BLAS threads for the steps: a number, or None for OpenBLAS's own count (see the module's docstring)."""
-    if batch_size == 1 or step_macs(sizes, batch_size) < ONE_THREAD_BELOW[update_kind]:
+    """BLAS threads for the steps: a number, or None: adapt, up to :func:`most_threads`."""
+    if _one_thread(sizes, batch_size, update_kind):
         return 1
     if distorts and usable_cores() > 1 and weights(sizes) <= CORE_FOR_DISTORTIONS_UP_TO:
         return max(1, min(most_threads(), usable_cores() - 1))  # a core for the epoch thread
@@ -105,12 +77,9 @@ def step_threads(sizes, batch_size: int, update_kind: str = "ufuncs", distorts: 
 
 
 def several_threads(sizes, batch_size: int, update_kind: str = "ufuncs", distorts: bool = False) -> bool:
-    """Whether the steps would use several threads on a quiet machine: what momentum's form follows.
-
-    Not the count a run ends up with (the load, $OPENBLAS_NUM_THREADS, $BPTRAIN_BLAS_THREADS): the
-    form changes the last bits of the numbers, which must not depend on those.
-    """
-    if batch_size == 1 or step_macs(sizes, batch_size) < ONE_THREAD_BELOW[update_kind]:
+    """Whether the steps would use several threads on a quiet machine: the form momentum keeps for the run
+    (:mod:`.same_bits`). Not the count a run ends up with, which the load and the bounds decide."""
+    if _one_thread(sizes, batch_size, update_kind):
         return False
     if distorts and weights(sizes) <= CORE_FOR_DISTORTIONS_UP_TO:
         return usable_cores() > 2  # every core but the epoch thread's
@@ -118,64 +87,134 @@ def several_threads(sizes, batch_size: int, update_kind: str = "ufuncs", distort
 
 
 def epoch_thread(sizes, batch_size: int, update_kind: str = "ufuncs", distorts: bool = False) -> bool:
-    """Whether a thread should prepare the next epoch while this one trains: when a core may be left for it.
-
-    Steps on a fixed count leave the cores beyond it; steps whose count adapts (:class:`ThreadPolicy`) may
-    drop to one thread at any time (on a busy machine they do), so the thread runs for them too: while
-    they run on several threads it only competes for the moments it works, and the probes see that.
-    ``$BPTRAIN_EPOCH_THREAD`` (0: off, else on) overrides the choice.
-    """
-    forced = os.environ.get(EPOCH_THREAD_VARIABLE, "")
-    if forced:
-        return forced != "0"
+    """Whether a thread prepares the next epoch while this one trains: when a core may be left for it (steps
+    that adapt may drop to one thread at any time, so it runs for them too); $BPTRAIN_EPOCH_THREAD decides first."""
+    forced = epoch_thread_forced()
+    if forced is not None:
+        return forced
     return usable_cores() > (step_threads(sizes, batch_size, update_kind, distorts) or 1)
 
 
 def describe(sizes, batch_size: int, update_kind: str = "ufuncs", distorts: bool = False) -> str:
     """How the cores are used, for ``bench``: "1+1" is one BLAS thread and the epoch thread, "2" two BLAS
-    threads, "1-2" one or two, whichever is faster as the steps run (:class:`ThreadPolicy`); "+1": and the epoch thread."""
+    threads, "1-2" one or two, whichever is faster as the steps run; "+1": and the epoch thread."""
     threads = step_threads(sizes, batch_size, update_kind, distorts)
     text = str(threads) if threads is not None else ("1-" if most_threads() > 1 else "") + str(most_threads())
     return f"{text}+1" if epoch_thread(sizes, batch_size, update_kind, distorts) else text
 
 
+# ------------------------------------------------------------------ the engine's one object
+class StepThreads:
+    """The count the steps of ``optimizer`` (over parameters ``params``) run on, group by group; the gate.
+
+    ``policy``: a :class:`ThreadPolicy` to use instead of the plan's (the tests' made-up ones).
+    """
+
+    #: What a probe leaves of its group is timed only if it is at least this share of the group.
+    SHARE_TO_JUDGE = 0.5
+
+    def __init__(self, sizes, batch_size: int, optimizer, params, distorts: bool = False, policy=None):
+        kind = optimizer.update_kind
+        fixed = step_threads(sizes, batch_size, kind, distorts)
+        self.most = fixed or most_threads()
+        adapts = fixed is None and self.most > 1 and blas.can_set_threads()
+        self.policy = policy or (ThreadPolicy(self.most, others=OtherProcesses().busy) if adapts
+                                 else FixedThreads(self.most))
+        self.epoch_thread = epoch_thread(sizes, batch_size, kind, distorts)
+        self.several_when_quiet = several_threads(sizes, batch_size, kind, distorts)
+        self.bits_checked = not self.policy.adapts  # the first probe of another count checks the bits first
+        self._params, self._optimizer = params, optimizer
+        self._running = self.policy.current  # the steps' count now (a probe's, during one)
+        self._first_epoch_ready = False
+
+    @property
+    def count(self) -> int:
+        """The count the steps last found faster (what validation and inline preparation run on)."""
+        return self.policy.current
+
+    def may_prepare(self) -> bool:
+        """Whether the epoch thread may work beside the steps now: not while they adapt and run on several
+        threads, nor during a probe (a chunk begun then would go on beside the steps after it)."""
+        return not self.policy.adapts or max(self._running, self.policy.current) == 1
+
+    @contextlib.contextmanager
+    def steps(self):
+        """An epoch's steps: OpenBLAS bounded by the plan's count, set to the policy's; restored after."""
+        with blas.threads_at_most(self.most):
+            blas.set_threads(self.policy.current)
+            yield
+
+    def run(self, step, start: int, stop: int, batch_size: int, preparation=None) -> None:
+        """The steps of the group of rows [start, stop), ``step(first, end)`` one batch, on the count chosen now.
+
+        ``preparation``: the engine's :class:`.epoch_thread.BackgroundEpochImages`, if any.
+        """
+        policy = self.policy
+        full = start + (stop - start) // batch_size * batch_size
+        self._first_epoch_ready = (self._first_epoch_ready or preparation is None
+                                   or preparation.first_epoch_prepared())
+        first = start
+        if (stop - start) // batch_size >= 2 and self._first_epoch_ready and policy.probe_due():
+            if preparation is not None:
+                policy.serial_per_row = preparation.serial_seconds_per_row()
+            first = self._probe(step, start, full, batch_size, preparation)
+            policy = self.policy  # the bit check may have fixed the count
+        if first < stop:
+            began = policy.clock()
+            for batch in range(first, full, batch_size):
+                step(batch, batch + batch_size)
+            if full < stop:  # a partial last batch runs on one thread: no probe checked its shapes
+                blas.set_threads(1)
+                step(full, stop)
+                blas.set_threads(policy.current)
+            if stop - first >= self.SHARE_TO_JUDGE * (stop - start):
+                policy.record(stop - first, policy.clock() - began)
+
+    def _probe(self, step, start: int, full: int, batch_size: int, preparation) -> int:
+        """Steps on the policy's other count until the group's full batches are done or that count is clearly
+        slower; tells the policy; returns the row after the probe's steps."""
+        policy, first = self.policy, start
+        self._running = policy.other  # shuts the gate for several threads
+        if policy.other > 1 and preparation is not None:
+            preparation.between_chunks()  # time the steps as they would run: the epoch thread waiting
+        if not self.bits_checked:
+            self.bits_checked = True
+            if not step_agrees(lambda: step(first, first + batch_size), self._params, self._optimizer, policy.other):
+                self.policy, self._running = FixedThreads(1), 1  # the one-thread numbers, for the whole run
+                blas.set_threads(1)
+                return first + batch_size
+            first += batch_size  # that step ran on the other count last: the probe's first, untimed
+        blas.set_threads(policy.other)
+        began, rows = policy.clock(), 0
+        while first < full:
+            step(first, first + batch_size)
+            first, rows = first + batch_size, rows + batch_size
+            if policy.clear(policy.clock() - began, rows):  # no need to lose more time on the slower count
+                break
+        if rows:
+            policy.probed((policy.clock() - began) / rows, rows)
+        self._running = policy.current
+        blas.set_threads(policy.current)
+        return first
+
+
+# ------------------------------------------------------------------ the policy
 class ThreadPolicy:
-    """How many BLAS threads the steps run on: one or ``most``, whichever is faster now.
+    """One BLAS thread or ``most``, whichever is faster now, from the times of whole groups of steps.
 
-    The steps start on one thread, the count that is never badly wrong. A probe runs
-    one group of steps (about 1/100 of an epoch) on the other count and compares its
-    time per row with the current count's over its last groups (:meth:`baseline`),
-    each with the next epoch's preparation that steps on several threads leave to be
-    done while they wait (:attr:`serial_per_row`). Whole groups, because what makes
-    several threads slow on a busy machine is a thread descheduled mid-product, once
-    in a few time slices: three steps fit between two slices and look fast. A probe
-    stops once it has taken :attr:`CLEAR` times what the current count would have
-    (:meth:`clear`): one step of two threads that wait for each other can take a
-    hundred steps' time. A probe's group can still be lucky (no other process ran
-    during it): the first group after a move goes back if the count it left was
-    faster, and that counts as a lost probe. One thread must be :attr:`ONE_THREAD_MARGIN`
-    faster than several to take over: a group's time leaves out part of what several
-    threads save (validation runs on the count the steps have; each move wakes or idles
-    OpenBLAS's threads; a probe of one thread runs without the epoch thread beside it),
-    and on a quiet machine the two are often within 10% a group while several win the
-    epoch. Under load one thread wins by far more, and the margin costs at most 10%.
-
-    Probes are rare where they cost: each time the current count wins, the wait before
-    the next doubles, from :attr:`FIRST_WAIT` up to :attr:`LONGEST_WAIT` groups; and a
-    probe that lost time Δ waits at least Δ / :attr:`BUDGET` seconds (so probes never
-    cost more than that share of the time, however slow the other count was). A group
-    whose time per row is more than :attr:`CHANGED` from the baseline is set aside: one
-    group preempted, or slowed by the system, says nothing about the next (on a quiet
-    machine one in a few dozen is, by up to 6x). A second in a row on the same side says
-    the machine changed (another process started or stopped): the two start a new
-    baseline, and the next group probes. It only reads ``clock`` and the times it is
-    given: the tests drive it with made-up ones.
-
-    A probe of more threads is skipped, as if lost, unless at least :attr:`FREE_SHARE`
-    of the cores it would add are free of other work (``others``: cores busy with other
-    work lately, :class:`.machine_load.OtherProcesses`): its threads would wait for time
-    slices, and under load the probes, not the steps, were what cost most. On 2 cores:
-    no probe while other processes keep more than half a core busy.
+    A probe runs one group on the other count and compares its seconds per row with the current
+    count's last :attr:`BASELINE_GROUPS` groups (:meth:`baseline`), each with the next epoch's
+    preparation that steps on several threads leave undone (:attr:`serial_per_row`). It stops at
+    :attr:`CLEAR` times what the current count would have taken (:meth:`clear`). The first group
+    after a move goes back if the count it left was faster. One thread must be
+    :attr:`ONE_THREAD_MARGIN` faster than several to take over (a group's time leaves out part
+    of what several threads save). Each win of the current count doubles the groups before the
+    next probe, from :attr:`FIRST_WAIT` to :attr:`LONGEST_WAIT`, and a probe that lost time Δ
+    waits at least Δ / :attr:`BUDGET` seconds. A group more than :attr:`CHANGED` from the baseline
+    is set aside; a second in a row on the same side starts a new baseline and a probe. A probe
+    of more threads is skipped, as if lost, unless :attr:`FREE_SHARE` of the cores it would add are
+    free (``others()``: cores other processes kept busy lately, or None). It only reads ``clock``
+    and the times it is given: the tests drive it with made-up ones.
     """
 
     CLEAR = 2.0
@@ -189,13 +228,13 @@ class ThreadPolicy:
 
     def __init__(self, most: int, clock=time.perf_counter, others=None, cores: int | None = None):
         self.clock = clock
-        self.others = others  # () -> cores other processes kept busy lately, or None: unknown
+        self.others = others
         self.cores = cores if cores is not None else usable_cores()
         self.skipped = 0      # probes skipped while other processes held the cores
         self.current = 1
         self.other = most if most > 1 else None
         #: Seconds per row that steps on several threads add by leaving the next epoch's preparation
-        #: undone until they wait for it (the epoch thread's gate); on one thread it runs beside them.
+        #: undone until they wait for it; on one thread it runs beside them.
         self.serial_per_row = 0.0
         self._interval = 0       # groups between the last probe and the next, doubling while the current wins
         self._wait = self.FIRST_WAIT  # groups to run before the next probe (the first: once a baseline is seen)
@@ -297,3 +336,94 @@ class FixedThreads(ThreadPolicy):
     def __init__(self, count: int):
         super().__init__(1)
         self.current = count
+
+
+# ------------------------------------------------------------------ the machine's load
+#: A look over less than this many seconds says nothing: /proc/stat and the CPU times count in ticks of 10 ms.
+SHORTEST_WINDOW = 0.1
+#: The window's start moves to the latest look once it spans this many seconds.
+WINDOW = 0.25
+#: /proc/stat's columns after the core's name that are time it was busy: user, nice, system, irq,
+#: softirq, steal (idle and iowait are not; guest is counted in user already).
+BUSY_COLUMNS = (0, 1, 2, 5, 6, 7)
+
+
+class OtherProcesses:
+    """Cores of this process's CPU affinity that other processes kept busy lately: Linux's /proc/stat, less
+    this process's own CPU time (what is left is the other processes', and a hypervisor's steal).
+
+    ``stat_path``, ``process_seconds``, ``clock`` and ``cores`` are for the tests.
+    """
+
+    def __init__(self, stat_path: str = "/proc/stat", process_seconds=None, clock=time.monotonic,
+                 cores: set[int] | None = None):
+        self._stat_path = stat_path
+        self._process_seconds = process_seconds or _process_seconds
+        self._clock = clock
+        self._tick = _clock_ticks()
+        if cores is None:
+            try:
+                cores = os.sched_getaffinity(0)
+            except (AttributeError, OSError):
+                cores = None
+        self._cores = cores
+        self._start = self._reading()
+        self._last = None  # the answer over the last window long enough to say
+
+    def busy(self) -> float | None:
+        """Cores busy with other work since the window's start, or over the window before it when this one is
+        shorter than :data:`SHORTEST_WINDOW`; None when nothing is known (the policy then probes)."""
+        now = self._reading()
+        if now is None or self._start is None:
+            self._start = now
+            return None
+        (start_time, start_busy, start_own), (time_now, busy_now, own_now) = self._start, now
+        seconds = time_now - start_time
+        if seconds < SHORTEST_WINDOW:
+            return self._last
+        if seconds >= WINDOW:
+            self._start = now
+        self._last = max(0.0, (busy_now - start_busy) - (own_now - start_own)) / seconds
+        return self._last
+
+    def _reading(self):
+        """(clock, busy seconds of the usable cores, this process's CPU seconds), or None."""
+        busy = self._busy_seconds()
+        return None if busy is None else (self._clock(), busy, self._process_seconds())
+
+    def _busy_seconds(self) -> float | None:
+        if self._tick is None:
+            return None
+        try:
+            with open(self._stat_path) as stat:
+                lines = stat.read().splitlines()
+        except OSError:
+            return None
+        ticks, seen = 0, False
+        for line in lines:
+            name, _, rest = line.partition(" ")
+            if not name.startswith("cpu") or name == "cpu":
+                continue
+            try:
+                core = int(name[3:])
+                columns = [int(value) for value in rest.split()]
+            except ValueError:
+                return None
+            if self._cores is not None and core not in self._cores:
+                continue
+            ticks += sum(columns[i] for i in BUSY_COLUMNS if i < len(columns))
+            seen = True
+        return ticks / self._tick if seen else None
+
+
+def _process_seconds() -> float:
+    """CPU seconds of every thread of this process (not of its children)."""
+    times = os.times()
+    return times.user + times.system
+
+
+def _clock_ticks() -> float | None:
+    try:
+        return float(os.sysconf("SC_CLK_TCK"))
+    except (AttributeError, ValueError, OSError):
+        return None

@@ -77,7 +77,3 @@ for command in (train_command, eval_command, predict_command, explain_command, s
                 compare_command, sweep_command, info_command, gradcheck_command, bench_command, download_command):
     cli.add_command(command)
 
-
-def main():
-    """Console-script entry point."""
-    cli(prog_name="bptrain")

@@ -15,12 +15,12 @@ from pathlib import Path
 import click
 
 from ...core.errors import BptrainError
-from ...engines import usable_cores
+from ...environment import BLAS_THREAD_VARIABLES, usable_cores
 from ..compare import SUMMARY_NAME, failure_lines, format_table, option_label, show_value, start_note
 from ..config import load_config
 from ..options import GroupedHelpCommand, Option
 from ..stopping import exit_status
-from ..sweep.cores import BLAS_THREAD_VARIABLES, check_runs_fit, plan_cores
+from ..sweep.cores import check_runs_fit, plan_cores
 from ..sweep.folder import (check_outputs, conflicts, continue_from_checkpoint, finished_run, obtain_data,
                             summary_document, write_summary)
 from ..sweep.grid import SWEEP_OPTIONS, is_sweepable, make_jobs, off_name, on_off, parse_values, run_settings

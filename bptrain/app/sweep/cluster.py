@@ -47,6 +47,7 @@ from pathlib import Path
 
 from ... import __version__
 from ...core.errors import BptrainError
+from ...environment import EPOCH_THREAD_VARIABLE
 from ...data.loader import resolve_data_path
 from ...data.model_io import atomic_write
 from ..paths import data_files
@@ -263,7 +264,7 @@ def worker_environment(nthreads: int, environ, blas_variables) -> dict:
     env = {**environ, "PYTHONUNBUFFERED": "1"}
     if not any(environ.get(name, "").strip().isdigit() and int(environ[name]) > 0 for name in blas_variables):
         env.update({name: str(nthreads) for name in blas_variables[:3]})
-    env.setdefault("BPTRAIN_EPOCH_THREAD", "0")
+    env.setdefault(EPOCH_THREAD_VARIABLE, "0")
     return env
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import click
 
+from ...environment import EPOCH_THREAD_VARIABLE, MOST_THREADS_VARIABLE, blas_threads_from
 from .. import memory
 
 
@@ -30,24 +31,6 @@ def check_runs_fit(runs: list[dict], jobs: int) -> None:
 
 
 # --------------------------------------------------------------------- cores
-#: Variables that fix how many threads a BLAS library uses, the first one set wins.
-BLAS_THREAD_VARIABLES = ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS", "BLIS_NUM_THREADS")
-#: The most BLAS threads a run's steps may use, below which they still adapt to the load
-#: (bptrain.fast.threads.MOST_THREADS_VARIABLE; OPENBLAS_NUM_THREADS would fix the count).
-RUN_THREADS_VARIABLE = "BPTRAIN_BLAS_THREADS"
-
-
-def blas_threads_from(environ) -> int | None:
-    for name in BLAS_THREAD_VARIABLES:
-        try:
-            threads = int(environ.get(name, ""))
-        except ValueError:
-            continue
-        if threads > 0:
-            return threads
-    return None
-
-
 def plan_cores(n_runs: int, jobs: int | None, cores: int, environ) -> tuple[int, int, dict]:
     """(parallel runs, BLAS threads per run, variables to set in each run's environment).
 
@@ -62,7 +45,7 @@ def plan_cores(n_runs: int, jobs: int | None, cores: int, environ) -> tuple[int,
         jobs = max(1, cores // fixed) if fixed else cores
     jobs = max(1, min(jobs, n_runs))
     threads = fixed or max(1, cores // jobs)
-    variables = {} if fixed else {RUN_THREADS_VARIABLE: str(threads), "MKL_NUM_THREADS": str(threads)}
-    if jobs > 1 and cores // jobs <= threads and not environ.get("BPTRAIN_EPOCH_THREAD"):
-        variables["BPTRAIN_EPOCH_THREAD"] = "0"
+    variables = {} if fixed else {MOST_THREADS_VARIABLE: str(threads), "MKL_NUM_THREADS": str(threads)}
+    if jobs > 1 and cores // jobs <= threads and not environ.get(EPOCH_THREAD_VARIABLE):
+        variables[EPOCH_THREAD_VARIABLE] = "0"
     return jobs, threads, variables

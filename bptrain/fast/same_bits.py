@@ -1,10 +1,12 @@
-"""Long products summed in fixed pieces: the same bits on one BLAS thread and on several.
+"""The same bits on any BLAS thread count: the steps' count follows the load (:mod:`.threads`); a run's numbers must not.
 
-Why: OpenBLAS cuts a long inner dimension (784 inputs, 1000 units) into blocks, and its
-one-thread and many-thread drivers cut it differently, so the sums differ in the last
-bits with the thread count. The steps' count follows the load (:mod:`.threads`), and a
-run's numbers must not: products whose inner dimension is longer than one block are
-computed here, in pieces each short enough to be one block on any number of threads.
+Three things keep them. OpenBLAS cuts a long inner dimension (784 inputs, 1000 units) into
+blocks, and its one-thread and many-thread drivers cut it differently, so such sums would
+differ in the last bits: :class:`PiecewiseProduct` computes them in pieces each short enough
+to be one block on any count. Momentum keeps one form for the whole run, chosen from the
+quiet machine's count (:class:`.optimizers.SGD`, :func:`.threads.plan`). And before the
+count first moves, :func:`step_agrees` checks that one step gives the same bits on both
+counts (the pieces are sized for the kernels measured; another BLAS may sum otherwise).
 """
 
 from __future__ import annotations
@@ -14,15 +16,12 @@ import ctypes
 import numpy as np
 
 from . import blas
-from .blas import _NO_TRANS, _ROW_MAJOR, _TRANS, _address, matmul_into, threads
+from .blas import NO_TRANS, ROW_MAJOR, TRANS, address, matmul_into
 
 
 #: The longest inner dimension a product is computed in one gemm call; longer ones are cut into
-#: equal pieces of at most this many, added up in a fixed order. Why: OpenBLAS cuts a long
-#: inner dimension into blocks, and its one-thread and many-thread drivers cut it differently
-#: (the sums then differ in the last bits); pieces each short enough to be one block are summed
-#: alike on any number of threads. The limits are below the block size of the x86 kernels
-#: measured; FastEngine checks the bits before it lets the count change (bptrain.fast.threads).
+#: equal pieces of at most this many, added up in a fixed order (below the block size of the x86
+#: kernels measured).
 PIECE_MOST = {np.dtype(np.float32): 400, np.dtype(np.float64): 256}
 
 
@@ -42,9 +41,9 @@ def _layout(x: np.ndarray):
     item = x.itemsize
     rows, cols = x.shape
     if x.strides[1] == item or cols == 1:
-        return _NO_TRANS, max(1, x.strides[0] // item if rows > 1 else cols)
+        return NO_TRANS, max(1, x.strides[0] // item if rows > 1 else cols)
     if x.strides[0] == item or rows == 1:
-        return _TRANS, max(1, x.strides[1] // item if cols > 1 else rows)
+        return TRANS, max(1, x.strides[1] // item if cols > 1 else rows)
     return None
 
 
@@ -78,15 +77,24 @@ class PiecewiseProduct:
             self._prepare(a, b, out)
         if self._calls is None:
             return self._numpy(a, b, out)
-        count = threads()
+        count = blas.threads()
         one_call = self._one_call.get(count)
         if one_call is None:
             one_call = self._one_call[count] = self._one_call_agrees(a, b, out)
         if one_call:
             return matmul_into(a, b.T if self.transpose_b else b, out)
-        return self._in_pieces(a, out)
+        return self._call_pieces(a, out)
 
-    def _in_pieces(self, a: np.ndarray, out: np.ndarray) -> np.ndarray:
+    def in_pieces(self, a: np.ndarray, b: np.ndarray, out: np.ndarray) -> bool:
+        """out = a·b in BLAS calls, one per piece, whatever OpenBLAS's own blocking; False: no BLAS to call."""
+        if a is not self._a or b is not self._b or out is not self._out:
+            self._prepare(a, b, out)
+        if self._calls is None:
+            return False
+        self._call_pieces(a, out)
+        return True
+
+    def _call_pieces(self, a: np.ndarray, out: np.ndarray) -> np.ndarray:
         if not self._addressed:
             self._readdress(a, out)
         gemm = self._gemm
@@ -114,12 +122,7 @@ class PiecewiseProduct:
         ra, rb = _random_like(a, rng), _random_like(b, rng)
         whole, pieced = np.empty_like(out), np.empty_like(out)
         matmul_into(ra, rb.T if self.transpose_b else rb, whole)
-        reference = PiecewiseProduct(self.transpose_b)
-        reference._prepare(ra, rb, pieced)
-        if reference._calls is None:
-            return False
-        reference._in_pieces(ra, pieced)
-        return same_bits(whole, pieced)
+        return PiecewiseProduct(self.transpose_b).in_pieces(ra, rb, pieced) and identical(whole, pieced)
 
     def _prepare(self, a: np.ndarray, b: np.ndarray, out: np.ndarray) -> None:
         previous_a, previous_b, previous_out = self._a, self._b, self._out
@@ -129,7 +132,7 @@ class PiecewiseProduct:
                 and _same_layout(out, previous_out)):
             return  # the next input batch, or the next rows of the outputs: _readdress when the pieces run
         self._calls = None
-        routines = blas._ROUTINES.get(out.dtype) if blas._ROUTINES is not None else None
+        routines = blas.routines(out.dtype)
         if (routines is None or a.dtype != out.dtype or b.dtype != out.dtype or a.ndim != 2 or b.ndim != 2
                 or len(pieces(a.shape[1], out.dtype)) == 1):
             return  # NumPy's dot: as fast for a single call
@@ -148,7 +151,7 @@ class PiecewiseProduct:
             left_layout, right_layout = _layout(piece_left), _layout(piece_right)
             if left_layout is None or right_layout is None:
                 return
-            calls.append([ctypes.c_int(_ROW_MAJOR), ctypes.c_int(left_layout[0]), ctypes.c_int(right_layout[0]),
+            calls.append([ctypes.c_int(ROW_MAJOR), ctypes.c_int(left_layout[0]), ctypes.c_int(right_layout[0]),
                           integer(m), integer(n), integer(hi - lo), scalar(1.0),
                           ctypes.c_void_p(_address_of_view(piece_left)), integer(left_layout[1]),
                           ctypes.c_void_p(_address_of_view(piece_right)), integer(right_layout[1]),
@@ -169,7 +172,7 @@ class PiecewiseProduct:
         self._addressed = True
 
 
-def same_bits(x: np.ndarray, y: np.ndarray) -> bool:
+def identical(x: np.ndarray, y: np.ndarray) -> bool:
     """Whether two arrays hold the same bytes (NaNs and the sign of zero included), whatever their layout."""
     return np.array_equal(np.ascontiguousarray(x).view(np.uint8), np.ascontiguousarray(y).view(np.uint8))
 
@@ -189,5 +192,41 @@ def _address_of_view(x: np.ndarray) -> int:
     """Where a (possibly non-contiguous) view's first element is: :func:`_address` where it can (a
     third of the cost), else from the array interface."""
     if x.flags.c_contiguous and x.flags.writeable and x.size:
-        return _address(x)
+        return address(x)
     return x.__array_interface__["data"][0]
+
+
+def step_agrees(step, params, optimizer, count: int) -> bool:
+    """Whether ``step()`` gives the same bits on one BLAS thread and on ``count``.
+
+    It runs on one thread, everything it changes (``params``, the optimizer's :meth:`state`) is
+    rewound, and it runs again on ``count``. Where the two differ, the one-thread result is kept:
+    the numbers of a run on one thread, whenever the check ran.
+    """
+    before = _saved(params, optimizer)
+    blas.set_threads(1)
+    step()
+    one_thread = _saved(params, optimizer)
+    _restore(params, optimizer, before)
+    blas.set_threads(count)
+    step()
+    now = _saved(params, optimizer)
+    if all(identical(a, b) for a, b in zip(_arrays(one_thread), _arrays(now))):
+        return True
+    _restore(params, optimizer, one_thread)
+    return False
+
+
+def _saved(params, optimizer):
+    state = optimizer.state()
+    return [p.copy() for p in params], {**state, "arrays": [a.copy() for a in state["arrays"]]}
+
+
+def _restore(params, optimizer, saved) -> None:
+    for param, kept in zip(params, saved[0]):
+        param[...] = kept
+    optimizer.load_state(saved[1])  # copies the saved arrays into the live ones
+
+
+def _arrays(saved):
+    return saved[0] + saved[1]["arrays"]

@@ -11,7 +11,7 @@ PACKAGE = Path(__file__).resolve().parent.parent / "bptrain"
 MAX_MODULE_LINES = 600
 
 
-LAYERS = {"core": 0, "data": 1, "fast": 2, "engines": 3, "app": 4, "__init__": 5, "__main__": 5,
+LAYERS = {"core": 0, "data": 1, "fast": 2, "engines": 3, "app": 4, "__init__": 5, "__main__": 5, "sklearn": 5,
           "__version__": 0}  # a constant of bptrain/__init__.py that needs nothing
 
 

@@ -102,7 +102,7 @@ class BPClassifier(ClassifierMixin, BaseEstimator):
         self._check_parameters()
         X, y = validate_data(self, X, y, dtype=(np.float32, np.float64))
         check_classification_targets(y)
-        self.classes_, labels = np.unique(y, return_inverse=True)
+        classes, labels = np.unique(y, return_inverse=True)
         labels = labels.astype(np.int64).reshape(-1)
         if self.augment and not is_square_image(X.shape[1]):
             raise ValueError(f"augment shifts square images; {X.shape[1]} features are not square")
@@ -117,7 +117,7 @@ class BPClassifier(ClassifierMixin, BaseEstimator):
         # without early stopping the loop still validates: one row, cheap; the last epoch is kept instead
         validation = Split(X[n_train:], labels[n_train:]) if n_val else Split(X[:1], labels[:1])
         data = Dataset(Split(X[:n_train], labels[:n_train]), validation, validation)  # no test split is used
-        sizes = (X.shape[1], *(int(n) for n in self.hidden_layer_sizes), len(self.classes_))
+        sizes = (X.shape[1], *(int(n) for n in self.hidden_layer_sizes), len(classes))
         seed = self._seed()
         warning = memory.check_fits(memory.training_estimate(  # refuses, before any allocation, what cannot fit
             sizes, min(int(self.batch_size), n_train), dtype=self.dtype, augment=int(self.augment),
@@ -133,12 +133,12 @@ class BPClassifier(ClassifierMixin, BaseEstimator):
         last = _LastEpoch(model, settings.epochs)
         result = train(model, data, settings, engine=self.engine,
                        progress=bool(self.verbose), callbacks=[] if n_val else [last])
-        if result.interrupted:
+        if result.interrupted:  # the loop keeps what it has on Ctrl-C; a fit that did not finish is no fit
             raise KeyboardInterrupt
         if not n_val:
             for param, kept in zip(model.weights + model.biases, last.parameters[0] + last.parameters[1]):
                 param[...] = kept
-        self.model_ = model
+        self.classes_, self.model_ = classes, model  # set together, only when a fit succeeded
         self.coefs_, self.intercepts_ = model.weights, model.biases
         self.n_iter_ = len(result.history)
         self.history_ = result.history

@@ -175,6 +175,13 @@ def test_an_out_that_is_the_model_itself_is_refused_however_it_is_spelled(tmp_pa
     assert files_in(tmp_path) == ["link.npy", "m.npy", "sub"] and files_in(tmp_path / "sub") == []
 
 
+def test_a_model_too_big_for_one_onnx_file_is_one_line_and_writes_nothing(tmp_path, runner, monkeypatch):
+    save_model(MLP((6, 4, 3), "ce", seed=0), tmp_path / "m.npy")
+    monkeypatch.setattr(export, "MAX_WEIGHT_BYTES", 6 * 4 * 4)  # as if the weights passed protobuf's 2 GB
+    assert "2 GB" in assert_clean_error(invoke(runner, "export", tmp_path / "m.npy"))
+    assert files_in(tmp_path) == ["m.npy"]
+
+
 def test_an_out_in_a_missing_folder_is_one_line(tmp_path, runner):
     save_model(MLP((6, 4, 3), "ce", seed=0), tmp_path / "m.npy")
     assert "does not exist" in assert_clean_error(

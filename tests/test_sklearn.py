@@ -13,6 +13,7 @@ from sklearn.utils.estimator_checks import parametrize_with_checks
 
 from bptrain.app.memory import MemoryLimitError
 from bptrain.core.committee import class_probabilities
+from bptrain.core.training import Callbacks
 from bptrain.data.loader import load_dataset
 from bptrain.data.model_io import load_model
 from bptrain.sklearn import EXPECTED_FAILED_CHECKS, BPClassifier
@@ -167,3 +168,24 @@ def test_a_network_too_big_for_the_memory_is_refused_before_it_is_made():
     x, y = blob_rows(n=30)
     with pytest.raises(MemoryLimitError, match="memory|GB"):
         BPClassifier((10**7, 10**6)).fit(x, y)
+
+
+def test_ctrl_c_during_fit_raises_and_keeps_the_previous_fit(monkeypatch):
+    import bptrain.sklearn as module
+
+    x, y = blob_rows()
+    clf = BPClassifier((8,), epochs=2, random_state=0).fit(x, y)
+    before = [w.copy() for w in clf.coefs_]
+    real_train = module.train
+
+    class CtrlC(Callbacks):
+        def epoch_ended(self, record, improved):
+            raise KeyboardInterrupt
+
+    def interrupted(model, data, settings, **kwargs):
+        return real_train(model, data, settings, **{**kwargs, "callbacks": [*kwargs.get("callbacks", ()), CtrlC()]})
+
+    monkeypatch.setattr(module, "train", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        clf.fit(x, np.where(y == 0, "a", "b"))
+    assert list(clf.classes_) == [0, 1, 2] and all(np.array_equal(a, b) for a, b in zip(before, clf.coefs_))

@@ -28,7 +28,7 @@ from ..core.network import MLP
 from ..data.model_io import load_model
 from .paths import same_file
 
-#: The operator set the graph is written in: every onnxruntime since 1.12 runs it, onnxruntime-web too.
+#: The operator set the graph is written in: current enough for every op used, old enough for runtimes years old.
 OPSET = 17
 #: The IR version that goes with opset 17; a newer onnx would stamp its own, which older runtimes refuse.
 IR_VERSION = 8

@@ -67,7 +67,7 @@ CORE_LINES = [
 ]
 
 #: Modules the tests import whose distribution has another name.
-DISTRIBUTION = {"PIL": "pillow"}
+DISTRIBUTION = {"PIL": "pillow", "sklearn": "scikit-learn"}
 #: Dependencies of bptrain itself (installed with it, not by the extra).
 RUNTIME = {"numpy", "click", "tqdm"}
 

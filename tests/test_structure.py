@@ -12,6 +12,7 @@ MAX_MODULE_LINES = 600
 
 
 LAYERS = {"environment": 0, "core": 0, "data": 1, "fast": 2, "engines": 3, "app": 4, "__init__": 5, "__main__": 5,
+          "sklearn": 5,
           "__version__": 0}  # a constant of bptrain/__init__.py that needs nothing
 
 

@@ -16,6 +16,7 @@ from ...core.errors import BptrainError, SettingError
 from .sweep import sweep_command
 from .evaluate import eval_command, predict_command
 from .explain import explain_command
+from .export import export_command
 from .plot import compare_command, plot_command
 from .serve import serve_command
 from .tools import bench_command, download_command, gradcheck_command, info_command
@@ -76,4 +77,5 @@ def cli():
 for command in (train_command, eval_command, predict_command, explain_command, serve_command, plot_command,
                 compare_command, sweep_command, info_command, gradcheck_command, bench_command, download_command):
     cli.add_command(command)
+cli.add_command(export_command)
 

@@ -10,8 +10,12 @@ from __future__ import annotations
 
 import json
 import os
+import random
 import re
 import socket
+import time
+import warnings
+from contextlib import contextmanager
 from pathlib import Path
 
 import optuna
@@ -26,6 +30,7 @@ HEARTBEAT_SECONDS = 10
 GRACE_SECONDS = 120
 #: How long an SQLite writer waits for another process's lock before giving up (concurrent studies).
 SQLITE_BUSY_SECONDS = 60
+CREATION_ATTEMPTS = 10
 
 STUDY_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
 #: What must be the same for a command to add trials to a study (the keys of its ``definition``).
@@ -34,6 +39,16 @@ DEFINITION_KEY = "bptrain_definition"
 OWNER_KEY = "bptrain_owner"
 REASON_KEY = "failed_because"
 PRUNERS = ("median", "halving", "hyperband", "none")
+
+
+@contextmanager
+def quiet_optuna():
+    """Without Optuna's warnings that heartbeats are "experimental" and meant for Study.optimize: the
+    study's trials are run by ask and tell, and their heartbeats recorded by hand (trials.Tuner)."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
+        warnings.filterwarnings("ignore", message="Heartbeat of storage is supposed to be used")
+        yield
 
 
 class StudyError(BptrainError):
@@ -58,13 +73,20 @@ def shown_url(url: str) -> str:
 
 
 def open_storage(url: str) -> optuna.storages.RDBStorage:
+    """The storage at ``url``, its tables made if it is new. Two commands making the same new database at once
+    race in Optuna's creation of its tables (one finds a table the other just made): the loser tries again."""
     kwargs = {"connect_args": {"timeout": SQLITE_BUSY_SECONDS}} if url.startswith("sqlite:") else {}
-    try:
-        return optuna.storages.RDBStorage(url, engine_kwargs=kwargs, heartbeat_interval=HEARTBEAT_SECONDS,
-                                          grace_period=GRACE_SECONDS)
-    except Exception as exc:  # a bad URL, a missing driver, a file that is no database, a server that refuses
-        text = " ".join(str(exc).split()).split(" (Background on this error")[0] or type(exc).__name__
-        raise StudyError(f"cannot open the storage {shown_url(url)}: {text[:300]}") from None
+    for attempt in range(CREATION_ATTEMPTS):
+        try:
+            with quiet_optuna():
+                return optuna.storages.RDBStorage(url, engine_kwargs=kwargs, heartbeat_interval=HEARTBEAT_SECONDS,
+                                                  grace_period=GRACE_SECONDS)
+        except Exception as exc:  # a bad URL, a missing driver, a file that is no database, a server that refuses
+            text = " ".join(str(exc).split()).split(" (Background on this error")[0] or type(exc).__name__
+            if attempt + 1 < CREATION_ATTEMPTS and ("already exists" in text or "alembic_version" in text):
+                time.sleep(0.2 + random.random())
+                continue
+            raise StudyError(f"cannot open the storage {shown_url(url)}: {text[:300]}") from None
 
 
 def make_pruner(name: str, epochs: int):
@@ -187,6 +209,7 @@ def fail_abandoned(study, storage) -> list[int]:
                     failed.append(trial.number)
             except optuna.exceptions.UpdateFinishedTrialError:
                 pass  # another command on the study got there first
-    optuna.storages.fail_stale_trials(study)
+    with quiet_optuna():
+        optuna.storages.fail_stale_trials(study)
     still = {trial.number for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))}
     return sorted({trial.number for trial in running if trial.number not in still})

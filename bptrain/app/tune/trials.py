@@ -27,7 +27,7 @@ from ..sweep.cluster import CHILD_CODE
 from ..sweep.grid import SWEEP_OPTIONS, Job, option_args
 from ..sweep.runner import EPOCH_LINE, Display, Sweep, _read_lines
 from .space import suggest
-from .study import HEARTBEAT_SECONDS, OWNER_KEY, REASON_KEY, make_sampler, owner
+from .study import HEARTBEAT_SECONDS, OWNER_KEY, REASON_KEY, make_sampler, owner, quiet_optuna
 
 #: A trial's runs are named by its number: trial-0007.npy, trial-0007.history.json.
 RUN_PREFIX = "trial-"
@@ -107,7 +107,8 @@ class Tuner(Sweep):
 
     def new_trial(self) -> TrialJob:
         self.asked += 1
-        trial = self.study.ask()
+        with quiet_optuna():
+            trial = self.study.ask()
         # the trial's draws come from a sampler seeded by its own number (see study.make_sampler)
         seeded = optuna.load_study(study_name=self.study.study_name, storage=self.storage,
                                    sampler=make_sampler(self.sampler_seed, trial.number), pruner=self.pruner)

@@ -172,8 +172,9 @@ def test_show_of_a_study_that_is_not_there_is_one_line_and_makes_no_database(tmp
 # ====================================================================== processes
 def test_a_study_killed_mid_trial_resumes_with_the_trial_marked_failed(tmp_path, data):
     out = tmp_path / "k"
-    args = ("--study", "k", "--out-dir", out, "--jobs", 1, "--space", space(tmp_path), "--data", data,
-            "--sizes", "20,16,3", "--batch-size", "1", "--epochs", "40", "--pruner", "none")
+    args = ("--study", "k", "--out-dir", out, "--jobs", 1, "--data", data,
+            "--space", space(tmp_path, 'lr = {low = 0.01, high = 0.1, log = true}\n'),
+            "--sizes", "20,16,3", "--batch-size", "1", "--epochs", "12", "--pruner", "none")
     process = subprocess.Popen([sys.executable, "-m", "bptrain", "tune", *map(str, args), "--trials", "3"],
                                cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
@@ -195,12 +196,13 @@ def test_a_study_killed_mid_trial_resumes_with_the_trial_marked_failed(tmp_path,
             process.kill()
     gone, alive = psutil.wait_procs(children, timeout=30)
     assert not alive  # the trial's train died with the study's process
+    killed = running[0].number
     result = ok(tune(tmp_path, *args, "--trials", 1))
     trials = load(out, "k").trials
-    assert trials[0].state == TrialState.FAIL
-    assert "tune process ended" in trials[0].user_attrs["failed_because"]
-    assert "recorded as failed" in result.stderr
-    assert [t.state for t in trials[1:]] == [TrialState.COMPLETE]
+    assert trials[killed].state == TrialState.FAIL
+    assert "tune process ended" in trials[killed].user_attrs["failed_because"]
+    assert f"trial {killed} of study k" in result.stderr and "recorded as failed" in result.stderr
+    assert [t.state for t in trials[killed + 1:]] == [TrialState.COMPLETE]
 
 
 def test_two_commands_on_one_study_at_once_lose_no_trial_and_run_none_twice(tmp_path, data):
@@ -297,3 +299,8 @@ def test_bptrain_and_its_other_commands_never_import_optuna():
     code = ("import sys; from bptrain.app.commands import cli; import bptrain.app.commands.tune; "
             "print(sorted(m for m in sys.modules if m.split('.')[0] in ('optuna', 'sqlalchemy')))")
     assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout == "[]\n"
+
+
+def test_the_example_space_beside_the_configs_is_valid():
+    searched = read_space(Path(__file__).resolve().parent.parent / "configs" / "space.toml")
+    assert searched["lr"].log and searched["sizes"].choices

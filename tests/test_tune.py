@@ -304,3 +304,55 @@ def test_bptrain_and_its_other_commands_never_import_optuna():
 def test_the_example_space_beside_the_configs_is_valid():
     searched = read_space(Path(__file__).resolve().parent.parent / "configs" / "space.toml")
     assert searched["lr"].log and searched["sizes"].choices
+
+
+def test_ctrl_c_stops_the_running_trial_which_keeps_its_best_model_and_is_failed(tmp_path, data):
+    out = tmp_path / "c"
+    args = ("--study", "c", "--out-dir", out, "--jobs", 1, "--data", data, "--trials", 3, "--pruner", "none",
+            "--space", space(tmp_path, 'lr = {low = 0.01, high = 0.1, log = true}\n'),
+            "--sizes", "20,16,3", "--batch-size", "1", "--epochs", "12")
+    process = subprocess.Popen([sys.executable, "-m", "bptrain", "tune", *map(str, args)], cwd=tmp_path,
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 300
+        while time.monotonic() < deadline:
+            if (out / "c.db").is_file():
+                running = [t for t in load(out, "c").get_trials(states=(TrialState.RUNNING,)) if t.intermediate_values]
+                if running:
+                    break
+            time.sleep(0.5)
+        else:
+            pytest.fail("no trial reported an epoch")
+        process.send_signal(signal.SIGINT)
+        _, stderr = process.communicate(timeout=120)
+    finally:
+        if process.poll() is None:
+            process.kill()
+    assert process.returncode == 130, stderr
+    trial = load(out, "c").trials[running[0].number]
+    assert trial.state == TrialState.FAIL and "interrupted before it finished" in trial.user_attrs["failed_because"]
+    history = json.loads((out / f"{trial.user_attrs['run']}.history.json").read_text())
+    assert history["interrupted"] is True and (out / f"{trial.user_attrs['run']}.npy").is_file()
+    assert not load(out, "c").get_trials(states=(TrialState.RUNNING,))
+    assert "the same command adds the trials still missing" in stderr
+
+
+def test_a_sweeps_folder_or_another_studys_is_refused(tmp_path, runner, data):
+    out = tmp_path / "f"
+    ok_result = invoke(runner, "sweep", "--lr", "0.1,0.2", "--out-dir", out, "--data", data, *TINY, "-q")
+    assert ok_result.exit_code == 0, ok_result.output + ok_result.stderr
+    assert_clean_error(invoke(runner, "tune", "--study", "f", "--out-dir", out, "--trials", 1, "--data", data,
+                              "--space", space(tmp_path, "momentum = [0.0, 0.5]\n"), *TINY), "a sweep's summary")
+
+
+def test_show_without_the_studys_folder_writes_nothing_and_says_so(tmp_path, runner, data):
+    out = tmp_path / "m"
+    result = invoke(runner, "tune", "--study", "m", "--out-dir", out, "--trials", 2, "--data", data, *TINY,
+                    "--space", space(tmp_path, 'lr = {low = 0.01, high = 1.0, log = true}\n'))
+    assert result.exit_code == 0, result.output + result.stderr
+    moved = tmp_path / "moved"
+    out.rename(moved)
+    shown = invoke(runner, "tune", "--study", "m", "--storage", f"sqlite:///{moved / 'm.db'}", "--show")
+    assert shown.exit_code == 0, shown.output + shown.stderr
+    assert "best: trial-" in shown.output and "give --out-dir" in shown.stderr
+    assert not list(tmp_path.glob("*.png")) and not list(Path.cwd().glob("m-*.png"))

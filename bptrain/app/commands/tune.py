@@ -116,7 +116,7 @@ def tune_command(study_name, storage, out_dir, space, n_trials, timeout, pruner,
     if out_dir.exists() and not out_dir.is_dir():
         raise BptrainError(f"--out-dir {out_dir} is not a folder")
     out_dir.mkdir(parents=True, exist_ok=True)
-    show_mod.check_summary(out_dir)
+    show_mod.check_summary(out_dir, study_name)
 
     opened = study_mod.open_storage(url)
     epochs = settings.get("epochs") or OPTIONS_BY_NAME["epochs"].default_value()
@@ -181,11 +181,20 @@ def _show(show_mod, study_mod, name: str, url: str, out_dir: Path | None) -> Non
         raise BptrainError(f"no study {name!r}: {url[len('sqlite:///'):]} does not exist (give --storage, or "
                            "--out-dir of the study)")
     study = study_mod.load_study(study_mod.open_storage(url), name, url)
+    note = None
     if out_dir is None:
         recorded = study.user_attrs.get(study_mod.DEFINITION_KEY, {}).get("out_dir")
-        out_dir = Path(recorded) if recorded and Path(recorded).is_dir() else Path(".")
+        out_dir = Path(recorded) if recorded and Path(recorded).is_dir() else None
+        if out_dir is None:
+            note = f"the study's folder {recorded} is not here: give --out-dir for its config and plots"
+    elif out_dir.exists() and not out_dir.is_dir():
+        raise BptrainError(f"--out-dir {out_dir} is not a folder")
+    else:
+        out_dir.mkdir(parents=True, exist_ok=True)
     for line in show_mod.report(study, out_dir):
         click.echo(line)
+    if note:
+        click.echo(f"note: {note}", err=True)
 
 
 def _json_settings(settings: dict) -> dict:

@@ -161,8 +161,9 @@ def write_plots(study, out_dir: Path) -> list[Path]:
     return written
 
 
-def report(study, out_dir: Path, *, plots: bool = True) -> list[str]:
-    """The lines the command prints at the end (and for --show); writes the config and the plots."""
+def report(study, out_dir: Path | None) -> list[str]:
+    """The lines the command prints at the end (and for --show); writes the config and the plots into
+    ``out_dir`` (None: no files, only the lines)."""
     lines = ["", counts_line(study)]
     best = best_trials(study)
     if not best:
@@ -170,15 +171,17 @@ def report(study, out_dir: Path, *, plots: bool = True) -> list[str]:
     searched = list(best[0].params)
     lines += ["", format_table([trial_run(t) for t in best], searched)]
     top = best[0]
-    config = out_dir / f"{study.study_name}-best.toml"
-    write_config(config, best_config(study, top))
     lines += ["", f"best: {top.user_attrs.get('run', top.number)}, validation accuracy {100 * top.value:.2f}%",
-              f"  {best_command(top, 'best.npy')}", f"  its settings as a config: {config}"]
+              f"  {best_command(top, 'best.npy')}"]
+    if out_dir is not None:
+        config = out_dir / f"{study.study_name}-best.toml"
+        write_config(config, best_config(study, top))
+        lines.append(f"  its settings as a config: {config}")
     found = importances(study)
     if found:
         lines.append("importance (Optuna's fANOVA): " + ", ".join(f"{name} {value:.2f}" for name, value in
                                                                  found.items() if math.isfinite(value)))
-    if plots:
+    if out_dir is not None:
         written = write_plots(study, out_dir)
         if written:
             lines.append(f"plots: {', '.join(str(path) for path in written)}")
@@ -204,10 +207,17 @@ def summary_document(study, storage_text: str) -> dict:
             "storage": storage_text, "runs": entries}
 
 
-def check_summary(out_dir: Path) -> None:
+def check_summary(out_dir: Path, name: str) -> None:
+    """The folder's summary.json may be replaced only if it is this study's (not a sweep's, not another's)."""
     path = out_dir / SUMMARY_NAME
-    if path.exists() and not is_summary_file(path):
+    if not path.exists():
+        return
+    if not is_summary_file(path):
         raise BptrainError(f"{path} exists and is not a bptrain summary; use another --out-dir")
+    study = json.loads(path.read_bytes()).get("study")
+    if study != name:
+        whose = f"study {study}'s" if isinstance(study, str) else "a sweep's"
+        raise BptrainError(f"{path} is {whose} summary; give study {name} another --out-dir")
 
 
 def save_summary(study, out_dir: Path, storage_text: str) -> None:

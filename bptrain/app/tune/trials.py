@@ -155,6 +155,15 @@ class Tuner(Sweep):
     # ----------------------------------------------------------------- the end of a trial
     def tell(self, job: TrialJob) -> None:
         """Record what became of the trial (Sweep.finish has read it from the run's files and exit status)."""
+        try:
+            self._tell(job)
+        except optuna.exceptions.UpdateFinishedTrialError:  # another command failed it as stale meanwhile
+            self.display.say(f"{job.name}: already recorded as failed by another command on the study "
+                             "(its heartbeat was late); its files are kept")
+        self.told.append(job)
+        self.on_told(job)
+
+    def _tell(self, job: TrialJob) -> None:
         run = job.result
         trial = job.trial
         for key, value in (("status", run.status), ("message", run.message), ("epochs_run", run.epochs_run),
@@ -164,14 +173,12 @@ class Tuner(Sweep):
             if value is not None:
                 trial.set_user_attr(key, value)
         if job.pruned_after is not None:
-            self.study.tell(trial, state=TrialState.PRUNED)
+            self.study.tell(trial, state=TrialState.PRUNED, skip_if_finished=True)
         elif run.status == "finished" and run.best_val_accuracy is not None:
-            self.study.tell(trial, run.best_val_accuracy)
+            self.study.tell(trial, run.best_val_accuracy, skip_if_finished=True)
         else:
             reason = run.message or run.status
             if run.status == "stopped" and self.signum is not None:
                 reason = f"{self.stopped_by()} before it finished"
             trial.set_user_attr(REASON_KEY, reason)
-            self.study.tell(trial, state=TrialState.FAIL)
-        self.told.append(job)
-        self.on_told(job)
+            self.study.tell(trial, state=TrialState.FAIL, skip_if_finished=True)

@@ -356,3 +356,14 @@ def test_show_without_the_studys_folder_writes_nothing_and_says_so(tmp_path, run
     assert shown.exit_code == 0, shown.output + shown.stderr
     assert "best: trial-" in shown.output and "give --out-dir" in shown.stderr
     assert not list(tmp_path.glob("*.png")) and not list(Path.cwd().glob("m-*.png"))
+
+
+@pytest.mark.parametrize("pruner", ["halving", "hyperband"])
+def test_the_other_pruners_run_a_study(tmp_path, runner, data, pruner):
+    out = tmp_path / pruner
+    result = invoke(runner, "tune", "--study", pruner, "--out-dir", out, "--trials", 4, "--pruner", pruner,
+                    "--space", space(tmp_path), "--data", data, *TINY)
+    assert result.exit_code == 0, result.output + result.stderr
+    study = load(out, pruner)
+    assert study.user_attrs["bptrain_definition"]["pruner"] == pruner
+    assert len(study.trials) == 4 and not study.get_trials(states=(TrialState.RUNNING, TrialState.FAIL))

@@ -367,3 +367,11 @@ def test_the_other_pruners_run_a_study(tmp_path, runner, data, pruner):
     study = load(out, pruner)
     assert study.user_attrs["bptrain_definition"]["pruner"] == pruner
     assert len(study.trials) == 4 and not study.get_trials(states=(TrialState.RUNNING, TrialState.FAIL))
+
+
+def test_no_trial_starts_after_the_timeout(tmp_path, runner, data):
+    out = tmp_path / "t"
+    result = invoke(runner, "tune", "--study", "t", "--out-dir", out, "--trials", 5, "--jobs", 1, "--timeout", 1e-9,
+                    "--space", space(tmp_path), "--data", data, *TINY)
+    assert result.exit_code == 0, result.output + result.stderr
+    assert len(load(out, "t").trials) <= 1

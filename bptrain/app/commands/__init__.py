@@ -21,6 +21,7 @@ from .plot import compare_command, plot_command
 from .serve import serve_command
 from .tools import bench_command, download_command, gradcheck_command, info_command
 from .train import train_command
+from .tune import tune_command
 
 _NO_ARGS_IS_HELP = getattr(click.exceptions, "NoArgsIsHelpError", ())  # click >= 8.2
 
@@ -75,7 +76,7 @@ def cli():
 
 
 for command in (train_command, eval_command, predict_command, explain_command, serve_command, plot_command,
-                compare_command, sweep_command, info_command, gradcheck_command, bench_command, download_command):
+                compare_command, sweep_command, tune_command, info_command, gradcheck_command, bench_command, download_command):
     cli.add_command(command)
 cli.add_command(export_command)
 

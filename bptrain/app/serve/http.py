@@ -53,6 +53,7 @@ import ipaddress
 import socket
 import sys
 import time
+import webbrowser
 from importlib import resources
 from urllib.parse import parse_qs
 
@@ -553,16 +554,22 @@ def server_url(server: Server) -> str:
     return f"http://[{host}]:{port}/" if ":" in host else f"http://{host}:{port}/"
 
 
+def _open_in_browser(url: str) -> bool:
+    """Whether a browser took the page (webbrowser finds none on a server without a display: it says False)."""
+    try:
+        return bool(webbrowser.open(url))
+    except webbrowser.Error:
+        return False
+
+
 def serve(server: Server, open_browser: bool = False, say=print, on_stop=None) -> None:
     """Serve until Ctrl-C (or SIGTERM, as from `kill`, or SIGHUP), then call ``on_stop()``, close the socket
     and say so. Signals that come while ``on_stop`` runs (it may be saving a model) wait for it."""
     url = server_url(server)
     training = getattr(server.RequestHandlerClass, "live", None) is not None
     say(f"serving the {'training' if training else 'drawing'} page at {url}  (Ctrl-C stops)")
-    if open_browser:
-        import webbrowser
-
-        webbrowser.open(url)
+    if open_browser and not _open_in_browser(url):
+        say(f"--open: no web browser could be started here; open {url} in one yourself")
     with StopSignals() as signals:
         try:
             server.serve_forever(poll_interval=0.2)

@@ -24,6 +24,7 @@ from ..explain import FULL_UP_TO, MAX_BATCH, MAX_STEPS, check_batch, check_unit,
 from ..image_files import require_pillow
 from ..images import image_to_input
 from ..lesson import lesson as make_lesson
+from ..lesson import probability_text
 from ..lesson_batch import split_companions, teaching_digit
 from ..options import table_option
 from .common import obtain_dataset
@@ -153,7 +154,7 @@ def _output_lines(say, doc: dict) -> None:
         say(f"  predictions {_list_some(predictions)}: {right} of {B} equal the label; mean p(label) = "
             f"{_pct(_mean(p))}")
     if doc["model"]["loss"] == "ce" and B == 1:
-        say(f"  loss  C = −log A_{L}[0, {labels[0]}] = −log {_n(p[0])} = {_n(doc['loss'])}")
+        say(f"  loss  C = −log A_{L}[0, {labels[0]}] = −log {probability_text(p[0], doc['loss'])} = {_n(doc['loss'])}")
     else:
         say(f"  loss  {doc['loss_formula']} = {_n(doc['loss'])}")
 

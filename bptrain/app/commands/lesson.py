@@ -255,10 +255,15 @@ def _batch(say, step, document, **_) -> None:
         (rows, n_in), (_, n_out) = layer["shape_A_prev"], layer["shape_delta"]
         say(f"  layer {l}: ∂C/∂W_{l} = A_{l - 1}ᵀ Δ_{l}: ({n_in} × {rows}) ({rows} × {n_out}) = ({n_in} × {n_out}); "
             f"its largest entry [{w['i']}, {w['j']}] = Σ_rows a_{w['i']} δ_{w['j']} =")
-        say("    " + " + ".join(f"{number(t['a'], 3)}×{number(t['delta'], 3)}" for t in w["terms"])
+        say("    " + " + ".join(f"{number(t['a'], 3)} × {_term(t['delta'])}" for t in w["terms"])
             + f" = {number(w['sum'])}")
         say(f"    ∂C/∂b_{l}[{bias['j']}] = Σ_rows δ_{bias['j']} = "
-            + " + ".join(f"({number(v, 3)})" for v in bias["deltas"]) + f" = {number(bias['sum'])}")
+            + " + ".join(_term(v) for v in bias["deltas"]) + f" = {number(bias['sum'])}")
+
+
+def _term(value) -> str:
+    """A term of a written-out sum: a negative one in brackets (0.5 + (-0.2), not 0.5 + -0.2)."""
+    return f"({number(value, 3)})" if value is not None and value < 0 else number(value, 3)
 
 
 def step_side(document: dict) -> int | None:

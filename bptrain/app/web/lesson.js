@@ -501,6 +501,8 @@ function speedStep(s) {
       "how much Δ_l+1 W_l+1ᵀ and then ⊙ f'(Z_l) change the length going back a layer. Why deep sigmoid networks start slow: " }, link)];
 }
 
+const par = (v) => (v !== null && v < 0 ? `(${g(v, 3)})` : g(v, 3));   // a term of a sum: negatives in brackets
+
 function batchStep(s) {
   const b = s.batch, L = doc.explain.layers.length, ce = doc.model.loss === "ce";
   const rows = b.rows.map((r) => [String(r.row), r.digit, String(r.label), String(r.prediction), g(r.p_label)].concat(ce ? [g(r.cost)] : []));
@@ -519,8 +521,8 @@ function batchStep(s) {
     const w = layer.weight, bias = layer.bias, [rowsA, nIn] = layer.shape_A_prev, nOut = layer.shape_delta[1];
     sums.append(el("p", { className: "ls-batch-sum" },
       el("b", { textContent: `∂C/∂W_${layer.l} = A_${layer.l - 1}ᵀ Δ_${layer.l}: (${nIn} × ${rowsA}) (${rowsA} × ${nOut}) = (${nIn} × ${nOut}). ` }),
-      `Its largest entry [${w.i}, ${w.j}] = Σ_rows a_${w.i} δ_${w.j} = ` + w.terms.map((t) => `${g(t.a, 3)} × ${g(t.delta, 3)}`).join(" + ") +
-      ` = ${g(w.sum)}; ∂C/∂b_${layer.l}[${bias.j}] = Σ_rows δ_${bias.j} = ` + bias.deltas.map((v) => g(v, 3)).join(" + ") + ` = ${g(bias.sum)}.`));
+      `Its largest entry [${w.i}, ${w.j}] = Σ_rows a_${w.i} δ_${w.j} = ` + w.terms.map((t) => `${g(t.a, 3)} × ${par(t.delta)}`).join(" + ") +
+      ` = ${g(w.sum)}; ∂C/∂b_${layer.l}[${bias.j}] = Σ_rows δ_${bias.j} = ` + bias.deltas.map(par).join(" + ") + ` = ${g(bias.sum)}.`));
   }
   parts.push(sums);
   return parts;

@@ -372,3 +372,22 @@ def test_terminal_lesson_without_an_index_starts_from_a_digit_the_network_reads_
     assert f"no --index given: test digit {wrong[0]}, the first digit of the split the network reads wrong" \
         in result.stdout
     assert "End of the lesson" in result.stdout
+
+
+@pytest.mark.parametrize("sizes, loss", [((10, 3), "ce"), ((10, 4, 3), "mse"), ((16, 3), "mse")])
+def test_a_network_without_hidden_layers_or_a_non_square_input_still_gets_every_step(sizes, loss):
+    """No hidden layer: no δ_j question, ∂C/∂W_1 where the shape question would ask about ∂C/∂W_2; a
+    non-square input: the batch repeats the digit instead of moving it."""
+    model = MLP(sizes, loss, seed=3)
+    x = np.random.default_rng(0).random(sizes[0])
+    doc = lesson(model, x, 1, lr=0.1)
+    assert json.loads(json.dumps(doc, allow_nan=False)) == doc
+    by_id = {s["id"]: s for s in doc["steps"]}
+    batch = by_id["batch"]
+    k = 2 if len(sizes) > 2 else 1
+    assert batch["question"]["choices"][batch["question"]["answer"]] == f"({sizes[k - 1]} × {sizes[k]})"
+    worked = [s["id"] for s in doc["steps"] if s["question"] and s["question"]["ask"].startswith("Work it out")]
+    assert worked == ([] if len(sizes) == 2 else ["backward-1"])
+    assert len(batch["batch"]["rows"]) == 4 and by_id["check"]["check"]["weight"][0] == 1
+    if sizes[0] == 10:
+        assert batch["batch"]["rows"][1]["digit"] == "the same digit again"

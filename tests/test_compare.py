@@ -258,6 +258,11 @@ def test_a_history_without_settings_or_epochs_is_not_described_as_having_them(tm
     assert line.startswith("same in all that record settings (b, c record none): ") and "same in all: " not in line
     assert same_line(runs[:1]).startswith("same in all: lr 0.1")
     assert [status_text(run) for run in runs] == ["finished", "finished", "no epochs run"]
+    from click.testing import CliRunner
+
+    answer = json.loads(invoke(CliRunner(), "compare", *(tmp_path / f"{n}.history.json" for n in "abc"), "--json").stdout)
+    assert answer["without_settings"] == ["b", "c"] and answer["same"]["lr"] == 0.1
+    assert [run["status"] for run in answer["runs"]] == ["finished", "finished", "no epochs"]
 
 
 def test_the_same_in_all_line_never_parts_a_setting_from_its_value():

@@ -22,7 +22,7 @@ import numpy as np
 from ..core.errors import BptrainError
 from ..core.network import MLP, one_hot
 from .explain import UNIT_NAMES, backprop, explain, float64_copy, json_float, json_floats
-from .lesson_batch import B as BATCH, batch_step, shifted_companions
+from .lesson_batch import batch_step, shifted_companions
 
 #: Terms written out when a unit's sum is shown (the largest by magnitude).
 TERMS = 5
@@ -85,7 +85,7 @@ def lesson(model: MLP, x, label: int, *, lr: float, lr_source: str = "given", la
     steps.append(_batch_step(net, batch_step(net, x, label, companions)))
     check = nudge_check(net, x, y, run, weight, float(epsilon))
     steps.append(_check_step(net, check))
-    steps.append(_input_gradient_step(net, run, doc, label))
+    steps.append(_input_gradient_step(net, run, label))
     steps.append(_update_step(net, doc, label))
     for n, step in enumerate(steps, start=1):
         step["n"] = n
@@ -373,7 +373,7 @@ def _check_step(net: MLP, check: dict) -> dict:
         check=check)
 
 
-def _input_gradient_step(net: MLP, run: dict, doc: dict, label: int) -> dict:
+def _input_gradient_step(net: MLP, run: dict, label: int) -> dict:
     gradient = run["grads"].deltas[0] @ net.weights[0].T   # ∂C/∂A_0 = Δ_1 W_1ᵀ
     n0 = net.sizes[0]
     return _step(

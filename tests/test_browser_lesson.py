@@ -154,6 +154,8 @@ def check_step(driver, step: dict, cli: dict, n: int, total: int) -> None:
     elif kind == "cost":
         probabilities = row(cli["output"]["probabilities"])
         assert text(driver, "lesson-cost") == g(cli["loss"])
+        shown_p = text(driver, "lesson-p-target").split()[0]             # −log of the p shown is the C shown
+        assert shown_p == step["p_target_text"] and g(-np.log(float(shown_p))) == g(cli["loss"])
         assert texts(driver, "#lesson-bars .pct") == [pct(p) for p in probabilities]
         assert text(driver, "lesson-prediction") == str(cli["output"]["predictions"][0])
         assert driver.find_element("id", "lesson-target").get_attribute("value") == str(cli["labels"][0])

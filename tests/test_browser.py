@@ -251,7 +251,10 @@ def section_text(driver) -> str:
 
 
 def shown_percentages(text: str) -> list[float]:
-    return [float(number) for number in re.findall(r"([0-9.e-]+)%", text)]
+    """The percentages of a line, in its one form: 12.34% or, below 0.01%, 5.3e−4% (a true minus sign)."""
+    numbers = re.findall(r"([0-9.]+(?:e−[0-9]+)?)%", text)
+    assert all(re.fullmatch(r"[0-9]+\.[0-9]{2}|0|[1-9]\.[0-9]e−[0-9]+", n) for n in numbers), numbers
+    return [float(n.replace("−", "-")) for n in numbers]
 
 
 def test_the_backprop_panel_teaches_a_drawn_7_to_be_a_1(page, tmp_path):
@@ -305,6 +308,11 @@ def test_the_backprop_panel_teaches_a_drawn_7_to_be_a_1(page, tmp_path):
     shown = shown_percentages(probability.text)
     assert "1 step taken" in section_text(page)
     assert probability.text.startswith("p(1): ") and len(shown) == 2 and shown[1] > shown[0], probability.text
+    # the steps act on a copy: the panel says so, and the answer card above is the served network's, unchanged
+    assert "on a copy of the network" in probability.text and "its answer above, are unchanged" in probability.text
+    assert page.find_element(By.ID, "prediction").text == "7"
+    deltas = [e.text for e in page.find_elements(By.CSS_SELECTOR, "#backprop-output .bp-delta")]
+    assert all(re.fullmatch(r"0|[+−](?:[0-9.]{1,5}|[1-9](?:\.[0-9])?e−[0-9]+)", t) for t in deltas), deltas   # short
     assert float(probability.get_attribute("data-before")) == before < float(probability.get_attribute("data-now"))
     assert page.find_element(By.ID, "backprop-unit").get_attribute("data-shown-unit") == "5"  # the unit stays, new numbers
     assert page.find_element(By.ID, "backprop-formula").text != line

@@ -154,6 +154,8 @@ def check_step(driver, step: dict, cli: dict, n: int, total: int) -> None:
     elif kind == "cost":
         probabilities = row(cli["output"]["probabilities"])
         assert text(driver, "lesson-cost") == g(cli["loss"])
+        shown_p = text(driver, "lesson-p-target").split()[0]             # −log of the p shown is the C shown
+        assert shown_p == step["p_target_text"] and g(-np.log(float(shown_p))) == g(cli["loss"])
         assert texts(driver, "#lesson-bars .pct") == [pct(p) for p in probabilities]
         assert text(driver, "lesson-prediction") == str(cli["output"]["predictions"][0])
         assert driver.find_element("id", "lesson-target").get_attribute("value") == str(cli["labels"][0])
@@ -174,8 +176,10 @@ def check_step(driver, step: dict, cli: dict, n: int, total: int) -> None:
                                                          for t in layer["grad_W"]["top"]]
     elif kind == "check":
         l, i, j = (int(driver.find_element("id", f"nudge-{name}").get_attribute("value")) for name in ("layer", "i", "j"))
+        assert l == 1                                   # by default a weight of layer 1: the whole chain is checked
         gradient = np.array(layers[l - 1]["grad_W"]["values"])
-        assert abs(gradient[i, j]) == np.abs(np.concatenate([np.ravel(np.array(m["grad_W"]["values"])) for m in layers])).max()
+        assert abs(gradient[i, j]) == np.abs(gradient).max()
+        assert "cs231n's rel_error" in text(driver, "nudge-relative") and "they agree" in text(driver, "nudge-relative")
         assert text(driver, "nudge-predicted") == g(gradient[i, j], 7)
         measured, predicted = float(text(driver, "nudge-measured")), float(text(driver, "nudge-predicted"))
         assert abs(measured - predicted) <= 1e-3 * max(abs(measured), abs(predicted))
@@ -188,11 +192,30 @@ def check_step(driver, step: dict, cli: dict, n: int, total: int) -> None:
         assert [r[0] for r in shown] == [str(i) for i in largest]
         assert [float(r[2]) for r in shown] == pytest.approx([gradient[i] for i in largest], rel=1e-3)
         assert f"p({cli['labels'][0]})" in text(driver, "lesson-gradient-legend")
+    elif kind == "update":
         one = cli["step"]
         assert table_rows(driver, "lesson-update") == [
             ["C", g(one["loss_before"]), g(one["loss_after"])],
             [f"p({cli['labels'][0]})", pct(one["p_label_before"][0]), pct(one["p_label_after"][0])],
             ["the network answers", str(cli["output"]["predictions"][0]), str(one["predictions_after"][0])]]
+    elif kind == "speed":
+        shown = table_rows(driver, "lesson-speed")
+        assert [r[2] for r in shown] == [g(layer["delta"]["norm"]) for layer in layers]           # ‖Δ_l‖
+        assert [r[4] for r in shown] == [g(layer["grad_W"]["norm"]) for layer in layers]          # ‖∂C/∂W_l‖
+        assert [r[3] for r in shown] == [r[4] for r in shown]        # = ‖A_l−1‖ · ‖Δ_l‖ for one digit (rank 1)
+        assert text(driver, "lesson-speed-link") == "docs/learning-speed.md"
+    elif kind == "batch":
+        batch = step["batch"]
+        rows = table_rows(driver, "lesson-batch-rows")
+        assert len(rows) == batch["batch_size"] == 4 and rows[0][1] == "the lesson's digit"
+        delta = table_rows(driver, "lesson-batch-delta")
+        assert len(delta) == 5 and delta[-1][0].startswith("Σ_rows")   # B rows of Δ_L, and their sum
+        assert [row_[1:] for row_ in delta[:4]] == [[g(v, 3) for v in r] for r in batch["delta_out"]]
+        assert delta[-1][1:] == [g(v, 3) for v in batch["grad_b_out"]]
+        assert delta[-1][1:] == [g(v, 3) for v in np.sum(batch["delta_out"], axis=0)]
+        sums = texts(driver, "#lesson-batch-sums .ls-batch-sum")
+        assert len(sums) == len(layers) and all(s.count(" × ") >= 4 for s in sums)   # Σ_rows of B products
+        assert "∂C/∂W_2 = A_1ᵀ Δ_2: (16 × 4) (4 × 12) = (16 × 12)" in sums[1]
     else:
         raise AssertionError(f"a step of unknown kind {kind}")
 
@@ -209,14 +232,19 @@ def answer_question(driver, step: dict, how: str) -> None:
         choice = question["answer"] if how == "right" else wrong
         driver.find_element("css selector", f"#lesson-question button[data-choice='{choice}']").click()
     verdict = text(driver, "lesson-verdict")
-    start = {"right": "Right: ", "wrong": "Not quite: ", "skip": "Skipped: "}[how]
-    assert verdict.startswith(start) and verdict.endswith(question["why"]), verdict
+    right = question["choices"][question["answer"]]
+    start = {"right": f"Right: the answer is {right}. ", "skip": f"Skipped: the answer is {right}. ",
+             "wrong": f"Not quite: you chose {question['choices'][choice if how != 'skip' else 0]}; the answer is "
+                      f"{right}. "}[how]
+    assert verdict == start + question["why"], verdict
+    marked = texts(driver, "#lesson-question button.picked-wrong")
+    assert marked == ([question["choices"][choice]] if how == "wrong" else [])    # a wrong pick is marked
     assert result.is_displayed()
 
 
 def walk(driver, steps: list[dict], cli: dict, first: int, hash_tail: str) -> None:
     """From step ``first`` to the last, by keys and buttons: every step checked, its question answered or skipped."""
-    ways = iter(["right", "skip", "wrong", "skip"])
+    ways = iter(["right", "skip", "wrong", "skip", "right", "wrong", "skip"])
     for n in range(first, len(steps) + 1):
         on_step(driver, n)
         assert driver.execute_script("return location.hash") == f"#lesson/{n}{hash_tail}"
@@ -236,8 +264,8 @@ def test_a_validation_digit_by_url_every_step_as_explain_prints_it(browser, less
     url, model_path, data_path = lesson_server
     cli = explain_json(runner, model_path, "--data", data_path, "--split", "validation", "--index", DIGIT)
     steps = lesson_answer(url, {"split": "validation", "index": DIGIT})["steps"]
-    assert [s["kind"] for s in steps] == ["input"] + ["forward"] * 3 + ["cost"] + ["backward"] * 3 + ["check",
-                                                                                                    "input-gradient"]
+    assert [s["kind"] for s in steps] == ["input"] + ["forward"] * 3 + ["cost"] + ["backward"] * 3 + [
+        "speed", "batch", "check", "input-gradient", "update"]
     page = browser
     page.get("about:blank")
     page.get(f"{url}#lesson/4/validation/{DIGIT}")      # a teacher's link: step 4 of validation digit DIGIT
@@ -258,14 +286,14 @@ def test_a_validation_digit_by_url_every_step_as_explain_prints_it(browser, less
     walk(page, steps, cli, 1, f"/validation/{DIGIT}")
 
     # the check on another weight, by hand: the page's numbers are explain's gradient of that weight
-    page.find_element("css selector", "#lesson-toc li:nth-child(9) button").click()
-    on_step(page, 9)
+    page.find_element("css selector", "#lesson-toc li:nth-child(11) button").click()
+    on_step(page, 11)
     for name, value in (("layer", "2"), ("i", "3"), ("j", "4"), ("epsilon", "0.001")):
         field = page.find_element("id", f"nudge-{name}")
         field.clear()
         field.send_keys(value)
     key(page, "ARROW_RIGHT")                            # typing in a field: the arrows stay in the field
-    assert page.find_element("id", "lesson").get_attribute("data-step") == "9"
+    assert page.find_element("id", "lesson").get_attribute("data-step") == "11"
     page.find_element("id", "nudge-run").click()
     until(page, lambda d: text(d, "nudge-epsilon-shown") == "0.001" and
           d.find_element("id", "lesson").get_attribute("data-requests") == "idle")
@@ -274,7 +302,7 @@ def test_a_validation_digit_by_url_every_step_as_explain_prints_it(browser, less
     assert text(page, "nudge-predicted") == g(predicted, 7)
     assert float(text(page, "nudge-measured")) == pytest.approx(predicted, rel=1e-3)
     page.find_element("id", "nudge-suggested").click()
-    suggested = [str(v) for v in steps[8]["check"]["suggested"]]
+    suggested = [str(v) for v in steps[10]["check"]["suggested"]]
     until(page, lambda d: [d.find_element("id", f"nudge-{name}").get_attribute("value")
                            for name in ("layer", "i", "j")] == suggested)
     assert text(page, "nudge-epsilon-shown") == "0.001"                    # ε stays the learner's
@@ -337,18 +365,41 @@ def test_a_drawn_digit_from_the_backprop_panel_every_step_as_explain_prints_it(b
     assert page.find_element("id", "lesson-error").text == ""
 
 
-def test_a_lesson_link_without_a_digit_says_how_to_get_one(browser, lesson_server):  # noqa: F811
+def test_a_lesson_link_without_a_digit_starts_from_one_the_network_reads_wrong(browser, lesson_server):  # noqa: F811
     url, _, _ = lesson_server
+    picked = lesson_answer(url, {})["input"]
+    assert picked["kind"] == "dataset" and picked["split"] == "test"
     page = browser
     page.get("about:blank")
     page.get(url + "#lesson/3")
-    until(page, lambda d: d.find_element("id", "lesson-error").text != "")
-    assert text(page, "lesson-error").startswith("There is no digit yet: draw one on the pad")
-    assert not page.find_element("id", "lesson-next").is_enabled()
-    page.get("about:blank")
-    page.get(url + "#lesson/2/validation/100000")                           # a digit the data set does not have
+    on_step(page, 3)
+    assert page.execute_script("return location.hash") == f"#lesson/3/test/{picked['index']}"
+    assert text(page, "lesson-digit-info").startswith(f"Digit {picked['index']} of the test split")
+    # a digit the data set does not have: the error, and no header of the lesson shown before it
+    page.execute_script("location.hash = '#lesson/2/validation/100000'")
     until(page, lambda d: d.find_element("id", "lesson-error").text != "")
     assert text(page, "lesson-error") == '"index" must be an integer from 0 to 59 (the validation split\'s digits)'
+    assert text(page, "lesson-digit-info") == "" and text(page, "lesson-title") == "The lesson"
+    assert not page.find_element("id", "lesson-next").is_enabled()
+
+
+def test_a_data_set_digit_opened_from_the_panel_keeps_its_true_label(browser, lesson_server):  # noqa: F811
+    url, _, _ = lesson_server
+    page = browser
+    page.get("about:blank")
+    page.get(url)
+    button = page.find_element("id", "random-digit")
+    until(page, lambda d: button.is_enabled())
+    button.click()
+    until(page, lambda d: d.find_element("id", "pad").get_attribute("data-digit"))
+    split, index = page.find_element("id", "pad").get_attribute("data-digit").split(":")
+    assert text(page, "seen-hint").startswith(f"Digit {index} of the {split} split as 28 × 28 pixels")
+    opener = page.find_element("id", "lesson-open")
+    until(page, lambda d: opener.is_enabled() and d.find_element("id", "backprop").get_attribute("data-requests") == "idle")
+    opener.click()
+    on_step(page, 1)
+    info = text(page, "lesson-digit-info")
+    assert "(its true label)" in info and "chosen by you" not in info, info
 
 
 def test_numbers_are_written_as_python_writes_them(browser, lesson_server):  # noqa: F811

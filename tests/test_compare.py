@@ -238,3 +238,41 @@ def test_parameters_sha256_is_the_bytes():
     assert parameters_sha256(a.weights, a.biases) != parameters_sha256(b.weights, b.biases)
     assert parameters_sha256(a.weights, a.biases) != parameters_sha256([w.astype(np.float64) for w in a.weights],
                                                                         a.biases)
+
+
+def test_a_history_without_settings_or_epochs_is_not_described_as_having_them(tmp_path):
+    """compare of a bare history: no "same in all: lr 0.1" as if it recorded lr too, no "finished" for a run
+    that ran no epoch."""
+    from bptrain.app.compare import same_line, status_text
+
+    with_settings = history(3, 1.0, 2)
+    with_settings["settings"] = {"lr": 0.1, "epochs": 3}
+    (tmp_path / "a.history.json").write_text(json.dumps(with_settings))
+    (tmp_path / "b.history.json").write_text(json.dumps(history(3, 1.0, 2)))          # records no settings
+    empty = history(3, 1.0, 2)
+    empty["epochs"] = []
+    (tmp_path / "c.history.json").write_text(json.dumps(empty))
+    runs = [read_run(name, history=tmp_path / f"{name}.history.json") for name in "abc"]
+    assert [run.records_settings for run in runs] == [True, False, False]
+    line = same_line(runs)
+    assert line.startswith("same in all that record settings (b, c record none): ") and "same in all: " not in line
+    assert same_line(runs[:1]).startswith("same in all: lr 0.1")
+    assert [status_text(run) for run in runs] == ["finished", "finished", "no epochs run"]
+    from click.testing import CliRunner
+
+    answer = json.loads(invoke(CliRunner(), "compare", *(tmp_path / f"{n}.history.json" for n in "abc"), "--json").stdout)
+    assert answer["without_settings"] == ["b", "c"] and answer["same"]["lr"] == 0.1
+    assert [run["status"] for run in answer["runs"]] == ["finished", "finished", "no epochs"]
+
+
+def test_the_same_in_all_line_never_parts_a_setting_from_its_value():
+    from bptrain.app.compare import Run, same_line
+
+    settings = {"sizes": (784, 128, 64, 10), "loss": "ce", "optimizer": "sgd", "lr": 0.1, "momentum": 0.9,
+                "batch_size": 32, "epochs": 30, "seed": 12345, "schedule": "cosine", "weight_decay": 0.0001}
+    runs = [Run("a", settings=dict(settings)), Run("b", settings=dict(settings))]
+    for width in range(20, 90):
+        lines = same_line(runs, width=width).splitlines()
+        items = [item.strip() for line in lines for item in line.removeprefix("same in all:").split(",") if item.strip()]
+        assert all(" " in item for item in items), (width, lines)          # "lr 0.1", never "lr" | "0.1"
+        assert all(len(line) <= width for line in lines if line.count(",") > 1), (width, lines)

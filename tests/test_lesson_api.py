@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 
 from bptrain.app import lesson as lessons
+from bptrain.app.lesson_batch import split_companions
 from bptrain.app.serve import api
 from bptrain.core.network import MLP
 from bptrain.data.loader import validate_splits
@@ -54,14 +55,28 @@ def test_a_data_set_digit_by_split_and_index_gets_lesson_pys_document(port, net,
     x, y = data.validation.x[7], int(data.validation.y[7])
     source = {"kind": "dataset", "split": "validation", "index": 7}
     expected = lessons.lesson(net, x, y, lr=LR, lr_source="the initial learning rate in the model's settings",
-                              label_rule="true", true_label=y, source=source)
+                              label_rule="true", true_label=y, source=source,
+                              companions=split_companions(data.validation.x, data.validation.y, 7, "validation"))
     assert answer == json.loads(api.to_json(expected))
     assert answer["input"] == source and answer["label"] == y and answer["true_label"] == y
     assert [s["id"] for s in answer["steps"]] == ["input", "forward-1", "forward-2", "forward-3", "cost", "backward-3",
-                                                  "backward-2", "backward-1", "check", "input-gradient"]
+                                                  "backward-2", "backward-1", "speed", "batch", "check",
+                                                  "input-gradient", "update"]
     check = answer["check"]
     assert check["weight"] == check["suggested"] and check["epsilon"] == lessons.EPSILON
-    assert check["relative_difference"] < 1e-6
+    assert check["weight"][0] == 1 and check["relative_error"] < 1e-6
+    batch = next(s for s in answer["steps"] if s["id"] == "batch")["batch"]
+    assert [r["digit"] for r in batch["rows"]] == ["the lesson's digit", "validation digit 8", "validation digit 9",
+                                                   "validation digit 10"]
+
+
+def test_a_lesson_without_an_input_starts_from_the_first_test_digit_the_network_reads_wrong(port, net, data):
+    answer = lesson_of(port, {})
+    predictions = net.predict(data.test.x)
+    wrong = np.flatnonzero(predictions != data.test.y)
+    expected = int(wrong[0]) if len(wrong) else int(np.argmin(
+        net.predict_proba(data.test.x)[np.arange(len(data.test.y)), data.test.y]))
+    assert answer["input"] == {"kind": "dataset", "split": "test", "index": expected}
 
 
 def test_test_index_and_split_index_name_the_same_digit_in_lesson_and_explain(port, data):
@@ -128,7 +143,7 @@ def test_bad_fields_are_400_with_one_line_naming_the_field(port, document, field
 
 
 def test_bad_bodies_and_methods_are_refused_as_for_explain(port, net):
-    assert error_of(post_json(port, {}, "/api/lesson"))[1].startswith("give one input")
+    assert error_of(post_json(port, {"ink": "dark"}, "/api/lesson"))[1].startswith("give one input")
     assert error_of(request(port, "POST", "/api/lesson", b"{nope", {"Content-Type": "application/json"}))[0] == 400
     assert error_of(request(port, "POST", "/api/lesson", b"hi", {"Content-Type": "text/plain"}))[0] == 415
     status, headers, _ = request(port, "GET", "/api/lesson")

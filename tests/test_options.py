@@ -59,3 +59,15 @@ def test_config_and_command_line_refuse_the_same_values(runner, tmp_path):
         result = runner.invoke(cli, ["train", OPTIONS_BY_NAME[name].cli_name, str(bad),
                                      "--out", str(tmp_path / "m.npy"), "--no-download", "--data", "nowhere"])
         assert result.exit_code == 2, (name, result.output)
+
+
+@pytest.mark.parametrize("typed, ours", [("--learning-rate", "--lr"), ("--learning_rate=0.1", "--lr"),
+                                         ("--num-epochs", "--epochs"), ("--batch_size", "--batch-size")])
+def test_another_trainers_name_for_an_option_suggests_ours(runner, typed, ours):
+    """click's nearest spelling of --learning-rate is --affine-rotate; a user means --lr."""
+    from conftest import assert_clean_error, invoke
+
+    line = assert_clean_error(invoke(runner, "train", typed, "3"), exit_code=2)
+    assert f"Did you mean '{ours}'?" in line and "affine" not in line, line
+    # a command without that option: no suggestion of an option it does not have
+    assert "'--lr'" not in assert_clean_error(invoke(runner, "info", "m.npy", "--learning-rate", "3"))

@@ -525,3 +525,28 @@ def test_a_query_of_non_ascii_digits_is_a_400_not_a_500(port):
     status, _, answer = request(port, "POST", "/api/predict?snapshot=%C2%B2", body,
                                 {"Content-Type": "application/json"})
     assert status == 400 and b"snapshot" in answer
+
+
+@pytest.mark.parametrize("browser_command, opened", [("false", False), ("true", True)])
+def test_serve_open_says_so_when_no_browser_opens(tmp_path, browser_command, opened):
+    """`serve --open` on a machine without a browser (no display; here $BROWSER a command that fails) says
+    so and where the page is, instead of nothing; when a browser takes it, nothing more is said."""
+    images_module()
+    path = save_model(MLP((784, 8, 10), seed=2), tmp_path / "m.npy")
+    quiet = ("DISPLAY", "WAYLAND_DISPLAY", "TERM", "BROWSER", "BPTRAIN_DATA")
+    process = subprocess.Popen([sys.executable, "-m", "bptrain", "serve", str(path), "--port", "0", "--open"],
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=tmp_path,
+                               env={**{k: v for k, v in os.environ.items() if k not in quiet},
+                                    "BROWSER": browser_command, "PYTHONUNBUFFERED": "1"})
+    try:
+        url = process.stdout.readline().split()[5]
+        assert request(int(url.rstrip("/").rsplit(":", 1)[1]), "GET", "/")[0] == 200   # serving, past the --open
+        process.send_signal(signal.SIGTERM)
+        out, err = process.communicate(timeout=20)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.communicate()
+    assert process.returncode == 0, err
+    said = f"--open: no web browser could be started here; open {url} in one yourself"
+    assert (said in out) != opened, out

@@ -20,7 +20,6 @@ import hashlib
 import json
 import math
 import re
-import textwrap
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -69,7 +68,7 @@ class Run:
     model: Path | None = None
     history: Path | None = None
     settings: dict = field(default_factory=dict)
-    status: str = "finished"  # finished, stopped, diverged, failed, not started
+    status: str = "finished"  # finished, stopped, diverged, failed, not started, no epochs
     best_val_accuracy: float | None = None
     best_epoch: int | None = None
     epochs_run: int | None = None
@@ -79,6 +78,7 @@ class Run:
     message: str | None = None
     skipped: bool = False  # a sweep found it finished and did not run it again
     document: dict | None = None  # the history, for the curves
+    records_settings: bool = True  # False: its files record no training settings (an old or bare history)
 
     def to_dict(self) -> dict:
         return {"label": self.label, "model": _path_text(self.model), "history": _path_text(self.history),
@@ -127,17 +127,21 @@ def read_run(label: str, model: Path | None = None, history: Path | None = None)
     """Read what a run's model and/or history say about it."""
     run = Run(label, model, history)
     meta = {}
+    recorded = False
     if model is not None:
         _, _, meta = read_model_record(model)
+        recorded = isinstance(meta.get("settings"), dict)
         run.settings = flat_settings(meta)
         run.initial_sha256 = meta.get(DIGEST_KEY)
         run.best_val_accuracy = meta.get("val_accuracy")
         run.best_epoch = meta.get("best_epoch") or None
         run.epochs_run = meta.get("epochs_run")
     if history is None:
+        run.records_settings = recorded
         return run
     document = read_history_document(history)
     run.document = document
+    run.records_settings = recorded or isinstance(document.get("settings"), dict)
     run.settings = {**flat_settings(document), **run.settings}
     run.initial_sha256 = run.initial_sha256 or document.get(DIGEST_KEY)
     run.status = "stopped" if document.get("interrupted") else "finished"
@@ -153,6 +157,8 @@ def read_run(label: str, model: Path | None = None, history: Path | None = None)
             run.best_val_accuracy = float(columns["val_accuracy"][list(columns["epoch"]).index(best)])
     else:
         run.epochs_run = run.epochs_run or 0
+        if run.status == "finished":
+            run.status = "no epochs"      # not "finished": nothing ran
     return run
 
 
@@ -344,7 +350,7 @@ def describe(run: Run, keys) -> str:
 
 # --------------------------------------------------------------------- the table
 STATUS_WORDS = {"finished": "finished", "stopped": "stopped", "diverged": "diverged", "failed": "failed",
-                "not started": "not started"}
+                "not started": "not started", "no epochs": "no epochs run"}
 
 
 def status_text(run: Run) -> str:
@@ -427,8 +433,26 @@ def same_line(runs: list[Run], width: int = 100, data_name_only: bool = False) -
         return None
     if data_name_only and isinstance(same.get("data"), str):
         same["data"] = Path(same["data"]).name
-    text = "same in all: " + ", ".join(f"{option_label(k)} {show_value(k, v)}" for k, v in same.items())
-    return "\n".join(textwrap.wrap(text, width=width, subsequent_indent="  "))
+    silent = [run.label for run in runs if not run.records_settings]
+    head = "same in all: " if not silent else (f"same in all that record settings ({', '.join(silent)} record"
+                                                  f"{'s' if len(silent) == 1 else ''} none): ")
+    items = [f"{option_label(k)} {show_value(k, v)}" for k, v in same.items()]
+    return "\n".join(_wrap_items(head, items, width))
+
+
+def _wrap_items(head: str, items: list[str], width: int) -> list[str]:
+    """``head`` and the items joined by ", " in lines of at most ``width`` (an item longer than a line has
+    one to itself): a setting is never parted from its value ("lr" on one line, "0.1" on the next)."""
+    lines, line = [], head.rstrip()
+    for n, item in enumerate(items):
+        piece = item + ("," if n < len(items) - 1 else "")
+        if line and len(line) + 1 + len(piece) > width and line.strip() != head.strip():
+            lines.append(line)
+            line = "  " + piece
+        else:
+            line = f"{line} {piece}" if line else piece
+    lines.append(line)
+    return lines
 
 
 # --------------------------------------------------------------------- compare

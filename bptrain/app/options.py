@@ -264,6 +264,16 @@ TRAIN_OPTIONS: tuple[Option, ...] = (
 )
 
 OPTIONS_BY_NAME = {option.name: option for option in TRAIN_OPTIONS}
+#: Names users bring from other trainers' scripts (PyTorch examples, Keras, Nielsen's code), and ours for
+#: them: an unknown option of these names is answered "Did you mean --lr?" rather than with whatever
+#: option happens to be spelt alike ("--learning-rate" is closest to "--affine-rotate" letter by letter).
+OTHER_NAMES = {
+    "--learning-rate": "--lr", "--learning_rate": "--lr", "--learningrate": "--lr", "--eta": "--lr",
+    "--num-epochs": "--epochs", "--num_epochs": "--epochs", "--n-epochs": "--epochs", "--max-epochs": "--epochs",
+    "--batch_size": "--batch-size", "--bs": "--batch-size", "--mini-batch-size": "--batch-size",
+    "--weight_decay": "--weight-decay", "--wd": "--weight-decay", "--l2": "--weight-decay",
+    "--hidden": "--sizes", "--layers": "--sizes",
+}
 CONFIG_OPTIONS = {option.name: option for option in TRAIN_OPTIONS if option.in_config}
 #: The settings of the training form of `bptrain serve`'s page (which `serve` also takes, to preset it):
 #: what a config may set, but the files. The page's requests carry no file paths.

@@ -487,8 +487,13 @@ def overlay_figure(runs, quantity: str, subtitle: str = ""):
     ax.legend(loc="best", fontsize=9)
     ax.set_title(f"{title}   ({BEST_MARK})", fontsize=12)
     if subtitle:
-        fig.suptitle("same in all: " + subtitle, fontsize=8, color="0.35")
+        fig.suptitle(_shared(subtitle), fontsize=8, color="0.35")
     return fig
+
+
+def _shared(subtitle: str) -> str:
+    """The header line of what the runs share: "same in all: ...", unless it already says how far that holds."""
+    return subtitle if subtitle.startswith("same in all") else "same in all: " + subtitle
 
 
 def plot_overlay(runs, quantity: str, out, subtitle: str = "") -> Path:
@@ -548,7 +553,7 @@ def overlay_speed_figure(runs, subtitle: str = ""):
     axes[0].set_ylabel("‖∂C/∂b_l‖ on 1,000 training images")
     axes[0].legend(fontsize=8)
     title = "Learning speed per layer, ‖∂C/∂b_l‖ (log scale)"
-    fig.suptitle(title + ("\nsame in all: " + subtitle if subtitle else ""), fontsize=10)
+    fig.suptitle(title + ("\n" + _shared(subtitle) if subtitle else ""), fontsize=10)
     return fig
 
 

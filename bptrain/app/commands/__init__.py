@@ -13,6 +13,7 @@ import click
 
 from ... import __version__
 from ...core.errors import BptrainError, SettingError
+from ..options import OTHER_NAMES
 from .sweep import sweep_command
 from .evaluate import eval_command, predict_command
 from .explain import explain_command
@@ -24,6 +25,16 @@ from .train import train_command
 from .tune import tune_command
 
 _NO_ARGS_IS_HELP = getattr(click.exceptions, "NoArgsIsHelpError", ())  # click >= 8.2
+
+
+def _suggest_our_name(exc: click.UsageError) -> None:
+    """An unknown option another trainer spells that way (``--learning-rate``): suggest ours (``--lr``), when
+    the command has it, instead of click's nearest spelling."""
+    if not isinstance(exc, click.NoSuchOption) or exc.ctx is None:
+        return
+    ours = OTHER_NAMES.get(exc.option_name.split("=", 1)[0].lower())
+    if ours and any(ours in param.opts for param in exc.ctx.command.params):
+        exc.possibilities = [ours]
 
 
 class BptrainGroup(click.Group):
@@ -43,6 +54,7 @@ class BptrainGroup(click.Group):
             click.echo(exc.format_message())
             sys.exit(0)
         except click.UsageError as exc:
+            _suggest_our_name(exc)
             command = getattr(exc, "command_path", None) or (exc.ctx.command_path if exc.ctx is not None
                                                              else (prog_name or "bptrain"))
             click.echo(f"Error: {exc.format_message()} (see '{command} --help')", err=True)

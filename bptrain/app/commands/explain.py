@@ -14,6 +14,7 @@ from pathlib import Path
 import click
 import numpy as np
 
+from ...core.committee import class_probabilities
 from ...core.errors import BptrainError, DataError
 from ...core.network import MLP
 from ...data.loader import SPLIT_NAMES
@@ -23,6 +24,8 @@ from ..explain import FULL_UP_TO, MAX_BATCH, MAX_STEPS, check_batch, check_unit,
 from ..image_files import require_pillow
 from ..images import image_to_input
 from ..lesson import lesson as make_lesson
+from ..lesson import probability_text
+from ..lesson_batch import split_companions, teaching_digit
 from ..options import table_option
 from .common import obtain_dataset
 from .lesson import walk as walk_lesson
@@ -151,7 +154,7 @@ def _output_lines(say, doc: dict) -> None:
         say(f"  predictions {_list_some(predictions)}: {right} of {B} equal the label; mean p(label) = "
             f"{_pct(_mean(p))}")
     if doc["model"]["loss"] == "ce" and B == 1:
-        say(f"  loss  C = −log A_{L}[0, {labels[0]}] = −log {_n(p[0])} = {_n(doc['loss'])}")
+        say(f"  loss  C = −log A_{L}[0, {labels[0]}] = −log {probability_text(p[0], doc['loss'])} = {_n(doc['loss'])}")
     else:
         say(f"  loss  {doc['loss_formula']} = {_n(doc['loss'])}")
 
@@ -231,7 +234,8 @@ class UnitType(click.ParamType):
 @click.option("--full", is_flag=True, help="With --json: every array in full, whatever the batch size.")
 @click.option("--lesson", is_flag=True,
               help="Walk through the forward and backward pass one step at a time (Enter for the next step), "
-                   "with questions to answer or skip and a gradient check on one weight by hand.")
+                   "with questions to answer or skip, a batch of 4 digits and a gradient check on one weight "
+                   "by hand. Without IMAGE or --index: the first digit of --split the network reads wrong.")
 @table_option("data")
 @table_option("no_download")
 def explain_command(model_path, image, index, split, label, lr, batch_size, steps, unit, as_json, full, lesson,
@@ -251,7 +255,9 @@ def explain_command(model_path, image, index, split, label, lr, batch_size, step
                                            ("--steps", steps != 0), ("--unit", unit is not None)) if given]
         if clash:
             raise click.UsageError(f"--lesson walks one digit as it is; it does not take {clash[0]}")
-    if (image is None) == (index is None):
+    if image is not None and index is not None:
+        raise click.UsageError("give an IMAGE file or --index N (one of them)")
+    if image is None and index is None and not lesson:
         raise click.UsageError("give an IMAGE file or --index N (one of them)")
     if image is not None and batch_size != 1:
         raise click.UsageError("--batch-size needs --index N (an IMAGE is one digit)")
@@ -267,8 +273,11 @@ def explain_command(model_path, image, index, split, label, lr, batch_size, step
         check_batch(model, batch_size)
     except BptrainError as exc:
         raise click.UsageError(f"--batch-size: {exc}") from None
+    companions = None
     if image is not None:
         x, true_labels, source = _image_input(model, image), None, {"kind": "image", "file": str(image)}
+    elif lesson:
+        x, true_labels, source, companions = _lesson_input(model, data, no_download, split, index)
     else:
         x, true_labels, source = _dataset_input(model, data, no_download, split, index, batch_size)
     labels, rule = choose_labels(model, x, true_labels, label)
@@ -277,7 +286,7 @@ def explain_command(model_path, image, index, split, label, lr, batch_size, step
     else:
         lr, lr_source = lr, "given with --lr"
     if lesson:
-        _walk_lesson(model, x[0], int(labels[0]), lr, lr_source, rule, true_labels, source)
+        _walk_lesson(model, x[0], int(labels[0]), lr, lr_source, rule, true_labels, source, companions)
         return
     arrays = "all" if full or len(x) <= FULL_UP_TO else "summaries"
     doc = explain(model, x, labels, lr=lr, lr_source=lr_source, label_rule=rule, true_labels=true_labels,
@@ -288,10 +297,12 @@ def explain_command(model_path, image, index, split, label, lr, batch_size, step
         click.echo(format_explanation(doc, digit_picture(x[0], getattr(sys.stdout, "encoding", None))))
 
 
-def _walk_lesson(model: MLP, x, label: int, lr: float, lr_source: str, rule: str, true_labels, source) -> None:
+def _walk_lesson(model: MLP, x, label: int, lr: float, lr_source: str, rule: str, true_labels, source,
+                 companions) -> None:
     def document(weight=None):
         return make_lesson(model, x, label, lr=lr, lr_source=lr_source, label_rule=rule, source=source,
-                           true_label=None if true_labels is None else int(true_labels[0]), weight=weight)
+                           true_label=None if true_labels is None else int(true_labels[0]), weight=weight,
+                           companions=companions)
 
     walk_lesson(document(), sys.stdin.readline, click.echo, lambda weight: document(weight)["check"],
                 getattr(sys.stdout, "encoding", None))
@@ -304,6 +315,22 @@ def _image_input(model: MLP, path: Path) -> np.ndarray:
                         f"data set with --index N instead")
     require_pillow()
     return image_to_input(path, str(path), side).reshape(1, -1)
+
+
+def _lesson_input(model: MLP, data, no_download: bool, split: str, index: int | None):
+    """(x, true labels, source, the batch step's other digits) of a lesson on a data-set digit; without
+    --index, the first digit of the split the network reads wrong (a right one teaches little)."""
+    dataset = obtain_dataset(data, no_download, progress=sys.stderr.isatty())
+    runs.check_model_fits_data(model.sizes, dataset, "the model")
+    xs, ys = dataset.split(split)
+    if index is None:
+        index, why = teaching_digit(class_probabilities(model, xs), np.asarray(ys, np.int64))
+        click.echo(f"(no --index given: {split} digit {index}, {why}; --index N walks any other)")
+    elif index >= len(xs):
+        raise click.UsageError(f"--index {index} is out of range: the {split} split has {len(xs):,} digits "
+                               f"(0..{len(xs) - 1})")
+    source = {"kind": "dataset", "split": split, "index": index, "data": dataset.source}
+    return xs[index:index + 1], ys[index:index + 1], source, split_companions(xs, ys, index, split)
 
 
 def _dataset_input(model: MLP, data, no_download: bool, split: str, index: int, batch_size: int):

@@ -83,9 +83,14 @@ def _ask(say, read_line, question: dict) -> None:
     while True:
         answer = _read(read_line, say, f"  your answer (1-{len(choices)}; Enter skips):")
         if answer == "" or (answer.isascii() and answer.isdigit() and 1 <= int(answer) <= len(choices)):
-            verdict = "Skipped" if answer == "" else ("Right" if int(answer) - 1 == question["answer"] else
-                                                      "Not quite")
-            _paragraph(say, f"{verdict}: the answer is {choices[question['answer']]}. {question['why']}")
+            right = choices[question["answer"]]
+            if answer == "":
+                verdict = f"Skipped: the answer is {right}."
+            elif int(answer) - 1 == question["answer"]:
+                verdict = f"Right: the answer is {right}."
+            else:
+                verdict = f"Not quite: you chose {choices[int(answer) - 1]}; the answer is {right}."
+            _paragraph(say, f"{verdict} {question['why']}")
             break
         say(f"  {answer[:20]!r} is not one of 1-{len(choices)}.")
     say("")
@@ -129,8 +134,8 @@ def _cost(say, step, document, **_) -> None:
     name = f"A_{L}" if document["model"]["loss"] == "ce" else "p"
     say(f"  {name:<10}" + "".join(f"{number(p, 3):>9}" for p in probabilities))
     say(f"  {'Y':<10}" + "".join(f"{int(c == step['target']):>9}" for c in range(len(probabilities))))
-    say(f"  target {step['target']}: p = {percent(probabilities[step['target']])};  the network answers "
-        f"{step['prediction']};  C = {number(step['cost'])}")
+    say(f"  target {step['target']}: p = {step['p_target_text']} ({percent(probabilities[step['target']])});  "
+        f"the network answers {step['prediction']};  C = {number(step['cost'])}")
 
 
 def _backward(say, step, document, **_) -> None:
@@ -146,10 +151,10 @@ def _backward(say, step, document, **_) -> None:
         say(f"    Σ_k w_{j},k δ_k = {number(unit['sum'])};  × f'(z_{j}) {number(unit['f_prime'])}  = "
             f"δ_{j} = {number(unit['delta'])}")
     elif "f_prime" in unit:
-        say(f"  unit {j} worked out: δ_{j} = (a_{j} − y_{j}) a_{j} (1 − a_{j}) = ({number(unit['a'])} − "
-            f"{number(unit['y'])}) × {number(unit['f_prime'])} = {number(unit['delta'])}")
+        say(f"  unit {j} worked out: δ_{j} = (a_{j} − y_{j}) a_{j} (1 − a_{j}) / B = ({number(unit['a'])} − "
+            f"{number(unit['y'])}) × {number(unit['f_prime'])} / 1 = {number(unit['delta'])}")
     else:
-        say(f"  unit {j} worked out: δ_{j} = a_{j} − y_{j} = {number(unit['a'])} − {number(unit['y'])} = "
+        say(f"  unit {j} worked out: δ_{j} = (a_{j} − y_{j}) / B = ({number(unit['a'])} − {number(unit['y'])}) / 1 = "
             f"{number(unit['delta'])}")
     if len(units) <= 20:
         say(f"  Δ_{l}: " + "  ".join(f"{u['j']}: {number(u['delta'], 3)}" for u in units))
@@ -162,7 +167,7 @@ def _check(say, step, document, read_line=None, recheck=None, **_) -> None:
     l, i, j = check["suggested"]
     while True:
         text = _read(read_line, say, f"  the weight to nudge as LAYER,I,J (Enter: the suggested W_{l}[{i}, {j}], the "
-                                     f"largest |∂C/∂w|):")
+                                     f"largest |∂C/∂w| of layer 1):")
         if text == "":
             break
         try:
@@ -176,7 +181,9 @@ def _check(say, step, document, read_line=None, recheck=None, **_) -> None:
     say(f"  C(w − ε) = {check['cost_minus']!r}")
     say(f"  measured  (C(w + ε) − C(w − ε)) / 2ε = {number(check['measured'], 8)}")
     say(f"  predicted ∂C/∂w by backpropagation    = {number(check['predicted'], 8)}")
-    say(f"  relative difference {number(check['relative_difference'], 2)}")
+    good, wrong = check["thresholds"]
+    say(f"  relative error {check['relative_error_formula']} = {number(check['relative_error'], 2)}")
+    say(f"  (below {good:g}: they agree; above {wrong:g}: the gradient is wrong) → {check['verdict']}")
 
 
 def _weight(text: str) -> tuple[int, int, int]:
@@ -203,6 +210,9 @@ def _input_gradient(say, step, document, **_) -> None:
     say("  largest |∂C/∂a_i|: " + "  ".join(
         f"pixel {t['index']}" + (f" (row {t['index'] // side}, col {t['index'] % side})" if side else "")
         + f" {number(t['value'])}" for t in step["input_gradient_top"][:3]))
+
+
+def _update(say, step, document, **_) -> None:
     update = step["update"]
     target = document["label"]
     say(f"  one step of η = {update['lr']:g} on a copy: C {number(update['loss_before'])} → "
@@ -210,10 +220,56 @@ def _input_gradient(say, step, document, **_) -> None:
         f"{percent(update['p_label_after'])};  the network answers {update['prediction_after']}")
 
 
+def _speed(say, step, document, **_) -> None:
+    say(f"  {'layer':<7}{'‖A_l−1‖':>12}{'‖Δ_l‖':>12}{'product':>12}{'‖∂C/∂W_l‖':>12}{'per entry':>12}"
+        f"{'× by Wᵀ':>10}{'× by f′':>10}")
+    for row in step["layers"]:
+        factors = ("", "") if row["w_factor"] is None else (number(row["w_factor"], 3), number(row["f_factor"], 3))
+        say(f"  {row['l']:<7}{number(row['a_prev_norm']):>12}{number(row['delta_norm']):>12}"
+            f"{number(row['product']):>12}{number(row['grad_W_norm']):>12}{number(row['grad_W_rms']):>12}"
+            f"{factors[0]:>10}{factors[1]:>10}")
+    say("  product = ‖A_l−1‖ · ‖Δ_l‖, equal to ‖∂C/∂W_l‖ (one digit: a rank-1 matrix); per entry: its root mean "
+        "square;")
+    say(f"  × by Wᵀ, × by f′: how Δ_l+1 W_l+1ᵀ and then ⊙ f'(Z_l) change the length going back. More: {step['link']}")
+
+
+def _batch(say, step, document, **_) -> None:
+    batch = step["batch"]
+    L = len(document["model"]["sizes"]) - 1
+    ce = document["model"]["loss"] == "ce"
+    say(f"  {'row':<5}{'digit':<34}{'label':>6}{'answer':>8}{'p(label)':>11}" + (f"{'−log p':>10}" if ce else ""))
+    for row in batch["rows"]:
+        say(f"  {row['row']:<5}{row['digit'][:33]:<34}{row['label']:>6}{row['prediction']:>8}"
+            f"{number(row['p_label']):>11}" + (f"{number(row['cost']):>10}" if ce else ""))
+    b = batch["batch_size"]
+    say(f"  C = (1/{b}) Σ_rows {'−log p' if ce else '½‖a − y‖²'} = {number(batch['cost'])}")
+    classes = len(batch["delta_out"][0])
+    if classes <= 20:
+        say(f"  Δ_{L} = (A_{L} − Y)/{b}{'' if ce else ' ⊙ σ′'}, one row per digit ({b} × {classes}):")
+        say("    " + "".join(f"{c:>11}" for c in range(classes)))
+        for r, row in enumerate(batch["delta_out"]):
+            say(f"  {r:<2}" + "".join(f"{number(v, 3):>11}" for v in row))
+        say("  Σ " + "".join(f"{number(v, 3):>11}" for v in batch["grad_b_out"]) + f"   = ∂C/∂b_{L}")
+    for layer in batch["layers"]:
+        l, w, bias = layer["l"], layer["weight"], layer["bias"]
+        (rows, n_in), (_, n_out) = layer["shape_A_prev"], layer["shape_delta"]
+        say(f"  layer {l}: ∂C/∂W_{l} = A_{l - 1}ᵀ Δ_{l}: ({n_in} × {rows}) ({rows} × {n_out}) = ({n_in} × {n_out}); "
+            f"its largest entry [{w['i']}, {w['j']}] = Σ_rows a_{w['i']} δ_{w['j']} =")
+        say("    " + " + ".join(f"{number(t['a'], 3)} × {_term(t['delta'])}" for t in w["terms"])
+            + f" = {number(w['sum'])}")
+        say(f"    ∂C/∂b_{l}[{bias['j']}] = Σ_rows δ_{bias['j']} = "
+            + " + ".join(_term(v) for v in bias["deltas"]) + f" = {number(bias['sum'])}")
+
+
+def _term(value) -> str:
+    """A term of a written-out sum: a negative one in brackets (0.5 + (-0.2), not 0.5 + -0.2)."""
+    return f"({number(value, 3)})" if value is not None and value < 0 else number(value, 3)
+
+
 def step_side(document: dict) -> int | None:
     """The input picture's side, when the input is a square picture."""
     return document["steps"][0].get("side")
 
 
-SHOW = {"input": _input, "forward": _forward, "cost": _cost, "backward": _backward, "check": _check,
-        "input-gradient": _input_gradient}
+SHOW = {"input": _input, "forward": _forward, "cost": _cost, "backward": _backward, "speed": _speed,
+        "batch": _batch, "check": _check, "input-gradient": _input_gradient, "update": _update}

@@ -139,6 +139,7 @@ def compare_command(paths, as_json):
             "runs": [run.to_dict() for run in found],
             "differ": differ,
             "same": {key: json_value(value) for key, value in same_settings(found).items()},
+            "without_settings": [run.label for run in found if not run.records_settings],   # "same" leaves them out
             "identical_start": None if sum(bool(r.initial_sha256) for r in found) < 2 else letters is None,
         }))
         return

@@ -19,7 +19,8 @@ gets a status code and a one-line JSON error, and the server goes on serving.
                                 with a target label -> the forward and backward pass with the numbers
                                 (bptrain.app.explain)
     POST /api/lesson            the same inputs, with "label", "lr", "weight": [l, i, j], "epsilon" -> the
-                                lesson's steps (bptrain.app.lesson; docs/lesson.md)
+                                lesson's steps (bptrain.app.lesson; docs/lesson.md); no input: the first
+                                test digit the network reads wrong
 
 With training on (:mod:`.session`; docs/live.md has every field):
 
@@ -52,6 +53,7 @@ import ipaddress
 import socket
 import sys
 import time
+import webbrowser
 from importlib import resources
 from urllib.parse import parse_qs
 
@@ -267,18 +269,21 @@ class Handler(http.server.BaseHTTPRequestHandler):
     def route_lesson(self):
         """The lesson's steps for the same inputs as /api/explain, with "label", "lr", "weight" and "epsilon"
         (for an image file, in the query string: ?label=3&weight=1,400,7&epsilon=0.001)."""
-        predictor, x, source, true_labels, fields = self._explained_input()
+        predictor, x, source, true_labels, fields = self._explained_input(default_digit=True)
         options = api.lesson_options(fields, predictor.model)
         true_label = None if true_labels is None else true_labels[0]
         self._send_json(predictor.lesson(x, options, source, true_label))
 
-    def _explained_input(self):
+    def _explained_input(self, default_digit: bool = False):
         """(predictor, x, source, true labels, the other fields) of an explain or lesson request."""
         body = self._read_body()
         content_type = self.headers.get("Content-Type", "").split(";", 1)[0].strip().lower()
         if content_type == JSON_TYPE:
             fields = api.json_object(body, '{"pixels": [...], "width": W, "height": H, "label": K, ...}')
             predictor = self._predictor_for(fields.pop("snapshot", self._query_value("snapshot")))
+            if (default_digit and not set(fields) & set(api.EXPLAIN_INPUT_FIELDS)
+                    and digits.status(predictor.dataset, None, predictor.model)["available"]):
+                fields["split"], fields["index"] = "test", predictor.teaching_index("test")   # none named
             x, source, true_labels = api.explain_input(fields, predictor)
             fields = {k: v for k, v in fields.items() if k not in api.EXPLAIN_INPUT_FIELDS}
         elif content_type.startswith(IMAGE_TYPES):
@@ -549,16 +554,22 @@ def server_url(server: Server) -> str:
     return f"http://[{host}]:{port}/" if ":" in host else f"http://{host}:{port}/"
 
 
+def _open_in_browser(url: str) -> bool:
+    """Whether a browser took the page (webbrowser finds none on a server without a display: it says False)."""
+    try:
+        return bool(webbrowser.open(url))
+    except webbrowser.Error:
+        return False
+
+
 def serve(server: Server, open_browser: bool = False, say=print, on_stop=None) -> None:
     """Serve until Ctrl-C (or SIGTERM, as from `kill`, or SIGHUP), then call ``on_stop()``, close the socket
     and say so. Signals that come while ``on_stop`` runs (it may be saving a model) wait for it."""
     url = server_url(server)
     training = getattr(server.RequestHandlerClass, "live", None) is not None
     say(f"serving the {'training' if training else 'drawing'} page at {url}  (Ctrl-C stops)")
-    if open_browser:
-        import webbrowser
-
-        webbrowser.open(url)
+    if open_browser and not _open_in_browser(url):
+        say(f"--open: no web browser could be started here; open {url} in one yourself")
     with StopSignals() as signals:
         try:
             server.serve_forever(poll_interval=0.2)

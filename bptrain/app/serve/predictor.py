@@ -18,6 +18,7 @@ from ...core.network import MLP
 from .. import explain as explaining
 from .. import images
 from .. import lesson as lessons
+from ..lesson_batch import split_companions, teaching_digit
 
 #: /api/explain answers with every unit's numbers up to this many units (Σ n_l), summaries beyond:
 #: about 200 bytes per unit, so the answer stays well under the server's largest body.
@@ -122,8 +123,19 @@ class Predictor:
         labels, rule = explaining.choose_labels(self.model, batch, true_labels, options["label"])
         lr, lr_source = explaining.model_lr(self.meta) if options["lr"] is None else (options["lr"], "given")
         epsilon = lessons.EPSILON if options["epsilon"] is None else options["epsilon"]
+        companions = None                     # a drawing or an image: the batch is it moved by a pixel
+        if source.get("kind") == "dataset":   # a digit of the data: the three after it in its split
+            x_split, y_split = self.dataset.split(source["split"])
+            companions = split_companions(x_split, y_split, source["index"], source["split"])
         return lessons.lesson(self.model, batch, int(labels[0]), lr=lr, lr_source=lr_source, label_rule=rule,
-                              true_label=true_label, source=source, weight=options["weight"], epsilon=epsilon)
+                              true_label=true_label, source=source, weight=options["weight"], epsilon=epsilon,
+                              companions=companions)
+
+    def teaching_index(self, split: str) -> int:
+        """The digit of ``split`` a lesson starts from when the request names none: the first the network
+        on show reads wrong (:func:`bptrain.app.lesson_batch.teaching_digit`)."""
+        _, y = self.dataset.split(split)
+        return teaching_digit(self.probabilities_of(split), np.asarray(y, np.int64))[0]
 
 
 def _rounded(values: np.ndarray, digits: int) -> list[float]:

@@ -183,6 +183,7 @@ export function showDigit(digit) {
   padDigit = digit;
   pad.dataset.digit = `${digit.split}:${digit.index}`;
   $("pad-source").textContent = `Digit ${digit.index} of the ${digit.split} split: a ${digit.label}, says the data set.`;
+  pad.scrollIntoView({ block: "nearest", behavior: "instant" });   // picked under the confusion matrix: show it
   const request = () => {
     const body = { input: digit.input };
     if (snapshot !== null) body.snapshot = snapshot;
@@ -302,8 +303,18 @@ function show(answer) {
   });
   seen.getContext("2d").putImageData(image, 0, 0);
   seen.dataset.filled = "true";
+  describeSeen();
   answer.hidden.forEach((values, l) => { if (layerCanvases[l]) paintCells(layerCanvases[l], values); });
   $("answer").dataset.network = answer.snapshot === undefined ? "live" : String(answer.snapshot);
+}
+
+// The caption under "What the network sees": a drawing or an image is scaled and centred; a digit of the
+// data set is shown as it is stored.
+let inputSide = 28;
+function describeSeen() {
+  $("seen-hint").textContent = padDigit
+    ? `Digit ${padDigit.index} of the ${padDigit.split} split as ${inputSide} × ${inputSide} pixels, exactly as the data set holds it.`
+    : `Your drawing as ${inputSide} × ${inputSide} pixels, scaled and centred like the MNIST digits it learnt from.`;
 }
 
 function resetOutputs() {
@@ -336,8 +347,8 @@ export async function loadModel() {
     haveNetwork = true;
     const seen = $("seen");
     if (seen.width !== model.input_side) seen.width = seen.height = model.input_side;
-    $("seen-hint").textContent = `Your drawing as ${model.input_side} × ${model.input_side} pixels, ` +
-      "scaled and centred like the MNIST digits it learnt from.";
+    inputSide = model.input_side;
+    describeSeen();
     const accuracy = model.val_accuracy == null ? "" : `, ${(100 * model.val_accuracy).toFixed(1)}% right on validation digits`;
     $("model-info").textContent = `Network ${model.sizes.join(" → ")}: ${model.activation} hidden layers, ` +
       `${model.output} output${accuracy}.`;

@@ -201,11 +201,20 @@ async function send() {
 
 // ------------------------------------------------------------------ drawing the answer
 const number = (v) => (v === null || v === undefined ? "—" : Number(v.toPrecision(3)).toString().replace("-", "−"));
-const signed = (v) => (v > 0 ? "+" : "") + number(v);
+// A cell of the Δ_L row: at most 2 significant digits, small values as powers of ten (2.3e−6), so that
+// neighbouring cells never run together.
+function short(v) {
+  if (v === null || v === undefined) return "—";
+  if (v === 0) return "0";
+  const text = Math.abs(v) >= 0.01 ? String(Number(v.toPrecision(2))) : v.toExponential(1).replace("e-", "e−");
+  return (v > 0 ? "+" : "") + text.replace(/^-/, "−");
+}
+// A probability as a percentage, in one form: 2 decimals from 0.01% up, a power of ten below (4.3e−6%).
 function percent(p) {
   if (p === null || p === undefined) return "—";
   const pct = 100 * p;
-  return (pct >= 0.1 ? pct.toFixed(pct >= 99.95 || pct < 10 ? 2 : 1) : Number(pct.toPrecision(2)).toString()) + "%";
+  if (pct === 0) return "0%";
+  return (pct >= 0.01 ? pct.toFixed(2) : pct.toExponential(1).replace("e-", "e−")) + "%";
 }
 
 function signedColour(value, scale) {
@@ -279,7 +288,7 @@ function show(answer, sent) {
     cell.classList.toggle("target", c === target);
     if (cell.classList.contains("bp-p") && probs) cell.textContent = percent(probs[c]);
     if (cell.classList.contains("bp-delta") && errors) {
-      cell.textContent = signed(errors[c]);
+      cell.textContent = short(errors[c]);
       cell.style.background = css(signedColour(errors[c], 1));
       cell.title = `Δ_L[${c}] = a − y = ${number(errors[c])}`;
     }
@@ -315,7 +324,8 @@ function show(answer, sent) {
   line.textContent = answer.steps_taken === 0
     ? `p(${target}) = ${percent(now)}; one step would make it ${percent(answer.step.p_label_after[0])}`
     : `p(${target}): ${percent(before)} → ${percent(now)} after ${answer.steps_taken} step${answer.steps_taken > 1 ? "s" : ""}` +
-      `; the network now reads ${answer.output.predictions[0]}`;
+      ` on a copy of the network, which now reads ${answer.output.predictions[0]}. The steps act on that copy only: ` +
+      "the network on the page, and its answer above, are unchanged.";
   const after = answer.steps_taken === 0 ? answer.step.p_label_after[0] : now;
   const saturated = after !== null && after >= 1 - SATURATED;
   $("backprop-saturated").textContent = !saturated ? ""

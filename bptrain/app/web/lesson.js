@@ -24,6 +24,7 @@ let doc = null;            // the last answer of POST /api/lesson
 let step = 0;              // index into doc.steps
 let wantedStep = 0;        // the step to show once the answer is in
 let answers = {};          // step id -> "right" | "wrong" | "skipped"
+let picks = {};            // step id -> the choice the learner picked
 let asked = 0;             // requests sent: only the last one's answer is shown
 let opener = null;         // where the focus goes back to on leaving
 
@@ -81,18 +82,14 @@ function open(newSource, stepNumber, label = null) {
   source = newSource;
   fields = { label };
   answers = {};
+  picks = {};
   doc = null;
   wantedStep = Math.max(0, stepNumber - 1);
   if (view.hidden) opener = document.activeElement;
   view.hidden = false;
   document.body.classList.add("lesson-open");
   $("lesson-title").focus();                // the keys now act in the lesson, not on the page behind it
-  if (!source) {
-    showMessage("There is no digit yet: draw one on the pad (or pick one of the data set's), then press " +
-      "“Walk through it step by step” in the Backprop panel. A link can also name a data-set digit: " +
-      "#lesson/4/validation/1234.");
-    return;
-  }
+  if (!source) source = { json: {} };       // no digit named: the server picks one the network reads wrong
   ask();
 }
 
@@ -117,23 +114,31 @@ async function ask() {
     request = { headers: source.headers, body: source.file };
   } else {
     const body = source.json ? { ...source.json } : { split: source.split, index: source.index };
-    if (snapshot !== null && !source.json) body.snapshot = snapshot;
+    if (snapshot !== null && (!source.json || Object.keys(source.json).length === 0)) body.snapshot = snapshot;
     request = { headers: { "Content-Type": "application/json" }, body: JSON.stringify({ ...body, ...chosen }) };
   }
   const [ok, answer] = await fetchJson(url, { method: "POST", ...request });
   if (mine !== asked) return;
   if (!ok) {
     if (doc) { $("lesson-error").textContent = answer.error; view.dataset.requests = "idle"; }
-    else showMessage(answer.error);
+    else if (source.json && Object.keys(source.json).length === 0) {
+      showMessage("There is no digit yet, and the server has no data set to pick one from: draw one on the pad " +
+        "(or upload one), then press “Walk through it step by step” in the Backprop panel. With `bptrain serve " +
+        "--data`, a link can also name a data-set digit: #lesson/4/validation/1234.");
+    } else showMessage(answer.error);
     return;
   }
   $("lesson-error").textContent = "";
   doc = answer;
+  if (source.json && Object.keys(source.json).length === 0 && doc.input.kind === "dataset") {
+    source = { split: doc.input.split, index: doc.input.index };      // the digit the server picked, from now on
+  }
   go(Math.min(wantedStep, doc.steps.length - 1));
 }
 
 function showMessage(text) {
-  for (const id of ["lesson-title", "lesson-formula", "lesson-shapes", "lesson-prose", "lesson-core", "lesson-count"]) $(id).textContent = "";
+  for (const id of ["lesson-title", "lesson-formula", "lesson-shapes", "lesson-prose", "lesson-core", "lesson-count",
+                    "lesson-digit-info"]) $(id).textContent = "";     // nothing of a lesson no longer shown
   $("lesson-title").textContent = "The lesson";
   $("lesson-question").textContent = $("lesson-result").textContent = $("lesson-toc").textContent = "";
   $("lesson-error").textContent = text;
@@ -202,7 +207,12 @@ function showQuestion(s) {
     const button = el("button", { type: "button", textContent: choice, disabled: state !== undefined });
     button.dataset.choice = k;
     if (state !== undefined && k === q.answer) button.classList.add("answer");
-    button.addEventListener("click", () => { answers[s.id] = k === q.answer ? "right" : "wrong"; showQuestion(s); });
+    if (state === "wrong" && k === picks[s.id]) button.classList.add("picked-wrong");   // the learner's pick, marked
+    button.addEventListener("click", () => {
+      answers[s.id] = k === q.answer ? "right" : "wrong";
+      picks[s.id] = k;
+      showQuestion(s);
+    });
     choices.append(button);
   });
   if (state === undefined) {
@@ -212,8 +222,10 @@ function showQuestion(s) {
   }
   box.append(choices);
   if (state !== undefined) {
-    const verdict = { right: "Right: ", wrong: `Not quite: the answer is ${q.choices[q.answer]}; `, skipped: "Skipped: the answer is " +
-      `${q.choices[q.answer]}; ` }[state];
+    const right = q.choices[q.answer];
+    const verdict = { right: `Right: the answer is ${right}. `,
+                      wrong: `Not quite: you chose ${q.choices[picks[s.id]]}; the answer is ${right}. `,
+                      skipped: `Skipped: the answer is ${right}. ` }[state];
     box.append(el("p", { id: "lesson-verdict", className: `ls-verdict ${state}`, textContent: verdict + q.why }));
   }
 }
@@ -375,7 +387,7 @@ function costStep(s) {
     el("figure", {}, bars, el("figcaption", { textContent: `A_${doc.explain.layers.length} as probabilities; bold: the target; dark: the network's answer.` })),
     el("div", {},
       el("label", { className: "ls-label" }, "Target class Y = one-hot(", select, ")"),
-      numbers([["C", g(s.cost), "lesson-cost"], ["p(target)", pct(s.probabilities[s.target]), "lesson-p-target"],
+      numbers([["C", g(s.cost), "lesson-cost"], ["p(target)", `${s.p_target_text} (${pct(s.probabilities[s.target])})`, "lesson-p-target"],
                ["the network answers", String(s.prediction), "lesson-prediction"]]),
       el("p", { className: "hint", textContent: "Choose another target to see what the network would be taught instead." })))];
 }
@@ -393,7 +405,7 @@ function backwardStep(s) {
     detail.dataset.j = j;
     detail.textContent = "";
     if (out) {
-      const formula = doc.model.loss === "ce" ? `δ_${j} = a_${j} − y_${j}` : `δ_${j} = (a_${j} − y_${j}) · a_${j} (1 − a_${j})`;
+      const formula = doc.model.loss === "ce" ? `δ_${j} = (a_${j} − y_${j}) / B` : `δ_${j} = (a_${j} − y_${j}) · a_${j} (1 − a_${j}) / B`;
       const pairs = [["a_j", g(u.a), "lesson-unit-a"], ["y_j", g(u.y), "lesson-unit-y"]];
       if (u.f_prime !== undefined) pairs.push(["a_j (1 − a_j)", g(u.f_prime), "lesson-unit-fprime"]);
       pairs.push(["δ_j", g(u.delta), "lesson-unit-delta"]);
@@ -448,12 +460,13 @@ function checkStep(s) {
         el("p", { id: "nudge-measured", className: "ls-big", textContent: g(c.measured, 7) })),
       el("div", {}, el("p", { className: "ls-caption", textContent: `predicted by backprop: ∂C/∂w = a_i δ_j` }),
         el("p", { id: "nudge-predicted", className: "ls-big", textContent: g(c.predicted, 7) }))),
-    el("p", { id: "nudge-relative", textContent: `relative difference |measured − predicted| / max(|measured|, |predicted|) = ${g(c.relative_difference, 2)}` +
-      (c.relative_difference !== null && c.relative_difference < 1e-4 ? ": they agree." : "") })];
+    el("p", { id: "nudge-relative", textContent: `relative error ${c.relative_error_formula} = ${g(c.relative_error, 2)}: ${c.verdict}.` }),
+    el("p", { className: "hint", textContent: `Below ${g(c.thresholds[0])} the two agree; above ${g(c.thresholds[1])} the gradient is wrong ` +
+      "(cs231n's thresholds, for a cost without kinks)." })];
 }
 
 function inputGradientStep(s) {
-  const values = inputValues(), gradient = s.input_gradient, scale = biggest(gradient), u = s.update;
+  const values = inputValues(), gradient = s.input_gradient, scale = biggest(gradient);
   const target = doc.label;
   // −∂C/∂a: blue where more ink would lower the cost (raise p(target)), red where less ink would; the ink darkened
   const colour = (i, v) => {
@@ -461,7 +474,6 @@ function inputGradientStep(s) {
     const [r, gr, b] = t >= 0 ? POSITIVE : NEGATIVE, k = Math.abs(t), shade = 1 - 0.45 * v;
     return [255 + k * (r - 255), 255 + k * (gr - 255), 255 + k * (b - 255)].map((x) => x * shade);
   };
-  const before = doc.explain.output.predictions[0];
   return [el("div", { className: "ls-row" },
     el("figure", {}, picture(values, { colour, id: "lesson-gradient" }),
       el("figcaption", { id: "lesson-gradient-legend" },
@@ -470,14 +482,54 @@ function inputGradientStep(s) {
         `full colour at ±${g(scale)}; the digit's ink is shaded darker`)),
     el("div", {}, el("h3", { textContent: "The pixels that matter most" }),
       table(["pixel", "row, column", "∂C/∂a_i"], s.input_gradient_top.map((t) => [String(t.index),
-        `${Math.floor(t.index / Math.round(Math.sqrt(values.length)))}, ${t.index % Math.round(Math.sqrt(values.length))}`, g(t.value)]), "lesson-gradient-top"))),
-  el("div", {}, el("h3", { textContent: `One step of η = ${g(u.lr)} (${u.lr_source}), on a copy` }),
+        `${Math.floor(t.index / Math.round(Math.sqrt(values.length)))}, ${t.index % Math.round(Math.sqrt(values.length))}`, g(t.value)]), "lesson-gradient-top")))];
+}
+
+function updateStep(s) {
+  const u = s.update, target = doc.label, before = doc.explain.output.predictions[0];
+  return [el("div", {}, el("h3", { textContent: `One step of η = ${g(u.lr)} (${u.lr_source}), on a copy` }),
     table(["", "before", "after"], [["C", g(u.loss_before), g(u.loss_after)], [`p(${target})`, pct(u.p_label_before), pct(u.p_label_after)],
       ["the network answers", String(before), String(u.prediction_after)]], "lesson-update"))];
 }
 
-const RENDER = { input: inputStep, forward: forwardStep, cost: costStep, backward: backwardStep, check: checkStep,
-                 "input-gradient": inputGradientStep };
+function speedStep(s) {
+  const rows = s.layers.map((r) => [String(r.l), g(r.a_prev_norm), g(r.delta_norm), g(r.product), g(r.grad_W_norm), g(r.grad_W_rms),
+    r.w_factor === null ? "" : `× ${g(r.w_factor, 3)}`, r.f_factor === null ? "" : `× ${g(r.f_factor, 3)}`]);
+  const link = el("code", { id: "lesson-speed-link", textContent: s.link });   // a file of the repository (the page is offline)
+  return [table(["layer l", "‖A_l−1‖", "‖Δ_l‖", "‖A_l−1‖ · ‖Δ_l‖", "‖∂C/∂W_l‖", "per entry (RMS)", "by W_l+1ᵀ", "by f'(Z_l)"], rows, "lesson-speed"),
+    el("p", { className: "hint", textContent: "‖A_l−1‖ · ‖Δ_l‖ equals ‖∂C/∂W_l‖ for one digit (A_l−1ᵀ Δ_l is a rank-1 matrix). The last two columns: " +
+      "how much Δ_l+1 W_l+1ᵀ and then ⊙ f'(Z_l) change the length going back a layer. Why deep sigmoid networks start slow: " }, link)];
+}
+
+const par = (v) => (v !== null && v < 0 ? `(${g(v, 3)})` : g(v, 3));   // a term of a sum: negatives in brackets
+
+function batchStep(s) {
+  const b = s.batch, L = doc.explain.layers.length, ce = doc.model.loss === "ce";
+  const rows = b.rows.map((r) => [String(r.row), r.digit, String(r.label), String(r.prediction), g(r.p_label)].concat(ce ? [g(r.cost)] : []));
+  const parts = [table(["row", "digit", "label", "answer", "p(label)"].concat(ce ? ["−log p"] : []), rows, "lesson-batch-rows"),
+    el("p", { id: "lesson-batch-cost", textContent: `C = (1/${b.batch_size}) Σ_rows ${ce ? "−log p" : "½‖a − y‖²"} = ${g(b.cost)}` })];
+  const classes = b.delta_out[0].length;
+  if (classes <= 20) {
+    const head = ["row"].concat([...Array(classes).keys()].map(String));
+    const body = b.delta_out.map((row, r) => [String(r)].concat(row.map((v) => g(v, 3))));
+    body.push([`Σ_rows = ∂C/∂b_${L}`].concat(b.grad_b_out.map((v) => g(v, 3))));
+    parts.push(el("h3", { textContent: `Δ_${L} = ${ce ? `(A_${L} − Y) / ${b.batch_size}` : `(A_${L} − Y) ⊙ A_${L} ⊙ (1 − A_${L}) / ${b.batch_size}`}: one row per digit (${b.batch_size} × ${classes})` }),
+      table(head, body, "lesson-batch-delta"));
+  }
+  const sums = el("div", { id: "lesson-batch-sums" });
+  for (const layer of b.layers) {
+    const w = layer.weight, bias = layer.bias, [rowsA, nIn] = layer.shape_A_prev, nOut = layer.shape_delta[1];
+    sums.append(el("p", { className: "ls-batch-sum" },
+      el("b", { textContent: `∂C/∂W_${layer.l} = A_${layer.l - 1}ᵀ Δ_${layer.l}: (${nIn} × ${rowsA}) (${rowsA} × ${nOut}) = (${nIn} × ${nOut}). ` }),
+      `Its largest entry [${w.i}, ${w.j}] = Σ_rows a_${w.i} δ_${w.j} = ` + w.terms.map((t) => `${g(t.a, 3)} × ${par(t.delta)}`).join(" + ") +
+      ` = ${g(w.sum)}; ∂C/∂b_${layer.l}[${bias.j}] = Σ_rows δ_${bias.j} = ` + bias.deltas.map(par).join(" + ") + ` = ${g(bias.sum)}.`));
+  }
+  parts.push(sums);
+  return parts;
+}
+
+const RENDER = { input: inputStep, forward: forwardStep, cost: costStep, backward: backwardStep, speed: speedStep, batch: batchStep,
+                 check: checkStep, "input-gradient": inputGradientStep, update: updateStep };
 
 // ------------------------------------------------------------------ wiring: the panel's button, keys, the URL
 function fromHash() {
@@ -498,7 +550,8 @@ document.addEventListener("bptrain:drawing", (event) => {
 });
 document.addEventListener("click", (event) => {
   if (!event.target.closest("#lesson-open") || !current) return;
-  const label = $("backprop-label") && $("backprop-label").value !== "" ? Number($("backprop-label").value) : null;
+  let label = $("backprop-label") && $("backprop-label").value !== "" ? Number($("backprop-label").value) : null;
+  if (current.digit && label === current.digit.label) label = null;   // its true label: the server says so itself
   open(sourceOf(current), 1, label);
 });
 $("lesson-next").addEventListener("click", () => go(step + 1));

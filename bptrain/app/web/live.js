@@ -377,7 +377,8 @@ function drawLoss() {
   const [xMin, xMax] = xRange();
   // the running training loss of a run; a history has each epoch's mean
   const points = run ? run.loss_points : epochs().map((r) => [r.epoch, r.train_loss]);
-  $("loss-train-key").textContent = run || !served ? "training (running)" : "training (mean of each epoch)";
+  $("loss-train-key").textContent = run || !served ? "training: mean over the epoch so far (starts afresh each epoch)"
+    : "training (mean of each epoch)";
   lineChart($("loss-chart"), {
     series: [
       { points, color: LAYER_COLORS[0], counted: true, dots: !run },

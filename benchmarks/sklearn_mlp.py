@@ -7,6 +7,7 @@ relu units, Adam at 0.001, batch 200). Every fit runs in a process of its own, A
 with the order turned round every round (A B, B A, ...); the ratios are taken within a round::
 
     python benchmarks/sklearn_mlp.py --rounds 5 --data ../shared/data/mnist.pkl.gz --epochs 20
+    OPENBLAS_NUM_THREADS=1 OMP_NUM_THREADS=1 python benchmarks/sklearn_mlp.py --rounds 5   # one thread each
 """
 
 from __future__ import annotations

@@ -4,6 +4,7 @@ onnxruntime, passes onnx's full check, and a bad input writes nothing."""
 from __future__ import annotations
 
 import errno
+import signal
 import json
 import os
 import subprocess
@@ -17,6 +18,7 @@ from onnx.reference import ReferenceEvaluator
 
 from bptrain import MLP, save_model
 from bptrain.app import export_onnx as export
+from bptrain.app.stopping import Stopped
 from bptrain.core.committee import class_probabilities
 from bptrain.core.errors import BptrainError, PathClash
 from bptrain.core.training import TrainSettings
@@ -266,3 +268,18 @@ def test_the_whole_mnist_test_set_gets_bptrains_probabilities(mnist_model, tmp_p
     assert len(x) == 10_000
     assert_same_predictions(tmp_path / "m.onnx", model, x)
     assert np.mean(model.predict(x) == data.test.y) > 0.85  # a trained network, not a blank one
+
+
+def test_a_stop_signal_while_writing_leaves_nothing_and_says_so(tmp_path, runner, monkeypatch):
+    save_model(MLP((6, 4, 3), "ce", seed=0), tmp_path / "m.npy")
+    real_fsync = os.fsync
+
+    def terminated(fd):
+        real_fsync(fd)
+        raise Stopped(signal.SIGTERM)  # what StopSignals raises when SIGTERM lands mid-write
+
+    monkeypatch.setattr(os, "fsync", terminated)
+    result = invoke(runner, "export", tmp_path / "m.npy")
+    assert result.exit_code == 128 + signal.SIGTERM
+    assert "terminated by SIGTERM" in result.stderr and "was not written" in result.stderr
+    assert files_in(tmp_path) == ["m.npy"]

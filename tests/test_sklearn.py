@@ -3,6 +3,9 @@ weights as `bptrain train` for the same settings and seed."""
 
 from __future__ import annotations
 
+import subprocess
+import sys
+
 import numpy as np
 import pytest
 from sklearn.base import clone
@@ -189,3 +192,9 @@ def test_ctrl_c_during_fit_raises_and_keeps_the_previous_fit(monkeypatch):
     with pytest.raises(KeyboardInterrupt):
         clf.fit(x, np.where(y == 0, "a", "b"))
     assert list(clf.classes_) == [0, 1, 2] and all(np.array_equal(a, b) for a, b in zip(before, clf.coefs_))
+
+
+def test_bptrain_and_its_command_line_do_not_load_scikit_learn():
+    code = "import sys, bptrain, bptrain.app.commands; print('sklearn' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.split() == ["False"]

@@ -27,11 +27,11 @@ def export_command(model_path, out):
         if not model_path.name or model_path.name in (".", ".."):
             raise click.UsageError(f"{model_path} names no file; give --out")
         out = model_path.with_suffix(".onnx")
-    with StopSignals() as signals:
+    with StopSignals():  # Ctrl-C, SIGTERM, SIGHUP: the temporary file is removed, nothing is written
         try:
             export_onnx(model_path, out)
-        except Stopped:
-            click.echo(f"{stopped_by(signals.signum)}: {out} was not written", err=True)
-            click.get_current_context().exit(exit_status(signals.signum))
+        except Stopped as stop:
+            click.echo(f"{stopped_by(stop.signum)}: {out} was not written", err=True)
+            click.get_current_context().exit(exit_status(stop.signum))
     click.echo(f"wrote {out} (ONNX opset {OPSET}): input '{INPUT_NAME}' float32 (batch, n_inputs) in 0-1, "
                f"output '{OUTPUT_NAME}'")

@@ -15,6 +15,7 @@ from ... import __version__
 from ...core.errors import BptrainError, SettingError
 from .sweep import sweep_command
 from .evaluate import eval_command, predict_command
+from .exercises import exercises_command
 from .explain import explain_command
 from .plot import compare_command, plot_command
 from .serve import serve_command
@@ -76,6 +77,7 @@ def cli():
 for command in (train_command, eval_command, predict_command, explain_command, serve_command, plot_command,
                 compare_command, sweep_command, info_command, gradcheck_command, bench_command, download_command):
     cli.add_command(command)
+cli.add_command(exercises_command)
 
 
 def main():

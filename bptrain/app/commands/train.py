@@ -13,6 +13,7 @@ from ...core.training import TrainResult, restore
 from ...data.model_io import save_model
 from ...engines import train
 from .. import runs
+from ..exercises.engine import WorkbookEngine
 from ..checkpoints import CheckpointWriteError, CheckpointWriter
 from ..history import training_metadata, write_history
 from ..options import TRAIN_OPTIONS, GroupedHelpCommand, click_options
@@ -54,10 +55,13 @@ def train_command(**values):
     model, dataset, settings, out, history, engine = (plan.model, plan.dataset, plan.settings, plan.out, plan.history,
                                                       plan.engine)
     checkpoint = CheckpointWriter(plan.checkpoint, plan.run_record(), model)
+    if plan.workbook is not None:
+        say(f"training with your workbook {values['workbook']}: its forward, backward and sgd_step (plain SGD)")
+        engine = WorkbookEngine(model, plan.workbook, str(Path(values["workbook"]).resolve()))
     say(f"training {'-'.join(map(str, model.sizes))} ({model.activation} hidden, {model.loss}, {model.dtype.name}) "
         f"on {len(dataset.train.x)} images from {dataset.source}: {settings.epochs} epoch{'' if settings.epochs == 1 else 's'}, batch "
         f"{settings.batch_size}, {settings.optimizer}, lr {settings.lr:g}"
-        + ("" if engine == "fast" else f", {engine} engine"))
+        + ("" if engine == "fast" or plan.workbook is not None else f", {engine} engine"))
 
     def report(record, improved):
         say(f"epoch {record.epoch:>3}/{plan.last_epoch}  train loss {record.train_loss:.4f}  "

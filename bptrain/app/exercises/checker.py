@@ -408,6 +408,18 @@ def check_workbook(path: Path) -> list[Result]:
     return check_namespace(namespace, {str(Path(path).resolve())})
 
 
+def load_checked(path: Path) -> dict:
+    """The workbook's names, once its ten exercises pass; a :class:`WorkbookError` naming the first that
+    does not."""
+    results = check_workbook(path)
+    first = first_failure(results)
+    if first is not None:
+        mistake = f" ({first.mistake})" if first.mistake else ""
+        raise WorkbookError(f"the workbook {path} does not pass its check: {first.exercise} "
+                            f"{STATUS_WORDS[first.status]}{mistake}; see bptrain exercises check {Path(path).parent}")
+    return load_workbook(path)[0]
+
+
 def first_failure(results) -> Result | None:
     """The first required exercise that did not pass."""
     return next((r for r in results if r.status != "passed" and not r.optional), None)

@@ -1,0 +1,78 @@
+"""A training engine that runs the learner's own forward, backward and sgd_step.
+
+It has :class:`bptrain.core.training.ReferenceEngine`'s interface and its shape, line for line, with the
+workbook's functions where the core's stand: the same loop (:func:`bptrain.engines.train`), data, schedule
+and files around it. Plain SGD (momentum 0, no weight decay): with the same seed and settings it ends with
+the reference engine's weights.
+"""
+
+from __future__ import annotations
+
+import traceback
+
+import numpy as np
+
+from ...core.epoch_steps import EpochSteps
+from ...core.errors import SettingError
+from ...core.network import MLP, PREDICT_CHUNK, Gradients, one_hot
+from .workbook import WorkbookError
+
+
+class WorkbookEngine:
+    """The readable engine with the learner's functions: forward, backward, update, as they wrote them."""
+
+    name = "workbook"
+
+    def __init__(self, model: MLP, functions: dict, filename: str):
+        self.model, self.functions, self.filename = model, functions, filename
+        self.optimizer = None  # plain SGD keeps no state
+
+    def run_epoch(self, x: np.ndarray, y_onehot: np.ndarray, steps: EpochSteps) -> float:
+        """One pass over the shuffled (x, Y) in mini-batches, at η = ``steps.lr``; returns the mean training loss."""
+        model = self.model
+        for xb, yb in steps.batches(x, y_onehot):
+            zs, activations = self._call("forward", xb, model.weights, model.biases)   # the learner's Z_l, A_l
+            dWs, dbs = self._call("backward", zs, activations, yb, model.weights)     # ∂C/∂W_l, ∂C/∂b_l
+            new_w, new_b = self._call("sgd_step", model.weights, model.biases, dWs, dbs, float(steps.lr))
+            self._keep(new_w, new_b)                                                  # W_l ← the new W_l
+            steps.step_taken(self._call("cross_entropy", zs[-1], yb), Gradients([], dWs, dbs))
+        return steps.mean_loss()
+
+    def evaluate(self, x: np.ndarray, labels: np.ndarray):
+        """(mean loss, predicted classes) over a data set, with the learner's forward and cross_entropy."""
+        model = self.model
+        total, predictions = 0.0, np.empty(len(x), np.int64)
+        for start in range(0, len(x), PREDICT_CHUNK):
+            xb = np.asarray(x[start:start + PREDICT_CHUNK], model.dtype)
+            zs, activations = self._call("forward", xb, model.weights, model.biases)
+            y = one_hot(labels[start:start + len(xb)], model.sizes[-1], model.dtype)
+            total += self._call("cross_entropy", zs[-1], y) * len(y)
+            predictions[start:start + len(y)] = activations[-1].argmax(axis=1)
+        return total / len(x), predictions
+
+    def set_momentum(self, momentum: float) -> None:
+        """The workbook's update is plain SGD: it has no momentum to change."""
+        raise SettingError("the workbook trains with plain SGD (its sgd_step): there is no momentum to change",
+                           field="momentum")
+
+    def _keep(self, weights, biases) -> None:
+        """Put sgd_step's new parameters into the model's own arrays (the loop keeps and restores those)."""
+        params, news = self.model.weights + self.model.biases, list(weights) + list(biases)
+        if len(news) != len(params):
+            raise WorkbookError(f"the workbook's sgd_step returned {len(news)} parameters for {len(params)}")
+        for param, new in zip(params, news):
+            if np.shape(new) != param.shape:
+                raise WorkbookError(f"the workbook's sgd_step returned a parameter of shape {np.shape(new)} where "
+                                    f"{param.shape} was expected")
+            param[...] = new
+
+    def _call(self, name: str, *args):
+        """The learner's function ``name``; what it raises on real data becomes one line naming it."""
+        try:
+            return self.functions[name](*args)
+        except Exception as exc:  # the learner's code: say where, in one line
+            frames = [f for f in traceback.extract_tb(exc.__traceback__) if f.filename == self.filename]
+            where = f" (line {frames[-1].lineno}, in {frames[-1].name})" if frames else ""
+            raise WorkbookError(f"the workbook's {name} raised {type(exc).__name__}: {exc}{where}; the check passed, "
+                                "so this is something the real data meets and the check's small networks do not"
+                                ) from None

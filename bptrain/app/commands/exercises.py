@@ -9,7 +9,8 @@ import click
 
 from ..exercises import checker
 from ..exercises.cases import core_line
-from ..exercises.workbook import REQUIRED, WORKBOOK_NAME, next_hint, start
+from ..exercises.notebook import notebook_text
+from ..exercises.workbook import NOTEBOOK_NAME, REQUIRED, WORKBOOK_NAME, next_hint, start
 
 STATUS_WORDS = {"passed": "passed", "not-done": "not done yet", "failed": "failed"}
 
@@ -21,9 +22,11 @@ def exercises_command():
 
 @exercises_command.command("start")
 @click.argument("folder", type=click.Path(path_type=Path))
-def start_command(folder: Path):
+@click.option("--notebook", is_flag=True, help=f"Also write {NOTEBOOK_NAME}: the same exercises as a Jupyter "
+                                                 "notebook, with pictures and a last part that trains MNIST.")
+def start_command(folder: Path, notebook: bool):
     """Write FOLDER/backprop.py: the functions to write, in order (never replacing a file that is there)."""
-    for path in start(folder):
+    for path in start(folder, notebook_text() if notebook else None):
         click.echo(f"wrote {path}")
     click.echo(f"fill in the functions in order; check them with: bptrain exercises check {folder}")
 

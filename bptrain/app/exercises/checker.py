@@ -420,6 +420,33 @@ def load_checked(path: Path) -> dict:
     return load_workbook(path)[0]
 
 
+def notebook_check(name: str, namespace: dict) -> str:
+    """What the command line says of exercise ``name``, as text for a notebook's check cell; never raises."""
+    try:
+        result = check_exercise(name, namespace)
+    except Exception as exc:  # a check cell must let the notebook run on
+        return f"{name}: the check itself could not run ({type(exc).__name__}: {exc})"
+    if result.status == "not-done":
+        return f"{name}: {result.message}"
+    head = f"{name}: {STATUS_WORDS[result.status]}" + (f" ({result.mistake})" if result.mistake else "")
+    if result.status == "failed":
+        return f"{head}\n{result.message}"
+    return f"{head}. {result.message.removeprefix('passed.').strip()}".rstrip()
+
+
+def not_passing(names, namespace: dict) -> list[str]:
+    """The exercises of ``names`` that do not pass in ``namespace`` (never raises)."""
+    waiting = []
+    for name in names:
+        try:
+            passed = check_exercise(name, namespace).status == "passed"
+        except Exception:  # a notebook cell asks: it must go on
+            passed = False
+        if not passed:
+            waiting.append(name)
+    return waiting
+
+
 def first_failure(results) -> Result | None:
     """The first required exercise that did not pass."""
     return next((r for r in results if r.status != "passed" and not r.optional), None)

@@ -147,11 +147,12 @@ def render(folder: str = "DIR") -> str:
         if exercise.optional and not optional_said:
             parts.append("\n# ---- Optional: more exercises, checked apart (the ten above are what training needs)\n")
             optional_said = True
-        parts.append(_function(number, exercise))
+        parts.append(function_text(number, exercise))
     return "\n".join(parts)
 
 
-def _function(number: int, exercise: Exercise) -> str:
+def function_text(number: int, exercise: Exercise) -> str:
+    """The exercise's function as the workbook has it: signature, docstring, NotImplementedError."""
     formula = "\n".join(f"        {line}" for line in exercise.formula)
     return (f"\ndef {exercise.signature}:\n"
             f'    """{number}. Returns {exercise.returns}.\n\n'

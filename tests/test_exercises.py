@@ -249,3 +249,33 @@ def test_the_optional_exercises_do_not_decide_the_exit_status(runner, tmp_path):
     result = runner.invoke(cli, ["exercises", "check", str(tmp_path)])
     assert result.exit_code == 0
     assert "rel_error           not done yet  [optional]" in result.output
+
+
+# ------------------------------------------------------------------ a hostile learner
+def test_an_exit_in_the_learners_code_is_reported_not_obeyed(tmp_path):
+    text = SOLVED.replace("    return A * (1 - A)", "    raise SystemExit(3)")
+    first = checker.first_failure(checker.check_workbook(workbook(tmp_path, text)))
+    assert (first.exercise, first.status) == ("sigmoid_prime", "failed") and "SystemExit" in first.message
+    results = checker.check_workbook(workbook(tmp_path, "import sys\nsys.exit(4)\n", "exits.py"))
+    assert results[0].status == "failed" and "SystemExit" in results[0].message
+
+
+def test_an_endless_loop_is_given_up_on(tmp_path, monkeypatch):
+    monkeypatch.setattr(checker, "TIME_LIMIT", 0.2)
+    text = SOLVED.replace("    return A * (1 - A)", "    while True:\n        pass")
+    first = checker.first_failure(checker.check_workbook(workbook(tmp_path, text)))
+    assert first.exercise == "sigmoid_prime" and "still running after 0.2 s" in first.message
+
+
+def test_a_tampered_hints_file_starts_the_hints_again(runner, tmp_path):
+    (tmp_path / ".backprop-hints.json").write_text('{"softmax": 10**18, "sigmoid": "x"')
+    result = runner.invoke(cli, ["exercises", "check", str(tmp_path), "--hint", "softmax"])
+    assert result.exit_code == 0 and result.output.startswith("hint 2 of 3 for softmax")
+    (tmp_path / ".backprop-hints.json").write_text('{"softmax": 1000000000000}')
+    result = runner.invoke(cli, ["exercises", "check", str(tmp_path), "--hint", "softmax"])
+    assert result.output.startswith("hint 2 of 3")
+
+
+def test_a_missing_workbook_is_one_line(runner, tmp_path):
+    result = runner.invoke(cli, ["exercises", "check", str(tmp_path / "nowhere")])
+    assert result.exit_code == 1 and result.output.count("\n") == 1 and "cannot read the workbook" in result.output

@@ -82,7 +82,7 @@ def load_workbook(path: Path) -> tuple[dict, str | None]:
     module.__file__ = filename
     try:
         exec(code, module.__dict__)
-    except Exception as exc:  # the learner's code, as it loads
+    except (Exception, SystemExit) as exc:  # the learner's code, as it loads (even an exit() in it)
         return {}, f"{path} did not load:\n{learner_frames(exc, {filename})}"
     return module.__dict__, None
 
@@ -125,7 +125,7 @@ def run(function, args: tuple) -> Outcome:
         try:
             with _time_limit(TIME_LIMIT):
                 outcome.output = function(*given)
-        except Exception as exc:  # the learner's code: whatever it raises is reported
+        except (Exception, SystemExit) as exc:  # the learner's code: whatever it raises is reported
             outcome.error = exc
     outcome.warned = any(issubclass(w.category, RuntimeWarning) for w in caught)
     for number, (arg, before, original) in enumerate(zip(given, kept, args), 1):
@@ -410,14 +410,16 @@ def check_workbook(path: Path) -> list[Result]:
 
 def load_checked(path: Path) -> dict:
     """The workbook's names, once its ten exercises pass; a :class:`WorkbookError` naming the first that
-    does not."""
-    results = check_workbook(path)
-    first = first_failure(results)
+    does not. The names checked are the names returned: the file is read once."""
+    namespace, load_error = load_workbook(path)
+    if load_error is not None:
+        raise WorkbookError(f"the workbook {path} does not load: {load_error.splitlines()[-1]}")
+    first = first_failure(check_namespace(namespace, {str(Path(path).resolve())}))
     if first is not None:
         mistake = f" ({first.mistake})" if first.mistake else ""
         raise WorkbookError(f"the workbook {path} does not pass its check: {first.exercise} "
                             f"{STATUS_WORDS[first.status]}{mistake}; see bptrain exercises check {Path(path).parent}")
-    return load_workbook(path)[0]
+    return namespace
 
 
 def notebook_check(name: str, namespace: dict) -> str:

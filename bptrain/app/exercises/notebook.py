@@ -77,7 +77,7 @@ import matplotlib.pyplot as plt
 if data is None or not side:
     print("skipped: no MNIST" if data is None else "skipped: the images are not square")
 else:
-    fig, axes = plt.subplots(2, 8, figsize=(8, 2.6))
+    fig, axes = plt.subplots(2, 8, figsize=(8, 2.6), layout="constrained")
     for ax, image, label in zip(axes.flat, data.train.x, data.train.y):
         ax.imshow(image.reshape(side, side), cmap="gray_r")
         ax.set_title(str(label))
@@ -96,7 +96,7 @@ if data is not None:
     Y = np.eye(data.n_classes, dtype=X.dtype)[labels]
     if ready("forward"):
         Zs, As = forward(X, Ws, bs)
-        fig, ax = plt.subplots(figsize=(8, 3))
+        fig, ax = plt.subplots(figsize=(8, 3), layout="constrained")
         ax.imshow(As[1], aspect="auto", cmap="viridis", vmin=0, vmax=1)
         ax.set_xlabel("hidden unit")
         ax.set_ylabel("digit (row)")
@@ -109,11 +109,12 @@ _DELTAS = """\
 if data is not None and ready("forward", "output_delta", "delta_below"):
     D2 = output_delta(As[-1], Y)
     D1 = delta_below(D2, Ws[1], As[1])
-    fig, axes = plt.subplots(1, 2, figsize=(9, 3), gridspec_kw={"width_ratios": [1, 3]})
+    fig, axes = plt.subplots(1, 2, figsize=(9, 3), gridspec_kw={"width_ratios": [1, 3]}, layout="constrained")
     for ax, D, name in zip(axes, (D2, D1), ("Δ_2 = (A_2 − Y) / B", "Δ_1 = (Δ_2 W_2ᵀ) ⊙ A_1 ⊙ (1 − A_1)")):
         limit = float(np.abs(D).max()) or 1.0
         image = ax.imshow(D, aspect="auto", cmap="RdBu_r", vmin=-limit, vmax=limit)
         ax.set_title(name)
+        ax.set_xlabel("unit of the layer")
         ax.set_ylabel("digit (row)")
         fig.colorbar(image, ax=ax)
     plt.show()
@@ -123,13 +124,13 @@ elif data is None:
 _GRADIENT_IMAGES = """\
 if data is not None and side and ready("forward", "backward"):
     dWs, dbs = backward(Zs, As, Y, Ws)
-    fig, axes = plt.subplots(2, 8, figsize=(8, 2.4))
+    fig, axes = plt.subplots(2, 8, figsize=(8, 2.6), layout="constrained")
     limit = float(np.abs(dWs[0]).max()) or 1.0
     for unit, ax in enumerate(axes.flat):
         ax.imshow(dWs[0][:, unit].reshape(side, side), cmap="RdBu_r", vmin=-limit, vmax=limit)
         ax.set_title(f"unit {unit}", fontsize=8)
         ax.axis("off")
-    fig.suptitle("∂C/∂W_1, one column per hidden unit, as an image (red: the step lowers these weights)")
+    fig.suptitle("∂C/∂W_1, one column per hidden unit, as an image (red: this batch's step lowers those weights)")
     plt.show()
 elif data is None or not side:
     print("skipped: no MNIST" if data is None else "skipped: the images are not square")"""
@@ -154,7 +155,7 @@ if data is not None and ready("forward", "cross_entropy", "backward", "sgd_step"
     x, y = data.train.x, data.train.y
     eye = np.eye(data.n_classes, dtype=x.dtype)
     losses = []
-    fig, ax = plt.subplots(figsize=(7, 3))
+    fig, ax = plt.subplots(figsize=(7, 3), layout="constrained")
     shown = display(fig, display_id=True)
 
     def draw():

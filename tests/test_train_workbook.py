@@ -8,7 +8,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from bptrain.app.commands import train as train_module
 from bptrain.core.network import MLP
+from bptrain.core.training import Callbacks
 from bptrain.data.model_io import load_model
 from conftest import assert_clean_error, invoke
 
@@ -89,3 +91,32 @@ def test_the_workbook_is_an_input_never_an_output(runner, tmp_path, synthetic_da
                     "--out", solved)
     assert_clean_error(result)
     assert solved.read_text() == SOLVED
+
+
+class StopAfter(Callbacks):
+    """Ctrl-C in epoch ``k`` + 1, as in tests/test_checkpoints.py."""
+
+    def __init__(self, k):
+        self.k = k
+
+    def progress(self, epoch, batches_done, running_loss):
+        if epoch > self.k:
+            raise KeyboardInterrupt
+
+
+def test_a_stopped_workbook_run_continues_exactly_with_the_reference_engine(runner, tmp_path, synthetic_data, solved,
+                                                                          monkeypatch):
+    whole, stopped = tmp_path / "whole.npy", tmp_path / "stopped.npy"
+    args = ("--data", synthetic_data, "--sizes", "20,8,3", "--epochs", "3", "--dtype", "float64", "-q")
+    assert invoke(runner, "train", "--workbook", solved, *args, "--out", whole).exit_code == 0
+    real = train_module.train
+    monkeypatch.setattr(train_module, "train", lambda *a, callbacks=(), **k: real(*a, callbacks=[*callbacks,
+                                                                                                   StopAfter(1)], **k))
+    result = invoke(runner, "train", "--workbook", solved, *args, "--out", stopped)
+    assert result.exit_code == 130, result.output
+    monkeypatch.setattr(train_module, "train", real)
+    resumed = invoke(runner, "train", "--resume", tmp_path / "stopped.checkpoint.npz", "-q")
+    assert resumed.exit_code == 0, resumed.output
+    a, b = load_model(whole)[0], load_model(stopped)[0]
+    for x, y in zip(a.weights + a.biases, b.weights + b.biases):
+        assert np.max(np.abs(x - y)) <= 1e-9 * np.max(np.abs(y))

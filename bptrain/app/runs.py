@@ -34,8 +34,8 @@ from ..data.shifts import is_square_image
 from . import checkpoints, memory
 from .checkpoints import checkpoint_path
 from .compare import parameters_sha256
-from .history import history_path, load_history
 from .exercises.checker import load_checked
+from .history import history_path, load_history
 from .memory import MemoryLimitError
 from .options import SETTINGS_FIELDS
 from .paths import check_no_clash, check_replaceable, data_files, is_history_file, is_model_file

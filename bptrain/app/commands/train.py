@@ -13,8 +13,8 @@ from ...core.training import TrainResult, restore
 from ...data.model_io import save_model
 from ...engines import train
 from .. import runs
-from ..exercises.engine import WorkbookEngine
 from ..checkpoints import CheckpointWriteError, CheckpointWriter
+from ..exercises.engine import WorkbookEngine
 from ..history import training_metadata, write_history
 from ..options import TRAIN_OPTIONS, GroupedHelpCommand, click_options
 from ..stopping import Stopped, StopSignals, exit_status

@@ -15,6 +15,7 @@ import numpy as np
 from ...core.epoch_steps import EpochSteps
 from ...core.errors import SettingError
 from ...core.network import MLP, PREDICT_CHUNK, Gradients, one_hot
+from ...core.optimizers import SGD
 from .workbook import WorkbookError
 
 
@@ -25,7 +26,9 @@ class WorkbookEngine:
 
     def __init__(self, model: MLP, functions: dict, filename: str):
         self.model, self.functions, self.filename = model, functions, filename
-        self.optimizer = None  # plain SGD keeps no state
+        # Plain SGD keeps no state; a checkpoint records it as the core's plain SGD (no velocity), so that a
+        # stopped run continues exactly with the reference engine. It never steps here: sgd_step does.
+        self.optimizer = SGD(model.weights, model.biases)
 
     def run_epoch(self, x: np.ndarray, y_onehot: np.ndarray, steps: EpochSteps) -> float:
         """One pass over the shuffled (x, Y) in mini-batches, at η = ``steps.lr``; returns the mean training loss."""

@@ -279,3 +279,12 @@ def test_a_tampered_hints_file_starts_the_hints_again(runner, tmp_path):
 def test_a_missing_workbook_is_one_line(runner, tmp_path):
     result = runner.invoke(cli, ["exercises", "check", str(tmp_path / "nowhere")])
     assert result.exit_code == 1 and result.output.count("\n") == 1 and "cannot read the workbook" in result.output
+
+
+def test_what_the_learners_code_prints_stays_out_of_the_json(runner, tmp_path):
+    (tmp_path / "backprop.py").write_text(SOLVED.replace("    return A * (1 - A)", "    print('debug', A.shape)\n"
+                                                                                    "    return A * (1 - A)"))
+    result = runner.invoke(cli, ["exercises", "check", str(tmp_path), "--json"])
+    assert result.exit_code == 0
+    assert [entry["status"] for entry in json.loads(result.stdout)][:10] == ["passed"] * 10
+    assert "debug" in result.stderr

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
+import sys
 from pathlib import Path
 
 import click
@@ -49,7 +51,11 @@ def check_command(folder: Path, as_json: bool, hint: str | None):
         number, total, text = next_hint(path.parent, hint)
         click.echo(f"hint {number} of {total} for {hint}: {text}")
         return
-    results = checker.check_workbook(path)
+    if as_json:  # what the learner's code prints goes to stderr: stdout is the JSON alone
+        with contextlib.redirect_stdout(sys.stderr):
+            results = checker.check_workbook(path)
+    else:
+        results = checker.check_workbook(path)
     if as_json:
         click.echo(json.dumps([result.to_json() for result in results], indent=1, ensure_ascii=False))
     else:

@@ -15,6 +15,8 @@ from bptrain.data.model_io import load_model
 from conftest import assert_clean_error, invoke
 
 SOLVED = (Path(__file__).parent / "workbook_solved.py").read_text()
+#: The solved workbook without its optional momentum_step: it trains with plain SGD.
+PLAIN = SOLVED[:SOLVED.index("def momentum_step")] + SOLVED[SOLVED.index("def rel_error"):]
 SMALL = ("--sizes", "20,8,6,3", "--epochs", "2", "--batch-size", "16", "--seed", "3", "--dtype", "float64", "-q")
 
 
@@ -23,7 +25,7 @@ def solved(tmp_path) -> Path:
     folder = tmp_path / "wb"
     folder.mkdir()
     path = folder / "backprop.py"
-    path.write_text(SOLVED)
+    path.write_text(PLAIN)
     return path
 
 
@@ -71,7 +73,7 @@ def test_settings_the_workbook_cannot_do_are_refused_in_one_line(runner, tmp_pat
 
 
 def test_a_failing_workbook_is_refused_naming_its_first_failing_exercise(runner, tmp_path, synthetic_data, solved):
-    solved.write_text(SOLVED.replace("return (A_L - Y) / len(Y)", "return A_L - Y"))
+    solved.write_text(PLAIN.replace("return (A_L - Y) / len(Y)", "return A_L - Y"))
     out = tmp_path / "m.npy"
     result = invoke(runner, "train", "--workbook", solved, "--data", synthetic_data, "--sizes", "20,8,3",
                     "--out", out)
@@ -90,7 +92,7 @@ def test_the_workbook_is_an_input_never_an_output(runner, tmp_path, synthetic_da
     result = invoke(runner, "train", "--workbook", solved, "--data", synthetic_data, "--sizes", "20,8,3",
                     "--out", solved)
     assert_clean_error(result)
-    assert solved.read_text() == SOLVED
+    assert solved.read_text() == PLAIN
 
 
 class StopAfter(Callbacks):
@@ -120,3 +122,32 @@ def test_a_stopped_workbook_run_continues_exactly_with_the_reference_engine(runn
     a, b = load_model(whole)[0], load_model(stopped)[0]
     for x, y in zip(a.weights + a.biases, b.weights + b.biases):
         assert np.max(np.abs(x - y)) <= 1e-9 * np.max(np.abs(y))
+
+
+@pytest.mark.parametrize("momentum", [None, "0.5"])
+def test_a_workbook_with_momentum_step_trains_with_momentum_as_the_reference_does(runner, tmp_path, synthetic_data,
+                                                                                 solved, momentum):
+    solved.write_text(SOLVED)
+    mine, theirs = tmp_path / "mine.npy", tmp_path / "ref.npy"
+    given = ("--momentum", momentum) if momentum else ()
+    result = invoke(runner, "train", "--workbook", solved, "--data", synthetic_data, *SMALL, *given, "--out", mine)
+    assert result.exit_code == 0, result.output
+    result = invoke(runner, "train", "--engine", "reference", "--momentum", momentum or "0.9", "--weight-decay", "0",
+                    "--data", synthetic_data, *SMALL, "--out", theirs)
+    assert result.exit_code == 0, result.output
+    (model, meta), (reference, _) = load_model(mine), load_model(theirs)
+    assert meta["settings"]["momentum"] == float(momentum or 0.9) and meta["settings"]["weight_decay"] == 0
+    for a, b in zip(model.weights + model.biases, reference.weights + reference.biases):
+        assert np.max(np.abs(a - b)) <= 1e-9 * np.max(np.abs(b))
+
+
+def test_a_failing_momentum_step_leaves_plain_sgd_and_refuses_momentum(runner, tmp_path, synthetic_data, solved):
+    solved.write_text(SOLVED.replace("return [W - v for W, v in zip(Ws, vWs)]", "return [W + v for W, v in zip(Ws, vWs)]"))
+    out = tmp_path / "m.npy"
+    args = ("--data", synthetic_data, "--sizes", "20,8,3", "--epochs", "1", "--out", out)
+    refused = invoke(runner, "train", "--workbook", solved, *args, "--momentum", "0.9")
+    assert_clean_error(refused, "its momentum_step, once it passes, would add momentum")
+    result = invoke(runner, "train", "--workbook", solved, *args)
+    assert result.exit_code == 0, result.output
+    assert "sgd_step (plain SGD)" in result.stdout.splitlines()[0]
+    assert load_model(out)[1]["settings"]["momentum"] == 0

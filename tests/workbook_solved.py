@@ -60,6 +60,12 @@ def sgd_step(Ws, bs, dWs, dbs, lr):
     return [W - lr * dW for W, dW in zip(Ws, dWs)], [b - lr * db for b, db in zip(bs, dbs)]
 
 
+def momentum_step(Ws, bs, dWs, dbs, vWs, vbs, lr, mu):
+    vWs = [mu * v + lr * dW for v, dW in zip(vWs, dWs)]
+    vbs = [mu * v + lr * db for v, db in zip(vbs, dbs)]
+    return [W - v for W, v in zip(Ws, vWs)], [b - v for b, v in zip(bs, vbs)], vWs, vbs
+
+
 def rel_error(a, b):
     return float(np.max(np.abs(a - b) / np.maximum(1e-8, np.abs(a) + np.abs(b))))
 

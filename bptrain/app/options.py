@@ -255,8 +255,9 @@ TRAIN_OPTIONS: tuple[Option, ...] = (
                            "streams afresh).",
            "Files", in_config=False),
     Option("workbook", PATH, "Train with your own forward, backward and sgd_step: the workbook of `bptrain exercises "
-                             "start` (DIR/backprop.py), once its check passes; plain SGD (momentum 0, no weight "
-                             "decay), sigmoid hidden units, softmax and cross-entropy.", "Files", in_config=False,
+                             "start` (DIR/backprop.py), once its check passes; plain SGD (momentum 0, or its "
+                             "momentum_step's once that passes; no weight decay), sigmoid hidden units, softmax "
+                             "and cross-entropy.", "Files", in_config=False,
            show_default=False),
     # other
     Option("seed", integer(0, MAX_SEED), "Seeds initialisation, shuffling and augmentation: same seed, same model file.",

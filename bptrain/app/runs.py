@@ -34,7 +34,7 @@ from ..data.shifts import is_square_image
 from . import checkpoints, memory
 from .checkpoints import checkpoint_path
 from .compare import parameters_sha256
-from .exercises.checker import load_checked
+from .exercises.checker import load_checked, passes
 from .history import history_path, load_history
 from .memory import MemoryLimitError
 from .options import SETTINGS_FIELDS
@@ -218,18 +218,22 @@ WORKBOOK_FIXED = (("optimizer", "sgd", "its sgd_step is plain SGD"), ("momentum"
                   ("activation", "sigmoid", "its hidden units are sigmoid"))
 
 
-def workbook_values(values: dict, given, spell=flag) -> dict:
-    """The settings of a run with the learner's workbook: plain SGD, sigmoid, softmax and cross-entropy.
-    A setting the user gave that the workbook cannot do is refused; the defaults it cannot do are changed."""
+def workbook_values(values: dict, given, spell=flag, momentum: bool = False) -> dict:
+    """The settings of a run with the learner's workbook: plain SGD, or momentum when the workbook's
+    ``momentum`` step passes; sigmoid, softmax and cross-entropy. A setting the user gave that the workbook
+    cannot do is refused; the defaults it cannot do are changed."""
     for name, value in (("resume", "a new run"), ("engine", "the engine")):
         if name in given and values.get(name) is not None:
             raise SettingError(f"{spell('workbook')} is {value}: drop {spell(name)}", field=name)
     changed = dict(values)
     for name, kept, why in WORKBOOK_FIXED:
+        if name == "momentum" and momentum:
+            continue  # its momentum_step passes: any μ, the default's too
         if name in given and values.get(name) != kept:
             shown = values.get(name) if not isinstance(values.get(name), bool) else ""
-            raise SettingError(f"{spell(name)} {shown}".rstrip() + f" is more than {spell('workbook')} can do ({why}); "
-                               f"drop {spell(name)}", field=name)
+            more = "; its momentum_step, once it passes, would add momentum" if name == "momentum" else ""
+            raise SettingError(f"{spell(name)} {shown}".rstrip() + f" is more than {spell('workbook')} can do ({why}"
+                               f"{more}); drop {spell(name)}", field=name)
         changed[name] = kept
     changed["engine"] = "reference"  # the workbook's steps allocate as the readable engine's do
     return changed
@@ -280,8 +284,10 @@ def plan_training(values: dict, given, load_data, *, config: Path | None = None,
     ``values``: every option of ``train`` by name; ``given``: the names the user set (a config counts).
     ``--resume`` of a checkpoint continues its run: its plan, unless ``given`` changes what may change.
     """
-    if values.get("workbook") is not None:
-        values = workbook_values(values, given)
+    functions = None
+    if values.get("workbook") is not None:  # the learner's functions, checked, and what they can do
+        functions = load_checked(Path(values["workbook"]))
+        values = workbook_values(values, given, momentum=passes("momentum_step", functions))
     resume, data = values.get("resume"), values.get("data")
     checkpoint = checkpoints.read(Path(resume)) if resume is not None and checkpoints.is_checkpoint_name(resume) \
         else None
@@ -310,7 +316,6 @@ def plan_training(values: dict, given, load_data, *, config: Path | None = None,
                              ("--out", checkpoint_path(out), is_checkpoint_file, "a bptrain checkpoint",
                               f"its checkpoint {checkpoint_path(out)}")])
     check_optimizer(values)  # settings each option allows but not together, e.g. --nesterov with --momentum 0
-    functions = load_checked(Path(workbook)) if workbook is not None else None
     dataset = load_data(data, values.get("no_download", False))
     learning = {name: values[name] for name in SETTINGS_FIELDS & values.keys()
                 if name not in ("epochs", "batch_size", "seed", "augment")}

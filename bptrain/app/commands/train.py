@@ -56,8 +56,9 @@ def train_command(**values):
                                                       plan.engine)
     checkpoint = CheckpointWriter(plan.checkpoint, plan.run_record(), model)
     if plan.workbook is not None:
-        say(f"training with your workbook {values['workbook']}: its forward, backward and sgd_step (plain SGD)")
-        engine = WorkbookEngine(model, plan.workbook, str(Path(values["workbook"]).resolve()))
+        update = f"momentum_step (momentum {settings.momentum:g})" if settings.momentum else "sgd_step (plain SGD)"
+        say(f"training with your workbook {values['workbook']}: its forward, backward and {update}")
+        engine = WorkbookEngine(model, plan.workbook, str(Path(values["workbook"]).resolve()), settings.momentum)
     say(f"training {'-'.join(map(str, model.sizes))} ({model.activation} hidden, {model.loss}, {model.dtype.name}) "
         f"on {len(dataset.train.x)} images from {dataset.source}: {settings.epochs} epoch{'' if settings.epochs == 1 else 's'}, batch "
         f"{settings.batch_size}, {settings.optimizer}, lr {settings.lr:g}"

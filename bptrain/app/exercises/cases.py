@@ -24,8 +24,9 @@ from ...core.optimizers import SGD
 
 NETWORKS = (((7, 5, 4, 3), 6), ((4, 4, 4, 4), 4))
 DTYPES = (np.float64, np.float32)
-#: The learning rate sgd_step is given.
+#: The learning rate sgd_step and momentum_step are given, and momentum_step's μ.
 LR = 0.1
+MU = 0.9
 #: ε of the central differences (GUIDE: around 1e-5 in float64).
 EPSILON = 1e-5
 #: Exercises that also meet extreme values.
@@ -90,6 +91,13 @@ class Case:
     @property
     def grads(self):
         return self.passes[4]
+
+    @cached_property
+    def velocities(self) -> list:
+        """Velocities v of W_1..W_L, then of b_1..b_L, as a run's middle would have them."""
+        rng = np.random.default_rng(7)
+        params = self.model.weights + self.model.biases
+        return [(0.01 * rng.standard_normal(p.shape)).astype(self.dtype) for p in params]
 
     @cached_property
     def extreme_logits(self) -> np.ndarray:
@@ -177,6 +185,10 @@ def arguments(exercise: str, case: Case) -> tuple:
         return (list(zs), list(activations), y, list(model.weights))
     if exercise == "sgd_step":
         return (list(model.weights), list(model.biases), list(grads.weights), list(grads.biases), LR)
+    if exercise == "momentum_step":
+        velocities = case.velocities
+        return (list(model.weights), list(model.biases), list(grads.weights), list(grads.biases),
+                velocities[:len(zs)], velocities[len(zs):], LR, MU)
     if exercise == "rel_error":
         return (grads.weights[0], grads.weights[0] * (1 + 1e-3 * np.cos(np.arange(grads.weights[0].size)))
                 .reshape(grads.weights[0].shape))
@@ -217,6 +229,12 @@ def reference(exercise: str, case: Case):
         weights, biases = [w.copy() for w in case.model.weights], [b.copy() for b in case.model.biases]
         SGD(weights, biases).step(grads.weights, grads.biases, LR)       # θ ← θ − η g
         return weights, biases
+    if exercise == "momentum_step":
+        weights, biases = [w.copy() for w in case.model.weights], [b.copy() for b in case.model.biases]
+        sgd = SGD(weights, biases, momentum=MU)
+        sgd.load_state({"momentum": MU, "arrays": [v.copy() for v in case.velocities]})
+        sgd.step(grads.weights, grads.biases, LR)                        # v ← μv + η g; θ ← θ − v
+        return weights, biases, sgd.velocity_w, sgd.velocity_b
     if exercise == "rel_error":
         return rel_error(*args)
     if exercise == "numerical_gradient":
@@ -245,6 +263,7 @@ CORE_LINES = {
     "delta_below": ("network.py", "delta = (delta @ self.weights[l].T)"),
     "backward": ("network.py", "def backward(self, activations"),
     "sgd_step": ("optimizers.py", "theta -= step  "),
+    "momentum_step": ("optimizers.py", "theta -= v  "),
 }
 
 

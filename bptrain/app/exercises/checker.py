@@ -170,9 +170,10 @@ def flatten(exercise: str, output, case: Case):
         return [("the result", output)] if isinstance(output, np.ndarray) else \
             f"returned {_describe(output)}; it should return an array"
     names = {"layer_gradients": (("dW", None), ("db", None)), "forward": (("Zs", L), ("As", L + 1)),
-             "backward": (("dWs", L), ("dbs", L)), "sgd_step": (("new Ws", L), ("new bs", L))}[exercise]
-    if not isinstance(output, (tuple, list)) or len(output) != 2:
-        return f"returned {_describe(output)}; it should return a pair ({names[0][0]}, {names[1][0]})"
+             "backward": (("dWs", L), ("dbs", L)), "sgd_step": (("new Ws", L), ("new bs", L)),
+             "momentum_step": (("new Ws", L), ("new bs", L), ("new vWs", L), ("new vbs", L))}[exercise]
+    if not isinstance(output, (tuple, list)) or len(output) != len(names):
+        return f"returned {_describe(output)}; it should return ({', '.join(name for name, _ in names)})"
     items = []
     for (name, length), part in zip(names, output):
         if length is None:
@@ -420,6 +421,11 @@ def load_checked(path: Path) -> dict:
         raise WorkbookError(f"the workbook {path} does not pass its check: {first.exercise} "
                             f"{STATUS_WORDS[first.status]}{mistake}; see bptrain exercises check {Path(path).parent}")
     return namespace
+
+
+def passes(name: str, namespace: dict) -> bool:
+    """Whether exercise ``name`` (an optional one, say) passes in ``namespace``."""
+    return check_exercise(name, namespace).status == "passed"
 
 
 def notebook_check(name: str, namespace: dict) -> str:

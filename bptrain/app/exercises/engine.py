@@ -24,11 +24,12 @@ class WorkbookEngine:
 
     name = "workbook"
 
-    def __init__(self, model: MLP, functions: dict, filename: str):
+    def __init__(self, model: MLP, functions: dict, filename: str, momentum: float = 0.0):
         self.model, self.functions, self.filename = model, functions, filename
-        # Plain SGD keeps no state; a checkpoint records it as the core's plain SGD (no velocity), so that a
-        # stopped run continues exactly with the reference engine. It never steps here: sgd_step does.
-        self.optimizer = SGD(model.weights, model.biases)
+        # The core's SGD object holds μ and the velocities (with plain SGD, none that matter), so that a
+        # checkpoint records them as the reference engine keeps them and a stopped run continues exactly
+        # with it. It never steps here: the workbook's sgd_step or momentum_step does.
+        self.optimizer = SGD(model.weights, model.biases, momentum=momentum)
 
     def run_epoch(self, x: np.ndarray, y_onehot: np.ndarray, steps: EpochSteps) -> float:
         """One pass over the shuffled (x, Y) in mini-batches, at η = ``steps.lr``; returns the mean training loss."""
@@ -36,8 +37,7 @@ class WorkbookEngine:
         for xb, yb in steps.batches(x, y_onehot):
             zs, activations = self._call("forward", xb, model.weights, model.biases)   # the learner's Z_l, A_l
             dWs, dbs = self._call("backward", zs, activations, yb, model.weights)     # ∂C/∂W_l, ∂C/∂b_l
-            new_w, new_b = self._call("sgd_step", model.weights, model.biases, dWs, dbs, float(steps.lr))
-            self._keep(new_w, new_b)                                                  # W_l ← the new W_l
+            self._update(dWs, dbs, float(steps.lr))                                   # W_l ← the new W_l
             steps.step_taken(self._call("cross_entropy", zs[-1], yb), Gradients([], dWs, dbs))
         return steps.mean_loss()
 
@@ -54,20 +54,35 @@ class WorkbookEngine:
         return total / len(x), predictions
 
     def set_momentum(self, momentum: float) -> None:
-        """The workbook's update is plain SGD: it has no momentum to change."""
-        raise SettingError("the workbook trains with plain SGD (its sgd_step): there is no momentum to change",
-                           field="momentum")
+        """μ for the steps to come (a run with the workbook's momentum_step; plain SGD has none to change)."""
+        if not self.optimizer.momentum:
+            raise SettingError("the workbook trains with plain SGD (its sgd_step): there is no momentum to change",
+                               field="momentum")
+        self.optimizer.set_momentum(momentum)
 
-    def _keep(self, weights, biases) -> None:
-        """Put sgd_step's new parameters into the model's own arrays (the loop keeps and restores those)."""
-        params, news = self.model.weights + self.model.biases, list(weights) + list(biases)
-        if len(news) != len(params):
-            raise WorkbookError(f"the workbook's sgd_step returned {len(news)} parameters for {len(params)}")
-        for param, new in zip(params, news):
-            if np.shape(new) != param.shape:
-                raise WorkbookError(f"the workbook's sgd_step returned a parameter of shape {np.shape(new)} where "
-                                    f"{param.shape} was expected")
-            param[...] = new
+    def _update(self, dWs, dbs, lr: float) -> None:
+        """The learner's update, its results put into the model's own arrays (the loop keeps and restores those)
+        and, with momentum, the velocities into the optimizer's."""
+        model, sgd = self.model, self.optimizer
+        if not sgd.momentum:
+            new = self._call("sgd_step", model.weights, model.biases, dWs, dbs, lr)     # θ − η g
+            self._keep("sgd_step", new, [model.weights, model.biases])
+            return
+        new = self._call("momentum_step", model.weights, model.biases, dWs, dbs, sgd.velocity_w, sgd.velocity_b,
+                         lr, float(sgd.momentum))                                       # v ← μv + η g; θ − v
+        self._keep("momentum_step", new, [model.weights, model.biases, sgd.velocity_w, sgd.velocity_b])
+
+    def _keep(self, name: str, returned, targets) -> None:
+        parts = list(returned) if isinstance(returned, (tuple, list)) else []
+        if len(parts) != len(targets) or any(len(list(p)) != len(t) for p, t in zip(parts, targets)):
+            raise WorkbookError(f"the workbook's {name} returned something else than {len(targets)} lists of "
+                                f"{len(targets[0])} arrays")
+        for part, target in zip(parts, targets):
+            for new, array in zip(part, target):
+                if np.shape(new) != array.shape:
+                    raise WorkbookError(f"the workbook's {name} returned an array of shape {np.shape(new)} where "
+                                        f"{array.shape} was expected")
+                array[...] = new
 
     def _call(self, name: str, *args):
         """The learner's function ``name``; what it raises on real data becomes one line naming it."""

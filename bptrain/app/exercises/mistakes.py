@@ -56,7 +56,7 @@ CATALOGUE: tuple[Mistake, ...] = (
             "you are given", "θ ← θ − η ∂C/∂θ (new arrays)"),
     Mistake("dtype-promotion", "float32 in, float64 out: something made of float64 (np.float64, np.ones "
             "without dtype, dtype=float) promoted the result", "keep the input's dtype"),
-    Mistake("ascent", "the step goes uphill: θ + η g in place of θ − η g", "θ ← θ − η ∂C/∂θ"),
+    Mistake("ascent", "the step goes uphill: θ + η g in place of θ − η g (θ + v with momentum)", "θ ← θ − η ∂C/∂θ"),
     Mistake("sigmoid-overflow", "e^{−Z} overflows for Z far below 0 and NumPy warns: use e^{−|Z|}",
             "σ(Z) = 1 / (1 + e^{−Z})"),
 )
@@ -163,9 +163,17 @@ def v_sgd_step(Ws, bs, dWs, dbs, lr, forms):
     return [W + sign * lr * g for W, g in zip(Ws, dWs)], [b + sign * lr * g for b, g in zip(bs, dbs)]
 
 
+def v_momentum_step(Ws, bs, dWs, dbs, vWs, vbs, lr, mu, forms):
+    sign = 1 if "ascent" in forms else -1
+    new_vw = [mu * v + lr * g for v, g in zip(vWs, dWs)]
+    new_vb = [mu * v + lr * g for v, g in zip(vbs, dbs)]
+    return ([W + sign * v for W, v in zip(Ws, new_vw)], [b + sign * v for b, v in zip(bs, new_vb)], new_vw, new_vb)
+
+
 VARIANTS = {"sigmoid_prime": v_sigmoid_prime, "softmax": v_softmax, "cross_entropy": v_cross_entropy,
             "forward": v_forward, "output_delta": v_output_delta, "layer_gradients": v_layer_gradients,
-            "delta_below": v_delta_below, "backward": v_backward, "sgd_step": v_sgd_step}
+            "delta_below": v_delta_below, "backward": v_backward, "sgd_step": v_sgd_step,
+            "momentum_step": v_momentum_step}
 
 
 def compute(exercise: str, args: tuple, forms=frozenset()):

@@ -8,7 +8,6 @@ import json
 from pathlib import Path
 
 import nbformat
-import pytest
 from nbclient import NotebookClient
 
 from bptrain.app.commands import cli

@@ -310,7 +310,7 @@ def check_exercise(name: str, namespace: dict, filenames=None) -> Result:
         right = flatten(name, reference(name, case), case)
         problem = _compare(name, mine, right, case)
         if problem is None and outcome.warned and name in mistakes.BEHAVIOUR:
-            problem = ("the values are right, but NumPy warned of an overflow or a division by zero", 
+            problem = ("the values are right, but NumPy warned of an overflow or a division by zero",
                        mistakes.BEHAVIOUR[name])
         if problem is not None:
             why, mistake = problem
@@ -463,6 +463,3 @@ def first_failure(results) -> Result | None:
 def all_passed(results) -> bool:
     return first_failure(results) is None
 
-
-__all__ = ["Result", "check_workbook", "check_namespace", "check_exercise", "load_workbook", "first_failure",
-           "all_passed", "rel_error"]

@@ -288,3 +288,10 @@ def test_what_the_learners_code_prints_stays_out_of_the_json(runner, tmp_path):
     assert result.exit_code == 0
     assert [entry["status"] for entry in json.loads(result.stdout)][:10] == ["passed"] * 10
     assert "debug" in result.stderr
+
+
+def test_a_workbook_that_makes_numpy_raise_on_every_flag_is_still_checked(tmp_path):
+    before = np.geterr()
+    results = checker.check_workbook(workbook(tmp_path, "import numpy\nnumpy.seterr(all='raise')\n" + SOLVED))
+    assert [r.status for r in results] == ["passed"] * len(EXERCISES)
+    assert np.geterr() == before

@@ -80,10 +80,13 @@ def load_workbook(path: Path) -> tuple[dict, str | None]:
         return {}, f"{path}, line {exc.lineno}: {type(exc).__name__}: {exc.msg}"
     module = types.ModuleType("backprop_workbook")
     module.__file__ = filename
+    saved = np.geterr()
     try:
         exec(code, module.__dict__)
     except (Exception, SystemExit) as exc:  # the learner's code, as it loads (even an exit() in it)
         return {}, f"{path} did not load:\n{learner_frames(exc, {filename})}"
+    finally:
+        np.seterr(**saved)  # an np.seterr in the workbook stays the workbook's, not this process's
     return module.__dict__, None
 
 
@@ -280,6 +283,11 @@ def _named(forms, error: float | None = None) -> str:
 def check_exercise(name: str, namespace: dict, filenames=None) -> Result:
     """Check the function ``name`` of ``namespace`` (the workbook's or a notebook's names). ``filenames``:
     where the learner's code lives, for showing its frames (by default, where its functions were compiled)."""
+    with np.errstate(all="ignore"):  # the checker's own sums, whatever np.seterr the learner's code called
+        return _check_exercise(name, namespace, filenames)
+
+
+def _check_exercise(name: str, namespace: dict, filenames) -> Result:
     exercise = BY_NAME[name]
     function = namespace.get(name)
     if filenames is None:

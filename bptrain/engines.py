@@ -116,12 +116,13 @@ class EpochHook(Callbacks):
         self.on_epoch(record, improved)
 
 
-def train(model: MLP, data, settings: TrainSettings, *, engine: str = DEFAULT_ENGINE, progress: bool = True,
+def train(model: MLP, data, settings: TrainSettings, *, engine=DEFAULT_ENGINE, progress: bool = True,
           on_epoch=None, callbacks=(), first_epoch: int = 1, resume: LoopState | None = None) -> TrainResult:
     """Train ``model`` on ``data`` (a :class:`bptrain.Dataset`) in place, as ``bptrain train`` does.
 
     The model ends holding the parameters of its best validation epoch.
-    ``engine``: "fast" or "reference". ``progress``: a bar per epoch on stderr.
+    ``engine``: "fast" or "reference", or an engine made for ``model`` (ReferenceEngine's interface).
+    ``progress``: a bar per epoch on stderr.
     ``on_epoch(record, improved)``: called after every epoch; ``callbacks``: more
     :class:`bptrain.core.training.Callbacks`. ``first_epoch`` above 1 continues a
     saved model (see :func:`bptrain.core.training.train`); ``resume``, a run's state at the end of an
@@ -131,7 +132,8 @@ def train(model: MLP, data, settings: TrainSettings, *, engine: str = DEFAULT_EN
     batch_size = min(settings.batch_size, len(x))
     distortion = distortion_of(settings)
     distorter = Distorter(x.shape[1], distortion) if distortion.active else None
-    runner = make_engine(engine, model, settings, batch_size, distorts=distorter is not None)
+    runner = make_engine(engine, model, settings, batch_size, distorts=distorter is not None) \
+        if isinstance(engine, str) else engine
     rng = np.random.default_rng(settings.seed)
     epochs = settings.epochs
     if resume is not None:

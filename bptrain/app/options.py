@@ -254,6 +254,11 @@ TRAIN_OPTIONS: tuple[Option, ...] = (
                            "plan; a model file starts a new plan from its weights (schedule, momentum and random "
                            "streams afresh).",
            "Files", in_config=False),
+    Option("workbook", PATH, "Train with your own forward, backward and sgd_step: the workbook of `bptrain exercises "
+                             "start` (DIR/backprop.py), once its check passes; plain SGD (momentum 0, or its "
+                             "momentum_step's once that passes; no weight decay), sigmoid hidden units, softmax "
+                             "and cross-entropy.", "Files", in_config=False,
+           show_default=False),
     # other
     Option("seed", integer(0, MAX_SEED), "Seeds initialisation, shuffling and augmentation: same seed, same model file.",
            "Other"),

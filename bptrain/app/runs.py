@@ -34,6 +34,7 @@ from ..data.shifts import is_square_image
 from . import checkpoints, memory
 from .checkpoints import checkpoint_path
 from .compare import parameters_sha256
+from .exercises.checker import load_checked, passes
 from .history import history_path, load_history
 from .memory import MemoryLimitError
 from .options import SETTINGS_FIELDS
@@ -210,6 +211,34 @@ def check_optimizer(values: dict) -> None:
         check_adam(values["beta1"], values["beta2"], values["eps"], values["weight_decay"])
 
 
+#: What a workbook cannot do: (setting, the value it trains with, why a given other value is refused).
+WORKBOOK_FIXED = (("optimizer", "sgd", "its sgd_step is plain SGD"), ("momentum", 0.0, "its sgd_step is plain SGD"),
+                  ("nesterov", False, "its sgd_step is plain SGD"), ("weight_decay", 0.0, "its sgd_step has no decay"),
+                  ("loss", "ce", "its network ends in softmax and cross-entropy"),
+                  ("activation", "sigmoid", "its hidden units are sigmoid"))
+
+
+def workbook_values(values: dict, given, spell=flag, momentum: bool = False) -> dict:
+    """The settings of a run with the learner's workbook: plain SGD, or momentum when the workbook's
+    ``momentum`` step passes; sigmoid, softmax and cross-entropy. A setting the user gave that the workbook
+    cannot do is refused; the defaults it cannot do are changed."""
+    for name, value in (("resume", "a new run"), ("engine", "the engine")):
+        if name in given and values.get(name) is not None:
+            raise SettingError(f"{spell('workbook')} is {value}: drop {spell(name)}", field=name)
+    changed = dict(values)
+    for name, kept, why in WORKBOOK_FIXED:
+        if name == "momentum" and momentum:
+            continue  # its momentum_step passes: any μ, the default's too
+        if name in given and values.get(name) != kept:
+            shown = values.get(name) if not isinstance(values.get(name), bool) else ""
+            more = "; its momentum_step, once it passes, would add momentum" if name == "momentum" else ""
+            raise SettingError(f"{spell(name)} {shown}".rstrip() + f" is more than {spell('workbook')} can do ({why}"
+                               f"{more}); drop {spell(name)}", field=name)
+        changed[name] = kept
+    changed["engine"] = "reference"  # the workbook's steps allocate as the readable engine's do
+    return changed
+
+
 # ------------------------------------------------------------------ a `train` run, all of it
 @dataclass
 class TrainingPlan:
@@ -227,6 +256,7 @@ class TrainingPlan:
     run_id: str | None  # the run its checkpoints and files name (checkpoints.run_id)
     resume: LoopState | None = None  # where a checkpoint's run stood: it goes on from there exactly
     notes: list = field(default_factory=list)  # (text, shown even when quiet): what changed of what was asked
+    workbook: dict | None = None  # the learner's functions (--workbook), checked: they run the steps
 
     @property
     def last_epoch(self) -> int:
@@ -254,6 +284,10 @@ def plan_training(values: dict, given, load_data, *, config: Path | None = None,
     ``values``: every option of ``train`` by name; ``given``: the names the user set (a config counts).
     ``--resume`` of a checkpoint continues its run: its plan, unless ``given`` changes what may change.
     """
+    functions = None
+    if values.get("workbook") is not None:  # the learner's functions, checked, and what they can do
+        functions = load_checked(Path(values["workbook"]))
+        values = workbook_values(values, given, momentum=passes("momentum_step", functions))
     resume, data = values.get("resume"), values.get("data")
     checkpoint = checkpoints.read(Path(resume)) if resume is not None and checkpoints.is_checkpoint_name(resume) \
         else None
@@ -272,7 +306,9 @@ def plan_training(values: dict, given, load_data, *, config: Path | None = None,
     check_writable(out, "model file", "out")
     check_writable(history, "history file", "history")
     check_writable(checkpoint_path(out), "its checkpoint", "out")
-    check_files(inputs={data_label: data_files(resolve_data_path(data)), "--config": [config], "--resume": [resume]},
+    workbook = values.get("workbook")
+    check_files(inputs={data_label: data_files(resolve_data_path(data)), "--config": [config], "--resume": [resume],
+                        "--workbook": [workbook]},
                 outputs={"--out": [out], "--history": [history], "its checkpoint": [checkpoint_path(out)]},
                 allow={("--out", "--resume"), ("its checkpoint", "--resume")},  # continuing in place
                 replaceable=[("--out", out, is_model_file, "a bptrain model"),
@@ -323,7 +359,7 @@ def plan_training(values: dict, given, load_data, *, config: Path | None = None,
     settings = TrainSettings(**{**{name: values[name] for name in SETTINGS_FIELDS & values.keys()},
                                 "batch_size": batch_size, "augment": augment})
     plan = TrainingPlan(model, init, first_epoch, dataset, settings, values["engine"], initial_sha256, out, history,
-                        run_id, state, notes)
+                        run_id, state, notes, functions)
     plan.run_id = plan.run_id or checkpoints.run_id(plan.run_record())
     check_disk(plan)
     return plan

@@ -16,6 +16,7 @@ from ...core.errors import BptrainError, SettingError
 from ..options import OTHER_NAMES
 from .sweep import sweep_command
 from .evaluate import eval_command, predict_command
+from .exercises import exercises_command
 from .explain import explain_command
 from .export import export_command
 from .plot import compare_command, plot_command
@@ -87,8 +88,8 @@ def cli():
     """Train and evaluate an MLP (sigmoid hidden units by default) on MNIST with backpropagation written out in NumPy."""
 
 
-for command in (train_command, eval_command, predict_command, explain_command, serve_command, plot_command,
-                compare_command, sweep_command, tune_command, info_command, gradcheck_command, bench_command, download_command):
+for command in (train_command, eval_command, predict_command, explain_command, exercises_command, serve_command,
+                plot_command, compare_command, sweep_command, tune_command, export_command, info_command,
+                gradcheck_command, bench_command, download_command):
     cli.add_command(command)
-cli.add_command(export_command)
 

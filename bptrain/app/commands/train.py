@@ -14,6 +14,7 @@ from ...data.model_io import save_model
 from ...engines import train
 from .. import runs
 from ..checkpoints import CheckpointWriteError, CheckpointWriter
+from ..exercises.engine import WorkbookEngine
 from ..history import training_metadata, write_history
 from ..options import TRAIN_OPTIONS, GroupedHelpCommand, click_options
 from ..stopping import Stopped, StopSignals, exit_status
@@ -54,10 +55,14 @@ def train_command(**values):
     model, dataset, settings, out, history, engine = (plan.model, plan.dataset, plan.settings, plan.out, plan.history,
                                                       plan.engine)
     checkpoint = CheckpointWriter(plan.checkpoint, plan.run_record(), model)
+    if plan.workbook is not None:
+        update = f"momentum_step (momentum {settings.momentum:g})" if settings.momentum else "sgd_step (plain SGD)"
+        say(f"training with your workbook {values['workbook']}: its forward, backward and {update}")
+        engine = WorkbookEngine(model, plan.workbook, str(Path(values["workbook"]).resolve()), settings.momentum)
     say(f"training {'-'.join(map(str, model.sizes))} ({model.activation} hidden, {model.loss}, {model.dtype.name}) "
         f"on {len(dataset.train.x)} images from {dataset.source}: {settings.epochs} epoch{'' if settings.epochs == 1 else 's'}, batch "
         f"{settings.batch_size}, {settings.optimizer}, lr {settings.lr:g}"
-        + ("" if engine == "fast" else f", {engine} engine"))
+        + ("" if engine == "fast" or plan.workbook is not None else f", {engine} engine"))
 
     def report(record, improved):
         say(f"epoch {record.epoch:>3}/{plan.last_epoch}  train loss {record.train_loss:.4f}  "

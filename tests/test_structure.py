@@ -137,3 +137,13 @@ def test_no_module_is_longer_than_one_job():
     long = [f"{path.relative_to(PACKAGE.parent)}: {n} lines" for path, _ in package_modules()
             if (n := len(path.read_text(encoding="utf-8").splitlines())) > MAX_MODULE_LINES]
     assert not long, f"modules over {MAX_MODULE_LINES} lines:\n" + "\n".join(long)
+
+
+def test_every_subpackage_is_packaged():
+    """A package missing from pyproject.toml's list installs without its modules (a non-editable install)."""
+    import tomllib
+
+    listed = set(tomllib.loads((PACKAGE.parent / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"])
+    found = {".".join(path.parent.relative_to(PACKAGE.parent).parts) for path in PACKAGE.rglob("__init__.py")}
+    found |= {"bptrain.app.web"}  # the page's files: data, no __init__.py
+    assert found == listed

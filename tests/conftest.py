@@ -252,3 +252,17 @@ def serving(live=None, predictor=None):
         httpd.shutdown()
         httpd.server_close()
         thread.join(timeout=5)
+
+
+@contextlib.contextmanager
+def ended_at_exit(process, watchdog=None):
+    """Run the block with ``process`` (a subprocess.Popen); after it, whatever happened, the process is gone
+    (killed if it still runs, and reaped) and ``watchdog`` (a threading.Timer) cancelled."""
+    try:
+        yield process
+    finally:
+        if watchdog is not None:
+            watchdog.cancel()
+        if process.poll() is None:
+            process.kill()
+            process.communicate()

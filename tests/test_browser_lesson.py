@@ -23,7 +23,7 @@ from conftest import invoke, serving, write_py2_pickle
 from digits import STROKES
 from test_browser import browser as browser  # noqa: F401  (a fixture: headless Chromium)
 from test_browser import draw, wait_for_answer
-from test_live import smooth_digits
+from live_client import smooth_digits
 
 SIZES = (784, 16, 12, 10)
 LR = 0.1

@@ -25,7 +25,7 @@ from bptrain.app.commands import cli
 from bptrain.data.model_io import load_model, save_model
 from bptrain.core.network import MLP
 
-from conftest import assert_clean_error, invoke, make_blobs, write_gz, write_py2_pickle
+from conftest import assert_clean_error, ended_at_exit, invoke, make_blobs, write_gz, write_py2_pickle
 
 SIZES = "20,16,3"
 FAST = ["--sizes", SIZES, "--epochs", "3", "--lr", "0.5", "--batch-size", "16"]
@@ -500,14 +500,9 @@ def wait_for_line(proc, prefix: str) -> list[str]:
 
 
 def interrupt(proc, watchdog, signum=signal.SIGINT):
-    try:
+    with ended_at_exit(proc, watchdog):
         proc.send_signal(signum)
         stdout, stderr = proc.communicate(timeout=30)
-    finally:
-        watchdog.cancel()
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
     return stdout, stderr
 
 

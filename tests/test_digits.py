@@ -15,10 +15,10 @@ from bptrain.app.history import history_path, load_history
 from bptrain.app.metrics import confusion_matrix
 from bptrain.core.network import MLP
 from bptrain.data.loader import Dataset, Split
-from conftest import invoke
-from test_live import call, live_server, port_of, serve_process, start, state, wait_until
-from test_live import digits as digits  # noqa: F401  (fixtures: synthetic MNIST-shaped data)
-from test_live import digits_path as digits_path  # noqa: F401
+from conftest import ended_at_exit, invoke
+from live_client import call, live_server, port_of, serve_process, start, state, wait_until
+from live_client import digits as digits  # noqa: F401  (fixtures: synthetic MNIST-shaped data)
+from live_client import digits_path as digits_path  # noqa: F401
 from test_server import request, running
 
 ROUTES = ("/api/digits", "/api/digits/cell?true=1&read=1", "/api/digits/random", "/api/digits/confusion")
@@ -121,7 +121,7 @@ def test_serve_model_puts_its_history_in_the_state_and_names_a_finished_run_left
     history = load_history(history_path(out))
     (tmp_path / "saves").mkdir()
     process = serve_process(out, "--data", digits_path, "--out-dir", tmp_path / "saves", "--batch-size", 10)
-    try:
+    with ended_at_exit(process):
         port = port_of(process)
         idle = state(port)
         assert idle["run"] is None and idle["history"]["epochs"] == history["epochs"]
@@ -129,9 +129,5 @@ def test_serve_model_puts_its_history_in_the_state_and_names_a_finished_run_left
         wait_until(lambda: state(port)["status"] == "finished")
         process.send_signal(signal.SIGINT)
         stdout, stderr = process.communicate(timeout=60)
-    finally:
-        if process.poll() is None:
-            process.kill()
-            process.communicate()
     assert process.returncode == 0 and stdout.strip() == "stopped", stderr
     assert "the finished run (best validation accuracy" in stderr and "was not saved: press Save model" in stderr

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import local_http_server
+from conftest import ended_at_exit, local_http_server
 
 from bptrain.data import download
 from bptrain.data.download import MNIST_FILENAME, download_mnist, ensure_data
@@ -294,7 +294,7 @@ def test_a_signal_during_download_leaves_no_partial_file(tmp_path, name, status)
     with local_http_server(Trickle) as base:
         proc = subprocess.Popen([sys.executable, "-c", DOWNLOAD_FROM, f"{base}/mnist.pkl.gz", "download",
                                  "--dest", str(dest)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-        try:
+        with ended_at_exit(proc):
             for _ in range(3000):  # wait (up to a minute) until bytes have reached the partial file
                 parts = list(dest.glob(".mnist.*.part")) if dest.exists() else []
                 if parts and parts[0].stat().st_size > 0:
@@ -304,10 +304,6 @@ def test_a_signal_during_download_leaves_no_partial_file(tmp_path, name, status)
                 raise AssertionError("the download never started")
             proc.send_signal(getattr(signal, name))
             _, stderr = proc.communicate(timeout=30)
-        finally:
-            if proc.poll() is None:
-                proc.kill()
-                proc.wait()
     assert proc.returncode == status, stderr
     assert "the download was cancelled; no partial file was left" in stderr and "Traceback" not in stderr
     assert not (tmp_path / "new").exists()  # neither the partial file nor the directories it made

@@ -20,7 +20,7 @@ from bptrain.core.network import MLP
 from bptrain.data.loader import validate_splits
 from conftest import make_blobs
 from digits import STROKES, draw_strokes
-from test_live import call, live_server, start, wait_until
+from live_client import call, live_server, start, wait_until
 from test_server import drawing, error_of, images_module, png_bytes, post_json, request, running
 
 LR = 0.2

@@ -27,7 +27,7 @@ import pytest
 from bptrain.app.serve import http as server
 from bptrain.data.model_io import save_model
 from bptrain.core.network import MLP
-from conftest import assert_clean_error, invoke
+from conftest import assert_clean_error, ended_at_exit, invoke
 from digits import STROKES, draw_strokes, trained_mnist_model
 
 
@@ -452,7 +452,7 @@ def test_serve_in_a_real_process_prints_its_url_answers_and_stops_cleanly(tmp_pa
                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=tmp_path,
                                env={**{k: v for k, v in os.environ.items() if k != "BPTRAIN_DATA"},
                                     "PYTHONUNBUFFERED": "1"})
-    try:
+    with ended_at_exit(process):
         line = process.stdout.readline()  # without data the page still trains nothing, but it is the training page
         assert line.startswith("serving the training page at http://127.0.0.1:"), line + process.stderr.read()
         url = line.split()[5]
@@ -463,10 +463,6 @@ def test_serve_in_a_real_process_prints_its_url_answers_and_stops_cleanly(tmp_pa
         assert status == 200 and json.loads(body)["prediction"] in range(10)
         process.send_signal(stop_signal)
         out, err = process.communicate(timeout=20)
-    finally:
-        if process.poll() is None:
-            process.kill()
-            process.communicate()
     assert process.returncode == 0, err
     assert out.strip() == "stopped" and "Traceback" not in err
     if verbose:  # a line per request
@@ -538,15 +534,11 @@ def test_serve_open_says_so_when_no_browser_opens(tmp_path, browser_command, ope
                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=tmp_path,
                                env={**{k: v for k, v in os.environ.items() if k not in quiet},
                                     "BROWSER": browser_command, "PYTHONUNBUFFERED": "1"})
-    try:
+    with ended_at_exit(process):
         url = process.stdout.readline().split()[5]
         assert request(int(url.rstrip("/").rsplit(":", 1)[1]), "GET", "/")[0] == 200   # serving, past the --open
         process.send_signal(signal.SIGTERM)
         out, err = process.communicate(timeout=20)
-    finally:
-        if process.poll() is None:
-            process.kill()
-            process.communicate()
     assert process.returncode == 0, err
     said = f"--open: no web browser could be started here; open {url} in one yourself"
     assert (said in out) != opened, out

@@ -55,6 +55,7 @@ import time
 from importlib import resources
 
 from ...core.errors import BptrainError
+from ..decode_memory import DecodersBusy
 from ..stopping import StopSignals
 from . import api, digits
 from .connection import ConnectionRules, Deadlines
@@ -93,7 +94,8 @@ EVENT_STREAM_TYPE = "text/event-stream"
 
 
 #: The status of each kind of domain error (the first that matches); any other BptrainError is a 400.
-STATUS_OF = ((NotFound, 404), (Conflict, 409), (Unavailable, 503), (WriteFailed, 500), (BptrainError, 400))
+STATUS_OF = ((NotFound, 404), (Conflict, 409), (Unavailable, 503), (DecodersBusy, 503), (WriteFailed, 500),
+             (BptrainError, 400))
 
 
 class RequestError(Exception):

@@ -17,6 +17,7 @@ import warnings
 import numpy as np
 
 from ..core.errors import BptrainError, DataError
+from ..data.regular import open_regular
 from .decode_memory import DECODES, MAX_DECODE_BYTES, decode_bytes, megabytes
 
 MISSING_PILLOW = "reading images needs Pillow: pip install 'bptrain[images]'"
@@ -79,24 +80,38 @@ def grayscale(source: str | os.PathLike | bytes, name: str | None = None):
     """
     Image = require_pillow()
     name = name or (str(source) if not isinstance(source, (bytes, bytearray)) else "the image")
-    image = _open(Image, source, name)
+    with _stream(source, name) as stream:
+        image = _open(Image, stream, name)
+        try:
+            needed = _decode_cost(Image, image, name)
+            with DECODES.reserve(needed, name):
+                _decode(Image, image, name)
+                yield _to_luminance(Image, image)
+        finally:
+            image.close()
+
+
+def _stream(source, name: str):
+    """The bytes as a file, or the named file opened (a FIFO or a device refused, not waited on)."""
+    if isinstance(source, (bytes, bytearray)):
+        return io.BytesIO(bytes(source))
     try:
-        needed = _decode_cost(Image, image, name)
-        with DECODES.reserve(needed, name):
-            _decode(Image, image, name)
-            yield _to_luminance(Image, image)
-    finally:
-        image.close()
+        return open_regular(source, DataError)
+    except FileNotFoundError:
+        raise DataError(f"no image file at {name}") from None
+    except IsADirectoryError:
+        raise DataError(f"{name} is a directory, not an image") from None
+    except OSError as exc:
+        raise DataError(f"cannot read {name}: {exc.strerror or _first_line(exc)}") from None
 
 
-def _open(Image, source, name: str):
+def _open(Image, stream, name: str):
     """Open (read the header only), refusing decompression bombs before any pixel is decoded.
 
     Pillow warns above ``MAX_IMAGE_PIXELS`` and raises above twice that; we turn the warning into an
     error too, and check the size ourselves as well (the warnings filter is process-wide, so under a
     threaded server another thread may have restored it in between).
     """
-    stream = io.BytesIO(bytes(source)) if isinstance(source, (bytes, bytearray)) else source
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)

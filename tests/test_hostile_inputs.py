@@ -246,3 +246,26 @@ def test_a_key_written_two_ways_is_refused_by_the_cli(runner, tmp_path, syntheti
 def test_check_config_says_the_same_for_the_page():
     with pytest.raises(ConfigError, match="'batch_size' and 'batch-size'"):
         check_config({"batch_size": 10, "batch-size": 10}, where=None)
+
+
+@needs_fifo
+@pytest.mark.parametrize("as_what", ["model", "data file", "IDX file in a data directory", "committee member"])
+def test_a_fifo_anywhere_predict_or_train_reads_is_refused(tmp_path, model_path, synthetic_data, as_what):
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)
+    if as_what == "model":
+        done = bptrain("predict", fifo, digit_png(tmp_path / "one.png"))
+    elif as_what == "committee member":
+        done = bptrain("predict", model_path, digit_png(tmp_path / "one.png"), "--committee", fifo)
+    elif as_what == "data file":
+        done = bptrain("train", "--data", fifo, "--epochs", "1", "--out", tmp_path / "m.npy")
+    else:
+        folder = tmp_path / "idx"
+        folder.mkdir()
+        for name in ("train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte"):
+            (folder / name).write_bytes(b"")
+        os.mkfifo(folder / "t10k-labels-idx1-ubyte")
+        fifo = folder
+        done = bptrain("train", "--data", folder, "--epochs", "1", "--out", tmp_path / "m.npy")
+    line = one_error_line(done)  # one line, at once: the subprocess's timeout is what a blocked open() would meet
+    assert str(fifo) in line and ("FIFO" in line or as_what.startswith("IDX")), line

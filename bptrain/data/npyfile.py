@@ -45,14 +45,14 @@ def read_npy_header(path: str | os.PathLike) -> NpyHeader | None:
     gives its own error, which the callers already turn into one line.
     """
     try:
-        with open(path, "rb") as handle:
+        with open_regular(path, BptrainError) as handle:  # a FIFO: None here, refused by the caller's open
             version = np.lib.format.read_magic(handle)
             reader = _READERS.get(version)
             if reader is None:
                 return None
             shape, fortran_order, dtype = reader(handle)
             return NpyHeader(tuple(shape), bool(fortran_order), dtype, handle.tell())
-    except (ValueError, OSError, EOFError, SyntaxError, TypeError):
+    except (ValueError, OSError, EOFError, SyntaxError, TypeError, BptrainError):
         return None
 
 

@@ -45,14 +45,14 @@ def read_npy_header(path: str | os.PathLike) -> NpyHeader | None:
     gives its own error, which the callers already turn into one line.
     """
     try:
-        with open_regular(path, BptrainError) as handle:  # a FIFO: None here, refused by the caller's open
+        with open(path, "rb") as handle:
             version = np.lib.format.read_magic(handle)
             reader = _READERS.get(version)
             if reader is None:
                 return None
             shape, fortran_order, dtype = reader(handle)
             return NpyHeader(tuple(shape), bool(fortran_order), dtype, handle.tell())
-    except (ValueError, OSError, EOFError, SyntaxError, TypeError, BptrainError):
+    except (ValueError, OSError, EOFError, SyntaxError, TypeError):
         return None
 
 
@@ -74,6 +74,24 @@ def check_npy_size(path: str | os.PathLike, error: type[BptrainError], what: str
         raise error(f"{name} is truncated or corrupt: its header claims {format_bytes(claimed)} "
                     f"({_describe(header)}) but the file holds {format_bytes(held)}")
     return header
+
+
+def format_bytes(n: int) -> str:
+    """1234 -> '1.2 KB', 4e11 -> '400.0 GB' (decimal units, as disks are sold)."""
+    if n < 1000:
+        return f"{n} bytes"
+    for unit in ("KB", "MB", "GB", "TB", "PB"):
+        n /= 1000
+        if n < 1000 or unit == "PB":
+            return f"{n:.1f} {unit}"
+    raise AssertionError("unreachable")  # pragma: no cover
+
+
+def _describe(header: NpyHeader) -> str:
+    if header.dtype.names is not None:
+        return f"a record of {len(header.dtype.names)} fields" if header.shape == () else \
+            f"shape {header.shape} of records"
+    return f"shape {header.shape} {header.dtype}"
 
 
 def load_npy(path: str | os.PathLike, error: type[BptrainError], kind: str = ".npy array", what: str = "",
@@ -107,21 +125,3 @@ def load_npy(path: str | os.PathLike, error: type[BptrainError], kind: str = ".n
 def _first_line(exc: BaseException) -> str:
     text = str(exc).splitlines()[0] if str(exc) else ""
     return text or type(exc).__name__
-
-
-def format_bytes(n: int) -> str:
-    """1234 -> '1.2 KB', 4e11 -> '400.0 GB' (decimal units, as disks are sold)."""
-    if n < 1000:
-        return f"{n} bytes"
-    for unit in ("KB", "MB", "GB", "TB", "PB"):
-        n /= 1000
-        if n < 1000 or unit == "PB":
-            return f"{n:.1f} {unit}"
-    raise AssertionError("unreachable")  # pragma: no cover
-
-
-def _describe(header: NpyHeader) -> str:
-    if header.dtype.names is not None:
-        return f"a record of {len(header.dtype.names)} fields" if header.shape == () else \
-            f"shape {header.shape} of records"
-    return f"shape {header.shape} {header.dtype}"

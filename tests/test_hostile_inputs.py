@@ -269,3 +269,12 @@ def test_a_fifo_anywhere_predict_or_train_reads_is_refused(tmp_path, model_path,
         done = bptrain("train", "--data", folder, "--epochs", "1", "--out", tmp_path / "m.npy")
     line = one_error_line(done)  # one line, at once: the subprocess's timeout is what a blocked open() would meet
     assert str(fifo) in line and ("FIFO" in line or as_what.startswith("IDX")), line
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="newlines in file names are a POSIX thing")
+def test_explain_names_its_image_on_one_line(tmp_path, model_path):
+    image = digit_png(tmp_path / "b.png\nforged: 7")
+    done = bptrain("explain", model_path, image)
+    assert done.returncode == 0, done.stderr
+    assert "'" + str(image).replace("\n", "\\n") + "'" in done.stdout
+    assert not any(line.startswith("forged") for line in done.stdout.splitlines())

@@ -19,6 +19,11 @@ import threading
 import time
 from functools import partial
 
+#: After answering a request whose body was not read (refused as too big, or a GET's), discard at most
+#: this much of what still comes, for at most this long.
+LINGER_BYTES = 4 * 1024 * 1024
+LINGER_SECONDS = 2
+
 
 class Deadlines:
     """One thread per server that shuts down the sockets whose deadline has passed.
@@ -105,3 +110,23 @@ class ConnectionRules:
             if not (value.isascii() and value.isdigit() and int(value) == 0):
                 return True
         return False
+
+    def _linger(self) -> None:
+        """Let a client that is still sending a body nobody reads (refused, or a GET's) read our answer.
+
+        Closing a socket with unread data makes the system reset the connection, and the client
+        (a browser uploading a big photo) may then lose the 413 it was sent. So, like web servers
+        do, stop writing and discard what still comes, a bounded amount for a bounded time.
+        """
+        try:
+            self.wfile.flush()
+            self.connection.shutdown(socket.SHUT_WR)
+            self.connection.settimeout(LINGER_SECONDS)
+            discarded = 0
+            while discarded < LINGER_BYTES:
+                chunk = self.connection.recv(65536)
+                if not chunk:
+                    break
+                discarded += len(chunk)
+        except OSError:
+            pass

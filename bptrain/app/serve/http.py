@@ -71,9 +71,6 @@ SOCKET_TIMEOUT = 30
 #: included), and its body: a client that trickles a byte at a time is dropped (:mod:`.connection`).
 HEAD_SECONDS = 30
 BODY_SECONDS = 60
-#: After refusing a body that is too big, discard at most this much of it, for at most this long.
-LINGER_BYTES = 2 * MAX_BODY_BYTES
-LINGER_SECONDS = 2
 JSON_TYPE = "application/json"
 IMAGE_TYPES = ("image/", "application/octet-stream")
 
@@ -415,26 +412,6 @@ class Handler(ConnectionRules, http.server.BaseHTTPRequestHandler):
             raise RequestError(400, "the request body ended before its Content-Length")
         self._unread_body = False
         return body
-
-    def _linger(self) -> None:
-        """Let a client that is still sending a refused body read our answer.
-
-        Closing a socket with unread data makes the system reset the connection, and the client
-        (a browser uploading a big photo) may then lose the 413 it was sent. So, like web servers
-        do, stop writing and discard what still comes, a bounded amount for a bounded time.
-        """
-        try:
-            self.wfile.flush()
-            self.connection.shutdown(socket.SHUT_WR)
-            self.connection.settimeout(LINGER_SECONDS)
-            discarded = 0
-            while discarded < LINGER_BYTES:
-                chunk = self.connection.recv(65536)
-                if not chunk:
-                    break
-                discarded += len(chunk)
-        except OSError:
-            pass
 
     def _send_json(self, document: dict, status: int = 200) -> None:
         self._send(api.to_json(document), JSON_TYPE, status)

@@ -2,7 +2,7 @@
 
 A config is a flat table whose keys are the long option names of ``bptrain
 train`` with dashes or underscores (``batch_size = 10`` or ``batch-size =
-10``). Values are checked here, so a typo or a wrong type is one clear line
+10``, not both). Values are checked here, so a typo or a wrong type is one clear line
 naming the file and the key, not a surprise later. Explicit CLI flags win.
 """
 
@@ -12,6 +12,7 @@ import tomllib
 from pathlib import Path
 
 from ..core.errors import ConfigError
+from ..data.regular import open_regular
 from .options import CONFIG_OPTIONS, parse_sizes  # noqa: F401  (parse_sizes is part of this module's API)
 
 
@@ -19,7 +20,7 @@ def load_config(path: str | Path) -> dict:
     """Read and check a config file; return {option_name: value} with underscores in names."""
     path = Path(path)
     try:
-        with open(path, "rb") as handle:
+        with open_regular(path, ConfigError, "config ") as handle:  # a FIFO or a device: refused, not waited on
             raw = tomllib.load(handle)
     except FileNotFoundError:
         raise ConfigError(f"config file {path} does not exist") from None
@@ -38,10 +39,13 @@ def check_config(raw: dict, where: str | None = "config") -> dict:
     Each message starts with ``where`` ("FILE: lr must be ..."); ``where=None`` leaves it out (the page's
     form shows the message beside the field).
     """
-    settings = {}
+    settings, spelled = {}, {}
     where = f"{where}: " if where else ""
     for key, value in raw.items():
         name = key.replace("-", "_")
+        if name in spelled:  # TOML refuses a key said twice, but not the same key in two spellings
+            raise ConfigError(f"{where}{spelled[name]!r} and {key!r} are the same setting; keep one of them")
+        spelled[name] = key
         option = CONFIG_OPTIONS.get(name)
         if option is None:
             raise ConfigError(f"{where}unknown key {key!r} (known keys: {', '.join(sorted(CONFIG_OPTIONS))})")

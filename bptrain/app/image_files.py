@@ -7,6 +7,7 @@ inside :func:`require_pillow`, so the core never needs it. Every problem is one 
 
 from __future__ import annotations
 
+import contextlib
 import io
 import math
 import os
@@ -16,6 +17,8 @@ import warnings
 import numpy as np
 
 from ..core.errors import BptrainError, DataError
+from ..data.regular import open_regular
+from .decode_memory import DECODES, MAX_DECODE_BYTES, decode_bytes, megabytes
 
 MISSING_PILLOW = "reading images needs Pillow: pip install 'bptrain[images]'"
 
@@ -24,14 +27,18 @@ MISSING_PILLOW = "reading images needs Pillow: pip install 'bptrain[images]'"
 FORMATS = ("PNG", "JPEG", "BMP", "GIF", "WEBP")
 #: Magic bytes of those formats, so callers can recognise an image by content rather than by name.
 _MAGIC = (b"\x89PNG\r\n\x1a\n", b"\xff\xd8\xff", b"BM", b"GIF87a", b"GIF89a")
-#: At most this many pixels are decoded (about a 50-megapixel image: ~200 MB as RGBA). JPEGs are
-#: decoded at 1/2, 1/4 or 1/8 scale when large (cheap: the decoder skips the detail), so only a JPEG of
-#: more than 8 x 8 x 50 million pixels would be refused, and Pillow's own decompression-bomb limit
+#: At most this many pixels are decoded, and at most MAX_DECODE_BYTES of memory are taken to read them
+#: (what the mode's decoding and our conversions really allocate: :mod:`.decode_memory`; a 50-megapixel
+#: RGB photo takes about 250 MB, 16-bit RGBA of the same size 300 MB and is refused). JPEGs are decoded
+#: at 1/2, 1/4 or 1/8 scale when large (cheap: the decoder skips the detail), so only a JPEG of more than
+#: 8 x 8 x 50 million pixels would be refused, and Pillow's own decompression-bomb limit
 #: (``Image.MAX_IMAGE_PIXELS``, 89 million) refuses far less from the header alone.
 MAX_PIXELS = 50_000_000
 #: Decoded images are reduced (box filter, integer factor) until their longer side is at most this:
 #: the digit ends up 20 px tall, so more detail is of no use and would only cost memory and time.
 WORK_SIDE = 2048
+#: Pixels per band when statistics of a full-size image are taken a band of rows at a time.
+BAND_PIXELS = 1 << 20
 
 
 class ImagesUnavailable(BptrainError):
@@ -59,24 +66,52 @@ def load_grayscale(source: str | os.PathLike | bytes, name: str | None = None) -
     transparency; see :func:`_to_luminance`), the EXIF orientation of a phone photo is applied, and
     large images come back reduced to at most ``WORK_SIDE`` on their longer side.
     """
+    with grayscale(source, name) as gray:
+        return gray
+
+
+@contextlib.contextmanager
+def grayscale(source: str | os.PathLike | bytes, name: str | None = None):
+    """:func:`load_grayscale` as a context: the memory of the decode and of what is then made of the
+    luminance (:mod:`.images`' preprocessing) stays reserved in the process's budget until it ends.
+
+    An image whose decoding would take more than ``MAX_DECODE_BYTES`` is refused from its header; one
+    that finds the budget held by other decodes for too long is :class:`.decode_memory.DecodersBusy`.
+    """
     Image = require_pillow()
     name = name or (str(source) if not isinstance(source, (bytes, bytearray)) else "the image")
-    image = _open(Image, source, name)
+    with _stream(source, name) as stream:
+        image = _open(Image, stream, name)
+        try:
+            needed = _decode_cost(Image, image, name)
+            with DECODES.reserve(needed, name):
+                _decode(Image, image, name)
+                yield _to_luminance(Image, image)
+        finally:
+            image.close()
+
+
+def _stream(source, name: str):
+    """The bytes as a file, or the named file opened (a FIFO or a device refused, not waited on)."""
+    if isinstance(source, (bytes, bytearray)):
+        return io.BytesIO(bytes(source))
     try:
-        image = _decode(Image, image, name)
-        return _to_luminance(Image, image)
-    finally:
-        image.close()
+        return open_regular(source, DataError)
+    except FileNotFoundError:
+        raise DataError(f"no image file at {name}") from None
+    except IsADirectoryError:
+        raise DataError(f"{name} is a directory, not an image") from None
+    except OSError as exc:
+        raise DataError(f"cannot read {name}: {exc.strerror or _first_line(exc)}") from None
 
 
-def _open(Image, source, name: str):
+def _open(Image, stream, name: str):
     """Open (read the header only), refusing decompression bombs before any pixel is decoded.
 
     Pillow warns above ``MAX_IMAGE_PIXELS`` and raises above twice that; we turn the warning into an
     error too, and check the size ourselves as well (the warnings filter is process-wide, so under a
     threaded server another thread may have restored it in between).
     """
-    stream = io.BytesIO(bytes(source)) if isinstance(source, (bytes, bytearray)) else source
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
@@ -105,12 +140,12 @@ def _open(Image, source, name: str):
     return image
 
 
-def _decode(Image, image, name: str):
-    """Decode the pixels fully (so a truncated file fails here, not later), cheaply for huge images.
+def _decode_cost(Image, image, name: str) -> int:
+    """The bytes decoding ``image`` will take (:mod:`.decode_memory`), refusing more than the limits.
 
     A JPEG is decoded straight to grey, and at 1/2, 1/4 or 1/8 scale when it is much larger than
     ``WORK_SIDE`` (``draft``: a 48-megapixel photo then costs 12 MB instead of 144); any image still
-    larger than ``MAX_PIXELS`` is refused. The first frame of an animated GIF is used.
+    larger than ``MAX_PIXELS``, or whose mode makes it take more than ``MAX_DECODE_BYTES``, is refused.
     """
     if image.format == "JPEG":
         factor = _jpeg_factor(*image.size)
@@ -120,9 +155,33 @@ def _decode(Image, image, name: str):
     if width * height > MAX_PIXELS:
         raise DataError(f"{name} is too large: {width} x {height} pixels, more than {MAX_PIXELS:,} "
                         f"(scale it down first)")
+    rotated = False
+    if image.info.get("exif"):  # read at open (PNG's getexif() would decode the whole image to look further)
+        try:
+            exif = Image.Exif()
+            exif.load(image.info["exif"])
+            rotated = exif.get(0x0112, 1) in range(2, 9)
+        except Exception:  # noqa: BLE001 - a corrupt EXIF block: then it is not turned either
+            pass
+    factor = math.ceil(max(width, height) / WORK_SIDE)
+    needed = decode_bytes(image.mode, width, height, _has_transparency(image), rotated,
+                          math.ceil(width / factor) * math.ceil(height / factor))
+    if needed > MAX_DECODE_BYTES:
+        raise DataError(f"{name} is too large: {width} x {height} pixels of {image.mode} take about "
+                        f"{megabytes(needed)} to decode, more than {megabytes(MAX_DECODE_BYTES)} "
+                        f"(scale it down first)")
+    return needed
+
+
+def _decode(Image, image, name: str) -> None:
+    """Decode the pixels fully (so a truncated file fails here, not later), and turn it upright, in place.
+
+    The first frame of an animated GIF is used.
+    """
+    width, height = image.size
     try:
         image.load()  # the full decode: a truncated or corrupt file raises here
-        image = _apply_orientation(image)
+        _apply_orientation(image)
     except MemoryError:
         raise DataError(f"{name} does not fit in memory ({width} x {height} pixels)") from None
     except Exception as exc:  # noqa: BLE001 - decoders raise OSError, SyntaxError, ValueError, ...
@@ -130,7 +189,6 @@ def _decode(Image, image, name: str):
         what = "truncated or corrupt" if "truncated" in message or isinstance(exc, (OSError, EOFError)) \
             else "corrupt"
         raise DataError(f"{name} is {what} ({message})") from None
-    return image
 
 
 def _jpeg_factor(width: int, height: int) -> int:
@@ -142,31 +200,42 @@ def _jpeg_factor(width: int, height: int) -> int:
     return max(useful, needed)
 
 
-def _apply_orientation(image):
-    """Rotate/flip as the EXIF Orientation tag says: phones store photos sideways and set that tag."""
+def _apply_orientation(image) -> None:
+    """Rotate/flip as the EXIF Orientation tag says (phones store photos sideways and set that tag), in
+    place: without the tag nothing is copied."""
     from PIL import ImageOps
 
-    return ImageOps.exif_transpose(image)
+    ImageOps.exif_transpose(image, in_place=True)
 
 
 def _to_luminance(Image, image) -> np.ndarray:
     """Any Pillow mode -> float32 (H, W) in [0, 1], transparency composited onto the paper.
 
     16-bit and 32-bit grey keep their precision (Pillow's own conversion to 8 bits would clip them);
-    everything else goes through Pillow's ITU-R 601-2 luma (L = 0.299 R + 0.587 G + 0.114 B).
+    everything else goes through Pillow's ITU-R 601-2 luma (L = 0.299 R + 0.587 G + 0.114 B). The
+    full-size images made here are the ones :data:`.decode_memory.CONVERSION_BYTES` counts; ``image``
+    is closed as soon as they are made, so its memory is free for the rest.
     """
     if image.mode in ("I;16", "I;16L", "I;16B", "I;16N", "I", "F"):
         full = 1.0 if image.mode == "F" else 65535.0
-        gray = _reduce(image.convert("F"))
-        return np.clip(np.asarray(gray, dtype=np.float32) / np.float32(full), 0, 1)
+        gray = image.convert("F")
+        image.close()
+        return np.clip(np.asarray(_reduce(gray), dtype=np.float32) / np.float32(full), 0, 1)
     if _has_transparency(image):
-        rgba = image.convert("RGBA")
-        luma = rgba.convert("RGB").convert("L")
-        alpha = rgba.getchannel("A")
-        paper = _paper_behind_transparency(np.asarray(luma), np.asarray(alpha))
-        luma = Image.composite(luma, Image.new("L", luma.size, paper), alpha)
-    else:
+        rgba = image if image.mode in ("RGBA", "LA") else image.convert("RGBA")
+        luma, alpha = rgba.convert("L"), rgba.getchannel("A")
+        rgba.close()
+        image.close()
+        paper = Image.new("L", luma.size, _paper_behind_transparency(luma, alpha))
+        paper.paste(luma, None, alpha)  # luma where opaque, the paper where transparent, blended between
+        luma.close()
+        alpha.close()
+        luma = paper
+    elif image.mode != "L":
         luma = image.convert("L")
+        image.close()
+    else:
+        luma = image
     return np.asarray(_reduce(luma), dtype=np.float32) / np.float32(255)
 
 
@@ -174,7 +243,7 @@ def _has_transparency(image) -> bool:
     return image.mode in ("RGBA", "LA", "PA", "La", "RGBa") or "transparency" in image.info
 
 
-def _paper_behind_transparency(luma: np.ndarray, alpha: np.ndarray) -> int:
+def _paper_behind_transparency(luma, alpha) -> int:
     """The paper colour (0..255) that transparent pixels take.
 
     The colour stored under a transparent pixel means nothing (a canvas cleared to transparent black
@@ -182,15 +251,30 @@ def _paper_behind_transparency(luma: np.ndarray, alpha: np.ndarray) -> int:
     than half the image it is the ink (strokes drawn on a transparent canvas): the paper is white behind
     dark strokes and black behind light ones. When it covers more, it contains the paper itself (a scan
     with transparent margins): the transparent parts take the opaque part's median colour.
+
+    ``luma`` and ``alpha`` are Pillow "L" images, read a band of rows at a time (full-size arrays of
+    them would cost 18 bytes a pixel).
     """
-    weight = alpha.astype(np.float64) / 255
-    coverage = float(weight.mean())
+    width, height = luma.size
+    rows = max(1, BAND_PIXELS // width)
+    alpha_sum, weighted, opaque = 0, 0, np.zeros(256, np.int64)
+    for top in range(0, height, rows):
+        box = (0, top, width, min(height, top + rows))
+        band_luma, band_alpha = np.asarray(luma.crop(box)), np.asarray(alpha.crop(box))
+        alpha_sum += int(band_alpha.sum(dtype=np.int64))
+        weighted += int(np.dot(band_luma.ravel().astype(np.int64), band_alpha.ravel().astype(np.int64)))
+        opaque += np.bincount(band_luma[band_alpha >= 128], minlength=256)
+    coverage = alpha_sum / 255 / (width * height)
     if coverage == 0:
         return 255
     if coverage < 0.5:
-        strokes = float((luma * weight).sum() / weight.sum())
-        return 255 if strokes < 128 else 0
-    return int(np.median(luma[alpha >= 128])) if (alpha >= 128).any() else 255
+        return 255 if weighted / alpha_sum < 128 else 0
+    count = int(opaque.sum())
+    if count == 0:
+        return 255
+    cumulative = np.cumsum(opaque)  # the median of the opaque pixels' levels, as np.median takes it
+    low, high = (int(np.searchsorted(cumulative, k, side="right")) for k in ((count - 1) // 2, count // 2))
+    return int((low + high) / 2)
 
 
 def _reduce(image):

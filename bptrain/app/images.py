@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 
 from ..core.errors import DataError
-from .image_files import load_grayscale
+from .image_files import grayscale, load_grayscale  # noqa: F401 - load_grayscale: part of this module's API
 
 #: The paper's level is fitted on a copy shrunk to at most this many pixels on its longer side, in at
 #: most this many rounds (see paper_surface).
@@ -399,5 +399,6 @@ def image_to_input(source: str | os.PathLike | bytes, name: str | None = None, s
     """An image file or its bytes -> the model's input: float32 (side * side,) in [0, 1], white on black."""
     if name is None:
         name = str(source) if isinstance(source, (str, Path, os.PathLike)) else "the image"
-    return preprocess(load_grayscale(source, name), side, name=name, ink=ink).reshape(-1)
+    with grayscale(source, name) as gray:  # the decode's memory stays reserved while it is preprocessed
+        return preprocess(gray, side, name=name, ink=ink).reshape(-1)
 

@@ -44,7 +44,8 @@ import numpy as np
 
 from ..core.errors import DataError
 from ..data.idx import read_idx
-from ..data.npyfile import check_npy_size, format_bytes
+from ..data.npyfile import load_npy
+from ..data.regular import check_regular, open_regular
 from .image_files import looks_like_image
 from .images import image_to_input
 
@@ -101,7 +102,7 @@ def _read_head(path: Path) -> bytes:
     if path.is_dir():
         raise DataError(f"{path} is a directory; give a .npy array or an IDX image file")
     try:
-        with open(path, "rb") as handle:
+        with open_regular(path, DataError) as handle:
             head = handle.read(16)
     except OSError as exc:
         raise DataError(f"cannot read {path}: {exc.strerror or exc}") from None
@@ -123,19 +124,7 @@ def _gzip_head(path: Path) -> bytes:
 
 
 def _load_npy(path: Path) -> np.ndarray:
-    check_npy_size(path, DataError)  # before np.load, which would try to allocate what the header claims
-    try:
-        array = np.load(path, allow_pickle=False)
-    except ValueError as exc:
-        if "pickle" in str(exc).lower():
-            raise DataError(f"{path} holds Python objects and needs pickle to load; bptrain refuses such files "
-                            "(loading them can run arbitrary code): save a numeric array instead") from None
-        raise DataError(f"{path} is not a readable .npy array ({_first_line(exc)})") from None
-    except (OSError, EOFError) as exc:
-        raise DataError(f"{path} is not a readable .npy array (truncated or corrupt: {_first_line(exc)})") from None
-    except MemoryError:  # the file does hold what its header claims (checked above): it is just too big
-        raise DataError(f"{path} ({format_bytes(path.stat().st_size)}) does not fit in memory; "
-                        f"split the images into smaller files") from None
+    array = load_npy(path, DataError, memory_advice="; split the images into smaller files")
     if not isinstance(array, np.ndarray):  # pragma: no cover - np.load of .npy always gives an ndarray
         raise DataError(f"{path} is not a single .npy array")
     return array
@@ -234,6 +223,7 @@ def expand_inputs(paths, note=None) -> list[Path]:
         if not path.exists():
             raise DataError(f"no input file or directory at {path}")
         if not path.is_dir():
+            check_regular(path, DataError)  # a FIFO would block the reading, a device never end it
             files.append(path)
             continue
         found, skipped = [], []
@@ -257,7 +247,8 @@ def expand_inputs(paths, note=None) -> list[Path]:
     return files
 
 
-def read_inputs(files, expected_width: int, ink: str = "auto", keep_going: bool = False) -> list[InputBatch]:
+def read_inputs(files, expected_width: int, ink: str = "auto", keep_going: bool = False,
+                on_file=None) -> list[InputBatch]:
     """Read every file (images preprocessed to the model's square input; arrays as :func:`read_images`).
 
     Everything is read before anything is returned. A file that cannot be read (unreadable, truncated,
@@ -265,7 +256,7 @@ def read_inputs(files, expected_width: int, ink: str = "auto", keep_going: bool 
     of no images carrying that error, so that one bad file in a folder costs only its own prediction.
     Image files need a model whose input is a square image, and Pillow (without either, the reading
     stops whatever ``keep_going`` says). ``ink`` (auto, dark or light) says which side of the paper the ink of image files is
-    on; see :func:`bptrain.app.images.preprocess`.
+    on; see :func:`bptrain.app.images.preprocess`. ``on_file()`` is called after each file (a progress bar).
     """
     batches = []
     for path in map(Path, files):
@@ -281,16 +272,18 @@ def read_inputs(files, expected_width: int, ink: str = "auto", keep_going: bool 
             if not keep_going:
                 raise
             batches.append(InputBatch(path, np.empty((0, expected_width), np.float32), is_image, str(exc)))
-            continue
-        batches.append(InputBatch(path, images, is_image))
+        else:
+            batches.append(InputBatch(path, images, is_image))
+        if on_file is not None:
+            on_file()
     return batches
 
 
 def _is_image_file(path: Path) -> bool:
     try:
-        with open(path, "rb") as handle:
+        with open_regular(path, DataError) as handle:
             return looks_like_image(handle.read(16))
-    except OSError:
+    except (OSError, DataError):
         return False  # read_images then says why it cannot be read
 
 

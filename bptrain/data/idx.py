@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from ..core.errors import DataError
+from .regular import open_regular
 
 IMAGES_MAGIC = 0x00000803  # unsigned bytes, 3 dimensions (count, rows, cols)
 LABELS_MAGIC = 0x00000801  # unsigned bytes, 1 dimension (count)
@@ -152,7 +153,7 @@ def read_idx(path: Path, expected_ndim: int | None = None) -> np.ndarray:
 
 def _open_maybe_gzip(path: Path):
     """Open by content, not by name: a valid IDX file never starts with the gzip magic."""
-    with open(path, "rb") as raw:
+    with open_regular(path, DataError) as raw:  # a FIFO or a device: refused, not waited on
         head = raw.read(2)
     if head == GZIP_MAGIC:
         return gzip.open(path, "rb")

@@ -24,6 +24,7 @@ import numpy as np
 
 from ..core.errors import DataError
 from .idx import load_idx_directory
+from .regular import open_regular
 from .safe_pickle import PickleFormatError, UnsafePickleError, load_arrays
 
 #: Where the data set is looked for when neither --data nor BPTRAIN_DATA says.
@@ -97,7 +98,7 @@ def missing_data_message(path: Path) -> str:
 
 
 def _read_pickle_splits(path: Path):
-    with open(path, "rb") as raw:
+    with open_regular(path, DataError) as raw:  # a FIFO or a device: refused, not waited on
         head = raw.read(2)
     if not head:
         raise DataError(f"{path} is empty; delete it and run `bptrain download` again")

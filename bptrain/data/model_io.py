@@ -22,7 +22,8 @@ import numpy as np
 from ..core.errors import ModelFileError
 from ..core.network import ACTIVATIONS, DTYPES, LOSSES, MLP
 from .json_text import parse_json
-from .npyfile import check_npy_size, format_bytes
+from .npyfile import load_npy
+from .regular import check_regular
 
 #: The newest format this bptrain reads and writes. Version 2 adds "activation";
 #: a file without it (version 1, or any file written before it existed) is sigmoid.
@@ -107,6 +108,7 @@ def read_model_record(path: str | os.PathLike):
         raise ModelFileError(f"no model file at {path}")
     if path.is_dir():
         raise ModelFileError(f"{path} is a directory, not a model file")
+    check_regular(path, ModelFileError, "model file ")
     if path.stat().st_size == 0:
         raise ModelFileError(f"{path} is empty, not a model file")
     try:
@@ -116,19 +118,7 @@ def read_model_record(path: str | os.PathLike):
         raise ModelFileError(f"cannot read model file {path}: {exc.strerror or exc}") from None
     if magic != NPY_MAGIC:  # without this check np.load takes any other file for a pickle
         raise ModelFileError(f"{path} is not a .npy file (bptrain models are .npy files written by `bptrain train`)")
-    check_npy_size(path, ModelFileError, "model file")  # before np.load would allocate what the header claims
-    try:
-        record = np.load(path, allow_pickle=False)
-    except ValueError as exc:
-        if "allow_pickle" in str(exc) or "pickle" in str(exc).lower():
-            raise ModelFileError(f"{path} needs pickle to load; bptrain refuses such files "
-                                 "(loading them can run arbitrary code)") from None
-        raise ModelFileError(f"{path} is not a readable .npy model file ({exc})") from None
-    except (OSError, EOFError) as exc:
-        raise ModelFileError(f"{path} is not a readable .npy model file (truncated or corrupt: {exc})") from None
-    except MemoryError:  # the file does hold what its header claims (checked above): it is just too big
-        size = format_bytes(path.stat().st_size)
-        raise ModelFileError(f"model file {path} ({size}) does not fit in memory") from None
+    record = load_npy(path, ModelFileError, ".npy model file", "model file")
     if not isinstance(record, np.ndarray) or record.dtype.names is None or "meta" not in record.dtype.names:
         raise ModelFileError(f"{path} is a .npy file but not a bptrain model (no metadata record)")
     if record.shape != ():

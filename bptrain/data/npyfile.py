@@ -1,4 +1,5 @@
-"""The header of a ``.npy`` file, read without reading (or allocating) its data.
+"""The header of a ``.npy`` file, read without reading (or allocating) its data, and the one way bptrain
+loads a ``.npy`` file a user gave it (:func:`load_npy`: models, arrays of images).
 
 ``np.load`` believes the header: a file whose header claims a (100000, 1000000)
 float32 array makes it try to allocate 400 GB, and the user is told "out of
@@ -16,6 +17,7 @@ from typing import NamedTuple
 import numpy as np
 
 from ..core.errors import BptrainError
+from .regular import open_regular
 
 _READERS = {
     (1, 0): np.lib.format.read_array_header_1_0,
@@ -90,3 +92,36 @@ def _describe(header: NpyHeader) -> str:
         return f"a record of {len(header.dtype.names)} fields" if header.shape == () else \
             f"shape {header.shape} of records"
     return f"shape {header.shape} {header.dtype}"
+
+
+def load_npy(path: str | os.PathLike, error: type[BptrainError], kind: str = ".npy array", what: str = "",
+             memory_advice: str = ""):
+    """``np.load(path, allow_pickle=False)``, every refusal one line of ``error``.
+
+    A header claiming more than the file holds is refused before anything is allocated
+    (:func:`check_npy_size`); a file that needs pickle (loading it could run code), a truncated or
+    otherwise unreadable one, and one that does not fit in memory are each said as such. ``kind`` names
+    what the file should be in messages (".npy model file"), ``what`` prefixes the path where the
+    size is the subject ("model file"), ``memory_advice`` follows "does not fit in memory".
+    A FIFO or a device is refused, never waited on (:func:`.regular.open_regular`).
+    """
+    check_npy_size(path, error, what)
+    named = f"{what} {path}" if what else str(path)
+    try:
+        with open_regular(path, error, f"{what} " if what else "") as handle:
+            return np.load(handle, allow_pickle=False)
+    except ValueError as exc:
+        if "pickle" in str(exc).lower():
+            raise error(f"{path} holds Python objects and needs pickle to load; bptrain refuses such files "
+                        "(loading them can run arbitrary code)") from None
+        raise error(f"{path} is not a readable {kind} ({_first_line(exc)})") from None
+    except (OSError, EOFError) as exc:
+        raise error(f"{path} is not a readable {kind} (truncated or corrupt: {_first_line(exc)})") from None
+    except MemoryError:  # the file does hold what its header claims (checked above): it is just too big
+        raise error(f"{named} ({format_bytes(Path(path).stat().st_size)}) does not fit in memory"
+                    f"{memory_advice}") from None
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).splitlines()[0] if str(exc) else ""
+    return text or type(exc).__name__

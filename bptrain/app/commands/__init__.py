@@ -14,6 +14,7 @@ import click
 from ... import __version__
 from ...core.errors import BptrainError, SettingError
 from ..options import OTHER_NAMES
+from ..printable import one_line
 from .sweep import sweep_command
 from .evaluate import eval_command, predict_command
 from .exercises import exercises_command
@@ -71,12 +72,12 @@ class BptrainGroup(click.Group):
     def invoke(self, ctx):
         try:
             return super().invoke(ctx)
-        except SettingError as exc:
-            error = click.UsageError(str(exc))
+        except SettingError as exc:  # one line each, whatever names they quote (printable.one_line)
+            error = click.UsageError(one_line(str(exc)))
             error.command_path = " ".join(filter(None, (ctx.command_path, ctx.invoked_subcommand)))
             raise error from None
         except BptrainError as exc:
-            raise click.ClickException(str(exc)) from None
+            raise click.ClickException(one_line(str(exc))) from None
         except MemoryError as exc:  # training's own advice is given by `train`; elsewhere just the fact
             detail = str(exc).splitlines()[0] if str(exc) else ""
             raise click.ClickException(f"out of memory{f' ({detail})' if detail else ''}") from None

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import click
 import numpy as np
+from tqdm import tqdm
 
 from ...core.committee import Committee, mean_negative_log_likelihood
 from ...data.loader import SPLIT_NAMES
@@ -17,6 +18,7 @@ from .. import memory, runs
 from ..image_files import save_input_png
 from ..inputs import expand_inputs, preprocessed_paths, read_inputs
 from ..metrics import confusion_matrix, format_confusion, format_per_class, per_class_accuracy
+from ..printable import one_line, shown_name
 from .common import data_options, obtain_dataset
 
 
@@ -121,7 +123,8 @@ def _check_distinct(model_paths) -> None:
 @click.option("--committee", "members", metavar="MODEL", multiple=True, type=click.Path(path_type=Path),
               help="Another model that votes with MODEL (repeat for more): the class probabilities of all of "
                    "them are averaged.")
-def predict_command(model_path, input_paths, top_k, as_json, save_dir, ink, members):
+@click.option("-q", "--quiet", is_flag=True, help="No progress bar while the files are read.")
+def predict_command(model_path, input_paths, top_k, as_json, save_dir, ink, members, quiet):
     """Classify images: photos or drawings (PNG, JPEG, BMP, GIF, WebP; needs Pillow), directories of
     them, .npy arrays ((N, 784) or (N, 28, 28); uint8 0-255 or float 0-1) or IDX files.
 
@@ -130,17 +133,21 @@ def predict_command(model_path, input_paths, top_k, as_json, save_dir, ink, memb
     (softmax output for ce models; for mse models the sigmoid outputs normalised to sum to 1; with
     --committee, the mean of every model's probabilities). Every input is read before anything is printed or written. Of several files (or a directory), one
     that cannot be read is an error line of its own (an "error" entry in --json) and the others are
-    predicted; the exit status is then 1.
+    predicted; the exit status is then 1. Names that are not plain printable text (a newline, bytes
+    that are not UTF-8) are printed quoted and escaped, so they cannot forge a line; --json keeps them.
     """
     _check_distinct((model_path, *members))
     _check_committee_fits((model_path, *members))
     committee = Committee([load_model(path)[0] for path in (model_path, *members)],
                           names=[str(path) for path in (model_path, *members)])
-    files = expand_inputs(input_paths, note=lambda message: click.echo(f"note: {message}", err=True))
+    files = expand_inputs(input_paths, note=lambda message: click.echo(f"note: {one_line(message)}", err=True))
     targets = preprocessed_paths(files, save_dir) if save_dir is not None else {}
     # one file named alone stops at its error as before; of several, each bad one costs only itself
     several = len(files) > 1 or any(Path(p).is_dir() for p in input_paths)
-    batches = read_inputs(files, expected_width=committee.sizes[0], ink=ink, keep_going=several)
+    with tqdm(total=len(files), desc="reading", unit="file", leave=False, mininterval=0.2, file=sys.stderr,
+              disable=quiet or len(files) < 2 or not sys.stderr.isatty()) as bar:
+        batches = read_inputs(files, expected_width=committee.sizes[0], ink=ink, keep_going=several,
+                              on_file=bar.update)
     images = np.concatenate([b.images for b in batches])
     scores = committee.predict_proba(images)
     top_k = min(top_k, committee.sizes[-1])
@@ -163,7 +170,7 @@ def predict_command(model_path, input_paths, top_k, as_json, save_dir, ink, memb
     if as_json:
         for b in batches:
             if b.error is not None:
-                click.echo(f"Error: {b.error}", err=True)
+                click.echo(f"Error: {one_line(b.error)}", err=True)
         document = {"model": str(model_path), "inputs": [str(p) for p in input_paths]}
         if members:
             document["committee"] = [str(p) for p in (model_path, *members)]
@@ -179,9 +186,9 @@ def predict_command(model_path, input_paths, top_k, as_json, save_dir, ink, memb
         return 1 if failed else 0
     for path, i, is_image, n, error in rows:
         if error is not None:
-            click.echo(f"Error: {error}", err=True)
+            click.echo(f"Error: {one_line(error)}", err=True)
             continue
-        name = str(i) if single_array else str(path) if is_image else f"{path}[{i}]"
+        name = str(i) if single_array else shown_name(path) if is_image else f"{shown_name(path)}[{i}]"
         shown = "  ".join(f"{c} ({100 * scores[n, c]:.1f}%)" for c in ranked[n])
         click.echo(f"{name}: {shown}")
     return 1 if failed else 0

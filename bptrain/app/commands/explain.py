@@ -27,6 +27,7 @@ from ..lesson import lesson as make_lesson
 from ..lesson import probability_text
 from ..lesson_batch import split_companions, teaching_digit
 from ..options import table_option
+from ..printable import shown_name
 from .common import obtain_dataset
 from .lesson import walk as walk_lesson
 from .text import ASCII_SHADES, SHADES, digit_picture, number as _n, percent as _pct  # noqa: F401 (the pictures' shades)
@@ -92,9 +93,9 @@ def _describe_source(source: dict, batch: int) -> str:
     if kind == "dataset":
         first = source["index"]
         where = f"{source['split']}[{first}]" if batch == 1 else f"{source['split']}[{first}:{first + batch}]"
-        return f"{where} of {source['data']}" if source.get("data") else where
-    if kind == "image":
-        return source.get("file") or "the uploaded image"
+        return f"{where} of {shown_name(source['data'])}" if source.get("data") else where
+    if kind == "image":  # a name is one line: printable.shown_name
+        return shown_name(source["file"]) if source.get("file") else "the uploaded image"
     return {"drawing": "the drawing", "input": "the input"}.get(kind, "the input")
 
 

@@ -19,6 +19,8 @@ from ..images import INK_CHOICES
 from ..lesson import MAX_EPSILON
 from .digits import SPLITS
 
+#: Most fields a query string may have: every route takes a few, and more are refused (400) before any is read.
+MAX_QUERY_FIELDS = 10
 #: Largest drawing accepted as a pixel array (per side): the page sends 140 x 140.
 MAX_PIXEL_SIDE = 1024
 #: The JSON fields of an explain request that name its input (the others: :data:`REQUEST_FIELDS`);
@@ -189,12 +191,20 @@ def lesson_options(fields: dict, model: MLP) -> dict:
             "epsilon": None if epsilon is None else float(epsilon)}
 
 
+def query_pairs(query: str) -> list[tuple[str, str]]:
+    """A query string's (name, value) pairs, blank values kept; more than ``MAX_QUERY_FIELDS`` are refused."""
+    try:
+        return parse_qsl(query, keep_blank_values=True, max_num_fields=MAX_QUERY_FIELDS)
+    except ValueError:  # what parse_qsl raises for too many fields
+        raise BptrainError(f"too many fields in the query string: at most {MAX_QUERY_FIELDS}") from None
+
+
 def query_fields(path: str) -> dict:
     """The request fields of an image upload, from its query string: ?label=K&steps=S&lr=η&unit=L,J
     (a lesson's: ?label=K&lr=η&weight=L,I,J&epsilon=ε)
     (typed as JSON would type them, so :func:`request_options` checks both alike)."""
     fields = {}
-    for name, text in parse_qsl(urlsplit(path).query, keep_blank_values=True):
+    for name, text in query_pairs(urlsplit(path).query):
         if name in ("unit", "weight"):
             value = [_number(part) for part in text.split(",")]
         elif text in ("", "null"):
@@ -223,7 +233,7 @@ DIGIT_FIELDS = {"cell": ("true", "read", "limit"), "random": ("split",), "confus
 
 def digit_query(query: str, route: str) -> dict:
     """The fields of a GET /api/digits/``route`` query string ({name: text}), unknown ones refused."""
-    fields = dict(parse_qsl(query, keep_blank_values=True, max_num_fields=10))
+    fields = dict(query_pairs(query))
     unknown = sorted(set(fields) - set(DIGIT_FIELDS[route]) - {"snapshot"})
     if unknown:
         allowed = ", ".join(f'"{name}"' for name in DIGIT_FIELDS[route] + ("snapshot",))

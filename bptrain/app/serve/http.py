@@ -55,11 +55,12 @@ import sys
 import time
 import webbrowser
 from importlib import resources
-from urllib.parse import parse_qs
 
 from ...core.errors import BptrainError
+from ..decode_memory import DecodersBusy
 from ..stopping import StopSignals
 from . import api, digits
+from .connection import ConnectionRules, Deadlines
 from .predictor import Predictor
 from .session import Conflict, NotFound, Unavailable, WriteFailed
 
@@ -68,9 +69,10 @@ from .session import Conflict, NotFound, Unavailable, WriteFailed
 MAX_BODY_BYTES = 2 * 1024 * 1024
 #: Seconds a connection may stay silent before it is dropped (a stalled client must not hold a thread).
 SOCKET_TIMEOUT = 30
-#: After refusing a body that is too big, discard at most this much of it, for at most this long.
-LINGER_BYTES = 2 * MAX_BODY_BYTES
-LINGER_SECONDS = 2
+#: Seconds a request's line and headers may take to arrive, from when the server waits for them (keep-alive
+#: included), and its body: a client that trickles a byte at a time is dropped (:mod:`.connection`).
+HEAD_SECONDS = 30
+BODY_SECONDS = 60
 JSON_TYPE = "application/json"
 IMAGE_TYPES = ("image/", "application/octet-stream")
 
@@ -91,7 +93,8 @@ EVENT_STREAM_TYPE = "text/event-stream"
 
 
 #: The status of each kind of domain error (the first that matches); any other BptrainError is a 400.
-STATUS_OF = ((NotFound, 404), (Conflict, 409), (Unavailable, 503), (WriteFailed, 500), (BptrainError, 400))
+STATUS_OF = ((NotFound, 404), (Conflict, 409), (Unavailable, 503), (DecodersBusy, 503), (WriteFailed, 500),
+             (BptrainError, 400))
 
 
 class RequestError(Exception):
@@ -120,8 +123,11 @@ def refusal(exc: BptrainError) -> RequestError:
 
 
 # ------------------------------------------------------------------ HTTP
-class Handler(http.server.BaseHTTPRequestHandler):
+class Handler(ConnectionRules, http.server.BaseHTTPRequestHandler):
     """Explicit routes; anything else is 404. Set ``predictor``, ``live`` and ``verbose`` on a subclass.
+
+    Every method (GET, POST, TRACE, BREW, ...) reaches :meth:`_dispatch`; what is promised about the
+    connection itself (deadlines, bodies nobody reads, http.server's own refusals) is :mod:`.connection`'s.
 
     ``predictor``: the model to read drawings with when the server does not train; ``live``: a
     :class:`.session.LiveTraining` when it does (it then says which network reads them).
@@ -159,32 +165,20 @@ class Handler(http.server.BaseHTTPRequestHandler):
         "/api/train/model": {"GET": "train_model"},
     }
 
-    # every method goes through one dispatcher, so unknown paths are 404 and known ones 405
-    def do_GET(self):
-        self._dispatch("GET")
-
-    def do_HEAD(self):
-        self._dispatch("HEAD")
-
-    def do_POST(self):
-        self._dispatch("POST")
-
-    def do_PUT(self):
-        self._dispatch("PUT")
-
-    def do_DELETE(self):
-        self._dispatch("DELETE")
-
-    def do_PATCH(self):
-        self._dispatch("PATCH")
-
-    def do_OPTIONS(self):
-        self._dispatch("OPTIONS")
+    def handle_one_request(self):
+        self.server.deadlines.arm(self.connection, HEAD_SECONDS)  # disarmed once the head is in
+        try:
+            super().handle_one_request()
+        finally:
+            self.server.deadlines.disarm(self.connection)
 
     def _dispatch(self, method: str) -> None:
+        """Every request, whatever its method: unknown paths are 404, known ones 405 for other methods."""
+        self.server.deadlines.disarm(self.connection)
+        self._unread_body = self.declares_body()
         # The path is compared as sent, byte for byte: no decoding, no normalising, no file system.
         path, _, query = self.path.split("#", 1)[0].partition("?")
-        self._query, self._route_path = query, path
+        self._query, self._route_path, self._query_pairs = query, path, []
         methods = self.ROUTES.get(path)
         training = methods is None and self.live is not None and path in self.TRAIN_ROUTES
         if training:
@@ -195,22 +189,23 @@ class Handler(http.server.BaseHTTPRequestHandler):
             name = methods.get("GET" if method == "HEAD" else method)
             if name is None:
                 self._allow = ", ".join(methods)
-                raise RequestError(405, f"{method} is not allowed here; use {self._allow}")
+                raise RequestError(405, f"{method[:20]} is not allowed here; use {self._allow}")
             self._check_host(changes=training and method == "POST")  # every route: no other site reads it
             try:
+                self._query_pairs = api.query_pairs(query)  # every route: at most 10 fields
                 getattr(self, "route_" + name)()
             except BptrainError as exc:
                 raise refusal(exc) from None
         except RequestError as exc:
             self._send_json({"error": exc.message, **({"field": exc.field} if exc.field else {})}, exc.status)
-            if getattr(self, "_unread_body", False):
-                self._linger()
         except (BrokenPipeError, ConnectionResetError, socket.timeout):
             self.close_connection = True  # the client went away: nothing to answer, nobody to tell
         except Exception as exc:  # a bug must not stop the server: report it, keep serving
             print(f"bptrain serve: internal error on {method} {path}: {type(exc).__name__}: {exc}",
                   file=sys.stderr)
             self._send_json({"error": "internal server error"}, 500)
+        if self._unread_body:  # answered with Connection: close; its bytes are never read as a request
+            self._linger()
 
     # --------------------------------------------------------------- who may ask
     def _check_host(self, changes: bool) -> None:
@@ -382,8 +377,7 @@ class Handler(http.server.BaseHTTPRequestHandler):
 
     # -------------------------------------------------------------- helpers
     def _query_value(self, name: str) -> str | None:
-        values = parse_qs(self._query, max_num_fields=10).get(name)
-        return values[0] if values else None
+        return next((value for key, value in self._query_pairs if key == name and value), None)
 
     def _read_json(self):
         """The JSON body of a request that changes something."""
@@ -395,9 +389,12 @@ class Handler(http.server.BaseHTTPRequestHandler):
 
     def _read_body(self) -> bytes:
         """The request body, refused unread when its declared length is missing, invalid or too big."""
-        if self.headers.get("Transfer-Encoding"):
+        if self.headers.get("Transfer-Encoding") is not None:
             self.close_connection = True
             raise RequestError(411, "send the body with a Content-Length, not chunked")
+        if len(self.headers.get_all("Content-Length") or ()) > 1:
+            self.close_connection = True
+            raise RequestError(400, "more than one Content-Length header")
         declared = self.headers.get("Content-Length")
         if declared is None:
             self.close_connection = True
@@ -410,31 +407,16 @@ class Handler(http.server.BaseHTTPRequestHandler):
             self.close_connection = True  # the body stays unread: this connection cannot be reused
             self._unread_body = True
             raise RequestError(413, f"the request body is {length:,} bytes; the limit is {MAX_BODY_BYTES:,}")
-        body = self.rfile.read(length)
+        self.server.deadlines.arm(self.connection, BODY_SECONDS)
+        try:
+            body = self.rfile.read(length)
+        finally:
+            self.server.deadlines.disarm(self.connection)
         if len(body) != length:
             self.close_connection = True
             raise RequestError(400, "the request body ended before its Content-Length")
+        self._unread_body = False
         return body
-
-    def _linger(self) -> None:
-        """Let a client that is still sending a refused body read our answer.
-
-        Closing a socket with unread data makes the system reset the connection, and the client
-        (a browser uploading a big photo) may then lose the 413 it was sent. So, like web servers
-        do, stop writing and discard what still comes, a bounded amount for a bounded time.
-        """
-        try:
-            self.wfile.flush()
-            self.connection.shutdown(socket.SHUT_WR)
-            self.connection.settimeout(LINGER_SECONDS)
-            discarded = 0
-            while discarded < LINGER_BYTES:
-                chunk = self.connection.recv(65536)
-                if not chunk:
-                    break
-                discarded += len(chunk)
-        except OSError:
-            pass
 
     def _send_json(self, document: dict, status: int = 200) -> None:
         self._send(api.to_json(document), JSON_TYPE, status)
@@ -454,6 +436,8 @@ class Handler(http.server.BaseHTTPRequestHandler):
             self.send_header(name, value)
         if status == 405:
             self.send_header("Allow", self._allow + (", HEAD" if "GET" in self._allow else ""))
+        if self._unread_body:
+            self.close_connection = True
         if self.close_connection:
             self.send_header("Connection", "close")
         self.end_headers()
@@ -471,6 +455,14 @@ class Server(http.server.ThreadingHTTPServer):
     daemon_threads = True
     block_on_close = False
     request_queue_size = 64  # the default listen backlog of 5 resets connections when many arrive at once
+
+    def __init__(self, *args, **kwargs):
+        self.deadlines = Deadlines()
+        super().__init__(*args, **kwargs)
+
+    def server_close(self):
+        self.deadlines.close()
+        super().server_close()
 
     def handle_error(self, request, client_address):
         """A client that went away is no error of ours; anything else is reported (and the server goes on)."""

@@ -201,3 +201,10 @@ def test_the_test_extra_brings_every_module_the_tests_import():
     provided = {re.split(r"[<>=!~ \[;]", requirement)[0].lower() for requirement in extra}
     missing = sorted(name for name in third_party if DISTRIBUTION.get(name, name).lower() not in provided)
     assert not missing, f"the tests import {missing}, which pyproject.toml's test extra does not bring"
+
+
+def test_the_readme_is_read_top_to_bottom_by_a_newcomer():
+    """What a newcomer reads in one sitting, with the math early; reference belongs in docs/."""
+    lines = (ROOT / "README.md").read_text(encoding="utf-8").splitlines()
+    assert len(lines) <= 420, f"README.md has {len(lines)} lines: move reference material into docs/"
+    assert "## The math" in lines[:120]

@@ -43,6 +43,16 @@ def load(folder: Path, name: str):
     return optuna.load_study(study_name=name, storage=default_storage(folder, name))
 
 
+def reporting(folder: Path, name: str) -> list:
+    """The running trials that reported an epoch; none while the command is still making its study."""
+    if not (folder / f"{name}.db").is_file():
+        return []
+    try:
+        return [t for t in load(folder, name).get_trials(states=(TrialState.RUNNING,)) if t.intermediate_values]
+    except Exception:  # the tables or the study not made yet
+        return []
+
+
 def tune(cwd: Path, *args, timeout=600) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "bptrain", "tune", *map(str, args)], cwd=cwd, capture_output=True,
                           text=True, timeout=timeout, env={**os.environ, "PYTHONUNBUFFERED": "1"})
@@ -180,10 +190,9 @@ def test_a_study_killed_mid_trial_resumes_with_the_trial_marked_failed(tmp_path,
     try:
         deadline = time.monotonic() + 300
         while time.monotonic() < deadline:
-            if (out / "k.db").is_file():
-                running = [t for t in load(out, "k").get_trials(states=(TrialState.RUNNING,)) if t.intermediate_values]
-                if running:
-                    break
+            running = reporting(out, "k")
+            if running:
+                break
             time.sleep(0.5)
         else:
             pytest.fail("no trial reported an epoch")
@@ -316,10 +325,9 @@ def test_ctrl_c_stops_the_running_trial_which_keeps_its_best_model_and_is_failed
     try:
         deadline = time.monotonic() + 300
         while time.monotonic() < deadline:
-            if (out / "c.db").is_file():
-                running = [t for t in load(out, "c").get_trials(states=(TrialState.RUNNING,)) if t.intermediate_values]
-                if running:
-                    break
+            running = reporting(out, "c")
+            if running:
+                break
             time.sleep(0.5)
         else:
             pytest.fail("no trial reported an epoch")

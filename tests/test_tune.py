@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -383,3 +384,24 @@ def test_no_trial_starts_after_the_timeout(tmp_path, runner, data):
                     "--space", space(tmp_path), "--data", data, *TINY)
     assert result.exit_code == 0, result.output + result.stderr
     assert len(load(out, "t").trials) <= 1
+
+
+def test_a_trial_whose_run_finished_before_its_process_died_is_recorded_complete(tmp_path, runner, data):
+    out = tmp_path / "r"
+    args = ("tune", "--study", "r", "--out-dir", out, "--trials", 1, "--data", data, *TINY,
+            "--space", space(tmp_path, 'lr = {low = 0.01, high = 1.0, log = true}\n'))
+    assert invoke(runner, *args).exit_code == 0
+    study = load(out, "r")
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    orphan = study.ask()  # as a killed command leaves it: running, its run's files written
+    orphan.suggest_float("lr", 0.01, 1.0, log=True)
+    orphan.set_user_attr("bptrain_owner", {"host": socket.gethostname(), "pid": int(dead.stdout), "start": None})
+    orphan.set_user_attr("run", "trial-0001")
+    for suffix in (".npy", ".history.json"):
+        (out / f"trial-0001{suffix}").write_bytes((out / f"trial-0000{suffix}").read_bytes())
+    result = invoke(runner, *args)
+    assert result.exit_code == 0, result.output + result.stderr
+    assert "trial 1 of study r was left running" in result.stderr and "had finished" in result.stderr
+    trials = load(out, "r").trials
+    assert trials[1].state == TrialState.COMPLETE and trials[1].value == trials[0].value
+    assert len(trials) == 3

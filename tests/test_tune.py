@@ -312,7 +312,7 @@ def test_bptrain_and_its_other_commands_never_import_optuna():
 
 
 def test_the_example_space_beside_the_configs_is_valid():
-    searched = read_space(Path(__file__).resolve().parent.parent / "configs" / "space.toml")
+    searched = read_space(Path(__file__).resolve().parent.parent / "configs" / "spaces" / "mnist.toml")
     assert searched["lr"].log and searched["sizes"].choices
 
 

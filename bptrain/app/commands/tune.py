@@ -88,7 +88,7 @@ def tune_command(study_name, storage, out_dir, space, n_trials, timeout, pruner,
     in a database and resume it by running the same command again.
 
     \b
-    bptrain tune --study lr-width --space configs/space.toml --trials 30 --epochs 3
+    bptrain tune --study lr-width --space configs/spaces/mnist.toml --trials 30 --epochs 3
     bptrain tune --study lr-width --show
     optuna-dashboard sqlite:///studies/lr-width/lr-width.db    (watch it live)
 

@@ -26,7 +26,7 @@ from ..tune.space import read_space, refuse_searched_and_given, space_record
 
 MISSING_OPTUNA = "bptrain tune needs Optuna: pip install 'bptrain[tune]'"
 #: train's options a study passes on to every trial (its own: the runs' files, -q).
-PASSED_ON = tuple(option for option in SWEEP_OPTIONS)
+PASSED_ON = SWEEP_OPTIONS
 
 
 def tune_modules():

@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -41,6 +42,16 @@ def space(tmp_path: Path, text: str = BAD_AND_GOOD, name: str = "space.toml") ->
 
 def load(folder: Path, name: str):
     return optuna.load_study(study_name=name, storage=default_storage(folder, name))
+
+
+def reporting(folder: Path, name: str) -> list:
+    """The running trials that reported an epoch; none while the command is still making its study."""
+    if not (folder / f"{name}.db").is_file():
+        return []
+    try:
+        return [t for t in load(folder, name).get_trials(states=(TrialState.RUNNING,)) if t.intermediate_values]
+    except Exception:  # the tables or the study not made yet
+        return []
 
 
 def tune(cwd: Path, *args, timeout=600) -> subprocess.CompletedProcess:
@@ -180,10 +191,9 @@ def test_a_study_killed_mid_trial_resumes_with_the_trial_marked_failed(tmp_path,
     try:
         deadline = time.monotonic() + 300
         while time.monotonic() < deadline:
-            if (out / "k.db").is_file():
-                running = [t for t in load(out, "k").get_trials(states=(TrialState.RUNNING,)) if t.intermediate_values]
-                if running:
-                    break
+            running = reporting(out, "k")
+            if running:
+                break
             time.sleep(0.5)
         else:
             pytest.fail("no trial reported an epoch")
@@ -302,7 +312,7 @@ def test_bptrain_and_its_other_commands_never_import_optuna():
 
 
 def test_the_example_space_beside_the_configs_is_valid():
-    searched = read_space(Path(__file__).resolve().parent.parent / "configs" / "space.toml")
+    searched = read_space(Path(__file__).resolve().parent.parent / "configs" / "spaces" / "mnist.toml")
     assert searched["lr"].log and searched["sizes"].choices
 
 
@@ -316,10 +326,9 @@ def test_ctrl_c_stops_the_running_trial_which_keeps_its_best_model_and_is_failed
     try:
         deadline = time.monotonic() + 300
         while time.monotonic() < deadline:
-            if (out / "c.db").is_file():
-                running = [t for t in load(out, "c").get_trials(states=(TrialState.RUNNING,)) if t.intermediate_values]
-                if running:
-                    break
+            running = reporting(out, "c")
+            if running:
+                break
             time.sleep(0.5)
         else:
             pytest.fail("no trial reported an epoch")
@@ -375,3 +384,24 @@ def test_no_trial_starts_after_the_timeout(tmp_path, runner, data):
                     "--space", space(tmp_path), "--data", data, *TINY)
     assert result.exit_code == 0, result.output + result.stderr
     assert len(load(out, "t").trials) <= 1
+
+
+def test_a_trial_whose_run_finished_before_its_process_died_is_recorded_complete(tmp_path, runner, data):
+    out = tmp_path / "r"
+    args = ("tune", "--study", "r", "--out-dir", out, "--trials", 1, "--data", data, *TINY,
+            "--space", space(tmp_path, 'lr = {low = 0.01, high = 1.0, log = true}\n'))
+    assert invoke(runner, *args).exit_code == 0
+    study = load(out, "r")
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    orphan = study.ask()  # as a killed command leaves it: running, its run's files written
+    orphan.suggest_float("lr", 0.01, 1.0, log=True)
+    orphan.set_user_attr("bptrain_owner", {"host": socket.gethostname(), "pid": int(dead.stdout), "start": None})
+    orphan.set_user_attr("run", "trial-0001")
+    for suffix in (".npy", ".history.json"):
+        (out / f"trial-0001{suffix}").write_bytes((out / f"trial-0000{suffix}").read_bytes())
+    result = invoke(runner, *args)
+    assert result.exit_code == 0, result.output + result.stderr
+    assert "trial 1 of study r was left running" in result.stderr and "had finished" in result.stderr
+    trials = load(out, "r").trials
+    assert trials[1].state == TrialState.COMPLETE and trials[1].value == trials[0].value
+    assert len(trials) == 3

@@ -26,7 +26,7 @@ from ..tune.space import read_space, refuse_searched_and_given, space_record
 
 MISSING_OPTUNA = "bptrain tune needs Optuna: pip install 'bptrain[tune]'"
 #: train's options a study passes on to every trial (its own: the runs' files, -q).
-PASSED_ON = tuple(option for option in SWEEP_OPTIONS)
+PASSED_ON = SWEEP_OPTIONS
 
 
 def tune_modules():
@@ -88,7 +88,7 @@ def tune_command(study_name, storage, out_dir, space, n_trials, timeout, pruner,
     in a database and resume it by running the same command again.
 
     \b
-    bptrain tune --study lr-width --space configs/space.toml --trials 30 --epochs 3
+    bptrain tune --study lr-width --space configs/spaces/mnist.toml --trials 30 --epochs 3
     bptrain tune --study lr-width --show
     optuna-dashboard sqlite:///studies/lr-width/lr-width.db    (watch it live)
 
@@ -123,10 +123,11 @@ def tune_command(study_name, storage, out_dir, space, n_trials, timeout, pruner,
     definition = study_mod.definition(space_record(searched), _json_settings(settings), pruner, sampler_seed, out_dir)
     study = study_mod.open_study(opened, study_name, definition)
     say = (lambda text: None) if quiet else (lambda text: click.echo(text, err=True))
-    abandoned = study_mod.fail_abandoned(study, opened)
-    if abandoned:
-        say(f"trial{'s' if len(abandoned) > 1 else ''} {', '.join(map(str, abandoned))} of study {study_name} "
-            "were left running by a process that is gone: recorded as failed")
+    failed, completed = study_mod.fail_abandoned(study, opened, trials_mod.finished_value(out_dir))
+    for numbers, what in ((failed, "recorded as failed"), (completed, "their runs had finished: recorded as such")):
+        if numbers:
+            say(f"trial{'s' if len(numbers) > 1 else ''} {', '.join(map(str, numbers))} of study {study_name} "
+                f"{'were' if len(numbers) > 1 else 'was'} left running by a process that is gone; {what}")
     _refuse_foreign_runs(study, out_dir, trials_mod.RUN_PREFIX)
     obtain_data(fixed.get("data"), bool(fixed.get("no_download")))
 

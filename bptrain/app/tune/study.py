@@ -195,21 +195,29 @@ def _alive(record) -> bool | None:
     return True
 
 
-def fail_abandoned(study, storage) -> list[int]:
-    """Mark failed the trials left running by a process that is gone: on this machine at once (its process
-    is not there), elsewhere once their heartbeat is older than GRACE_SECONDS. Their numbers."""
-    failed = []
+def fail_abandoned(study, storage, finished_value) -> tuple[list[int], list[int]]:
+    """Close the trials left running by a process that is gone: on this machine at once (its process is not
+    there), elsewhere once their heartbeat is older than GRACE_SECONDS. A trial whose run finished before its
+    process died (``finished_value(trial)``: its best validation accuracy by its files, else None) is
+    recorded as complete; the others as failed. (The numbers failed, the numbers completed.)"""
+    completed = []
     running = study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
     for trial in running:
         if _alive(trial.user_attrs.get(OWNER_KEY)) is False:
+            value = finished_value(trial)
             try:
+                if value is not None:
+                    storage.set_trial_user_attr(trial._trial_id, "status", "finished")
+                    if storage.set_trial_state_values(trial._trial_id, TrialState.COMPLETE, [value]):
+                        completed.append(trial.number)
+                    continue
                 storage.set_trial_user_attr(trial._trial_id, REASON_KEY,
                                             "its bptrain tune process ended before the trial did (killed?)")
-                if storage.set_trial_state_values(trial._trial_id, TrialState.FAIL):
-                    failed.append(trial.number)
+                storage.set_trial_state_values(trial._trial_id, TrialState.FAIL)
             except optuna.exceptions.UpdateFinishedTrialError:
                 pass  # another command on the study got there first
     with quiet_optuna():
         optuna.storages.fail_stale_trials(study)
     still = {trial.number for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))}
-    return sorted({trial.number for trial in running if trial.number not in still})
+    failed = {trial.number for trial in running if trial.number not in still} - set(completed)
+    return sorted(failed), completed

@@ -22,6 +22,9 @@ from typing import Any
 import optuna
 from optuna.trial import TrialState
 
+from ...core.errors import BptrainError
+from ..compare import read_run
+from ..paths import is_history_file, is_model_file
 from ..stopping import StopSignals
 from ..sweep.cluster import CHILD_CODE
 from ..sweep.grid import SWEEP_OPTIONS, Job, option_args
@@ -52,6 +55,26 @@ def train_args(settings: dict, config: Path | None, model: Path, history: Path) 
         if option.name in settings:
             args += option_args(option, settings[option.name])
     return args + ["--out", str(model), "--history", str(history)]
+
+
+def finished_value(out_dir: Path):
+    """For study.fail_abandoned: a trial's best validation accuracy if its files in ``out_dir`` say its run
+    finished (its process died between the run's end and recording it), else None."""
+
+    def value(trial) -> float | None:
+        name = trial.user_attrs.get("run")
+        if not isinstance(name, str) or not name.startswith(RUN_PREFIX):
+            return None
+        model, history = out_dir / f"{name}.npy", out_dir / f"{name}.history.json"
+        if not (model.is_file() and history.is_file() and is_model_file(model) and is_history_file(history)):
+            return None
+        try:
+            run = read_run(name, model, history)
+        except BptrainError:
+            return None
+        return run.best_val_accuracy if run.status == "finished" else None
+
+    return value
 
 
 class Tuner(Sweep):

@@ -65,12 +65,8 @@ def test_empty_config_is_fine(tmp_path):
     assert load_config(write(tmp_path, "# nothing\n")) == {}
 
 
-#: configs/ also holds search spaces for `bptrain tune` (tests/test_tune.py reads them): not train configs.
-TUNE_SPACES = {"space.toml"}
-
-
 def shipped_configs():
-    return sorted(path for path in (REPO_ROOT / "configs").glob("*.toml") if path.name not in TUNE_SPACES)
+    return sorted((REPO_ROOT / "configs").glob("*.toml"))
 
 
 @pytest.mark.parametrize("path", shipped_configs(), ids=lambda p: p.name)

@@ -14,7 +14,8 @@ from __future__ import annotations
 import hashlib
 import json
 import time
-from dataclasses import dataclass
+from contextlib import nullcontext
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -75,20 +76,29 @@ class Checkpoint:
 
 class CheckpointWriter(Callbacks):
     """Writes the run's checkpoint at the end of every epoch (the loop's :meth:`epoch_state`), before the
-    epoch is reported, and keeps how long each write took and how big the file is."""
+    epoch is reported, and keeps how long each write took and how big the file is.
 
-    def __init__(self, path: Path, run: dict, model: MLP):
-        self.path, self.run, self.model = Path(path), run, model
+    ``written`` is the state the file on disk holds (``resumed``: the one a continued run started from,
+    until this run writes its own). A stop can land between the loop's history growing and the file being
+    written: what is saved then is ``written``'s, so that the model, its history and the checkpoint agree.
+    ``signals`` (a :class:`.stopping.StopSignals`) hold a stop during a write and its record.
+    """
+
+    def __init__(self, path: Path, run: dict, model: MLP, signals=None, resumed: LoopState | None = None):
+        self.path, self.run, self.model, self.signals = Path(path), run, model, signals
         self.seconds: list[float] = []
         self.bytes = 0
+        self.written = resumed
 
     def epoch_state(self, state: LoopState) -> None:
         started = time.perf_counter()
-        try:
-            self.bytes = write(self.path, self.run, self.model, state)
-        except OSError as exc:  # a full disk stops the run: going on would lose what a stop could not keep
-            raise CheckpointWriteError(f"cannot write the checkpoint {self.path}: {exc.strerror or exc}",
-                                       state) from None
+        with self.signals.held() if self.signals is not None else nullcontext():
+            try:
+                self.bytes = write(self.path, self.run, self.model, state)
+            except OSError as exc:  # a full disk stops the run: going on would lose what a stop could not keep
+                raise CheckpointWriteError(f"cannot write the checkpoint {self.path}: {exc.strerror or exc}",
+                                           state) from None
+            self.written = replace(state, history=list(state.history), optimizer=None)
         self.seconds.append(time.perf_counter() - started)
 
     def remove(self) -> None:

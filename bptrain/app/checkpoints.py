@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import time
 from contextlib import nullcontext
 from dataclasses import dataclass, replace
@@ -44,7 +45,7 @@ def is_checkpoint_name(path) -> bool:
 def run_id(record: dict) -> str:
     """A run's name: the digest of its plan and starting point, so that the same command trains the same
     bytes (two runs with one id would train alike, step for step)."""
-    plan = {key: value for key, value in record.items() if key not in ("run_id", "out", "history")}
+    plan = {key: value for key, value in record.items() if key not in ("run_id", "out", "history", "cwd")}
     return hashlib.sha256(json.dumps(plan, sort_keys=True).encode("utf-8")).hexdigest()[:16]
 
 
@@ -72,6 +73,32 @@ class Checkpoint:
     @property
     def last_epoch(self) -> int:
         return self.run["first_epoch"] + self.run["settings"]["epochs"] - 1
+
+    @property
+    def out(self) -> Path:
+        """The model file the run writes: beside its checkpoint, under the name it was given, wherever the
+        checkpoint is read from (another directory, a copied folder)."""
+        return self.path.parent / Path(self.run["out"]).name
+
+    @property
+    def history(self) -> Path:
+        """The run's history: recorded relative to the model's folder (older checkpoints: beside the model,
+        or as typed), so it moves with the checkpoint too; an absolute path stays as it is."""
+        recorded, out = Path(self.run["history"]), Path(self.run["out"])
+        if recorded.is_absolute():
+            return recorded
+        if recorded.parent == out.parent:
+            return self.path.parent / recorded.name
+        return Path(os.path.normpath(self.path.parent / recorded))
+
+    @property
+    def data(self) -> str | None:
+        """Where to read the run's data: a relative path as it was read where the run started (if that
+        is still there), else as recorded. The run records (and names) it as it did."""
+        recorded, started = self.run.get("data"), self.run.get("cwd")
+        if recorded and started and not Path(recorded).is_absolute() and (Path(started) / recorded).exists():
+            return str(Path(started) / recorded)
+        return recorded
 
 
 class CheckpointWriter(Callbacks):
@@ -192,6 +219,6 @@ def checkpoint_state(model_path: Path, meta: dict) -> str:
     except CheckpointError as exc:
         return f"{path} cannot be continued: {exc}"
     same = "of the run that wrote this model" if checkpoint.run.get("run_id") == meta.get("run_id") else \
-        "of another run (it writes this model file when it goes on)"
+        "of another run"
     return (f"{path}, {same}: stopped after epoch {checkpoint.state.epoch} of {checkpoint.last_epoch}; "
-            f"bptrain train --resume {path} continues it exactly")
+            f"bptrain train --resume {path} continues it exactly and writes {checkpoint.out}")

@@ -243,7 +243,10 @@ class TrainingPlan:
                 "dtype": model.dtype.name, "init": self.init, "engine": self.engine,
                 "settings": self.settings.to_dict(), "first_epoch": self.first_epoch,
                 "initial_sha256": self.initial_sha256, "data": str(self.dataset.source),
-                "out": str(self.out), "history": str(self.history)}
+                # the files belong beside the checkpoint: the model by its name, the history from the model's
+                # folder; "cwd" finds a relative --data from wherever the run is continued
+                "out": self.out.name, "cwd": os.getcwd(),
+                "history": os.path.relpath(os.path.abspath(self.history), os.path.abspath(self.out.parent))}
 
 
 def plan_training(values: dict, given, load_data, *, config: Path | None = None,
@@ -255,17 +258,21 @@ def plan_training(values: dict, given, load_data, *, config: Path | None = None,
     ``--resume`` of a checkpoint continues its run: its plan, unless ``given`` changes what may change.
     """
     resume, data = values.get("resume"), values.get("data")
-    checkpoint = checkpoints.read(Path(resume)) if resume is not None and checkpoints.is_checkpoint_name(resume) \
+    checkpoint = _read_checkpoint(Path(resume)) if resume is not None and checkpoints.is_checkpoint_name(resume) \
         else None
-    notes = []
+    notes, data_source = [], None
     if checkpoint is not None:
         notes += [(line, True) for line in checkpoints.check_plan_kept(checkpoint, values, given, flag)]
         run = checkpoint.run
         values = {**values, **run["settings"], **{key: run[key] for key in checkpoints.RUN_KEYS},
                   "epochs": values["epochs"] if "epochs" in given else run["settings"]["epochs"]}
-        for name in ("out", "history", "data"):  # the run's own files, unless given
-            if name not in given:
-                values[name] = Path(run[name])
+        # the run's own files, unless given: beside the checkpoint; a new --out gets its own history
+        if "out" not in given:
+            values["out"] = checkpoint.out
+        if "history" not in given:
+            values["history"] = checkpoint.history if "out" not in given else None
+        if "data" not in given and checkpoint.data is not None:
+            values["data"], data_source = Path(checkpoint.data), run["data"]
         data = values["data"]
     out = Path(values["out"])
     history = Path(values["history"]) if values.get("history") else history_path(out)
@@ -281,6 +288,8 @@ def plan_training(values: dict, given, load_data, *, config: Path | None = None,
                               f"its checkpoint {checkpoint_path(out)}")])
     check_optimizer(values)  # settings each option allows but not together, e.g. --nesterov with --momentum 0
     dataset = load_data(data, values.get("no_download", False))
+    if data_source is not None:  # read where the run started: recorded as the run recorded it
+        dataset = dataset._replace(source=data_source)
     learning = {name: values[name] for name in SETTINGS_FIELDS & values.keys()
                 if name not in ("epochs", "batch_size", "seed", "augment")}
     warning = memory.check_fits(memory.training_estimate(
@@ -289,12 +298,12 @@ def plan_training(values: dict, given, load_data, *, config: Path | None = None,
     if warning:
         notes.append((f"warning: {warning}", True))
     if checkpoint is not None:
-        _check_latest(checkpoint, out)
+        _check_latest(checkpoint, checkpoint.out)
         model, init, first_epoch = checkpoint.model, checkpoint.run["init"], checkpoint.run["first_epoch"]
         run_id, initial_sha256, state = checkpoint.run["run_id"], checkpoint.run["initial_sha256"], checkpoint.state
         notes.append((f"continuing the run of {checkpoint.path} exactly: epoch {state.epoch + 1} of "
-                      f"{first_epoch + values['epochs'] - 1}, with its optimizer state, schedule and random streams",
-                      False))
+                      f"{first_epoch + values['epochs'] - 1}, with its optimizer state, schedule and random streams; "
+                      f"writing {out} and {history}", False))
     else:
         state, run_id = None, None
         if resume is None:
@@ -327,6 +336,18 @@ def plan_training(values: dict, given, load_data, *, config: Path | None = None,
     plan.run_id = plan.run_id or checkpoints.run_id(plan.run_record())
     check_disk(plan)
     return plan
+
+
+def _read_checkpoint(path: Path):
+    """The checkpoint to continue; a missing one beside a model file is a run that finished, and said so."""
+    if not path.exists():
+        stem = path.name[:-len(checkpoints.SUFFIX)]
+        for model in (path.with_name(stem + ".npy"), path.with_name(stem)):
+            if model.is_file() and is_model_file(model):
+                raise CheckpointError(f"no checkpoint at {path}: the run that wrote {model} finished (a run that "
+                                      f"completes removes its checkpoint) and its model is {model}; --resume {model} "
+                                      "starts a new plan from its weights")
+    return checkpoints.read(path)
 
 
 def _check_latest(checkpoint, out: Path) -> None:

@@ -125,7 +125,7 @@ def continue_from_checkpoint(job: Job) -> int | None:
         checkpoint = checkpoints.read(path)
     except BptrainError:
         return None  # train refuses it in one line if it is given; here the run just starts again
-    if checkpoint.run.get("out") != str(job.model):
+    if checkpoint.out != job.model:  # another run's, under a name this one would write
         return None
     args, i = [], 0
     while i < len(job.args):  # a --resume of the sweep's own is what the checkpoint's run started from

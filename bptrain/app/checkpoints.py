@@ -25,6 +25,7 @@ from ..core.errors import BptrainError, SettingError
 from ..core.network import MLP
 from ..core.training import Callbacks, EpochRecord, LoopState, TrainSettings
 from ..data.checkpoint_io import SUFFIX, CheckpointError, load_checkpoint, save_checkpoint
+from . import checkpoint_checks
 
 #: What a resumed run may change of its plan (said in one line); any other setting is refused.
 CHANGEABLE = ("epochs",)
@@ -156,6 +157,10 @@ def write(path: Path, run: dict, model: MLP, state: LoopState) -> int:
 def read(path: Path) -> Checkpoint:
     """A checkpoint and the state it holds; one line of :class:`CheckpointError` if it cannot be one."""
     meta, arrays = load_checkpoint(path)
+    try:
+        checkpoint_checks.check(meta, arrays)  # nothing it says is believed unchecked
+    except checkpoint_checks.Untrusted as exc:
+        raise CheckpointError(f"{path} cannot be continued: {exc}") from None
     try:
         run = meta["run"]
         sizes = tuple(run["sizes"])

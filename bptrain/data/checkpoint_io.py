@@ -21,6 +21,7 @@ import numpy as np
 
 from ..core.errors import ModelFileError
 from .model_io import atomic_write
+from .npyfile import describe, format_bytes, read_npy_header_from
 
 FORMAT_NAME = "bptrain-checkpoint"
 FORMAT_VERSION = 1
@@ -67,6 +68,7 @@ def load_checkpoint(path: Path) -> tuple[dict, list]:
     if not path.is_file():
         raise CheckpointError(f"no checkpoint at {path}")
     try:
+        check_sizes(path)
         with np.load(path, allow_pickle=False) as archive:
             names = set(archive.files)
             if "meta" not in names:
@@ -96,6 +98,31 @@ def load_checkpoint(path: Path) -> tuple[dict, list]:
         raise CheckpointError(f"{path} is truncated or corrupt: its arrays do not match the checksum it was "
                               "written with")
     return meta, arrays
+
+
+def check_sizes(path: Path) -> None:
+    """Before ``np.load`` allocates anything: every member stored as :func:`save_checkpoint` stores it,
+    uncompressed (so none can inflate beyond the file), and every ``.npy`` header claiming exactly the bytes
+    its member holds, all of them within the file (a header's word would otherwise be an allocation)."""
+    held, total = path.stat().st_size, 0
+    with zipfile.ZipFile(path) as archive:
+        for info in archive.infolist():
+            if info.compress_type != zipfile.ZIP_STORED:
+                raise CheckpointError(f"{path} is not a checkpoint bptrain wrote: its member {info.filename} is "
+                                      "compressed (bptrain stores its arrays as they are, so none can inflate)")
+            total += info.file_size
+            if total > held:
+                raise CheckpointError(f"{path} is truncated or corrupt: its members claim more than "
+                                      f"{format_bytes(total)} but the file holds {format_bytes(held)}")
+            with archive.open(info) as member:
+                header = read_npy_header_from(member)
+            if header is None or header.dtype.hasobject:
+                continue  # np.load refuses it in its own words
+            claimed = header.data_offset + header.data_bytes
+            if claimed != info.file_size:
+                raise CheckpointError(f"{path} is truncated or corrupt: the header of {info.filename} claims "
+                                      f"{format_bytes(claimed)} ({describe(header)}) but it holds "
+                                      f"{format_bytes(info.file_size)}")
 
 
 def is_checkpoint_file(path: Path) -> bool:

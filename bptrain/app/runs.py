@@ -16,6 +16,7 @@ line (:func:`flag`), ``batch_size`` on the page (:func:`plain`).
 
 from __future__ import annotations
 
+import functools
 import os
 import shutil
 import tempfile
@@ -95,6 +96,12 @@ def check_name_length(path: Path, what: str, field: str | None = None) -> None:
 
 def _name_max(directory: Path) -> int | None:
     """The longest file name (in bytes) the file system of ``directory`` allows, where it says."""
+    return _name_max_of(str(directory))
+
+
+@functools.lru_cache(maxsize=256)  # a sweep asks it of the same folder for each of thousands of files
+def _name_max_of(directory: str) -> int | None:
+    directory = Path(directory)
     while not directory.is_dir() and directory != directory.parent:
         directory = directory.parent
     try:

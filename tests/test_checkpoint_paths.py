@@ -42,6 +42,25 @@ def test_a_run_resumed_from_its_own_folder_writes_beside_its_checkpoint(runner, 
     assert not (project / "runs" / "m.checkpoint.npz").exists()
 
 
+def test_a_run_resumed_twice_from_other_folders_still_finds_its_data(runner, monkeypatch, tmp_path, synthetic_data):
+    from bptrain.app.commands import train as train_module
+
+    project = _project(tmp_path, synthetic_data)
+    _stopped_run(runner, monkeypatch, project, "syn.pkl.gz", epochs=8, k=2)
+    real = train_module.train
+    monkeypatch.setattr(train_module, "train",
+                        lambda *a, callbacks=(), **kw: real(*a, callbacks=[*callbacks, StopAfter(5)], **kw))
+    monkeypatch.chdir(project / "runs")
+    again = invoke(runner, "train", "--resume", "m.checkpoint.npz", "-q")
+    assert again.exit_code == 130, again.output + again.stderr
+    monkeypatch.setattr(train_module, "train", real)
+    monkeypatch.chdir(tmp_path)
+    last = invoke(runner, "train", "--resume", project / "runs" / "m.checkpoint.npz", "-q")
+    assert last.exit_code == 0, last.output + last.stderr
+    meta = load_model(project / "runs" / "m.npy")[1]
+    assert meta["epochs_run"] == 8 and meta["data"] == "syn.pkl.gz"  # recorded as the run first recorded it
+
+
 def test_a_copied_run_folder_resumed_writes_into_the_copy(runner, monkeypatch, tmp_path, synthetic_data):
     project = _project(tmp_path, synthetic_data)
     _stopped_run(runner, monkeypatch, project, "syn.pkl.gz")

@@ -233,6 +233,7 @@ class TrainingPlan:
     history: Path
     run_id: str | None  # the run its checkpoints and files name (checkpoints.run_id)
     resume: LoopState | None = None  # where a checkpoint's run stood: it goes on from there exactly
+    started_in: str | None = None  # the folder a relative --data is read from (a continued run's: where it began)
     notes: list = field(default_factory=list)  # (text, shown even when quiet): what changed of what was asked
 
     @property
@@ -252,7 +253,7 @@ class TrainingPlan:
                 "initial_sha256": self.initial_sha256, "data": str(self.dataset.source),
                 # the files belong beside the checkpoint: the model by its name, the history from the model's
                 # folder; "cwd" finds a relative --data from wherever the run is continued
-                "out": self.out.name, "cwd": os.getcwd(),
+                "out": self.out.name, "cwd": self.started_in or os.getcwd(),
                 "history": os.path.relpath(os.path.abspath(self.history), os.path.abspath(self.out.parent))}
 
 
@@ -267,7 +268,7 @@ def plan_training(values: dict, given, load_data, *, config: Path | None = None,
     resume, data = values.get("resume"), values.get("data")
     checkpoint = _read_checkpoint(Path(resume)) if resume is not None and checkpoints.is_checkpoint_name(resume) \
         else None
-    notes, data_source = [], None
+    notes, data_source, started_in = [], None, None
     if checkpoint is not None:
         notes += [(line, True) for line in checkpoints.check_plan_kept(checkpoint, values, given, flag)]
         run = checkpoint.run
@@ -280,6 +281,7 @@ def plan_training(values: dict, given, load_data, *, config: Path | None = None,
             values["history"] = checkpoint.history if "out" not in given else None
         if "data" not in given and checkpoint.data is not None:
             values["data"], data_source = Path(checkpoint.data), run["data"]
+            started_in = run.get("cwd") if checkpoint.data != run["data"] else None
         data = values["data"]
     out = Path(values["out"])
     history = Path(values["history"]) if values.get("history") else history_path(out)
@@ -339,7 +341,7 @@ def plan_training(values: dict, given, load_data, *, config: Path | None = None,
     settings = TrainSettings(**{**{name: values[name] for name in SETTINGS_FIELDS & values.keys()},
                                 "batch_size": batch_size, "augment": augment})
     plan = TrainingPlan(model, init, first_epoch, dataset, settings, values["engine"], initial_sha256, out, history,
-                        run_id, state, notes)
+                        run_id, state, notes=notes, started_in=started_in)
     plan.run_id = plan.run_id or checkpoints.run_id(plan.run_record())
     check_disk(plan)
     return plan

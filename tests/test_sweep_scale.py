@@ -100,3 +100,12 @@ def test_every_file_of_every_run_is_checked_before_anything_trains(runner, tmp_p
     line = assert_clean_error(result)
     assert name in line, line
     assert not (out / "lr=0.1.npy").exists()  # nothing trained
+
+
+def test_a_users_file_under_the_locks_name_is_left_alone(runner, tmp_path, data):
+    out = tmp_path / "mine"
+    out.mkdir()
+    (out / ".bptrain-sweep.lock").write_text("my notes")
+    line = assert_clean_error(invoke(runner, "sweep", "--data", data, *TINY, "--lr", "0.1,0.2", "--out-dir", out))
+    assert "not a bptrain sweep's lock file" in line, line
+    assert (out / ".bptrain-sweep.lock").read_text() == "my notes"

@@ -11,6 +11,7 @@ so a removal never lets two hold it). Where there is no ``flock`` (Windows) ther
 from __future__ import annotations
 
 import os
+import re
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -47,6 +48,11 @@ def folder_lock(out_dir: Path):
         if _same_file(fd, path):
             break
         os.close(fd)  # its owner removed it as we opened it: the lock is the file now at the path
+    held = os.pread(fd, 64, 0)
+    if held and not re.fullmatch(rb"\d+\n?", held):  # someone's own file under the lock's name: not ours
+        os.close(fd)
+        raise FolderBusy(f"{path} is not a bptrain sweep's lock file; bptrain replaces only its own files: move "
+                         "it away first")
     try:
         os.ftruncate(fd, 0)
         os.pwrite(fd, f"{os.getpid()}\n".encode("ascii"), 0)

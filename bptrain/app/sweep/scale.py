@@ -2,8 +2,9 @@
 
 The time is a rough figure, given so that nobody starts a week of work by a typo: each run's arithmetic
 (forward and backward pass over the training images, a forward pass over the validation images, per
-epoch) at what an epoch reaches per core, and a few seconds to start and save, (about a quarter of a 2-core AMD EPYC's GEMM peak: docs/GUIDE
-figures), on MNIST's shape as the data is not read yet.
+epoch) at about what an epoch's steps reach per core on the development machine (a 2-core AMD EPYC, whose
+float32 GEMM peak is near 90 GFLOP/s a core), plus a few seconds to start and save; on MNIST's shape, as
+the data is not read yet.
 """
 
 from __future__ import annotations

@@ -86,3 +86,22 @@ def test_train_itself_leaves_the_handlers_alone(synthetic_data):
     train(MLP((20, 8, 3)), load_dataset(synthetic_data), TrainSettings(epochs=1), progress=False,
           on_epoch=lambda record, improved: seen.append({s: signal.getsignal(s) for s in STOP_SIGNALS}))
     assert seen == [before]
+
+
+def test_a_held_block_finishes_before_the_stop_it_held_is_raised():
+    done = []
+    with StopSignals() as stop:
+        with pytest.raises(Stopped):
+            with stop.held():
+                send(signal.SIGTERM)
+                done.append("the write")
+        send(signal.SIGINT)  # stopped already: only recorded
+    assert done == ["the write"] and stop.signum == signal.SIGTERM
+
+
+def test_a_held_block_without_a_signal_changes_nothing():
+    with StopSignals() as stop:
+        with stop.held():
+            pass
+        with pytest.raises(Stopped):
+            send(signal.SIGINT)

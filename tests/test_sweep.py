@@ -58,7 +58,7 @@ def statuses(folder: Path) -> dict:
 def test_every_train_option_but_the_outputs_is_a_sweep_option():
     """The sweep's options are read from the options table, not written out again."""
     params = {param.name for param in sweep_command.params}
-    own = {"out_dir", "jobs", "scheduler", "print_commands", "force", "quiet", "config"}
+    own = {"out_dir", "jobs", "scheduler", "print_commands", "force", "yes", "quiet", "config"}
     switches = {"no_" + o.name for o in TRAIN_OPTIONS if o.flag is not None and "/" in o.flag}
     expected = {o.name for o in TRAIN_OPTIONS if o.name not in ("out", "history", "quiet")}
     assert params == expected | own | switches

@@ -13,8 +13,10 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import time
-from dataclasses import dataclass
+from contextlib import nullcontext
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -23,6 +25,7 @@ from ..core.errors import BptrainError, SettingError
 from ..core.network import MLP
 from ..core.training import Callbacks, EpochRecord, LoopState, TrainSettings
 from ..data.checkpoint_io import SUFFIX, CheckpointError, load_checkpoint, save_checkpoint
+from . import checkpoint_checks
 
 #: What a resumed run may change of its plan (said in one line); any other setting is refused.
 CHANGEABLE = ("epochs",)
@@ -43,7 +46,7 @@ def is_checkpoint_name(path) -> bool:
 def run_id(record: dict) -> str:
     """A run's name: the digest of its plan and starting point, so that the same command trains the same
     bytes (two runs with one id would train alike, step for step)."""
-    plan = {key: value for key, value in record.items() if key not in ("run_id", "out", "history")}
+    plan = {key: value for key, value in record.items() if key not in ("run_id", "out", "history", "cwd")}
     return hashlib.sha256(json.dumps(plan, sort_keys=True).encode("utf-8")).hexdigest()[:16]
 
 
@@ -72,23 +75,58 @@ class Checkpoint:
     def last_epoch(self) -> int:
         return self.run["first_epoch"] + self.run["settings"]["epochs"] - 1
 
+    @property
+    def out(self) -> Path:
+        """The model file the run writes: beside its checkpoint, under the name it was given, wherever the
+        checkpoint is read from (another directory, a copied folder)."""
+        return self.path.parent / Path(self.run["out"]).name
+
+    @property
+    def history(self) -> Path:
+        """The run's history: recorded relative to the model's folder (older checkpoints: beside the model,
+        or as typed), so it moves with the checkpoint too; an absolute path stays as it is."""
+        recorded, out = Path(self.run["history"]), Path(self.run["out"])
+        if recorded.is_absolute():
+            return recorded
+        if recorded.parent == out.parent:
+            return self.path.parent / recorded.name
+        return Path(os.path.normpath(self.path.parent / recorded))
+
+    @property
+    def data(self) -> str | None:
+        """Where to read the run's data: a relative path as it was read where the run started (if that
+        is still there), else as recorded. The run records (and names) it as it did."""
+        recorded, started = self.run.get("data"), self.run.get("cwd")
+        if recorded and started and not Path(recorded).is_absolute() and (Path(started) / recorded).exists():
+            return str(Path(started) / recorded)
+        return recorded
+
 
 class CheckpointWriter(Callbacks):
     """Writes the run's checkpoint at the end of every epoch (the loop's :meth:`epoch_state`), before the
-    epoch is reported, and keeps how long each write took and how big the file is."""
+    epoch is reported, and keeps how long each write took and how big the file is.
 
-    def __init__(self, path: Path, run: dict, model: MLP):
-        self.path, self.run, self.model = Path(path), run, model
+    ``written`` is the state the file on disk holds (``resumed``: the one a continued run started from,
+    until this run writes its own). A stop can land between the loop's history growing and the file being
+    written: what is saved then is ``written``'s, so that the model, its history and the checkpoint agree.
+    ``signals`` (a :class:`.stopping.StopSignals`) hold a stop during a write and its record.
+    """
+
+    def __init__(self, path: Path, run: dict, model: MLP, signals=None, resumed: LoopState | None = None):
+        self.path, self.run, self.model, self.signals = Path(path), run, model, signals
         self.seconds: list[float] = []
         self.bytes = 0
+        self.written = resumed
 
     def epoch_state(self, state: LoopState) -> None:
         started = time.perf_counter()
-        try:
-            self.bytes = write(self.path, self.run, self.model, state)
-        except OSError as exc:  # a full disk stops the run: going on would lose what a stop could not keep
-            raise CheckpointWriteError(f"cannot write the checkpoint {self.path}: {exc.strerror or exc}",
-                                       state) from None
+        with self.signals.held() if self.signals is not None else nullcontext():
+            try:
+                self.bytes = write(self.path, self.run, self.model, state)
+            except OSError as exc:  # a full disk stops the run: going on would lose what a stop could not keep
+                raise CheckpointWriteError(f"cannot write the checkpoint {self.path}: {exc.strerror or exc}",
+                                           state) from None
+            self.written = replace(state, history=list(state.history), optimizer=None)
         self.seconds.append(time.perf_counter() - started)
 
     def remove(self) -> None:
@@ -119,6 +157,10 @@ def write(path: Path, run: dict, model: MLP, state: LoopState) -> int:
 def read(path: Path) -> Checkpoint:
     """A checkpoint and the state it holds; one line of :class:`CheckpointError` if it cannot be one."""
     meta, arrays = load_checkpoint(path)
+    try:
+        checkpoint_checks.check(meta, arrays)  # nothing it says is believed unchecked
+    except checkpoint_checks.Untrusted as exc:
+        raise CheckpointError(f"{path} cannot be continued: {exc}") from None
     try:
         run = meta["run"]
         sizes = tuple(run["sizes"])
@@ -182,6 +224,6 @@ def checkpoint_state(model_path: Path, meta: dict) -> str:
     except CheckpointError as exc:
         return f"{path} cannot be continued: {exc}"
     same = "of the run that wrote this model" if checkpoint.run.get("run_id") == meta.get("run_id") else \
-        "of another run (it writes this model file when it goes on)"
+        "of another run"
     return (f"{path}, {same}: stopped after epoch {checkpoint.state.epoch} of {checkpoint.last_epoch}; "
-            f"bptrain train --resume {path} continues it exactly")
+            f"bptrain train --resume {path} continues it exactly and writes {checkpoint.out}")

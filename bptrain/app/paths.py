@@ -114,10 +114,11 @@ def check_no_clash(inputs: Mapping[str, Iterable[Path | None]], outputs: Mapping
                 raise PathClash(f"{dir_option} {directory.path} is the directory of {in_option} {in_path}, and "
                                 f"the files written there could replace it; choose another {dir_option}")
 
-    for i, (out_option, _, shown, target) in enumerate(output_files):
-        for _, _, earlier_shown, earlier in output_files[:i]:
-            if earlier == target:
-                raise PathClash(f"{shown} is the same file as {earlier_shown}; choose another {out_option}")
+    earlier: dict = {}  # by identity: a sweep of thousands of runs has tens of thousands of outputs
+    for out_option, _, shown, target in output_files:
+        if target in earlier:
+            raise PathClash(f"{shown} is the same file as {earlier[target]}; choose another {out_option}")
+        earlier[target] = shown
     for dir_option, directory in open_dirs:
         for out_option, out_path, shown, _ in output_files:
             if same_file(out_path.resolve().parent, directory.path):

@@ -16,6 +16,7 @@ line (:func:`flag`), ``batch_size`` on the page (:func:`plain`).
 
 from __future__ import annotations
 
+import functools
 import os
 import shutil
 import tempfile
@@ -96,6 +97,12 @@ def check_name_length(path: Path, what: str, field: str | None = None) -> None:
 
 def _name_max(directory: Path) -> int | None:
     """The longest file name (in bytes) the file system of ``directory`` allows, where it says."""
+    return _name_max_of(str(directory))
+
+
+@functools.lru_cache(maxsize=256)  # a sweep asks it of the same folder for each of thousands of files
+def _name_max_of(directory: str) -> int | None:
+    directory = Path(directory)
     while not directory.is_dir() and directory != directory.parent:
         directory = directory.parent
     try:
@@ -255,6 +262,7 @@ class TrainingPlan:
     history: Path
     run_id: str | None  # the run its checkpoints and files name (checkpoints.run_id)
     resume: LoopState | None = None  # where a checkpoint's run stood: it goes on from there exactly
+    started_in: str | None = None  # the folder a relative --data is read from (a continued run's: where it began)
     notes: list = field(default_factory=list)  # (text, shown even when quiet): what changed of what was asked
     workbook: dict | None = None  # the learner's functions (--workbook), checked: they run the steps
 
@@ -273,7 +281,10 @@ class TrainingPlan:
                 "dtype": model.dtype.name, "init": self.init, "engine": self.engine,
                 "settings": self.settings.to_dict(), "first_epoch": self.first_epoch,
                 "initial_sha256": self.initial_sha256, "data": str(self.dataset.source),
-                "out": str(self.out), "history": str(self.history)}
+                # the files belong beside the checkpoint: the model by its name, the history from the model's
+                # folder; "cwd" finds a relative --data from wherever the run is continued
+                "out": self.out.name, "cwd": self.started_in or os.getcwd(),
+                "history": os.path.relpath(os.path.abspath(self.history), os.path.abspath(self.out.parent))}
 
 
 def plan_training(values: dict, given, load_data, *, config: Path | None = None,
@@ -289,17 +300,22 @@ def plan_training(values: dict, given, load_data, *, config: Path | None = None,
         functions = load_checked(Path(values["workbook"]))
         values = workbook_values(values, given, momentum=passes("momentum_step", functions))
     resume, data = values.get("resume"), values.get("data")
-    checkpoint = checkpoints.read(Path(resume)) if resume is not None and checkpoints.is_checkpoint_name(resume) \
+    checkpoint = _read_checkpoint(Path(resume)) if resume is not None and checkpoints.is_checkpoint_name(resume) \
         else None
-    notes = []
+    notes, data_source, started_in = [], None, None
     if checkpoint is not None:
         notes += [(line, True) for line in checkpoints.check_plan_kept(checkpoint, values, given, flag)]
         run = checkpoint.run
         values = {**values, **run["settings"], **{key: run[key] for key in checkpoints.RUN_KEYS},
                   "epochs": values["epochs"] if "epochs" in given else run["settings"]["epochs"]}
-        for name in ("out", "history", "data"):  # the run's own files, unless given
-            if name not in given:
-                values[name] = Path(run[name])
+        # the run's own files, unless given: beside the checkpoint; a new --out gets its own history
+        if "out" not in given:
+            values["out"] = checkpoint.out
+        if "history" not in given:
+            values["history"] = checkpoint.history if "out" not in given else None
+        if "data" not in given and checkpoint.data is not None:
+            values["data"], data_source = Path(checkpoint.data), run["data"]
+            started_in = run.get("cwd") if checkpoint.data != run["data"] else None
         data = values["data"]
     out = Path(values["out"])
     history = Path(values["history"]) if values.get("history") else history_path(out)
@@ -317,6 +333,8 @@ def plan_training(values: dict, given, load_data, *, config: Path | None = None,
                               f"its checkpoint {checkpoint_path(out)}")])
     check_optimizer(values)  # settings each option allows but not together, e.g. --nesterov with --momentum 0
     dataset = load_data(data, values.get("no_download", False))
+    if data_source is not None:  # read where the run started: recorded as the run recorded it
+        dataset = dataset._replace(source=data_source)
     learning = {name: values[name] for name in SETTINGS_FIELDS & values.keys()
                 if name not in ("epochs", "batch_size", "seed", "augment")}
     warning = memory.check_fits(memory.training_estimate(
@@ -325,12 +343,12 @@ def plan_training(values: dict, given, load_data, *, config: Path | None = None,
     if warning:
         notes.append((f"warning: {warning}", True))
     if checkpoint is not None:
-        _check_latest(checkpoint, out)
+        _check_latest(checkpoint, checkpoint.out)
         model, init, first_epoch = checkpoint.model, checkpoint.run["init"], checkpoint.run["first_epoch"]
         run_id, initial_sha256, state = checkpoint.run["run_id"], checkpoint.run["initial_sha256"], checkpoint.state
         notes.append((f"continuing the run of {checkpoint.path} exactly: epoch {state.epoch + 1} of "
-                      f"{first_epoch + values['epochs'] - 1}, with its optimizer state, schedule and random streams",
-                      False))
+                      f"{first_epoch + values['epochs'] - 1}, with its optimizer state, schedule and random streams; "
+                      f"writing {out} and {history}", False))
     else:
         state, run_id = None, None
         if resume is None:
@@ -359,10 +377,22 @@ def plan_training(values: dict, given, load_data, *, config: Path | None = None,
     settings = TrainSettings(**{**{name: values[name] for name in SETTINGS_FIELDS & values.keys()},
                                 "batch_size": batch_size, "augment": augment})
     plan = TrainingPlan(model, init, first_epoch, dataset, settings, values["engine"], initial_sha256, out, history,
-                        run_id, state, notes, functions)
+                        run_id, state, notes=notes, started_in=started_in, workbook=functions)
     plan.run_id = plan.run_id or checkpoints.run_id(plan.run_record())
     check_disk(plan)
     return plan
+
+
+def _read_checkpoint(path: Path):
+    """The checkpoint to continue; a missing one beside a model file is a run that finished, and said so."""
+    if not path.exists():
+        stem = path.name[:-len(checkpoints.SUFFIX)]
+        for model in (path.with_name(stem + ".npy"), path.with_name(stem)):
+            if model.is_file() and is_model_file(model):
+                raise CheckpointError(f"no checkpoint at {path}: the run that wrote {model} finished (a run that "
+                                      f"completes removes its checkpoint) and its model is {model}; --resume {model} "
+                                      "starts a new plan from its weights")
+    return checkpoints.read(path)
 
 
 def _check_latest(checkpoint, out: Path) -> None:

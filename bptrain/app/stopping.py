@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import signal
 import threading
+from contextlib import contextmanager
 
 #: The signals that mean "stop": Ctrl-C, kill/timeout/schedulers, a closed terminal (POSIX only).
 STOP_SIGNALS = tuple(s for s in (signal.SIGINT, signal.SIGTERM, getattr(signal, "SIGHUP", None)) if s is not None)
@@ -76,6 +77,22 @@ class StopSignals:
     def defer(self) -> None:
         """From now on, record signals without raising: what follows must not be cut short."""
         self._deferring = True
+
+    @contextmanager
+    def held(self):
+        """Signals wait until the block ends, then the first one raises :class:`Stopped`: two writes that
+        must agree (a checkpoint and what it records) are made both or neither. A block that fails lets
+        its own error through; one entered after a stop or a :meth:`defer` changes nothing."""
+        if self._deferring:
+            yield
+            return
+        self._deferring = True
+        try:
+            yield
+        finally:
+            self._deferring = self.signum is not None
+        if self.signum is not None:
+            raise Stopped(self.signum)
 
     @property
     def stopped(self) -> bool:

@@ -46,12 +46,20 @@ def read_npy_header(path: str | os.PathLike) -> NpyHeader | None:
     """
     try:
         with open(path, "rb") as handle:
-            version = np.lib.format.read_magic(handle)
-            reader = _READERS.get(version)
-            if reader is None:
-                return None
-            shape, fortran_order, dtype = reader(handle)
-            return NpyHeader(tuple(shape), bool(fortran_order), dtype, handle.tell())
+            return read_npy_header_from(handle)
+    except OSError:
+        return None
+
+
+def read_npy_header_from(handle) -> NpyHeader | None:
+    """:func:`read_npy_header` of an open binary stream at its start (a member of an ``.npz``, say)."""
+    try:
+        version = np.lib.format.read_magic(handle)
+        reader = _READERS.get(version)
+        if reader is None:
+            return None
+        shape, fortran_order, dtype = reader(handle)
+        return NpyHeader(tuple(shape), bool(fortran_order), dtype, handle.tell())
     except (ValueError, OSError, EOFError, SyntaxError, TypeError):
         return None
 
@@ -72,7 +80,7 @@ def check_npy_size(path: str | os.PathLike, error: type[BptrainError], what: str
     if claimed > held:
         name = f"{what} {path}" if what else str(path)
         raise error(f"{name} is truncated or corrupt: its header claims {format_bytes(claimed)} "
-                    f"({_describe(header)}) but the file holds {format_bytes(held)}")
+                    f"({describe(header)}) but the file holds {format_bytes(held)}")
     return header
 
 
@@ -87,7 +95,7 @@ def format_bytes(n: int) -> str:
     raise AssertionError("unreachable")  # pragma: no cover
 
 
-def _describe(header: NpyHeader) -> str:
+def describe(header: NpyHeader) -> str:
     if header.dtype.names is not None:
         return f"a record of {len(header.dtype.names)} fields" if header.shape == () else \
             f"shape {header.shape} of records"

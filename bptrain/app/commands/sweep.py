@@ -24,7 +24,9 @@ from ..sweep.cores import check_runs_fit, plan_cores
 from ..sweep.folder import (check_outputs, conflicts, continue_from_checkpoint, finished_run, obtain_data,
                             summary_document, write_summary)
 from ..sweep.grid import SWEEP_OPTIONS, is_sweepable, make_jobs, off_name, on_off, parse_values, run_settings
+from ..sweep.lock import folder_lock
 from ..sweep.runner import EPOCH_LINE, Display, Sweep, done_text
+from ..sweep.scale import CONFIRM_ABOVE, size_line, sweep_seconds
 
 
 def _help(option: Option) -> str:
@@ -90,11 +92,13 @@ class SweepHelp(GroupedHelpCommand):
                    "them (for a SLURM job array, GNU parallel, a CI matrix); `bptrain compare` reads the results.")
 @click.option("--force", is_flag=True, help="Train every run again, finished ones too (only bptrain's own files "
                                             "are replaced).")
+@click.option("--yes", "yes", is_flag=True, help=f"Start a sweep of more than {CONFIRM_ABOVE} runs without asking "
+                                                "(it is said, with a rough time, and asked about otherwise).")
 @click.option("-q", "--quiet", "quiet", is_flag=True, help="No progress lines; only the table.")
 @click.option("--config", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="TOML file of settings for every run; flags override it.")
 @sweep_options
-def sweep_command(out_dir, jobs, scheduler, print_commands, force, quiet, config, **given):
+def sweep_command(out_dir, jobs, scheduler, print_commands, force, yes, quiet, config, **given):
     """Train one run per value of the options given several values (their grid, if several are),
     everything else the same, and show them side by side.
 
@@ -147,6 +151,9 @@ def sweep_command(out_dir, jobs, scheduler, print_commands, force, quiet, config
     all_jobs = make_jobs(swept, fixed, config, out_dir)
     summary = out_dir / SUMMARY_NAME
     check_outputs(all_jobs, summary, fixed, config, out_dir)
+    locked = out_dir.is_dir()
+    if locked:  # one sweep owns a folder: what it holds is read, and written, by one process at a time
+        ctx.with_resource(folder_lock(out_dir))
 
     done_before = {}
     if not force:
@@ -160,8 +167,12 @@ def sweep_command(out_dir, jobs, scheduler, print_commands, force, quiet, config
                                            f"use another --out-dir, or --force to train it again")
                 done_before[job.name] = run
     to_do = [job for job in all_jobs if job.name not in done_before]
-    continued = {job.name: epoch for job in to_do if (epoch := continue_from_checkpoint(job)) is not None}
+    if not print_commands and len(to_do) > CONFIRM_ABOVE and not yes:
+        _confirm_size(ctx, to_do, config_values, fixed)
     out_dir.mkdir(parents=True, exist_ok=True)
+    if not locked:
+        ctx.with_resource(folder_lock(out_dir))
+    continued = {job.name: epoch for job in to_do if (epoch := continue_from_checkpoint(job)) is not None}
 
     if print_commands:
         for job in to_do:
@@ -207,6 +218,8 @@ def sweep_command(out_dir, jobs, scheduler, print_commands, force, quiet, config
     began = time.monotonic()
 
     def on_done(job):
+        if job.result is not None and job.result.status == "not started":
+            return  # a stop marks every waiting run so: the summary after the runs says them all, once
         write_summary(summary, summary_document(all_jobs, swept, info))
 
     runner = Sweep(all_jobs, parallel, variables, display, on_done, cluster and cluster.launch)
@@ -232,3 +245,16 @@ def sweep_command(out_dir, jobs, scheduler, print_commands, force, quiet, config
         ctx.exit(exit_status(signum))
     if any(run.status == "failed" for run in runs):
         ctx.exit(1)
+
+
+def _confirm_size(ctx, to_do, config_values: dict, fixed: dict) -> None:
+    """A grid of more than CONFIRM_ABOVE runs is said, with a rough time, and goes on only when confirmed:
+    at a terminal by answering y, elsewhere by --yes."""
+    cores = usable_cores()
+    text = size_line(len(to_do), sweep_seconds([run_settings(job, config_values, fixed) for job in to_do], cores),
+                     cores)
+    if sys.stdin.isatty() and sys.stderr.isatty():
+        if not click.confirm(f"this sweep is {text}; start it?", default=False, err=True):
+            ctx.exit(1)
+        return
+    raise click.UsageError(f"this sweep is {text}; give --yes to start it, or sweep fewer values")

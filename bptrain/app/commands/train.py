@@ -54,7 +54,7 @@ def train_command(**values):
     _note_unused_options(ctx, values["optimizer"])
     model, dataset, settings, out, history, engine = (plan.model, plan.dataset, plan.settings, plan.out, plan.history,
                                                       plan.engine)
-    checkpoint = CheckpointWriter(plan.checkpoint, plan.run_record(), model)
+    checkpoint = CheckpointWriter(plan.checkpoint, plan.run_record(), model, resumed=plan.resume)
     if plan.workbook is not None:
         update = f"momentum_step (momentum {settings.momentum:g})" if settings.momentum else "sgd_step (plain SGD)"
         say(f"training with your workbook {values['workbook']}: its forward, backward and {update}")
@@ -72,9 +72,12 @@ def train_command(**values):
     # Ctrl-C, SIGTERM and SIGHUP stop training the same way; once one arrived, or once saving starts,
     # further signals wait until the model and its history are saved (bptrain.app.stopping).
     with StopSignals() as signals:
+        checkpoint.signals = signals  # a stop during a checkpoint's write waits for it (and its record)
+        result = None
         try:
             result = train(model, dataset, settings, engine=engine, progress=progress, on_epoch=report,
                            callbacks=[checkpoint], first_epoch=plan.first_epoch, resume=plan.resume)
+            signals.defer()
         except TrainingDiverged as exc:
             checkpoint.remove()  # the run is over: continuing it would diverge again
             raise click.ClickException(f"{exc}; {out} was not written") from None
@@ -83,18 +86,22 @@ def train_command(**values):
         except CheckpointWriteError as exc:  # a full disk: keep what was trained, where it can be written
             signals.defer()
             state = exc.state
-            restore(model, state.best)
-            result = TrainResult(state.history, state.best_epoch, state.best_val_accuracy, interrupted=True,
-                                 initial_speed=state.initial_speed)
+            result = _as_checkpointed(model, state)
             metadata = training_metadata(settings, result, dataset, plan.init, plan.first_epoch,
                                          plan.initial_sha256, plan.run_id)
             raise click.ClickException(f"{exc}; the run stopped after epoch {state.epoch}; "
                                        f"{_save_somewhere(model, metadata, out)}") from None
-        except Stopped:  # before training started (resume's first evaluation) or after it returned
+        except Stopped:  # outside the epochs: before training started, or as the loop ended
+            pass
+        signals.defer()
+        if (result is None or result.interrupted) and checkpoint.written is not None:
+            # a stop lands anywhere, also between the loop's history growing and the checkpoint's write:
+            # what is saved is what the checkpoint holds, so that the model, history and checkpoint agree
+            result = _as_checkpointed(model, checkpoint.written)
+        elif result is None:
             click.echo(f"{stopped_by(signals.signum)} before the model could be saved; {out} was not written",
                        err=True)
             ctx.exit(exit_status(signals.signum))
-        signals.defer()
         metadata = training_metadata(settings, result, dataset, plan.init, plan.first_epoch, plan.initial_sha256,
                                      plan.run_id)
         try:
@@ -115,7 +122,7 @@ def train_command(**values):
             where = (f"the best so far, epoch {result.best_epoch}" if result.best_epoch
                      else "mid-epoch, before any validation")
             click.echo(f"{stopped_by(signals.signum)}: saved the model reached so far ({where}) to {out}", err=True)
-            if plan.checkpoint.is_file():
+            if checkpoint.written is not None and plan.checkpoint.is_file():
                 click.echo(f"the run continues exactly from its last finished epoch with: bptrain train --resume "
                            f"{plan.checkpoint}", err=True)
         else:  # the signal came while a finished run was being saved: the save completed first
@@ -125,6 +132,13 @@ def train_command(**values):
     stop = " (early stopping)" if result.stopped_early else ""
     say(f"saved {out}: best validation accuracy {100 * result.best_val_accuracy:.2f}% at epoch "
         f"{result.best_epoch} of {trained_epochs}{stop}; history in {history}")
+
+
+def _as_checkpointed(model, state) -> TrainResult:
+    """The result of a run stopped where ``state`` (a checkpoint's) stands; the model holds its best epoch."""
+    restore(model, state.best)
+    return TrainResult(list(state.history), state.best_epoch, state.best_val_accuracy, interrupted=True,
+                       initial_speed=state.initial_speed)
 
 
 def _save_somewhere(model, metadata: dict, out: Path) -> str:

@@ -51,6 +51,7 @@ from ...environment import EPOCH_THREAD_VARIABLE
 from ...data.loader import resolve_data_path
 from ...data.model_io import atomic_write
 from ..paths import data_files
+from .reach import silence_distributed, unanswered
 
 #: Seconds to reach a scheduler before saying it cannot be reached.
 CONNECT_TIMEOUT = 5
@@ -390,7 +391,10 @@ class Cluster:
             address = cluster.scheduler_address
         else:
             # the sweep says itself what became of each run; the client's own reports would be tracebacks
-            logging.getLogger("distributed").setLevel(logging.CRITICAL)
+            silence_distributed()
+            problem = unanswered(address, CONNECT_TIMEOUT)
+            if problem:
+                raise ClusterError(f"cannot reach the Dask scheduler at {address}: {problem}")
             try:
                 client = Client(address, timeout=CONNECT_TIMEOUT)
             except MemoryError:  # something answered, and its first bytes read as an absurd message length
@@ -463,6 +467,7 @@ class Cluster:
             run.events.put((run.job, "out", message["line"]))
 
     def close(self) -> None:
+        silence_distributed()  # a scheduler gone mid-sweep is said once, by the sweep: not by every reconnect
         try:
             self.client.unsubscribe_topic(self.topic)
             self.client.close(timeout=10)

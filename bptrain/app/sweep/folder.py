@@ -7,8 +7,9 @@ import sys
 from pathlib import Path
 
 from ... import __version__
-from ...core.errors import BptrainError
+from ...core.errors import BptrainError, SettingError
 from ...core.network import AUTO_INIT, default_init
+from ...data.checkpoint_io import is_checkpoint_file
 from ...data.download import ensure_data
 from ...data.loader import resolve_data_path
 from ...data.model_io import atomic_write
@@ -101,17 +102,25 @@ def check_outputs(jobs: list[Job], summary: Path, fixed: dict, config: Path | No
     data = fixed.get("data")
 
     inputs = {"--data": data_files(resolve_data_path(data)), "--config": [config], "--resume": [fixed.get("resume")]}
-    outputs = {"--out-dir": [path for job in jobs for path in (job.model, job.history)] + [summary]}
+    outputs = {"--out-dir": [path for job in jobs for path in (job.model, job.history, checkpoint_path(job.model))]
+               + [summary]}
     replaceable = [replaced for job in jobs for replaced in (
         ("--out-dir", job.model, is_model_file, "a bptrain model", f"{job.model}, which run {job.name} would write,"),
         ("--out-dir", job.history, is_history_file, "a bptrain history JSON",
-         f"{job.history}, which run {job.name} would write,"))]
+         f"{job.history}, which run {job.name} would write,"),
+        ("--out-dir", checkpoint_path(job.model), is_checkpoint_file, "a bptrain checkpoint",
+         f"{checkpoint_path(job.model)}, which run {job.name} would write,"))]
     replaceable.append(("--out-dir", summary, is_summary_file, "a bptrain sweep summary",
                         f"{summary}, which the sweep would write,"))
-    for job in jobs:  # names the file system cannot hold fail here, not after the other runs have trained
+    # every file of every run, before any run: what a run would find only when it started (a name the file
+    # system cannot hold, a folder where its file goes) fails here, not after the other runs have trained
+    for job in jobs:
         for path, what in ((job.model, "model file"), (job.history, "history file"),
                            (checkpoint_path(job.model), "checkpoint")):
             runs.check_name_length(path, f"run {job.name}'s {what}", "out_dir")
+            if path.is_dir():
+                raise SettingError(f"{path}, which run {job.name} would write as its {what}, is a folder; move it "
+                                   "away, or give another --out-dir", field="out_dir")
     runs.check_files(inputs, outputs, replaceable=replaceable)
 
 
@@ -125,7 +134,7 @@ def continue_from_checkpoint(job: Job) -> int | None:
         checkpoint = checkpoints.read(path)
     except BptrainError:
         return None  # train refuses it in one line if it is given; here the run just starts again
-    if checkpoint.run.get("out") != str(job.model):
+    if checkpoint.out != job.model:  # another run's, under a name this one would write
         return None
     args, i = [], 0
     while i < len(job.args):  # a --resume of the sweep's own is what the checkpoint's run started from

@@ -27,7 +27,7 @@ from bptrain.app.commands.sweep import sweep_command
 from bptrain.app.sweep.cores import plan_cores
 from bptrain.app.sweep.grid import Job
 from bptrain.app.sweep.runner import Display
-from conftest import assert_clean_error, invoke, make_blobs, write_py2_pickle
+from conftest import assert_clean_error, ended_at_exit, invoke, make_blobs, write_py2_pickle
 
 SMALL = ("--sizes", "20,16,3", "--epochs", "2", "--batch-size", "16")
 
@@ -299,7 +299,7 @@ def start_sweep(tmp_path, data, *args):
 def test_a_stop_signal_keeps_finished_runs_and_the_best_so_far_of_the_others(tmp_path, data, signum, status):
     """Sent to the sweep alone (as `kill` or a scheduler does), it reaches every run."""
     proc, watchdog = start_sweep(tmp_path, data, "--epochs", "2,100000", "--jobs", "2")
-    try:
+    with ended_at_exit(proc, watchdog):
         seen, finished, long_running = [], False, False
         for line in proc.stderr:
             seen.append(line)
@@ -310,11 +310,6 @@ def test_a_stop_signal_keeps_finished_runs_and_the_best_so_far_of_the_others(tmp
         assert finished and long_running, "".join(seen)
         proc.send_signal(signum)
         stdout, stderr = proc.communicate(timeout=60)
-    finally:
-        watchdog.cancel()
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
     assert proc.returncode == status, stderr
     assert "Traceback" not in stderr
     out = tmp_path / "runs"

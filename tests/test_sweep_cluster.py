@@ -40,7 +40,7 @@ import psutil  # noqa: E402 (a dependency of distributed)
 from bptrain.app.sweep import cluster as sweep_cluster  # noqa: E402
 from bptrain.app.sweep.cluster import ClusterError, Input, describe_input, materialise, place_inputs  # noqa: E402
 from bptrain.data.model_io import load_model  # noqa: E402
-from conftest import make_blobs, write_py2_pickle  # noqa: E402
+from conftest import ended_at_exit, make_blobs, write_py2_pickle  # noqa: E402
 
 TINY = ("--sizes", "20,16,3", "--batch-size", "8")
 
@@ -158,7 +158,7 @@ def test_a_worker_killed_mid_run_takes_its_train_along_and_the_run_is_trained_el
                             env={**os.environ, "PYTHONUNBUFFERED": "1"})
     watchdog = threading.Timer(120, proc.kill)  # never hang the suite
     watchdog.start()
-    try:
+    with ended_at_exit(proc, watchdog):
         seen, where, victim = [], {}, None
         for line in proc.stderr:
             seen.append(line)
@@ -174,11 +174,6 @@ def test_a_worker_killed_mid_run_takes_its_train_along_and_the_run_is_trained_el
         os.kill(worker_pid, signal.SIGKILL)
         assert gone(child), "the killed worker's train was orphaned"
         stdout, stderr = proc.communicate(timeout=110)
-    finally:
-        watchdog.cancel()
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
     stderr = "".join(seen) + stderr
     assert proc.returncode == 0, stderr
     assert statuses(tmp_path / "runs") == {"lr=0.1": "finished", "lr=0.5": "finished"}
@@ -201,7 +196,7 @@ def test_ctrl_c_keeps_the_finished_runs_stops_the_running_and_cancels_the_queued
                             env={**os.environ, "PYTHONUNBUFFERED": "1"})
     watchdog = threading.Timer(90, proc.kill)
     watchdog.start()
-    try:
+    with ended_at_exit(proc, watchdog):
         seen, finished, long_running = [], set(), set()
         for line in proc.stderr:
             seen.append(line)
@@ -217,11 +212,6 @@ def test_ctrl_c_keeps_the_finished_runs_stops_the_running_and_cancels_the_queued
         assert len(children) == 2
         proc.send_signal(signal.SIGINT)
         stdout, stderr = proc.communicate(timeout=80)
-    finally:
-        watchdog.cancel()
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
     assert proc.returncode == 130, stderr
     assert "Traceback" not in stderr
     finished = {line.partition(": ")[0] for line in seen + stderr.splitlines()

@@ -21,7 +21,7 @@ from optuna.trial import TrialState
 
 from bptrain.app.tune.space import SpaceError, read_space
 from bptrain.app.tune.study import default_storage
-from conftest import assert_clean_error, invoke, make_blobs, write_py2_pickle
+from conftest import assert_clean_error, ended_at_exit, invoke, make_blobs, write_py2_pickle
 
 #: Epochs long enough (3,000 steps) that a trial pruned after its first is seen to stop well before its last.
 SLOW = ("--sizes", "20,16,3", "--batch-size", "2", "--epochs", "8")
@@ -188,7 +188,7 @@ def test_a_study_killed_mid_trial_resumes_with_the_trial_marked_failed(tmp_path,
             "--sizes", "20,16,3", "--batch-size", "1", "--epochs", "12", "--pruner", "none")
     process = subprocess.Popen([sys.executable, "-m", "bptrain", "tune", *map(str, args), "--trials", "3"],
                                cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
+    with ended_at_exit(process):
         deadline = time.monotonic() + 300
         while time.monotonic() < deadline:
             running = reporting(out, "k")
@@ -201,9 +201,6 @@ def test_a_study_killed_mid_trial_resumes_with_the_trial_marked_failed(tmp_path,
         assert children
         process.send_signal(signal.SIGKILL)
         process.wait(timeout=30)
-    finally:
-        if process.poll() is None:
-            process.kill()
     gone, alive = psutil.wait_procs(children, timeout=30)
     assert not alive  # the trial's train died with the study's process
     killed = running[0].number
@@ -323,7 +320,7 @@ def test_ctrl_c_stops_the_running_trial_which_keeps_its_best_model_and_is_failed
             "--sizes", "20,16,3", "--batch-size", "1", "--epochs", "12")
     process = subprocess.Popen([sys.executable, "-m", "bptrain", "tune", *map(str, args)], cwd=tmp_path,
                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    try:
+    with ended_at_exit(process):
         deadline = time.monotonic() + 300
         while time.monotonic() < deadline:
             running = reporting(out, "c")
@@ -334,9 +331,6 @@ def test_ctrl_c_stops_the_running_trial_which_keeps_its_best_model_and_is_failed
             pytest.fail("no trial reported an epoch")
         process.send_signal(signal.SIGINT)
         _, stderr = process.communicate(timeout=120)
-    finally:
-        if process.poll() is None:
-            process.kill()
     assert process.returncode == 130, stderr
     trial = load(out, "c").trials[running[0].number]
     assert trial.state == TrialState.FAIL and "interrupted before it finished" in trial.user_attrs["failed_because"]

@@ -11,7 +11,8 @@ import numpy as np
 import pytest
 
 from bptrain.app import plot
-from bptrain.app.compare import DIGEST_KEY, collect_runs, differing_settings, format_table, parameters_sha256, read_run
+from bptrain.app.compare import DIGEST_KEY, collect_runs, differing_settings, format_table, read_run
+from bptrain.app.run_identity import parameters_sha256
 from bptrain.app.compare import same_settings
 from bptrain.core.errors import BptrainError
 from bptrain.data.model_io import load_model

@@ -19,7 +19,8 @@ import pytest
 from bptrain.app.commands import sweep as sweep_command_module
 from bptrain.app.sweep import runner as sweep_runner
 from bptrain.core.errors import BptrainError
-from bptrain.app.compare import DIGEST_KEY, parameters_sha256
+from bptrain.app.compare import DIGEST_KEY
+from bptrain.app.run_identity import parameters_sha256
 from bptrain.data.model_io import load_model
 from bptrain.core.network import MLP
 from bptrain.app.options import TRAIN_OPTIONS

@@ -11,8 +11,6 @@ so one that is there belongs to a run that was stopped.
 
 from __future__ import annotations
 
-import hashlib
-import json
 import os
 import time
 from contextlib import nullcontext
@@ -41,13 +39,6 @@ def checkpoint_path(out: Path) -> Path:
 
 def is_checkpoint_name(path) -> bool:
     return str(path).endswith(SUFFIX)
-
-
-def run_id(record: dict) -> str:
-    """A run's name: the digest of its plan and starting point, so that the same command trains the same
-    bytes (two runs with one id would train alike, step for step)."""
-    plan = {key: value for key, value in record.items() if key not in ("run_id", "out", "history", "cwd")}
-    return hashlib.sha256(json.dumps(plan, sort_keys=True).encode("utf-8")).hexdigest()[:16]
 
 
 class CheckpointWriteError(BptrainError):

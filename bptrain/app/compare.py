@@ -16,14 +16,12 @@ themselves, not a promise about seeds.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import math
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import numpy as np
 
 from ..core.errors import BptrainError, SettingError
 from ..core.training import DISTORTION_SETTINGS
@@ -44,20 +42,6 @@ SUMMARY_FORMAT = "bptrain-sweep"
 SETTING_ORDER = tuple(option.name for option in TRAIN_OPTIONS if option.name not in ("out", "history", "resume",
                                                                                       "quiet", "no_download", "data"))
 SETTING_ORDER += ("data",)
-
-
-def parameters_sha256(weights, biases) -> str:
-    """SHA-256 of a network's parameters: layer by layer, each array's dtype, shape and bytes.
-
-    Two runs with the same digest started from byte-identical weights and biases.
-    """
-    digest = hashlib.sha256()
-    for w, b in zip(weights, biases):
-        for array in (w, b):
-            array = np.ascontiguousarray(array)
-            digest.update(f"{array.dtype.str}{array.shape}".encode("ascii"))
-            digest.update(array.tobytes())
-    return digest.hexdigest()
 
 
 @dataclass

@@ -32,9 +32,8 @@ from ..data.loader import resolve_data_path
 from ..data.model_io import load_model, read_model_record
 from ..data.npyfile import format_bytes
 from ..data.shifts import is_square_image
-from . import checkpoints, memory
+from . import checkpoints, memory, run_identity
 from .checkpoints import checkpoint_path
-from .compare import parameters_sha256
 from .exercises.checker import load_checked, passes
 from .history import history_path, load_history
 from .memory import MemoryLimitError
@@ -260,7 +259,7 @@ class TrainingPlan:
     initial_sha256: str  # of the parameters it starts from (which runs started alike: bptrain compare)
     out: Path
     history: Path
-    run_id: str | None  # the run its checkpoints and files name (checkpoints.run_id)
+    run_id: str | None  # the run its checkpoints and files name (run_identity.run_id)
     resume: LoopState | None = None  # where a checkpoint's run stood: it goes on from there exactly
     started_in: str | None = None  # the folder a relative --data is read from (a continued run's: where it began)
     notes: list = field(default_factory=list)  # (text, shown even when quiet): what changed of what was asked
@@ -360,7 +359,7 @@ def plan_training(values: dict, given, load_data, *, config: Path | None = None,
             check_continued_model(model, values, given)
             init, first_epoch = meta.get("init"), int(meta.get("epochs_trained", 0)) + 1
             notes.append((_fresh_start_note(Path(resume), meta, values), False))
-        initial_sha256 = parameters_sha256(model.weights, model.biases)
+        initial_sha256 = run_identity.parameters_sha256(model.weights, model.biases)
         if checkpoint_path(out).is_file():
             notes.append((f"note: {checkpoint_path(out)} holds a stopped run; this run replaces it at the end of its "
                            f"first epoch (--resume {checkpoint_path(out)} would continue that run instead)", True))
@@ -378,7 +377,7 @@ def plan_training(values: dict, given, load_data, *, config: Path | None = None,
                                 "batch_size": batch_size, "augment": augment})
     plan = TrainingPlan(model, init, first_epoch, dataset, settings, values["engine"], initial_sha256, out, history,
                         run_id, state, notes=notes, started_in=started_in, workbook=functions)
-    plan.run_id = plan.run_id or checkpoints.run_id(plan.run_record())
+    plan.run_id = plan.run_id or run_identity.run_id(plan.run_record())
     check_disk(plan)
     return plan
 

@@ -2,7 +2,7 @@
 
 Every run gets the same seed, so runs whose settings leave the shapes and the initialisation alone start
 from identical weights; each run records the SHA-256 of its starting parameters
-(:func:`bptrain.app.compare.parameters_sha256`), and the table says which runs share them.
+(:func:`bptrain.app.run_identity.parameters_sha256`), and the table says which runs share them.
 """
 
 from __future__ import annotations

@@ -24,7 +24,7 @@ from ...core.errors import TrainingDiverged
 from ...core.learning_speed import INITIAL_BATCH, batch_speed
 from ...core.network import MLP
 from ...core.training import Callbacks, EpochRecord, LoopState, TrainResult, TrainSettings
-from ..compare import parameters_sha256
+from ..run_identity import parameters_sha256
 from ..history import training_metadata
 from ..metrics import confusion_matrix
 from .errors import Conflict, NotFound

@@ -115,6 +115,12 @@ def obtain_dataset(data: Path | None, no_download: bool, progress: bool, n_class
     path = resolve_data_path(data)
     if not path.exists():
         path = stoppable_download(ensure_data, path, allow_download=not no_download, progress=progress)
+    return load_data_at(path, n_classes=n_classes, model_meta=model_meta)
+
+
+def load_data_at(path: Path, n_classes: int | None = None, model_meta: dict | None = None):
+    """Load the data at ``path`` as the data options say, its images read as predict reads image files, a
+    file refused up front when it would not fit in the memory available."""
     return load_dataset(path, n_classes=n_classes, options=data_format(), read_image=load_grayscale,
                         max_bytes=memory.available_bytes(), **model_classes(model_meta))
 

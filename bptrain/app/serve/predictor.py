@@ -15,6 +15,7 @@ import numpy as np
 from ...core.committee import output_probabilities
 from ...core.errors import BptrainError
 from ...core.network import MLP
+from ...data.model_io import class_names
 from .. import explain as explaining
 from .. import images
 from .. import lesson as lessons
@@ -49,12 +50,20 @@ class Predictor:
             "input_side": self.side,
             "hidden": sizes[1:-1],
             "classes": sizes[-1],
+            "class_names": self.class_names(),
             "loss": self.model.loss,
             "activation": self.model.activation,
             "output": "softmax" if self.model.loss == "ce" else "sigmoid",  # the output layer is never relu/tanh
             "val_accuracy": self.meta.get("val_accuracy"),
             "max_steps": explaining.MAX_STEPS,  # the Backprop panel's steps, at most
         }
+
+    def class_names(self) -> list[str]:
+        """One name per output: the model's, else those of the data it is trained on, else the numbers."""
+        n = self.model.sizes[-1]
+        if "class_names" not in self.meta and self.dataset is not None and len(self.dataset.class_names) == n:
+            return list(self.dataset.class_names)
+        return class_names(self.meta, n)
 
     # --------------------------------------------------------------- inputs
     def input_from_drawing(self, gray: np.ndarray, ink: str = "auto") -> np.ndarray:

@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from ..core.errors import DataError
+from .npyfile import format_bytes
 from .splits import RawSet
 
 #: Lines sampled from the start of the file to estimate how many values it holds.
@@ -125,8 +126,8 @@ def _check_size(path: Path, n_columns: int, max_bytes: int | None) -> None:
     line_bytes = max(1.0, sum(map(len, sample)) / max(1, len(sample)))
     needs = int(size / line_bytes) * n_columns * 4 * 2
     if needs > max_bytes:
-        raise DataError(f"{path} ({size / 1e9:.1f} GB) holds about {int(size / line_bytes):,} rows of {n_columns} "
-                        f"values: about {needs / 1e9:.1f} GB to read, more than the {max_bytes / 1e9:.1f} GB of "
+        raise DataError(f"{path} ({format_bytes(size)}) holds about {int(size / line_bytes):,} rows of {n_columns} "
+                        f"values: about {format_bytes(needs)} to read, more than the {format_bytes(max_bytes)} of "
                         "memory available; use a part of it")
 
 

@@ -21,6 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from ..core.errors import BptrainError, DataError
+from .npyfile import format_bytes
 from .splits import RawSet
 
 MISSING_PILLOW = "reading a folder of images needs Pillow: pip install 'bptrain[images]'"
@@ -56,8 +57,8 @@ def read_image_folder(root: Path, read_image=None, resize: tuple[int, int] | Non
     count = sum(len(listed) for listed in files.values())
     if max_bytes is not None and count * size[0] * size[1] * 4 * 2 > max_bytes:
         raise DataError(f"{root}: {count:,} images of {size[0]}x{size[1]} pixels need about "
-                        f"{count * size[0] * size[1] * 8 / 1e9:.1f} GB to read; more than the "
-                        f"{max_bytes / 1e9:.1f} GB of memory available")
+                        f"{format_bytes(count * size[0] * size[1] * 8)} to read; more than the "
+                        f"{format_bytes(max_bytes)} of memory available")
     parts = {}
     for part, listed in files.items():
         x = np.empty((len(listed), size[0] * size[1]), np.float32)

@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from ..core.errors import DataError
+from .npyfile import format_bytes
 from .splits import RawSet
 
 ZIP_MAGIC = b"PK\x03\x04"
@@ -92,8 +93,8 @@ def _check_size(path: Path, max_bytes: int | None) -> None:
     except (OSError, zipfile.BadZipFile) as exc:
         raise DataError(f"{path} is not a readable .npz archive ({_first_line(exc)})") from None
     if stored * 5 > max_bytes:
-        raise DataError(f"{path} holds {stored / 1e9:.1f} GB of arrays, about {stored * 5 / 1e9:.1f} GB to read as "
-                        f"float32; more than the {max_bytes / 1e9:.1f} GB of memory available")
+        raise DataError(f"{path} holds {format_bytes(stored)} of arrays, about {format_bytes(stored * 5)} to read "
+                        f"as float32; more than the {format_bytes(max_bytes)} of memory available")
 
 
 def _listed(names) -> str:

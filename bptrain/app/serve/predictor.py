@@ -118,9 +118,10 @@ class Predictor:
         labels, rule = explaining.choose_labels(self.model, batch, true_labels, options["label"])
         lr, lr_source = explaining.model_lr(self.meta) if options["lr"] is None else (options["lr"], "given")
         arrays = "units" if sum(self.model.sizes) <= MAX_EXPLAINED_UNITS else "summaries"
-        return explaining.explain(self.model, batch, labels, lr=lr, lr_source=lr_source, label_rule=rule,
-                                  true_labels=true_labels, source=source, steps=options["steps"], arrays=arrays,
-                                  unit=options["unit"])
+        doc = explaining.explain(self.model, batch, labels, lr=lr, lr_source=lr_source, label_rule=rule,
+                                 true_labels=true_labels, source=source, steps=options["steps"], arrays=arrays,
+                                 unit=options["unit"])
+        return {**doc, "class_names": self.class_names()}
 
     def lesson(self, x: np.ndarray, options: dict, source: dict, true_label: int | None = None) -> dict:
         """:func:`bptrain.app.lesson.lesson` of one input with a lesson request's checked ``options``

@@ -161,3 +161,23 @@ def test_the_page_names_the_classes(runner, tmp_path, letters_csv):
     with live_server(dataset, out_dir=tmp_path) as (port, _):  # no model yet: the data's names
         status, form = call(port, "GET", "/api/train/form")
         assert status == 200
+
+
+def test_the_pages_form_presets_a_network_that_fits_the_data(tmp_path, letters_csv, monkeypatch):
+    from bptrain.app.commands import serve as serve_module
+
+    seen = {}
+
+    class Stop(Exception):
+        pass
+
+    def capture(**options):
+        seen.update(options)
+        raise Stop
+
+    monkeypatch.setattr(serve_module, "LiveTraining", capture)
+    from click.testing import CliRunner
+
+    result = invoke(CliRunner(), "serve", "--data", letters_csv, "--port", "0", "--out-dir", tmp_path)
+    assert isinstance(result.exception, Stop)
+    assert tuple(seen["presets"]["sizes"]) == (16, 128, 64, 26)

@@ -298,3 +298,26 @@ def test_test_labels_the_training_data_lacks_are_refused(tmp_path):
     yt[4] = 7
     np.savez(tmp_path / "k.npz", x_train=x, y_train=y, x_test=xt, y_test=yt)
     assert "the test split has label 7, outside the training data's classes 0..2" in refused(tmp_path / "k.npz")
+
+
+def test_a_column_of_too_many_labels_is_not_taken_for_classes(tmp_path):
+    x, _ = blobs(1200, 3)
+    path = write_csv(tmp_path / "pixels.csv", x, np.arange(1200))  # a running number, not a label
+    assert "1,200 different labels, more than 1,000 classes; are the labels the right column?" in refused(path)
+    huge = write_csv(tmp_path / "huge.csv", x[:12], np.full(12, 2**25))
+    assert "labels must be integers below 16,777,216" in refused(huge)
+
+
+def test_a_tampered_model_file_cannot_bring_bad_class_names(tmp_path):
+    from bptrain.core.errors import ModelFileError
+    from bptrain.core.network import MLP
+    from bptrain.data.model_io import class_names, load_model, save_model
+
+    model = MLP((16, 4, 3))
+    assert class_names(load_model(save_model(model, tmp_path / "plain.npy"))[1], 3) == ["0", "1", "2"]
+    for metadata, what in (({"class_names": ["a", "b"]}, "class_names"), ({"class_names": ["a", "a", "b"]}, "class_names"),
+                           ({"class_names": ["a", "b\nc", "d"]}, "class_names"), ({"label_values": [3, 2, 1]}, "label_values"),
+                           ({"image_size": [5, 5]}, "image_size")):
+        path = save_model(model, tmp_path / "m.npy", metadata)
+        message = one_line_error(ModelFileError, load_model, path)
+        assert what in message

@@ -23,6 +23,8 @@ from .splits import RawSet
 #: Lines sampled from the start of the file to estimate how many values it holds.
 SAMPLE_LINES = 64
 MAX_PIXEL = 255
+#: Values are read as float32, which holds every integer below this exactly.
+MAX_EXACT_LABEL = 2**24
 NUMBER = re.compile(r"^\s*[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?\s*$")
 
 
@@ -71,6 +73,9 @@ def read_csv(path: Path, label_column: str | None = None, labelled: bool = True,
             row = int(np.flatnonzero(raw != np.round(raw))[0])
             raise DataError(f"{path}: the label column {_column_name(header, column)} holds {raw[row]:g} on line "
                             f"{row + skip + 1}; labels must be integers")
+        if np.abs(raw).max() >= MAX_EXACT_LABEL:
+            raise DataError(f"{path}: the label column {_column_name(header, column)} holds {np.abs(raw).max():g}; "
+                            f"labels must be integers below {MAX_EXACT_LABEL:,}")
         labels = raw.astype(np.int64)
         values = np.delete(values, column, axis=1)
     if values.shape[1] == 0:

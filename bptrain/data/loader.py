@@ -153,7 +153,8 @@ def load_dataset(path: str | os.PathLike | None = None, n_classes: int | None = 
     train, validation, test, held_out = hold_out(raw)
     dataset = validate_splits((train, validation, test), source=str(path), n_classes=n_classes)
     own = label_values is None
-    values = class_values(dataset.train.y, dataset.validation.y) if own else np.asarray(label_values, np.int64)
+    values = class_values(dataset.train.y, dataset.validation.y, str(path)) if own \
+        else np.asarray(label_values, np.int64)
     whose = "the training data's classes" if own else "the model's classes"
     splits = [Split(split.x, map_labels(split.y, values, f"{path}: the {name} split", whose))
               for name, split in zip(SPLIT_NAMES, dataset[:3])]

@@ -20,6 +20,8 @@ from ..core.errors import DataError
 CLASSES_FILE = "classes.txt"
 #: A class name longer than this is not a name (it would not fit a table, or a line).
 MAX_NAME_LENGTH = 64
+#: More classes than this are not classes (an MLP's output layer of one unit each).
+MAX_CLASSES = 1000
 #: classes.txt is a short text; a bigger file is not one.
 MAX_CLASSES_FILE_BYTES = 1 << 20
 
@@ -65,9 +67,14 @@ def hold_out(raw: RawSet):
     return train, validation, raw.test if raw.test is not None else (x, y), n_validation
 
 
-def class_values(train_labels: np.ndarray, validation_labels: np.ndarray) -> np.ndarray:
-    """The classes: the distinct labels of the training data (train and validation), sorted."""
-    return np.union1d(train_labels, validation_labels).astype(np.int64)
+def class_values(train_labels: np.ndarray, validation_labels: np.ndarray, where: str = "the data") -> np.ndarray:
+    """The classes: the distinct labels of the training data (train and validation), sorted; more than
+    :data:`MAX_CLASSES` is a column that is not labels (a CSV's pixels taken for them, say)."""
+    values = np.union1d(train_labels, validation_labels).astype(np.int64)
+    if len(values) > MAX_CLASSES:
+        raise DataError(f"{where} has {len(values):,} different labels, more than {MAX_CLASSES:,} classes; "
+                        "are the labels the right column?")
+    return values
 
 
 def map_labels(labels: np.ndarray, values: np.ndarray, where: str, whose: str) -> np.ndarray:

@@ -25,6 +25,7 @@ from .common import (
     DATA_HELP,
     data_format_options,
     data_label,
+    given,
     load_config_defaults,
     load_data_at,
     stoppable_download,
@@ -96,6 +97,8 @@ def serve_command(model_path, host, port, open_browser, verbose, data, no_downlo
     dataset, problem = _data_to_serve(data, data_path, no_download, model_path is None)
     if dataset is None and model is None:
         raise click.ClickException(f"nothing to serve: {problem}; give a MODEL to draw with, or data to train on")
+    if dataset is not None and not given(ctx, "sizes"):  # the form's default network fits the data
+        settings["sizes"] = runs.sizes_for_data(settings["sizes"], dataset)
     live = LiveTraining(dataset=dataset, data_problem=problem, model=model, meta=meta, presets=settings,
                         out_dir=out_dir, out=out, inputs=inputs, say=lambda line: click.echo(line, err=True),
                         history=history)

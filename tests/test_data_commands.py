@@ -9,7 +9,7 @@ import json
 import numpy as np
 import pytest
 
-from bptrain.app.serve.session import LiveTraining
+from bptrain.app.commands import cli
 from bptrain.data.loader import load_dataset
 from bptrain.data.model_io import load_model, read_model_record
 from conftest import assert_clean_error, invoke
@@ -181,3 +181,14 @@ def test_the_pages_form_presets_a_network_that_fits_the_data(tmp_path, letters_c
     result = invoke(CliRunner(), "serve", "--data", letters_csv, "--port", "0", "--out-dir", tmp_path)
     assert isinstance(result.exception, Stop)
     assert tuple(seen["presets"]["sizes"]) == (16, 128, 64, 26)
+
+
+def test_explain_and_the_lesson_name_the_classes(runner, tmp_path, letters_csv):
+    model = tmp_path / "m.npy"
+    train(runner, letters_csv, model)
+    text = invoke(runner, "explain", model, "--data", letters_csv, "--split", "test", "--index", "0").stdout
+    assert "label 0 (a): p = " in text
+    walked = runner.invoke(cli, ["explain", str(model), "--data", str(letters_csv), "--split", "test", "--index", "0",
+                                 "--lesson"], input="\n" * 40)
+    assert walked.exit_code == 0, walked.output
+    assert "target 0 (a): p = " in walked.stdout

@@ -285,7 +285,8 @@ def explain_command(model_path, image, index, split, label, lr, batch_size, step
     else:
         lr, lr_source = lr, "given with --lr"
     if lesson:
-        _walk_lesson(model, x[0], int(labels[0]), lr, lr_source, rule, true_labels, source)
+        _walk_lesson(model, x[0], int(labels[0]), lr, lr_source, rule, true_labels, source,
+                     class_names(meta, model.sizes[-1]))
         return
     arrays = "all" if full or len(x) <= FULL_UP_TO else "summaries"
     doc = explain(model, x, labels, lr=lr, lr_source=lr_source, label_rule=rule, true_labels=true_labels,
@@ -297,10 +298,12 @@ def explain_command(model_path, image, index, split, label, lr, batch_size, step
         click.echo(format_explanation(doc, digit_picture(x[0], getattr(sys.stdout, "encoding", None))))
 
 
-def _walk_lesson(model: MLP, x, label: int, lr: float, lr_source: str, rule: str, true_labels, source) -> None:
+def _walk_lesson(model: MLP, x, label: int, lr: float, lr_source: str, rule: str, true_labels, source,
+                 names: list[str]) -> None:
     def document(weight=None):
-        return make_lesson(model, x, label, lr=lr, lr_source=lr_source, label_rule=rule, source=source,
-                           true_label=None if true_labels is None else int(true_labels[0]), weight=weight)
+        return {**make_lesson(model, x, label, lr=lr, lr_source=lr_source, label_rule=rule, source=source,
+                              true_label=None if true_labels is None else int(true_labels[0]), weight=weight),
+                "class_names": names}
 
     walk_lesson(document(), sys.stdin.readline, click.echo, lambda weight: document(weight)["check"],
                 getattr(sys.stdout, "encoding", None))

@@ -321,3 +321,13 @@ def test_a_tampered_model_file_cannot_bring_bad_class_names(tmp_path):
         path = save_model(model, tmp_path / "m.npy", metadata)
         message = one_line_error(ModelFileError, load_model, path)
         assert what in message
+
+
+def test_a_fifo_is_refused_not_read(tmp_path):
+    import os
+
+    for name in ("mnist.pkl.gz", "train.csv", "k.npz"):
+        fifo = tmp_path / name
+        os.mkfifo(fifo)
+        assert "is not a regular file" in refused(fifo)  # opening it would wait for a writer forever
+        fifo.unlink()

@@ -192,3 +192,19 @@ def test_explain_and_the_lesson_name_the_classes(runner, tmp_path, letters_csv):
                                  "--lesson"], input="\n" * 40)
     assert walked.exit_code == 0, walked.output
     assert "target 0 (a): p = " in walked.stdout
+
+
+def test_the_page_reads_an_image_for_a_model_of_an_image_folder_as_its_images(runner, tmp_path):
+    from bptrain.app.serve.predictor import Predictor
+
+    x, y = blobs(60, 3)
+    root = write_image_folder(tmp_path / "shapes", x, y, ["circle", "square", "triangle"])
+    model_path = tmp_path / "m.npy"
+    train(runner, root, model_path, "--epochs", "30", "--lr", "0.05")
+    predictor = Predictor(*load_model(model_path))
+    picture = (root / "square" / "0001.png").read_bytes()
+    seen = predictor.input_from_image(picture)
+    np.testing.assert_allclose(seen, x[1].reshape(-1) / 255, atol=1e-6)  # its pixels, not an MNIST digit
+    assert predictor.predict(seen)["prediction"] == 1
+    big = np.kron(x[1] / 255, np.ones((5, 5)))  # a drawing on a bigger pad: brought to the images' size
+    np.testing.assert_allclose(predictor.input_from_drawing(big), x[1].reshape(-1) / 255, atol=1e-5)

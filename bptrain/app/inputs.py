@@ -296,9 +296,15 @@ def read_inputs(files, expected_width: int, ink: str = "auto", keep_going: bool 
     return batches
 
 
-def pixels_input(path: Path, image_size: tuple[int, int]) -> np.ndarray:
-    """An image file as a model trained on a folder of images saw its data: luminance, at its size."""
-    gray = load_grayscale(path, str(path))
+def pixels_input(source, image_size: tuple[int, int], name: str | None = None) -> np.ndarray:
+    """An image file (a path, or its bytes) as a model trained on a folder of images saw its data:
+    luminance, at its size."""
+    gray = load_grayscale(source, name or str(source))
+    return pixels_at(gray, image_size)
+
+
+def pixels_at(gray: np.ndarray, image_size) -> np.ndarray:
+    """Luminance (H, W) at ``image_size`` (width, height): as it is, or resized."""
     size = tuple(image_size)
     return gray if (gray.shape[1], gray.shape[0]) == size else resized(gray, size)
 

@@ -19,6 +19,7 @@ from ...data.model_io import class_names
 from .. import explain as explaining
 from .. import images
 from .. import lesson as lessons
+from ..inputs import pixels_at, pixels_input
 
 #: /api/explain answers with every unit's numbers up to this many units (Σ n_l), summaries beyond:
 #: about 200 bytes per unit, so the answer stays well under the server's largest body.
@@ -67,13 +68,18 @@ class Predictor:
 
     # --------------------------------------------------------------- inputs
     def input_from_drawing(self, gray: np.ndarray, ink: str = "auto") -> np.ndarray:
-        """The model's input from a drawing (brightness 0..1, either polarity unless ``ink`` says)."""
+        """The model's input from a drawing (brightness 0..1, either polarity unless ``ink`` says); for a
+        model of a folder of images, the drawing as it is at the images' size."""
+        if self.meta.get("image_size"):
+            return pixels_at(np.asarray(gray, np.float32), self.meta["image_size"]).reshape(-1)
         return images.preprocess(gray, side=self.side, ink=ink).reshape(-1)
 
     def input_from_image(self, data: bytes, ink: str = "auto") -> np.ndarray:
         """The model's input from an image file's bytes (PNG, JPEG, ...), as `bptrain predict` reads it."""
         if not data:
             raise BptrainError("the request body is empty; send an image file")
+        if self.meta.get("image_size"):
+            return pixels_input(data, self.meta["image_size"], name="the uploaded image").reshape(-1)
         return images.image_to_input(data, name="the uploaded image", side=self.side, ink=ink).reshape(-1)
 
     # ----------------------------------------------------------------- math

@@ -77,4 +77,6 @@ def test_26_named_classes_in_the_bars_the_answer_the_confusion_matrix_and_the_le
           and len(texts(d, "#lesson-bars .digit")) == 26)
     until(page, lambda d: texts(d, "#lesson-bars .digit") == NAMES)
     assert texts(page, "#lesson-target option") == NAMES
+    info = page.find_element("id", "lesson-digit-info").text
+    assert "of the validation split (a letter-" in info and "; target letter-" in info
     assert page.find_element("id", "lesson-prediction").text.strip() in NAMES

@@ -182,10 +182,10 @@ function render() {
 
 function describeDigit() {
   const input = doc.input || {}, target = doc.label;
-  const what = input.kind === "dataset" ? `Digit ${input.index} of the ${input.split} split (a ${doc.true_label})`
+  const what = input.kind === "dataset" ? `Digit ${input.index} of the ${input.split} split (a ${className(doc.true_label)})`
     : input.kind === "image" ? "Your uploaded image" : "Your drawing";
   const rule = { true: "its true label", given: "chosen by you", prediction: "the network's answer" }[doc.label_rule] || "";
-  return `${what}; target ${target} (${rule}); network ${doc.model.sizes.join("-")}, ${doc.model.activation} hidden, ` +
+  return `${what}; target ${className(target)} (${rule}); network ${doc.model.sizes.join("-")}, ${doc.model.activation} hidden, ` +
     `${doc.model.loss === "ce" ? "softmax + cross-entropy" : "sigmoid + quadratic cost"}.`;
 }
 

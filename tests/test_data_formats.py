@@ -331,3 +331,10 @@ def test_a_fifo_is_refused_not_read(tmp_path):
         os.mkfifo(fifo)
         assert "is not a regular file" in refused(fifo)  # opening it would wait for a writer forever
         fifo.unlink()
+
+
+def test_a_gzipped_csv_is_told_to_be_unpacked(tmp_path):
+    x, y = blobs(12, 2)
+    path = tmp_path / "train.csv.gz"
+    path.write_bytes(gzip.compress(write_csv(tmp_path / "train.csv", x, y).read_bytes()))
+    assert "is compressed; unpack it first (gunzip -k train.csv.gz)" in refused(path)

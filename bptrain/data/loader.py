@@ -194,6 +194,9 @@ def read_raw(path: Path, options: DataOptions, max_bytes: int | None = None, rea
         raise DataError(f"{path} is not a regular file; expected {FORMATS}")
     if path.name.endswith((".pkl.gz", ".pkl")):
         return _read_pickle_splits(path)
+    if path.name.lower().endswith((".csv.gz", ".npz.gz")):
+        raise DataError(f"{path} is compressed; unpack it first (gunzip -k {path.name}): bptrain reads "
+                        f"{path.name[:-3]} as it is")
     try:
         with open(path, "rb") as raw:
             head = raw.read(8192)

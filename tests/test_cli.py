@@ -374,8 +374,17 @@ def test_sizes_not_matching_the_data(runner, tmp_path, synthetic_data, sizes, ph
 def test_eval_model_not_matching_the_data(runner, tmp_path, synthetic_data):
     wide = save_model(MLP((21, 4, 3)), tmp_path / "wide.npy")
     assert_clean_error(invoke(runner, "eval", wide, "--data", synthetic_data), "input width 21")
-    many = save_model(MLP((20, 4, 5)), tmp_path / "many.npy")
-    assert_clean_error(invoke(runner, "eval", many, "--data", synthetic_data), "5 output classes")
+    few = save_model(MLP((20, 4, 2)), tmp_path / "few.npy")
+    assert_clean_error(invoke(runner, "eval", few, "--data", synthetic_data),
+                       "has label 2, outside the model's classes 0..1")
+
+
+def test_eval_data_without_some_of_the_models_classes_is_scored(runner, tmp_path, synthetic_data):
+    many = save_model(MLP((20, 4, 5)), tmp_path / "many.npy")  # the data has classes 0..2 of its 5
+    result = invoke(runner, "eval", many, "--data", synthetic_data, "--json")
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.stdout)
+    assert report["per_class_accuracy"][3:] == [None, None] and report["class_names"] == list("01234")
 
 
 def test_out_in_a_missing_directory_fails_before_training(runner, tmp_path, synthetic_data):

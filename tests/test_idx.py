@@ -88,13 +88,13 @@ def test_loader_accepts_idx_directory(tmp_path):
     assert len(dataset.train.x) + len(dataset.validation.x) == N_TRAIN
 
 
-def test_large_training_file_holds_out_last_10000(tmp_path):
-    arrays = make_arrays(n_train=10_050, n_test=5)
+def test_large_training_file_holds_out_the_last_sixth(tmp_path):
+    arrays = make_arrays(n_train=60_000, n_test=5)
     arrays["train-images-idx3-ubyte"] = arrays["train-images-idx3-ubyte"][:, :2, :2].copy()
     arrays["t10k-images-idx3-ubyte"] = arrays["t10k-images-idx3-ubyte"][:, :2, :2].copy()
     write_idx_dir(tmp_path, arrays, gz=False)
     (x_train, _), (x_val, _), _ = load_idx_directory(tmp_path)
-    assert len(x_train) == 50 and len(x_val) == 10_000
+    assert len(x_train) == 50_000 and len(x_val) == 10_000  # MNIST's split
 
 
 def test_mixed_plain_and_gzipped_files(tmp_path):
@@ -203,7 +203,8 @@ def test_label_out_of_range(tmp_path):
     arrays = make_arrays()
     arrays["t10k-labels-idx1-ubyte"][3] = 42
     write_idx_dir(tmp_path, arrays)
-    assert "label 42" in load_error(tmp_path)
+    message = one_line_error(DataError, load_dataset, tmp_path)
+    assert "test split has label 42, outside the training data's classes 0..9" in message
 
 
 def test_image_sizes_differ_between_train_and_test(tmp_path):

@@ -151,7 +151,8 @@ def test_not_gzip(tmp_path, blobs):
     assert "not a gzip file" in load_error(path)
     text = tmp_path / "notes.txt"
     text.write_text("hello, I am not data\n")
-    assert "not a gzip file" in load_error(text)
+    message = load_error(text)
+    assert "none of the data formats" in message and "a .csv with a label column" in message
 
 
 @pytest.mark.parametrize("keep", [0.1, 0.5, 0.99])

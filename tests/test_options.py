@@ -11,7 +11,7 @@ import pytest
 from bptrain.app.commands import cli
 from bptrain.app.config import check_config
 from bptrain.core.errors import ConfigError
-from bptrain.app.options import CLI_AUGMENT, CONFIG_OPTIONS, GROUPS, OPTIONS_BY_NAME, TRAIN_OPTIONS
+from bptrain.app.options import CLI_AUGMENT, CONFIG_OPTIONS, DATA_FORMAT_OPTIONS, GROUPS, OPTIONS_BY_NAME, TRAIN_OPTIONS
 from bptrain.core.training import TrainSettings
 
 
@@ -22,7 +22,7 @@ def test_every_training_setting_is_an_option():
 
 def test_train_command_takes_exactly_the_table():
     params = {p.name for p in cli.commands["train"].params} - {"config", "help"}
-    assert params == set(OPTIONS_BY_NAME)
+    assert params == set(OPTIONS_BY_NAME) | set(DATA_FORMAT_OPTIONS)  # and how to read the data
 
 
 def test_cli_defaults_are_the_settings_defaults():

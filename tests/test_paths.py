@@ -104,8 +104,8 @@ def test_output_directory_whose_names_come_later(tmp_path):
 def test_idx_directory_stands_for_all_its_files_plain_and_gz(tmp_path):
     (tmp_path / f"{IDX_NAMES[0]}.gz").write_bytes(b"x")
     files = data_files(tmp_path)
-    assert len(files) == 8 and set(files) == {tmp_path / (n + s) for n in IDX_NAMES for s in ("", ".gz")}
-    assert data_files(tmp_path / "mnist.pkl.gz") == [tmp_path / "mnist.pkl.gz"]
+    assert set(files) == {tmp_path / (n + s) for n in IDX_NAMES for s in ("", ".gz")} | {tmp_path / "classes.txt"}
+    assert data_files(tmp_path / "mnist.pkl.gz") == [tmp_path / "mnist.pkl.gz", tmp_path / "classes.txt"]
     # writing the plain file next to the .gz would change what is read: also a clash
     with pytest.raises(PathClash):
         check_no_clash({"--data": files}, {"--out": [tmp_path / IDX_NAMES[0]]})

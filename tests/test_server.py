@@ -155,7 +155,7 @@ def test_the_model_is_described(port):
     assert status == 200
     assert json.loads(body) == {"sizes": [784, 24, 12, 10], "input_side": 28, "hidden": [24, 12], "classes": 10,
                                 "loss": "ce", "activation": "sigmoid", "output": "softmax", "val_accuracy": 0.5,
-                                "max_steps": 50}
+                                "max_steps": 50, "class_names": [str(k) for k in range(10)]}
 
 
 @pytest.mark.parametrize("path", ["/../../etc/passwd", "/%2e%2e/%2e%2e/etc/passwd", "//etc/passwd",

@@ -134,6 +134,7 @@ def training_metadata(settings, result, dataset, init, first_epoch: int,
         "val_accuracy": None if math.isnan(result.best_val_accuracy) else result.best_val_accuracy,
         "data": dataset.source,
         "initial_parameters_sha256": initial_sha256,
+        **(dataset.metadata() if hasattr(dataset, "metadata") else {}),  # its classes: names, label values
     }
 
 

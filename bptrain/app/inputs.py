@@ -26,7 +26,9 @@ Accepted inputs, recognised by their content (not their name):
   refused with a message that says what was found;
 
 * an IDX image file as distributed with MNIST (``*-idx3-ubyte``), plain or
-  gzip-compressed: magic bytes ``00 00 08 03``, uint8 (N, rows, cols).
+  gzip-compressed: magic bytes ``00 00 08 03``, uint8 (N, rows, cols);
+
+* a CSV of one image a row without labels (Kaggle's ``test.csv``), 0-255 or 0-1, an optional header.
 
 Every problem is one line of :class:`~bptrain.core.errors.DataError`.
 """
@@ -43,10 +45,12 @@ from pathlib import Path
 import numpy as np
 
 from ..core.errors import DataError
+from ..data.csv_data import looks_like_csv, read_csv
 from ..data.idx import read_idx
+from ..data.image_folder import resized
 from ..data.npyfile import load_npy
 from ..data.regular import check_regular, open_regular
-from .image_files import looks_like_image
+from .image_files import load_grayscale, looks_like_image
 from .images import image_to_input
 
 #: The input width of an MNIST model; the default for ``expected_width``.
@@ -81,6 +85,8 @@ def read_images(path: str | os.PathLike, expected_width: int | None = MNIST_WIDT
             raise DataError(f"{path} is gzip-compressed but does not hold an IDX image file "
                             f"(expected a .npy array or an IDX image file such as t10k-images-idx3-ubyte[.gz])")
         array = _load_idx(path)
+    elif path.suffix.lower() == ".csv" or looks_like_csv(head):
+        array, _ = read_csv(path, labelled=False)  # one image a row, 0-255 or 0-1, scaled to [0, 1]
     else:
         raise DataError(f"{path} is neither a .npy array nor an IDX image file, nor a {IMAGE_KINDS} image "
                         f"(it starts with bytes {head[:8].hex(' ')})")
@@ -248,7 +254,7 @@ def expand_inputs(paths, note=None) -> list[Path]:
 
 
 def read_inputs(files, expected_width: int, ink: str = "auto", keep_going: bool = False,
-                on_file=None) -> list[InputBatch]:
+                on_file=None, image_size: tuple[int, int] | None = None) -> list[InputBatch]:
     """Read every file (images preprocessed to the model's square input; arrays as :func:`read_images`).
 
     Everything is read before anything is returned. A file that cannot be read (unreadable, truncated,
@@ -257,14 +263,18 @@ def read_inputs(files, expected_width: int, ink: str = "auto", keep_going: bool 
     Image files need a model whose input is a square image, and Pillow (without either, the reading
     stops whatever ``keep_going`` says). ``ink`` (auto, dark or light) says which side of the paper the ink of image files is
     on; see :func:`bptrain.app.images.preprocess`. ``on_file()`` is called after each file (a progress bar).
+    ``image_size`` (width, height): the model learned from a folder of images, read as they are; image files
+    are then read the same way (resized to that size).
     """
     batches = []
     for path in map(Path, files):
         is_image = _is_image_file(path)
-        if is_image:
+        if is_image and image_size is None:
             side = _square_side(expected_width, path)
         try:
-            if is_image:
+            if is_image and image_size is not None:
+                images = pixels_input(path, image_size).reshape(1, -1)
+            elif is_image:
                 images = image_to_input(path, str(path), side, ink=ink).reshape(1, -1)
             else:
                 images = read_images(path, expected_width)
@@ -277,6 +287,19 @@ def read_inputs(files, expected_width: int, ink: str = "auto", keep_going: bool 
         if on_file is not None:
             on_file()
     return batches
+
+
+def pixels_input(source, image_size: tuple[int, int], name: str | None = None) -> np.ndarray:
+    """An image file (a path, or its bytes) as a model trained on a folder of images saw its data:
+    luminance, at its size."""
+    gray = load_grayscale(source, name or str(source))
+    return pixels_at(gray, image_size)
+
+
+def pixels_at(gray: np.ndarray, image_size) -> np.ndarray:
+    """Luminance (H, W) at ``image_size`` (width, height): as it is, or resized."""
+    size = tuple(image_size)
+    return gray if (gray.shape[1], gray.shape[0]) == size else resized(gray, size)
 
 
 def _is_image_file(path: Path) -> bool:

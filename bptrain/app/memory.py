@@ -235,8 +235,10 @@ class DataShape:
     def of(cls, dataset) -> "DataShape":
         """The shape of a loaded data set (anything with ``train``, ``validation``, ``test`` splits of x, y)."""
         splits = (dataset.train, dataset.validation, dataset.test)
+        # a set without a test part is its own test part: views of the same memory, counted once
+        held = [s for i, s in enumerate(splits) if not any(np.may_share_memory(s.x, o.x) for o in splits[:i])]
         return cls(*(len(s.x) for s in splits), int(splits[0].x.shape[1]),
-                   sum(int(s.x.nbytes) + int(s.y.nbytes) for s in splits))
+                   sum(int(s.x.nbytes) + int(s.y.nbytes) for s in held))
 
     @classmethod
     def mnist(cls, n_features: int = 784) -> "DataShape":

@@ -241,8 +241,9 @@ TRAIN_OPTIONS: tuple[Option, ...] = (
     Option("affine_shift", number(at_most=4, unit=" pixels"), "Translate by up to ±PIXELS (subpixel) on each axis "
            "(0: off).", "Augmentation", metavar="PIXELS"),
     # files
-    Option("data", PATH, "mnist.pkl.gz file or directory of MNIST IDX files "
-                         "[default: $BPTRAIN_DATA or data/mnist.pkl.gz]", "Files", show_default=False),
+    Option("data", PATH, "mnist.pkl.gz, IDX files or a folder of them, a .csv, a Keras .npz, or a folder of "
+                         "class folders of images (docs/data.md) [default: $BPTRAIN_DATA or data/mnist.pkl.gz]",
+           "Files", show_default=False),
     Option("no_download", FLAG, "Do not download mnist.pkl.gz when it is missing from the default location.",
            "Files", flag="--no-download", in_config=False),
     Option("out", PATH, "Where to save the model (.npy). An existing file is replaced only if it is a bptrain "
@@ -279,6 +280,8 @@ OTHER_NAMES = {
     "--weight_decay": "--weight-decay", "--wd": "--weight-decay", "--l2": "--weight-decay",
     "--hidden": "--sizes", "--layers": "--sizes",
 }
+#: How to read the data (bptrain.app.commands.common.data_format_options): listed with the files.
+DATA_FORMAT_OPTIONS = ("label_column", "transposed", "resize", "class_names")
 CONFIG_OPTIONS = {option.name: option for option in TRAIN_OPTIONS if option.in_config}
 #: The settings of the training form of `bptrain serve`'s page (which `serve` also takes, to preset it):
 #: what a config may set, but the files. The page's requests carry no file paths.
@@ -321,7 +324,7 @@ class GroupedHelpCommand(click.Command):
 
     own_group = "Other"
     group_order: tuple[str, ...] = GROUPS
-    other_groups: dict[str, str] = {"config": "Files"}
+    other_groups: dict[str, str] = {"config": "Files", **{name: "Files" for name in DATA_FORMAT_OPTIONS}}
 
     def group_of(self, ctx, param) -> str:
         option = OPTIONS_BY_NAME.get(param.name)

@@ -34,7 +34,8 @@ from pathlib import Path
 from typing import Callable, Iterable, Mapping
 
 from ..core.errors import PathClash
-from ..data.idx import IDX_NAMES
+from ..data.idx import IDX_NAME, IDX_NAMES
+from ..data.splits import classes_file_beside
 from ..data.json_text import is_json_object
 from ..data.npyfile import read_npy_header
 
@@ -58,7 +59,8 @@ Output = Path | OutputDir
 
 
 def data_files(path: str | os.PathLike) -> list[Path]:
-    """The files a ``--data`` path stands for: the file itself, or every file an IDX directory may be read from.
+    """The files a ``--data`` path stands for: the file itself (with the other files of its IDX set), or every
+    file a data directory may be read from; and the ``classes.txt`` that names its classes.
 
     Each of the four IDX names counts plain and ``.gz``, present or not: the
     loader reads the plain file when both exist, so writing a plain one next to
@@ -66,8 +68,21 @@ def data_files(path: str | os.PathLike) -> list[Path]:
     """
     path = Path(path)
     if path.is_dir():
-        return [path / (name + suffix) for name in IDX_NAMES for suffix in ("", ".gz")]
-    return [path]
+        files = [path / (name + suffix) for name in IDX_NAMES for suffix in ("", ".gz")]
+        files += _files_in(path)
+    else:
+        files = [path]
+        if IDX_NAME.match(path.name):
+            files += [f for f in _files_in(path.parent) if IDX_NAME.match(f.name)]
+    files.append(classes_file_beside(path))
+    return list(dict.fromkeys(files))
+
+
+def _files_in(folder: Path) -> list[Path]:
+    try:
+        return sorted(entry for entry in folder.iterdir() if entry.is_file())
+    except OSError:
+        return []
 
 
 def same_file(a: Path, b: Path) -> bool:

@@ -166,12 +166,19 @@ def check_model_fits_data(sizes, dataset, source: str) -> None:
     """The network's input width is the images' and its outputs are the data's classes (``source``: what
     the message calls the network: a model file, or the sizes setting)."""
     data = Path(str(dataset.source)).name
+    must = f": {source} must start with {dataset.n_features}" if source in ("--sizes", "sizes") else ""
     if sizes[0] != dataset.n_features:
         raise DataError(f"{source} has input width {sizes[0]} but the images have {dataset.n_features} features "
-                        f"(in {data})", field="sizes")
+                        f"(in {data}){must}", field="sizes")
+    must = f": {source} must end with {dataset.n_classes}" if source in ("--sizes", "sizes") else ""
     if sizes[-1] != dataset.n_classes:
         raise DataError(f"{source} has {sizes[-1]} output classes but the data has labels for "
-                        f"{dataset.n_classes} classes (in {data})", field="sizes")
+                        f"{dataset.n_classes} classes (in {data}){must}", field="sizes")
+
+
+def sizes_for_data(sizes, dataset) -> tuple[int, ...]:
+    """The default network for the data: its hidden layers, with the data's input width and classes."""
+    return (dataset.n_features, *tuple(sizes)[1:-1], dataset.n_classes)
 
 
 def initialisation(activation: str, init: str) -> str:
@@ -334,6 +341,8 @@ def plan_training(values: dict, given, load_data, *, config: Path | None = None,
     dataset = load_data(data, values.get("no_download", False))
     if data_source is not None:  # read where the run started: recorded as the run recorded it
         dataset = dataset._replace(source=data_source)
+    if "sizes" not in given and resume is None and checkpoint is None:
+        values = {**values, "sizes": sizes_for_data(values["sizes"], dataset)}
     learning = {name: values[name] for name in SETTINGS_FIELDS & values.keys()
                 if name not in ("epochs", "batch_size", "seed", "augment")}
     warning = memory.check_fits(memory.training_estimate(

@@ -2,7 +2,9 @@
 
 The IDX files are what LeCun's site (and its mirrors) distribute: a tiny
 big-endian header followed by raw uint8 values. Users who already have them
-should not need the pickle, so ``--data DIR`` accepts a directory of them.
+should not need the pickle, so ``--data DIR`` accepts a directory of them: MNIST's,
+Fashion-MNIST's, KMNIST's (the same names) or EMNIST's (``emnist-letters-train-images-idx3-ubyte.gz``,
+its images stored transposed).
 
 Only the IDX-specific checks live here (header, sizes, gzip, file pairing);
 :func:`bptrain.data.loader.validate_splits` does the generic ones afterwards.
@@ -12,6 +14,7 @@ from __future__ import annotations
 
 import gzip
 import math
+import re
 import zlib
 from pathlib import Path
 
@@ -30,9 +33,12 @@ TRAIN_LABELS = "train-labels-idx1-ubyte"
 TEST_IMAGES = "t10k-images-idx3-ubyte"
 TEST_LABELS = "t10k-labels-idx1-ubyte"
 IDX_NAMES = (TRAIN_IMAGES, TRAIN_LABELS, TEST_IMAGES, TEST_LABELS)
+#: Any IDX set's file names: an optional prefix (EMNIST's "emnist-letters-"), the part (MNIST's t10k or
+#: EMNIST's test), the kind; plain or .gz.
+IDX_NAME = re.compile(r"^(?P<prefix>.*?)(?P<part>train|t10k|test)-(?P<kind>images-idx3|labels-idx1)-ubyte(?:\.gz)?$")
+#: EMNIST stores each image transposed (its columns as rows); its files are named emnist-*.
+TRANSPOSED_NAME = "emnist"
 
-#: The classic mnist.pkl.gz holds out the last 10,000 training images for validation.
-VALIDATION_SIZE = 10_000
 #: No MNIST-like file comes near this; a header claiming more is corrupt, and
 #: believing it could make us try to allocate gigabytes.
 MAX_BODY_BYTES = 2**31
@@ -40,87 +46,124 @@ MAX_BODY_BYTES = 2**31
 #: what a (possibly corrupt) header claims.
 READ_CHUNK = 1 << 20
 GZIP_MAGIC = b"\x1f\x8b"
-MAX_LABEL = 9
 
 
 def load_idx_directory(directory: Path):
-    """Read the four MNIST IDX files in ``directory`` into ``((x, y), (x, y), (x, y))``.
+    """Read an IDX set's train and t10k files in ``directory`` into ``((x, y), (x, y), (x, y))``.
 
-    The splits are (train, validation, test) like mnist.pkl.gz: validation is
-    the last :data:`VALIDATION_SIZE` training images, or the last sixth (at
-    least one) when the training file has no more than that, so that small
-    files still give three non-empty splits. Images are float32 ``(N, rows*cols)``
-    in [0, 1] (pixel / 255); labels are int64.
+    The splits are (train, validation, test) like mnist.pkl.gz: validation is the last sixth of the
+    training images (at least one; MNIST's 10,000 of 60,000). Images are float32 ``(N, rows*cols)`` in
+    [0, 1] (pixel / 255); labels are int64.
     """
-    directory = Path(directory)
-    paths = find_idx_files(directory)
+    train, test, _ = read_idx_set(Path(directory))
+    if test is None:
+        raise DataError(f"{directory} has no t10k (test) files")
+    images, labels = train
+    n_validation = validation_size(len(images))
+    n_train = len(images) - n_validation
+    return (images[:n_train], labels[:n_train]), (images[n_train:], labels[n_train:]), test
 
-    train_labels = _read_labels(paths[TRAIN_LABELS])
-    train_images = _read_images(paths[TRAIN_IMAGES], expected_count=len(train_labels), labels_path=paths[TRAIN_LABELS])
-    test_labels = _read_labels(paths[TEST_LABELS])
-    test_images = _read_images(paths[TEST_IMAGES], expected_count=len(test_labels), labels_path=paths[TEST_LABELS])
 
-    if train_images.shape[1] != test_images.shape[1]:
+def read_idx_set(path: Path, transposed: bool | None = None):
+    """``(train, test or None, files)`` of the IDX set ``path`` names: a directory holding one set, or
+    one of a set's files (a folder of several EMNIST sets names the one it means by a file).
+
+    ``transposed`` (None: from the names, EMNIST's files are) turns each image upright. Without a
+    train part, the test part is all there is and comes back as ``train``.
+    """
+    paths = find_idx_files(path)
+    if transposed is None:
+        transposed = any(TRANSPOSED_NAME in p.name.lower() for p in paths.values())
+    parts = []
+    for images_name, labels_name in ((TRAIN_IMAGES, TRAIN_LABELS), (TEST_IMAGES, TEST_LABELS)):
+        if images_name not in paths:
+            parts.append(None)
+            continue
+        labels = _read_labels(paths[labels_name])
+        images = _read_images(paths[images_name], expected_count=len(labels), labels_path=paths[labels_name],
+                              transposed=transposed)
+        parts.append((images, labels))
+    train, test = parts
+    if train is not None and test is not None and train[0].shape[1] != test[0].shape[1]:
         raise DataError(
-            f"{paths[TEST_IMAGES]} has {test_images.shape[1]} pixels per image "
-            f"but {paths[TRAIN_IMAGES]} has {train_images.shape[1]}; the files do not belong together"
+            f"{paths[TEST_IMAGES]} has {test[0].shape[1]} pixels per image "
+            f"but {paths[TRAIN_IMAGES]} has {train[0].shape[1]}; the files do not belong together"
         )
-
-    n_total = len(train_images)
-    if n_total < 2:
-        raise DataError(
-            f"{paths[TRAIN_IMAGES]} holds {n_total} images; at least 2 are needed to make train and validation splits"
-        )
-    n_validation = validation_size(n_total)
-    n_train = n_total - n_validation
-    # Row slices of a C-contiguous array are contiguous views: no copies.
-    return (
-        (train_images[:n_train], train_labels[:n_train]),
-        (train_images[n_train:], train_labels[n_train:]),
-        (test_images, test_labels),
-    )
+    if train is None:
+        train, test = test, None
+    if len(train[0]) < 2:
+        raise DataError(f"{paths[TRAIN_IMAGES if TRAIN_IMAGES in paths else TEST_IMAGES]} holds {len(train[0])} "
+                        "images; at least 2 are needed to make train and validation splits")
+    return train, test, list(paths.values())
 
 
 def validation_size(n_training_images: int) -> int:
-    """How many of the training images are held out for validation (see load_idx_directory)."""
-    if n_training_images > VALIDATION_SIZE:
-        return VALIDATION_SIZE
+    """How many of the training images are held out for validation: a sixth (at least one)."""
     return max(1, n_training_images // 6)
 
 
-def find_idx_files(directory: Path) -> dict[str, Path]:
-    """Map each IDX name to its file, plain or ``.gz`` (plain wins if both exist)."""
-    if not directory.is_dir():
-        raise DataError(f"{directory} is not a directory of MNIST IDX files")
-    found = {}
+def idx_sets(directory: Path) -> dict[str, dict[str, Path]]:
+    """The IDX files in ``directory`` by set (their name's prefix) and by standard name (plain wins over .gz)."""
+    sets: dict[str, dict[str, Path]] = {}
+    try:
+        entries = sorted(directory.iterdir(), key=lambda p: p.name)
+    except OSError as exc:
+        raise DataError(f"cannot read the directory {directory}: {exc.strerror or exc}") from None
+    for entry in entries:
+        match = IDX_NAME.match(entry.name)
+        if match is None or not entry.is_file():
+            continue
+        part = "t10k" if match["part"] == "test" else match["part"]
+        name = f"{part}-{match['kind']}-ubyte"
+        found = sets.setdefault(match["prefix"], {})
+        if name not in found or not entry.name.endswith(".gz"):
+            found[name] = entry
+    return sets
+
+
+def find_idx_files(path: Path) -> dict[str, Path]:
+    """Map each IDX name of one set to its file: train and t10k pairs, each pair whole (either may be absent,
+    not both)."""
+    path = Path(path)
+    if path.is_dir():
+        directory, sets = path, idx_sets(path)
+        if len(sets) > 1:
+            names = ", ".join(f"{prefix or '(no prefix)'}" for prefix in sets)
+            first = next(iter(sets.values()))
+            example = first.get(TRAIN_IMAGES) or next(iter(first.values()))
+            raise DataError(f"{path} holds several IDX sets ({names}); name one of its files as --data, "
+                            f"e.g. {example}")
+        found = next(iter(sets.values()), {})
+    else:
+        match = IDX_NAME.match(path.name)
+        if match is None or not path.is_file():
+            raise DataError(f"{path} is not a directory of IDX files or an IDX file named like "
+                            "train-images-idx3-ubyte[.gz]")
+        directory = path.parent
+        found = idx_sets(directory).get(match["prefix"], {})
     missing = []
-    for name in IDX_NAMES:
-        for candidate in (directory / name, directory / (name + ".gz")):
-            if candidate.is_file():
-                found[name] = candidate
-                break
-        else:
-            missing.append(name + "[.gz]")
+    for images_name, labels_name in ((TRAIN_IMAGES, TRAIN_LABELS), (TEST_IMAGES, TEST_LABELS)):
+        if (images_name in found) != (labels_name in found) or (not found and images_name == TRAIN_IMAGES):
+            missing += [name + "[.gz]" for name in (images_name, labels_name) if name not in found]
     if missing:
         raise DataError(
             f"{directory} is missing {', '.join(missing)} "
-            "(an MNIST IDX directory needs all four files, each plain or .gz)"
+            "(an IDX set needs its images and labels files together, each plain or .gz)"
         )
     return found
 
 
 def _read_labels(path: Path) -> np.ndarray:
-    labels = read_idx(path, expected_ndim=1)
-    if len(labels) and int(labels.max()) > MAX_LABEL:
-        raise DataError(f"{path} has label {int(labels.max())}; MNIST labels are digits 0..{MAX_LABEL}")
-    return labels.astype(np.int64)
+    return read_idx(path, expected_ndim=1).astype(np.int64)
 
 
-def _read_images(path: Path, expected_count: int, labels_path: Path) -> np.ndarray:
-    """Images as float32 (N, rows*cols) in [0, 1], converted once from the uint8 bytes."""
+def _read_images(path: Path, expected_count: int, labels_path: Path, transposed: bool = False) -> np.ndarray:
+    """Images as float32 (N, rows*cols) in [0, 1], converted once from the uint8 bytes (upright)."""
     pixels = read_idx(path, expected_ndim=3)
     if len(pixels) != expected_count:
         raise DataError(f"{path} has {len(pixels)} images but {labels_path} has {expected_count} labels")
+    if transposed:
+        pixels = np.ascontiguousarray(pixels.transpose(0, 2, 1))
     count, rows, cols = pixels.shape
     pixels = pixels.reshape(count, rows * cols)
     # Division (not multiplication by 1/255) is exactly rounded, so 255 -> 1.0 exactly.

@@ -1,14 +1,24 @@
-"""Data files -> arrays.
+"""Data files -> arrays: the one place that tells the formats apart.
 
-Reads the classic `mnist.pkl.gz` (a gzip-compressed Python 2 pickle of three
-``(x, y)`` splits) or a directory of the four original IDX files, and returns a
-:class:`Dataset` of float32 ``(N, n_features)`` images and int64 labels.
+``--data`` names, recognised by content and name (each format has its own module):
 
-Arrays read from a pickle are read-only views of the file's bytes (no second
-copy of the 157 MB training images); ``np.array(x)`` gives a writable copy.
-The loader knows nothing about networks. It checks what it read and says
-precisely what is wrong, because a bad data file otherwise surfaces much later
-as a baffling shape error deep inside training.
+* the classic ``mnist.pkl.gz`` (a gzip-compressed Python 2 pickle of three ``(x, y)`` splits), or a
+  folder holding one;
+* IDX files, or a folder of them (:mod:`.idx`: MNIST, Fashion-MNIST, KMNIST, EMNIST shown upright);
+* a CSV of one image a row, its label in a column (:mod:`.csv_data`);
+* a Keras ``.npz`` (``x_train``, ``y_train``, ``x_test``, ``y_test``; :mod:`.npz_data`);
+* a folder of images with one subfolder per class (:mod:`.image_folder`).
+
+Each returns a :class:`Dataset` of float32 ``(N, n_features)`` images and int64 class numbers
+0..n_classes-1: the classes are the distinct training labels in sorted order
+(:mod:`.splits`), named by ``DataOptions.class_names``, a ``classes.txt`` beside the data, the image
+folders, or else their label values. A set without a validation part holds out a sixth of its training
+images; one without a test part is its own test part (``eval`` scores all of it).
+
+Arrays read from a pickle are read-only views of the file's bytes (no second copy of the 157 MB
+training images). The loader knows nothing about networks. It checks what it read and says precisely
+what is wrong, because a bad data file otherwise surfaces much later as a baffling shape error deep
+inside training. It never writes a data file.
 """
 
 from __future__ import annotations
@@ -23,15 +33,34 @@ from typing import NamedTuple
 import numpy as np
 
 from ..core.errors import DataError
-from .idx import load_idx_directory
+from .csv_data import looks_like_csv, read_csv_set
+from .idx import IDX_NAME, idx_sets, read_idx_set
+from .image_folder import is_image_folder, read_image_folder
+from .npz_data import ZIP_MAGIC, read_npz_set
 from .regular import open_regular
 from .safe_pickle import PickleFormatError, UnsafePickleError, load_arrays
+from .splits import (
+    CLASSES_FILE,
+    RawSet,
+    check_class_names,
+    class_values,
+    classes_file_beside,
+    hold_out,
+    map_labels,
+    read_class_names,
+)
 
 #: Where the data set is looked for when neither --data nor BPTRAIN_DATA says.
 DEFAULT_DATA_PATH = Path("data") / "mnist.pkl.gz"
+PICKLE_NAME = DEFAULT_DATA_PATH.name
 DATA_ENV_VAR = "BPTRAIN_DATA"
 SPLIT_NAMES = ("train", "validation", "test")
 GZIP_MAGIC = b"\x1f\x8b"
+IDX_MAGIC_START = b"\x00\x00"
+FORMATS = ("an mnist.pkl.gz pickle, IDX files (train-images-idx3-ubyte[.gz] ...) or a folder of them, a .csv "
+           "with a label column, a Keras .npz (x_train, y_train, x_test, y_test), or a folder of images with "
+           "one subfolder per class")
+
 
 class Split(NamedTuple):
     """One part of the data set: images ``x`` (N, n_features) and labels ``y`` (N,)."""
@@ -41,12 +70,21 @@ class Split(NamedTuple):
 
 
 class Dataset(NamedTuple):
-    """The three splits of the classic MNIST layout, plus where they came from."""
+    """The three splits, where they came from, and what the classes are.
+
+    ``class_names``: one per output unit; ``label_values``: the label each class had in the file;
+    ``held_out``: how many training images were held out for validation (0: the set had a validation
+    part); ``image_size``: (width, height) of an image folder's pictures, which predict reads alike.
+    """
 
     train: Split
     validation: Split
     test: Split
     source: str = ""
+    class_names: tuple = ()
+    label_values: tuple = ()
+    held_out: int = 0
+    image_size: tuple | None = None
 
     @property
     def n_features(self) -> int:
@@ -54,13 +92,39 @@ class Dataset(NamedTuple):
 
     @property
     def n_classes(self) -> int:
-        """Number of classes: one more than the largest label in any split."""
-        return 1 + max(int(split.y.max()) for split in self if isinstance(split, Split) and len(split.y))
+        """Number of classes: the named ones, else one more than the largest label in any split."""
+        if self.class_names:
+            return len(self.class_names)
+        return 1 + max(int(split.y.max()) for split in (self.train, self.validation, self.test) if len(split.y))
+
+    @property
+    def test_is_all(self) -> bool:
+        """The set has no test part: its test split is all of its labelled images."""
+        return len(self.test.x) > len(self.train.x) and np.may_share_memory(self.test.x, self.train.x)
 
     def split(self, name: str) -> Split:
         if name not in SPLIT_NAMES:
             raise DataError(f"unknown split {name!r}; choose one of {', '.join(SPLIT_NAMES)}")
         return getattr(self, name)
+
+    def metadata(self) -> dict:
+        """What a model trained on this data records of it: its class names, and the label values and
+        image size when they are not the plain ones (so predict and eval need no data at hand)."""
+        meta = {"class_names": list(self.class_names)} if self.class_names else {}
+        if self.label_values and list(self.label_values) != list(range(len(self.label_values))):
+            meta["label_values"] = list(self.label_values)
+        if self.image_size is not None:
+            meta["image_size"] = list(self.image_size)
+        return meta
+
+
+class DataOptions(NamedTuple):
+    """How to read data the files do not describe themselves (each a command-line option)."""
+
+    label_column: str | None = None  # a CSV's label column: a header name or a number from 0
+    transposed: bool | None = None  # IDX images stored transposed (None: EMNIST's files, by name)
+    resize: tuple[int, int] | None = None  # an image folder's images brought to (width, height)
+    class_names: Path | None = None  # a file of class names, one a line (else classes.txt beside the data)
 
 
 def resolve_data_path(path: str | os.PathLike | None = None) -> Path:
@@ -73,27 +137,96 @@ def resolve_data_path(path: str | os.PathLike | None = None) -> Path:
     return DEFAULT_DATA_PATH
 
 
-def load_dataset(path: str | os.PathLike | None = None, n_classes: int | None = None) -> Dataset:
-    """Load and validate a data set from a ``.pkl.gz`` file or an IDX directory.
+def load_dataset(path: str | os.PathLike | None = None, n_classes: int | None = None, *,
+                 options: DataOptions | None = None, label_values=None, class_names=None,
+                 max_bytes: int | None = None, read_image=None) -> Dataset:
+    """Load and validate a data set in any of the formats (see the module's docstring).
 
-    ``n_classes``, when given, is the number of classes labels must fit in.
-    Raises :class:`DataError` with a one-line explanation for anything wrong.
+    ``label_values`` (a model's classes: the label each output stands for) map the labels instead of the
+    training data's own; ``n_classes``: labels must be below it. ``class_names`` (a
+    model's) name the classes. ``max_bytes``: the memory a CSV, npz or image folder may take, checked
+    before it is read. ``read_image``: how an image folder's files are decoded. Raises
+    :class:`DataError` with a one-line explanation for anything wrong.
     """
     path = resolve_data_path(path)
-    if path.is_dir():
-        splits = load_idx_directory(path)
-    elif not path.exists():
-        raise DataError(missing_data_message(path))
+    options = options or DataOptions()
+    raw = read_raw(path, options, max_bytes=max_bytes, read_image=read_image)
+    train, validation, test, held_out = hold_out(raw)
+    dataset = validate_splits((train, validation, test), source=str(path), n_classes=n_classes)
+    own = label_values is None
+    values = class_values(dataset.train.y, dataset.validation.y, str(path)) if own \
+        else np.asarray(label_values, np.int64)
+    whose = "the training data's classes" if own else "the model's classes"
+    splits = [Split(split.x, map_labels(split.y, values, f"{path}: the {name} split", whose))
+              for name, split in zip(SPLIT_NAMES, dataset[:3])]
+    if class_names is None:
+        class_names, where = _class_names(path, options, raw, values)
     else:
-        splits = _read_pickle_splits(path)
-    return validate_splits(splits, source=str(path), n_classes=n_classes)
+        where = "the model"
+    names = check_class_names(class_names, len(values), where)
+    return Dataset(*splits, source=str(path), class_names=names, label_values=tuple(int(v) for v in values),
+                   held_out=held_out, image_size=raw.image_size)
+
+
+def _class_names(path: Path, options: DataOptions, raw: RawSet, values: np.ndarray):
+    """The names and where they came from: the option's file, a classes.txt beside the data, the image
+    folders, else the label values themselves."""
+    named = options.class_names or classes_file_beside(path)
+    if options.class_names is not None or named.is_file():
+        return read_class_names(named), str(named)
+    if raw.class_names is not None:
+        return [raw.class_names[int(v)] for v in values], f"the class folders of {path}"
+    return [str(int(v)) for v in values], str(path)
+
+
+def read_raw(path: Path, options: DataOptions, max_bytes: int | None = None, read_image=None) -> RawSet:
+    """Tell the format by content and name, and read it."""
+    if path.is_dir():
+        if idx_sets(path):
+            return _idx(path, options)
+        if (path / PICKLE_NAME).is_file():
+            return _read_pickle_splits(path / PICKLE_NAME)
+        if is_image_folder(path):
+            return read_image_folder(path, read_image=read_image, resize=options.resize, max_bytes=max_bytes)
+        raise DataError(f"{path} holds no data bptrain reads; expected {FORMATS}")
+    if not path.exists():
+        raise DataError(missing_data_message(path))
+    if not path.is_file():
+        raise DataError(f"{path} is not a regular file; expected {FORMATS}")
+    if path.name.endswith((".pkl.gz", ".pkl")):
+        return _read_pickle_splits(path)
+    if path.name.lower().endswith((".csv.gz", ".npz.gz")):
+        raise DataError(f"{path} is compressed; unpack it first (gunzip -k {path.name}): bptrain reads "
+                        f"{path.name[:-3]} as it is")
+    try:
+        with open(path, "rb") as raw:
+            head = raw.read(8192)
+    except OSError as exc:
+        raise DataError(f"cannot read {path}: {exc.strerror or exc}") from None
+    if not head:
+        raise DataError(f"{path} is empty; expected {FORMATS}")
+    if IDX_NAME.match(path.name):
+        return _idx(path, options)
+    if head.startswith(ZIP_MAGIC):
+        return read_npz_set(path, max_bytes=max_bytes)
+    if head.startswith(GZIP_MAGIC):
+        return _read_pickle_splits(path)
+    if path.suffix.lower() == ".csv" or looks_like_csv(head):
+        return read_csv_set(path, label_column=options.label_column, max_bytes=max_bytes)
+    raise DataError(f"{path} is none of the data formats bptrain reads; expected {FORMATS}")
+
+
+def _idx(path: Path, options: DataOptions) -> RawSet:
+    train, test, _ = read_idx_set(path, transposed=options.transposed)
+    return RawSet(train, None, test)
 
 
 def missing_data_message(path: Path) -> str:
+    where = "" if path.is_absolute() else f" (looked relative to {Path.cwd()})"
     return (
-        f"no data at {path} (looked relative to {Path.cwd()}); "
+        f"no data at {path}{where}; "
         f"run `bptrain download` to fetch mnist.pkl.gz into data/, "
-        f"or point --data or ${DATA_ENV_VAR} at an mnist.pkl.gz file or a directory of MNIST IDX files"
+        f"or point --data or ${DATA_ENV_VAR} at your data: {FORMATS}"
     )
 
 
@@ -106,7 +239,7 @@ def _read_pickle_splits(path: Path):
         raise DataError(f"{path} is not a gzip file (expected a gzip-compressed pickle like mnist.pkl.gz)")
     try:
         with gzip.open(path, "rb") as stream:
-            return load_arrays(io.BufferedReader(stream, 1 << 20))
+            splits = load_arrays(io.BufferedReader(stream, 1 << 20))
     except UnsafePickleError as exc:
         raise DataError(f"refusing to load {path}: {exc}") from None
     except PickleFormatError as exc:
@@ -117,6 +250,8 @@ def _read_pickle_splits(path: Path):
         raise DataError(f"{path} asks for more memory than this machine has; it is not a valid data file") from None
     except Exception as exc:  # a malformed pickle can raise almost anything
         raise DataError(f"{path} is not a readable pickle of numpy arrays ({_describe(exc)})") from None
+    checked = validate_splits(splits, source=str(path))
+    return RawSet(*((split.x, split.y) for split in checked[:3]))
 
 
 def _describe(exc: BaseException) -> str:

@@ -142,6 +142,7 @@ def read_model_record(path: str | os.PathLike):
     if meta["activation"] not in ACTIVATIONS:
         raise ModelFileError(f"{path}: unknown hidden activation {meta['activation']!r} in the model metadata "
                              f"(this bptrain knows {', '.join(ACTIVATIONS)})")
+    _check_classes(meta, path)
     weights, biases = [], []
     for l in range(1, len(sizes)):
         expected = {f"W{l}": (sizes[l - 1], sizes[l]), f"b{l}": (sizes[l],)}
@@ -164,3 +165,43 @@ def load_model(path: str | os.PathLike, dtype=None) -> tuple[MLP, dict]:
     model = MLP(meta["sizes"], meta["loss"], weights=weights, biases=biases, dtype=dtype,
                 activation=meta["activation"])
     return model, meta
+
+
+#: A class name longer than this is not one a model file may carry (the loader's limit too).
+MAX_CLASS_NAME = 64
+
+
+def _check_classes(meta: dict, path: Path) -> None:
+    """What a model says of its classes is what every reader trusts: one printable name per output, its
+    label values increasing integers, its image size two positive sides."""
+    n_outputs = meta["sizes"][-1]
+    names = meta.get("class_names")
+    if names is not None and not (
+            isinstance(names, list) and len(names) == n_outputs and len(set(names)) == n_outputs
+            and all(isinstance(n, str) and n.strip() and n.isprintable() and len(n) <= MAX_CLASS_NAME
+                    for n in names)):
+        raise ModelFileError(f"{path}: the model metadata's class_names are not {n_outputs} different names")
+    values = meta.get("label_values")
+    if values is not None and not (
+            isinstance(values, list) and len(values) == n_outputs
+            and all(isinstance(v, int) and not isinstance(v, bool) and abs(v) < 2**63 for v in values)
+            and all(a < b for a, b in zip(values, values[1:]))):
+        raise ModelFileError(f"{path}: the model metadata's label_values are not {n_outputs} increasing integers")
+    size = meta.get("image_size")
+    if size is not None and not (
+            isinstance(size, list) and len(size) == 2
+            and all(isinstance(n, int) and not isinstance(n, bool) and n > 0 for n in size)
+            and size[0] * size[1] == meta["sizes"][0]):
+        raise ModelFileError(f"{path}: the model metadata's image_size does not match its {meta['sizes'][0]} inputs")
+
+
+def class_names(meta: dict, n_outputs: int) -> list[str]:
+    """The names of a model's classes: its metadata's ``class_names``, else the output numbers."""
+    names = meta.get("class_names") if meta else None
+    return list(names) if isinstance(names, list) and len(names) == n_outputs else [str(i) for i in range(n_outputs)]
+
+
+def label_values(meta: dict, n_outputs: int) -> list[int]:
+    """The label each output stands for in the data: its metadata's ``label_values``, else 0..n-1."""
+    values = meta.get("label_values") if meta else None
+    return list(values) if isinstance(values, list) and len(values) == n_outputs else list(range(n_outputs))

@@ -13,13 +13,13 @@ from tqdm import tqdm
 
 from ...core.committee import Committee, mean_negative_log_likelihood
 from ...data.loader import SPLIT_NAMES
-from ...data.model_io import load_model
+from ...data.model_io import class_names, load_model
 from .. import memory, runs
 from ..image_files import save_input_png
 from ..inputs import expand_inputs, preprocessed_paths, read_inputs
 from ..metrics import confusion_matrix, format_confusion, format_per_class, per_class_accuracy
 from ..printable import one_line, shown_name
-from .common import data_options, obtain_dataset
+from .common import data_options, model_classes, obtain_dataset
 
 
 @click.command("eval")
@@ -35,9 +35,13 @@ def eval_command(model_paths, data, no_download, split, as_json):
     """
     _check_distinct(model_paths)
     _check_committee_fits(model_paths)
-    models = [load_model(path)[0] for path in model_paths]
+    loaded = [load_model(path) for path in model_paths]
+    models = [model for model, _ in loaded]
     committee = Committee(models, names=[str(path) for path in model_paths])
-    dataset = obtain_dataset(data, no_download, progress=not as_json and sys.stderr.isatty())
+    meta = loaded[0][1]
+    _check_same_classes(loaded, model_paths)
+    dataset = obtain_dataset(data, no_download, progress=not as_json and sys.stderr.isatty(), model_meta=meta)
+    names = list(dataset.class_names)
     for model, path in zip(models, model_paths):
         runs.check_model_fits_data(model.sizes, dataset, str(path))
     x, y = dataset.split(split)
@@ -61,16 +65,16 @@ def eval_command(model_paths, data, no_download, split, as_json):
             **identity, "data": dataset.source, "split": split, "samples": int(len(y)),
             "accuracy": accuracy, "loss": loss, "loss_kind": loss_kind,
             "per_class_accuracy": [None if np.isnan(a) else float(a) for a in per_class],
-            "confusion_matrix": confusion.tolist(),
+            "confusion_matrix": confusion.tolist(), "class_names": names,
         }))
         return
     if len(models) == 1:
         model = models[0]
-        click.echo(f"model {model_paths[0]} ({'-'.join(map(str, model.sizes))}, {model.loss}) on the {split} "
-                   f"split of {dataset.source} ({len(y)} images)")
+        click.echo(f"model {model_paths[0]} ({'-'.join(map(str, model.sizes))}, {model.loss}) on {_part(dataset, split)} "
+                   f"({len(y)} images)")
         click.echo(f"accuracy {100 * accuracy:.2f}%   loss {loss:.4f}")
     else:
-        click.echo(f"a committee of {len(models)} models on the {split} split of {dataset.source} "
+        click.echo(f"a committee of {len(models)} models on {_part(dataset, split)} "
                    f"({len(y)} images): their class probabilities averaged")
         width = max(len(m["model"]) for m in members)
         for m in members:
@@ -78,10 +82,26 @@ def eval_command(model_paths, data, no_download, split, as_json):
                        f"accuracy {100 * m['accuracy']:.2f}%")
         click.echo(f"committee accuracy {100 * accuracy:.2f}%   loss (mean -ln p of the true class) {loss:.4f}")
     click.echo("")
-    click.echo(format_per_class(per_class, confusion))
+    click.echo(format_per_class(per_class, confusion, names))
     click.echo("")
     click.echo("confusion matrix (rows: true class, columns: predicted)")
-    click.echo(format_confusion(confusion))
+    click.echo(format_confusion(confusion, names))
+
+
+def _part(dataset, split: str) -> str:
+    """What was scored: a split, or all of a set that has no test part."""
+    if split == "test" and dataset.test_is_all:
+        return f"all of {dataset.source} (it has no test part)"
+    return f"the {split} split of {dataset.source}"
+
+
+def _check_same_classes(loaded, model_paths) -> None:
+    """A committee's members must mean the same classes by their outputs."""
+    first = model_classes(loaded[0][1])
+    for (_, meta), path in zip(loaded[1:], model_paths[1:]):
+        if model_classes(meta) != first:
+            raise click.UsageError(f"{path} has other classes than {model_paths[0]}; a committee's models must "
+                                   "share their classes", ctx=click.get_current_context())
 
 
 def _check_committee_fits(model_paths) -> None:
@@ -138,8 +158,12 @@ def predict_command(model_path, input_paths, top_k, as_json, save_dir, ink, memb
     """
     _check_distinct((model_path, *members))
     _check_committee_fits((model_path, *members))
-    committee = Committee([load_model(path)[0] for path in (model_path, *members)],
-                          names=[str(path) for path in (model_path, *members)])
+    loaded = [load_model(path) for path in (model_path, *members)]
+    _check_same_classes(loaded, (model_path, *members))
+    committee = Committee([model for model, _ in loaded], names=[str(path) for path in (model_path, *members)])
+    meta = loaded[0][1]
+    names = class_names(meta, committee.sizes[-1])
+    image_size = meta.get("image_size")
     files = expand_inputs(input_paths, note=lambda message: click.echo(f"note: {one_line(message)}", err=True))
     targets = preprocessed_paths(files, save_dir) if save_dir is not None else {}
     # one file named alone stops at its error as before; of several, each bad one costs only itself
@@ -147,7 +171,7 @@ def predict_command(model_path, input_paths, top_k, as_json, save_dir, ink, memb
     with tqdm(total=len(files), desc="reading", unit="file", leave=False, mininterval=0.2, file=sys.stderr,
               disable=quiet or len(files) < 2 or not sys.stderr.isatty()) as bar:
         batches = read_inputs(files, expected_width=committee.sizes[0], ink=ink, keep_going=several,
-                              on_file=bar.update)
+                              on_file=bar.update, image_size=image_size)
     images = np.concatenate([b.images for b in batches])
     scores = committee.predict_proba(images)
     top_k = min(top_k, committee.sizes[-1])
@@ -178,8 +202,8 @@ def predict_command(model_path, input_paths, top_k, as_json, save_dir, ink, memb
             document["input"] = str(input_paths[0])
         document["predictions"] = [
             {"file": str(path), "error": error} if error is not None else
-            {"file": str(path), "index": i, "class": int(ranked[n, 0]),
-             "top": [{"class": int(c), "probability": float(scores[n, c])} for c in ranked[n]],
+            {"file": str(path), "index": i, "class": int(ranked[n, 0]), "name": names[ranked[n, 0]],
+             "top": [{"class": int(c), "name": names[c], "probability": float(scores[n, c])} for c in ranked[n]],
              **({"preprocessed": str(saved[path])} if path in saved else {})}
             for path, i, _, n, error in rows]
         click.echo(json.dumps(document))
@@ -189,7 +213,7 @@ def predict_command(model_path, input_paths, top_k, as_json, save_dir, ink, memb
             click.echo(f"Error: {one_line(error)}", err=True)
             continue
         name = str(i) if single_array else shown_name(path) if is_image else f"{shown_name(path)}[{i}]"
-        shown = "  ".join(f"{c} ({100 * scores[n, c]:.1f}%)" for c in ranked[n])
+        shown = "  ".join(f"{names[c]} ({100 * scores[n, c]:.1f}%)" for c in ranked[n])
         click.echo(f"{name}: {shown}")
     return 1 if failed else 0
 

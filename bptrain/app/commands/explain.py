@@ -18,17 +18,18 @@ from ...core.committee import class_probabilities
 from ...core.errors import BptrainError, DataError
 from ...core.network import MLP
 from ...data.loader import SPLIT_NAMES
-from ...data.model_io import load_model
+from ...data.model_io import class_names, load_model
 from .. import runs
 from ..explain import FULL_UP_TO, MAX_BATCH, MAX_STEPS, check_batch, check_unit, choose_labels, explain, model_lr
 from ..image_files import require_pillow
 from ..images import image_to_input
+from ..inputs import pixels_input
 from ..lesson import lesson as make_lesson
 from ..lesson import probability_text
 from ..lesson_batch import split_companions, teaching_digit
 from ..options import table_option
 from ..printable import shown_name
-from .common import obtain_dataset
+from .common import data_format_options, obtain_dataset
 from .lesson import walk as walk_lesson
 from .text import ASCII_SHADES, SHADES, digit_picture, number as _n, percent as _pct  # noqa: F401 (the pictures' shades)
 
@@ -149,7 +150,7 @@ def _output_lines(say, doc: dict) -> None:
         _matrix_lines(say, f"A_{L} − Y", output["error"], B)
     p = output["p_label"]
     if B == 1:
-        say(f"  label {labels[0]}: p = {_pct(p[0])};  prediction {predictions[0]}")
+        say(f"  label {_named(doc, labels[0])}: p = {_pct(p[0])};  prediction {_named(doc, predictions[0])}")
     else:
         right = sum(int(a == b) for a, b in zip(predictions, labels))
         say(f"  predictions {_list_some(predictions)}: {right} of {B} equal the label; mean p(label) = "
@@ -160,6 +161,12 @@ def _output_lines(say, doc: dict) -> None:
         say(f"  loss  {doc['loss_formula']} = {_n(doc['loss'])}")
 
 
+def _named(doc: dict, c: int) -> str:
+    """A class as its number, and its name when it has one of its own: "3 (dress)"."""
+    names = doc.get("class_names") or []
+    return f"{c} ({names[c]})" if c < len(names) and names[c] != str(c) else str(c)
+
+
 def _step_lines(say, doc: dict) -> None:
     step, B = doc["step"], doc["batch_size"]
     say(f"one plain gradient step of η = {step['lr']:g} ({step['lr_source']})")
@@ -167,8 +174,8 @@ def _step_lines(say, doc: dict) -> None:
     say(f"  loss C       {_n(step['loss_before'])} → {_n(step['loss_after'])}")
     before, after = step["p_label_before"], step["p_label_after"]
     if B == 1:
-        say(f"  p(label {doc['labels'][0]})   {_pct(before[0])} → {_pct(after[0])}   "
-            f"prediction {doc['output']['predictions'][0]} → {step['predictions_after'][0]}")
+        say(f"  p(label {_named(doc, doc['labels'][0])})   {_pct(before[0])} → {_pct(after[0])}   "
+            f"prediction {_named(doc, doc['output']['predictions'][0])} → {_named(doc, step['predictions_after'][0])}")
     else:
         rose = sum(1 for a, b in zip(before, after) if a is not None and b is not None and b > a)
         say(f"  mean p(label) {_pct(_mean(before))} → {_pct(_mean(after))}; it rose for {rose} of {B} digits")
@@ -239,6 +246,7 @@ class UnitType(click.ParamType):
                    "by hand. Without IMAGE or --index: the first digit of --split the network reads wrong.")
 @table_option("data")
 @table_option("no_download")
+@data_format_options
 def explain_command(model_path, image, index, split, label, lr, batch_size, steps, unit, as_json, full, lesson,
                     data, no_download):
     """Show one digit's forward and backward pass in the notation of the README's math section.
@@ -276,22 +284,24 @@ def explain_command(model_path, image, index, split, label, lr, batch_size, step
         raise click.UsageError(f"--batch-size: {exc}") from None
     companions = None
     if image is not None:
-        x, true_labels, source = _image_input(model, image), None, {"kind": "image", "file": str(image)}
+        x, true_labels, source = _image_input(model, image, meta), None, {"kind": "image", "file": str(image)}
     elif lesson:
-        x, true_labels, source, companions = _lesson_input(model, data, no_download, split, index)
+        x, true_labels, source, companions = _lesson_input(model, meta, data, no_download, split, index)
     else:
-        x, true_labels, source = _dataset_input(model, data, no_download, split, index, batch_size)
+        x, true_labels, source = _dataset_input(model, meta, data, no_download, split, index, batch_size)
     labels, rule = choose_labels(model, x, true_labels, label)
     if lr is None:
         lr, lr_source = model_lr(meta)
     else:
         lr, lr_source = lr, "given with --lr"
     if lesson:
-        _walk_lesson(model, x[0], int(labels[0]), lr, lr_source, rule, true_labels, source, companions)
+        _walk_lesson(model, x[0], int(labels[0]), lr, lr_source, rule, true_labels, source, companions,
+                     class_names(meta, model.sizes[-1]))
         return
     arrays = "all" if full or len(x) <= FULL_UP_TO else "summaries"
     doc = explain(model, x, labels, lr=lr, lr_source=lr_source, label_rule=rule, true_labels=true_labels,
                   source=source, steps=steps, arrays=arrays, unit=unit)
+    doc["class_names"] = class_names(meta, model.sizes[-1])
     if as_json:
         click.echo(json.dumps(doc, allow_nan=False))
     else:
@@ -299,17 +309,21 @@ def explain_command(model_path, image, index, split, label, lr, batch_size, step
 
 
 def _walk_lesson(model: MLP, x, label: int, lr: float, lr_source: str, rule: str, true_labels, source,
-                 companions) -> None:
+                 companions, names: list[str]) -> None:
     def document(weight=None):
-        return make_lesson(model, x, label, lr=lr, lr_source=lr_source, label_rule=rule, source=source,
-                           true_label=None if true_labels is None else int(true_labels[0]), weight=weight,
-                           companions=companions)
+        return {**make_lesson(model, x, label, lr=lr, lr_source=lr_source, label_rule=rule, source=source,
+                              true_label=None if true_labels is None else int(true_labels[0]), weight=weight,
+                              companions=companions),
+                "class_names": names}
 
     walk_lesson(document(), sys.stdin.readline, click.echo, lambda weight: document(weight)["check"],
                 getattr(sys.stdout, "encoding", None))
 
 
-def _image_input(model: MLP, path: Path) -> np.ndarray:
+def _image_input(model: MLP, path: Path, meta: dict) -> np.ndarray:
+    if meta.get("image_size"):  # learnt from a folder of images: read as its images were
+        require_pillow()
+        return pixels_input(path, meta["image_size"]).reshape(1, -1)
     side = math.isqrt(model.sizes[0])
     if side * side != model.sizes[0]:
         raise DataError(f"the model takes {model.sizes[0]} inputs, not a square image; explain a digit of its "
@@ -318,10 +332,10 @@ def _image_input(model: MLP, path: Path) -> np.ndarray:
     return image_to_input(path, str(path), side).reshape(1, -1)
 
 
-def _lesson_input(model: MLP, data, no_download: bool, split: str, index: int | None):
+def _lesson_input(model: MLP, meta: dict, data, no_download: bool, split: str, index: int | None):
     """(x, true labels, source, the batch step's other digits) of a lesson on a data-set digit; without
     --index, the first digit of the split the network reads wrong (a right one teaches little)."""
-    dataset = obtain_dataset(data, no_download, progress=sys.stderr.isatty())
+    dataset = obtain_dataset(data, no_download, progress=sys.stderr.isatty(), model_meta=meta)
     runs.check_model_fits_data(model.sizes, dataset, "the model")
     xs, ys = dataset.split(split)
     if index is None:
@@ -334,8 +348,8 @@ def _lesson_input(model: MLP, data, no_download: bool, split: str, index: int | 
     return xs[index:index + 1], ys[index:index + 1], source, split_companions(xs, ys, index, split)
 
 
-def _dataset_input(model: MLP, data, no_download: bool, split: str, index: int, batch_size: int):
-    dataset = obtain_dataset(data, no_download, progress=sys.stderr.isatty())
+def _dataset_input(model: MLP, meta: dict, data, no_download: bool, split: str, index: int, batch_size: int):
+    dataset = obtain_dataset(data, no_download, progress=sys.stderr.isatty(), model_meta=meta)
     runs.check_model_fits_data(model.sizes, dataset, "the model")
     x, y = dataset.split(split)
     if index >= len(x):

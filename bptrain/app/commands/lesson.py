@@ -134,8 +134,15 @@ def _cost(say, step, document, **_) -> None:
     name = f"A_{L}" if document["model"]["loss"] == "ce" else "p"
     say(f"  {name:<10}" + "".join(f"{number(p, 3):>9}" for p in probabilities))
     say(f"  {'Y':<10}" + "".join(f"{int(c == step['target']):>9}" for c in range(len(probabilities))))
-    say(f"  target {step['target']}: p = {step['p_target_text']} ({percent(probabilities[step['target']])});  "
-        f"the network answers {step['prediction']};  C = {number(step['cost'])}")
+    say(f"  target {named(document, step['target'])}: p = {step['p_target_text']} "
+        f"({percent(probabilities[step['target']])});  the network answers {named(document, step['prediction'])};  "
+        f"C = {number(step['cost'])}")
+
+
+def named(document: dict, c: int) -> str:
+    """A class as its number, and its name when the model has names of its own: "3 (Dress)"."""
+    names = document.get("class_names") or []
+    return f"{c} ({names[c]})" if c < len(names) and names[c] != str(c) else str(c)
 
 
 def _backward(say, step, document, **_) -> None:
@@ -217,7 +224,7 @@ def _update(say, step, document, **_) -> None:
     target = document["label"]
     say(f"  one step of η = {update['lr']:g} on a copy: C {number(update['loss_before'])} → "
         f"{number(update['loss_after'])};  p({target}) {percent(update['p_label_before'])} → "
-        f"{percent(update['p_label_after'])};  the network answers {update['prediction_after']}")
+        f"{percent(update['p_label_after'])};  the network answers {named(document, update['prediction_after'])}")
 
 
 def _speed(say, step, document, **_) -> None:

@@ -10,7 +10,7 @@ import click
 
 from ...core.errors import BptrainError, DataError
 from ...data.download import ensure_data
-from ...data.loader import DATA_ENV_VAR, load_dataset, missing_data_message, resolve_data_path
+from ...data.loader import DATA_ENV_VAR, missing_data_message, resolve_data_path
 from ...data.model_io import load_model
 from .. import runs
 from ..history import history_path, load_history
@@ -20,7 +20,16 @@ from ..paths import data_files, is_history_file, is_model_file
 from ..serve.http import is_loopback, make_server, serve
 from ..serve.predictor import Predictor
 from ..serve.session import LiveTraining
-from .common import CONFIG_PATH_KEY, data_label, load_config_defaults, stoppable_download
+from .common import (
+    CONFIG_PATH_KEY,
+    DATA_HELP,
+    data_format_options,
+    data_label,
+    given,
+    load_config_defaults,
+    load_data_at,
+    stoppable_download,
+)
 
 
 class ServeCommand(GroupedHelpCommand):
@@ -42,8 +51,8 @@ class ServeCommand(GroupedHelpCommand):
 @click.option("--config", type=click.Path(dir_okay=False, path_type=Path), is_eager=True, expose_value=False,
               callback=load_config_defaults, help="TOML file of settings to preset the form with; explicit flags "
                                                    "override it.")
-@table_option("data", help="Data the page trains on: mnist.pkl.gz file or directory of MNIST IDX files "
-                           "[default: $BPTRAIN_DATA or data/mnist.pkl.gz]")
+@table_option("data", help="Data the page trains on: " + DATA_HELP)
+@data_format_options
 @table_option("no_download", help="Do not download mnist.pkl.gz when it is missing from the default location "
                                   "(serve downloads it only without a MODEL: with one, the page draws anyway).")
 @click.option("--out-dir", type=click.Path(file_okay=False, path_type=Path), default=Path("."), show_default=True,
@@ -88,6 +97,8 @@ def serve_command(model_path, host, port, open_browser, verbose, data, no_downlo
     dataset, problem = _data_to_serve(data, data_path, no_download, model_path is None)
     if dataset is None and model is None:
         raise click.ClickException(f"nothing to serve: {problem}; give a MODEL to draw with, or data to train on")
+    if dataset is not None and not given(ctx, "sizes"):  # the form's default network fits the data
+        settings["sizes"] = runs.sizes_for_data(settings["sizes"], dataset)
     live = LiveTraining(dataset=dataset, data_problem=problem, model=model, meta=meta, presets=settings,
                         out_dir=out_dir, out=out, inputs=inputs, say=lambda line: click.echo(line, err=True),
                         history=history)
@@ -139,7 +150,7 @@ def _data_to_serve(data: Path | None, path: Path, no_download: bool, may_downloa
         except DataError as exc:
             return None, str(exc)
     try:
-        return load_dataset(path), None
+        return load_data_at(path), None
     except DataError as exc:
         if named:
             raise

@@ -21,6 +21,7 @@ from ..stopping import Stopped, StopSignals, exit_status
 from .common import (
     CONFIG_PATH_KEY,
     EXIT_INTERRUPTED,
+    data_format_options,
     data_label,
     given,
     load_config_defaults,
@@ -33,6 +34,7 @@ from .common import (
 @click.option("--config", type=click.Path(dir_okay=False, path_type=Path), is_eager=True, expose_value=False,
               callback=load_config_defaults, help="TOML file of settings; explicit flags override it.")
 @click_options(TRAIN_OPTIONS)
+@data_format_options
 def train_command(**values):
     """Train a network and save it (the best epoch by validation accuracy) to a .npy file.
 
@@ -62,7 +64,7 @@ def train_command(**values):
     say(f"training {'-'.join(map(str, model.sizes))} ({model.activation} hidden, {model.loss}, {model.dtype.name}) "
         f"on {len(dataset.train.x)} images from {dataset.source}: {settings.epochs} epoch{'' if settings.epochs == 1 else 's'}, batch "
         f"{settings.batch_size}, {settings.optimizer}, lr {settings.lr:g}"
-        + ("" if engine == "fast" or plan.workbook is not None else f", {engine} engine"))
+        + ("" if engine == "fast" or plan.workbook is not None else f", {engine} engine") + _held_out(dataset))
 
     def report(record, improved):
         say(f"epoch {record.epoch:>3}/{plan.last_epoch}  train loss {record.train_loss:.4f}  "
@@ -139,6 +141,15 @@ def _as_checkpointed(model, state) -> TrainResult:
     restore(model, state.best)
     return TrainResult(list(state.history), state.best_epoch, state.best_val_accuracy, interrupted=True,
                        initial_speed=state.initial_speed)
+
+
+def _held_out(dataset) -> str:
+    """The first line says when validation images were taken from the training data, and which."""
+    held = getattr(dataset, "held_out", 0)
+    if not held:
+        return ""
+    return (f"; {held} of its {held + len(dataset.train.x)} training images (a sixth, the same every time) held "
+            "out for validation")
 
 
 def _save_somewhere(model, metadata: dict, out: Path) -> str:

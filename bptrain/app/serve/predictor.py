@@ -15,9 +15,11 @@ import numpy as np
 from ...core.committee import output_probabilities
 from ...core.errors import BptrainError
 from ...core.network import MLP
+from ...data.model_io import class_names
 from .. import explain as explaining
 from .. import images
 from .. import lesson as lessons
+from ..inputs import pixels_at, pixels_input
 from ..lesson_batch import split_companions, teaching_digit
 
 #: /api/explain answers with every unit's numbers up to this many units (Σ n_l), summaries beyond:
@@ -50,6 +52,7 @@ class Predictor:
             "input_side": self.side,
             "hidden": sizes[1:-1],
             "classes": sizes[-1],
+            "class_names": self.class_names(),
             "loss": self.model.loss,
             "activation": self.model.activation,
             "output": "softmax" if self.model.loss == "ce" else "sigmoid",  # the output layer is never relu/tanh
@@ -57,15 +60,27 @@ class Predictor:
             "max_steps": explaining.MAX_STEPS,  # the Backprop panel's steps, at most
         }
 
+    def class_names(self) -> list[str]:
+        """One name per output: the model's, else those of the data it is trained on, else the numbers."""
+        n = self.model.sizes[-1]
+        if "class_names" not in self.meta and self.dataset is not None and len(self.dataset.class_names) == n:
+            return list(self.dataset.class_names)
+        return class_names(self.meta, n)
+
     # --------------------------------------------------------------- inputs
     def input_from_drawing(self, gray: np.ndarray, ink: str = "auto") -> np.ndarray:
-        """The model's input from a drawing (brightness 0..1, either polarity unless ``ink`` says)."""
+        """The model's input from a drawing (brightness 0..1, either polarity unless ``ink`` says); for a
+        model of a folder of images, the drawing as it is at the images' size."""
+        if self.meta.get("image_size"):
+            return pixels_at(np.asarray(gray, np.float32), self.meta["image_size"]).reshape(-1)
         return images.preprocess(gray, side=self.side, ink=ink).reshape(-1)
 
     def input_from_image(self, data: bytes, ink: str = "auto") -> np.ndarray:
         """The model's input from an image file's bytes (PNG, JPEG, ...), as `bptrain predict` reads it."""
         if not data:
             raise BptrainError("the request body is empty; send an image file")
+        if self.meta.get("image_size"):
+            return pixels_input(data, self.meta["image_size"], name="the uploaded image").reshape(-1)
         return images.image_to_input(data, name="the uploaded image", side=self.side, ink=ink).reshape(-1)
 
     # ----------------------------------------------------------------- math
@@ -110,9 +125,10 @@ class Predictor:
         labels, rule = explaining.choose_labels(self.model, batch, true_labels, options["label"])
         lr, lr_source = explaining.model_lr(self.meta) if options["lr"] is None else (options["lr"], "given")
         arrays = "units" if sum(self.model.sizes) <= MAX_EXPLAINED_UNITS else "summaries"
-        return explaining.explain(self.model, batch, labels, lr=lr, lr_source=lr_source, label_rule=rule,
-                                  true_labels=true_labels, source=source, steps=options["steps"], arrays=arrays,
-                                  unit=options["unit"])
+        doc = explaining.explain(self.model, batch, labels, lr=lr, lr_source=lr_source, label_rule=rule,
+                                 true_labels=true_labels, source=source, steps=options["steps"], arrays=arrays,
+                                 unit=options["unit"])
+        return {**doc, "class_names": self.class_names()}
 
     def lesson(self, x: np.ndarray, options: dict, source: dict, true_label: int | None = None) -> dict:
         """:func:`bptrain.app.lesson.lesson` of one input with a lesson request's checked ``options``

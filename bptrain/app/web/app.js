@@ -5,7 +5,7 @@
 // when the replay slider picks a kept epoch, so the answer always comes from the network on show.
 // A digit of the data set (digits.js: a mistake opened from the confusion matrix, a random test digit)
 // comes through showDigit(): it goes to the pad and is sent as the model's input itself.
-import { $, UNREACHABLE, el, fetchJson } from "./util.js";
+import { $, UNREACHABLE, className, el, fetchJson, setClassNames } from "./util.js";
 
 const SEND_SIDE = 140;        // the 280 x 280 pad is sent downscaled to 140 x 140 grey levels
 const BRUSH = 22;             // pen width in pad pixels: about MNIST's stroke once scaled to 20 x 20
@@ -234,7 +234,7 @@ function buildBars(classes) {
   const bars = $("bars");
   bars.textContent = "";
   for (let c = 0; c < classes; c++) {
-    const row = [el("span", { className: "digit", textContent: String(c) }),
+    const row = [el("span", { className: "digit", textContent: className(c) }),
                  el("div", { className: "track" }, el("div", { className: "fill" })),
                  el("span", { className: "pct" })];
     row.forEach((cell) => { cell.dataset.digit = c; bars.appendChild(cell); });
@@ -288,7 +288,7 @@ function paintCells(canvas, values) {
 function show(answer) {
   showError("");
   const p = answer.probabilities, best = answer.prediction;
-  $("prediction").textContent = String(best);
+  $("prediction").textContent = className(best);
   $("confidence").textContent = `${(100 * p[best]).toFixed(1)}% sure`;
   for (const el of $("bars").children) {
     const c = Number(el.dataset.digit);
@@ -352,7 +352,8 @@ export async function loadModel() {
     const accuracy = model.val_accuracy == null ? "" : `, ${(100 * model.val_accuracy).toFixed(1)}% right on validation digits`;
     $("model-info").textContent = `Network ${model.sizes.join(" → ")}: ${model.activation} hidden layers, ` +
       `${model.output} output${accuracy}.`;
-    const shape = JSON.stringify([model.sizes, model.activation]);
+    setClassNames(model.class_names);
+    const shape = JSON.stringify([model.sizes, model.activation, model.class_names]);
     if (shape !== described) {         // a different network: new bars and strips
       described = shape;
       unitActivation = model.activation;

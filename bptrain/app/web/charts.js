@@ -1,4 +1,5 @@
 // The page's pictures, in a few lines of canvas each: line charts, the confusion matrix, weight tiles.
+import { className } from "./util.js";
 
 // The colours `bptrain plot` gives layers 1, 2, 3, ... (matplotlib's first ten).
 export const LAYER_COLORS = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2",
@@ -106,12 +107,17 @@ export function drawConfusion(canvas, matrix, empty = "after the first epoch") {
     return;
   }
   const n = matrix.length, margin = CONFUSION_MARGIN, cell = confusionCell(canvas, n);
+  // a class's name in the margins, cut to what fits (the full names are the canvas's label and title)
+  const names = Array.from({ length: n }, (_, i) => className(i));
+  const short = (name) => (name.length <= 2 ? name : name.slice(0, Math.max(1, Math.floor(Math.min(cell, margin) / 7))));
+  canvas.dataset.names = JSON.stringify(names);
+  canvas.title = `Rows: true class, columns: predicted. Classes: ${names.map((name, i) => `${i} ${name}`).join(", ")}`;
   c.textAlign = "center"; c.textBaseline = "middle";
   for (let i = 0; i < n; i++) {
     const total = matrix[i].reduce((a, b) => a + b, 0) || 1;
     c.fillStyle = MUTED;
-    c.fillText(String(i), margin / 2, margin + (i + 0.5) * cell);
-    c.fillText(String(i), margin + (i + 0.5) * cell, margin / 2);
+    c.fillText(short(names[i]), margin / 2, margin + (i + 0.5) * cell);
+    c.fillText(short(names[i]), margin + (i + 0.5) * cell, margin / 2);
     for (let j = 0; j < n; j++) {
       const share = matrix[i][j] / total, x = margin + j * cell, y = margin + i * cell;
       const strength = i === j ? share : Math.min(1, 4 * share);

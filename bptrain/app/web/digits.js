@@ -6,7 +6,7 @@
 // and say why.
 import { showDigit, shownSnapshot } from "./app.js";
 import { confusionCellAt } from "./charts.js";
-import { $, el, fetchJson } from "./util.js";
+import { $, className, el, fetchJson } from "./util.js";
 
 let available = false;
 let reason = "";
@@ -54,7 +54,8 @@ function showExamples(ok, answer) {
   list.dataset.state = ok ? "shown" : "error";
   if (!ok) { $("examples-caption").textContent = answer.error; return; }
   const network = answer.snapshot === null ? "the network on show" : `the network of epoch ${answer.snapshot}`;
-  const what = answer.true === answer.read ? `${answer.true}s read right` : `${answer.true}s read as ${answer.read}`;
+  const [truth, read] = [className(answer.true), className(answer.read)];
+  const what = answer.true === answer.read ? `${truth}s read right` : `${truth}s read as ${read}`;
   $("examples-caption").textContent = answer.count === 0
     ? `No validation ${what} by ${network}.`
     : `${plural(answer.count, "validation digit")}: ${what} by ${network}` +
@@ -65,7 +66,7 @@ function showExamples(ok, answer) {
   list.dataset.network = answer.snapshot === null ? "live" : String(answer.snapshot);
   for (const digit of answer.digits) {
     const button = el("button", { type: "button", className: "example",
-      title: `validation digit ${digit.index}: a ${digit.label}, read as ${digit.prediction} ` +
+      title: `validation digit ${digit.index}: a ${className(digit.label)}, read as ${className(digit.prediction)} ` +
              `(${(100 * digit.confidence).toFixed(1)}% sure)` },
       picture(digit.input), el("span", { textContent: `${Math.round(100 * digit.confidence)}%` }));
     button.dataset.index = digit.index;

@@ -10,7 +10,7 @@
 // significant digits, as `bptrain explain` prints them (the check's costs with more: their difference is the point).
 // Keys: ArrowRight/ArrowLeft move between steps (not while typing in a field), Escape leaves the lesson.
 import { shownSnapshot } from "./app.js";
-import { $, el, fetchJson } from "./util.js";
+import { $, className, el, fetchJson } from "./util.js";
 
 const POSITIVE = [200, 55, 45], NEGATIVE = [47, 111, 223];   // as the Backprop panel: red above 0, blue below
 const PIXEL = 7;                                              // CSS pixels per input pixel of the pictures
@@ -187,10 +187,10 @@ function render() {
 
 function describeDigit() {
   const input = doc.input || {}, target = doc.label;
-  const what = input.kind === "dataset" ? `Digit ${input.index} of the ${input.split} split (a ${doc.true_label})`
+  const what = input.kind === "dataset" ? `Digit ${input.index} of the ${input.split} split (a ${className(doc.true_label)})`
     : input.kind === "image" ? "Your uploaded image" : "Your drawing";
   const rule = { true: "its true label", given: "chosen by you", prediction: "the network's answer" }[doc.label_rule] || "";
-  return `${what}; target ${target} (${rule}); network ${doc.model.sizes.join("-")}, ${doc.model.activation} hidden, ` +
+  return `${what}; target ${className(target)} (${rule}); network ${doc.model.sizes.join("-")}, ${doc.model.activation} hidden, ` +
     `${doc.model.loss === "ce" ? "softmax + cross-entropy" : "sigmoid + quadratic cost"}.`;
 }
 
@@ -372,7 +372,7 @@ function costStep(s) {
   s.probabilities.forEach((p, c) => {
     const fill = el("div", { className: "fill" });
     fill.style.width = `${(100 * (p ?? 0)).toFixed(2)}%`;
-    const name = el("span", { className: "digit", textContent: String(c) });
+    const name = el("span", { className: "digit", textContent: className(c) });
     const value = el("span", { className: "pct", textContent: pct(p) });
     const line = el("div", { className: `ls-prob${c === s.target ? " target" : ""}${c === s.prediction ? " best" : ""}` },
       name, el("div", { className: "track" }, fill), value);
@@ -380,7 +380,7 @@ function costStep(s) {
     bars.append(line);
   });
   const select = el("select", { id: "lesson-target" });
-  s.probabilities.forEach((_, c) => select.append(el("option", { value: String(c), textContent: String(c) })));
+  s.probabilities.forEach((_, c) => select.append(el("option", { value: String(c), textContent: className(c) })));
   select.value = String(s.target);
   select.addEventListener("change", () => { fields.label = Number(select.value); ask(); });
   return [el("div", { className: "ls-row" },
@@ -388,7 +388,7 @@ function costStep(s) {
     el("div", {},
       el("label", { className: "ls-label" }, "Target class Y = one-hot(", select, ")"),
       numbers([["C", g(s.cost), "lesson-cost"], ["p(target)", `${s.p_target_text} (${pct(s.probabilities[s.target])})`, "lesson-p-target"],
-               ["the network answers", String(s.prediction), "lesson-prediction"]]),
+               ["the network answers", className(s.prediction), "lesson-prediction"]]),
       el("p", { className: "hint", textContent: "Choose another target to see what the network would be taught instead." })))];
 }
 

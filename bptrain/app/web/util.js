@@ -10,6 +10,13 @@ export function el(tag, props = {}, ...children) {
   return node;
 }
 
+// The names of the served network's classes (GET /api/model's class_names), one per output; a class without
+// one is shown by its number.
+let classNames = [];
+export const setClassNames = (names) => { classNames = Array.isArray(names) ? names.map(String) : []; };
+export const className = (c) => classNames[c] ?? String(c);
+export const classNamesList = () => classNames.slice();
+
 export const UNREACHABLE = "cannot reach the bptrain server (is it still running?)";
 
 // fetch(url, options) and read the answer as JSON: [ok, answer]. It never throws, and a refusal always

@@ -14,7 +14,7 @@ from bptrain.data.loader import load_dataset
 from bptrain.data.model_io import load_model, read_model_record
 from conftest import assert_clean_error, invoke
 from test_data_formats import blobs, write_csv, write_idx_set, write_image_folder
-from test_live import call, live_server
+from live_client import call, live_server
 
 LETTERS = [chr(ord("a") + k) for k in range(26)]
 QUICK = ("--epochs", "2", "--batch-size", "8", "--activation", "relu", "--quiet")

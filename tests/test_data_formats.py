@@ -329,7 +329,7 @@ def test_a_fifo_is_refused_not_read(tmp_path):
     for name in ("mnist.pkl.gz", "train.csv", "k.npz"):
         fifo = tmp_path / name
         os.mkfifo(fifo)
-        assert "is not a regular file" in refused(fifo)  # opening it would wait for a writer forever
+        assert "is a FIFO (named pipe), not a regular file" in refused(fifo)  # opening it would wait for a writer forever
         fifo.unlink()
 
 

@@ -37,7 +37,7 @@ from .csv_data import looks_like_csv, read_csv_set
 from .idx import IDX_NAME, idx_sets, read_idx_set
 from .image_folder import is_image_folder, read_image_folder
 from .npz_data import ZIP_MAGIC, read_npz_set
-from .regular import open_regular
+from .regular import check_regular, open_regular
 from .safe_pickle import PickleFormatError, UnsafePickleError, load_arrays
 from .splits import (
     CLASSES_FILE,
@@ -191,6 +191,7 @@ def read_raw(path: Path, options: DataOptions, max_bytes: int | None = None, rea
         raise DataError(f"{path} holds no data bptrain reads; expected {FORMATS}")
     if not path.exists():
         raise DataError(missing_data_message(path))
+    check_regular(path, DataError)  # a FIFO or a device: said as what it is
     if not path.is_file():
         raise DataError(f"{path} is not a regular file; expected {FORMATS}")
     if path.name.endswith((".pkl.gz", ".pkl")):

@@ -123,6 +123,24 @@ def test_the_data_options_reach_train_and_eval(runner, tmp_path):
                        "is not an image size like 28x28")
 
 
+def test_a_sweep_hands_the_data_options_to_every_run(runner, tmp_path):
+    """A CSV whose labels are its last column, swept: each run is told so, and trains on it."""
+    x, y = blobs(60, 3)
+    path = tmp_path / "last.csv"
+    path.write_text("".join(",".join(map(str, row)) + f",{label}\n" for row, label in zip(x.reshape(60, -1), y)))
+    names = tmp_path / "names.txt"
+    names.write_text("x\ny\nz\n")
+    out = tmp_path / "runs"
+    result = invoke(runner, "sweep", "--lr", "0.1,0.5", "--data", path, "--label-column", "16", "--class-names",
+                    names, "--epochs", "1", "--batch-size", "8", "--out-dir", out, "-q")
+    assert result.exit_code == 0, result.output
+    for lr in ("0.1", "0.5"):
+        assert read_model_record(out / f"lr={lr}.npy")[2]["class_names"] == ["x", "y", "z"]
+    printed = invoke(runner, "sweep", "--lr", "0.1,0.5", "--data", path, "--label-column", "16", "--out-dir",
+                     tmp_path / "printed", "--print-commands").stdout.splitlines()
+    assert len(printed) == 2 and all("--label-column 16" in line for line in printed)
+
+
 def test_bad_data_is_one_line_in_the_commands(runner, tmp_path, monkeypatch):
     x, y = blobs(30, 3)
     bad = tmp_path / "bad.csv"

@@ -87,6 +87,15 @@ def data_format_options(func):
     return func
 
 
+def data_format_args(ctx: click.Context | None = None) -> list[str]:
+    """The data options given, as ``train``'s arguments: a sweep passes them on to every run."""
+    kept = (ctx or click.get_current_context()).meta.get(DATA_OPTIONS_KEY, {})
+    args = ["--label-column", str(kept["label_column"])] if "label_column" in kept else []
+    args += ["--transposed"] if kept.get("transposed") else []
+    args += ["--resize", "{}x{}".format(*kept["resize"])] if "resize" in kept else []
+    return args + (["--class-names", str(Path(kept["class_names"]).resolve())] if "class_names" in kept else [])
+
+
 def parse_image_size(text: str) -> tuple[int, int]:
     """'28x28' or '28' -> (width, height)."""
     parts = text.lower().split("x")

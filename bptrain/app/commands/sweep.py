@@ -20,6 +20,7 @@ from ..compare import SUMMARY_NAME, failure_lines, format_table, option_label, s
 from ..config import load_config
 from ..options import GroupedHelpCommand, Option
 from ..stopping import exit_status
+from .common import data_format_args, data_format_options
 from ..sweep.cores import check_runs_fit, plan_cores
 from ..sweep.folder import (check_outputs, conflicts, continue_from_checkpoint, finished_run, obtain_data,
                             summary_document, write_summary)
@@ -98,6 +99,7 @@ class SweepHelp(GroupedHelpCommand):
 @click.option("--config", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="TOML file of settings for every run; flags override it.")
 @sweep_options
+@data_format_options
 def sweep_command(out_dir, jobs, scheduler, print_commands, force, yes, quiet, config, **given):
     """Train one run per value of the options given several values (their grid, if several are),
     everything else the same, and show them side by side.
@@ -148,7 +150,7 @@ def sweep_command(out_dir, jobs, scheduler, print_commands, force, yes, quiet, c
         raise click.UsageError("nothing to sweep: give one of train's options several values, e.g. --lr 0.1,1 "
                                "or --sizes 784,30,10 --sizes 784,100,10")
     out_dir = Path(out_dir)
-    all_jobs = make_jobs(swept, fixed, config, out_dir)
+    all_jobs = make_jobs(swept, fixed, config, out_dir, data_format_args())
     summary = out_dir / SUMMARY_NAME
     check_outputs(all_jobs, summary, fixed, config, out_dir)
     locked = out_dir.is_dir()

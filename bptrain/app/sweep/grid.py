@@ -113,8 +113,9 @@ def run_name(values: dict) -> str:
                     for name, value in values.items())
 
 
-def make_jobs(swept: dict, fixed: dict, config: Path | None, out_dir: Path) -> list[Job]:
-    """The grid of ``swept`` ({option name: [values]}) with ``fixed`` ({option name: value}) in every run."""
+def make_jobs(swept: dict, fixed: dict, config: Path | None, out_dir: Path, data_args=()) -> list[Job]:
+    """The grid of ``swept`` ({option name: [values]}) with ``fixed`` ({option name: value}) in every run;
+    ``data_args``: how to read the data, train's arguments for every run."""
     jobs = []
     names = list(swept)
     for combination in itertools.product(*(swept[name] for name in names)):
@@ -126,7 +127,7 @@ def make_jobs(swept: dict, fixed: dict, config: Path | None, out_dir: Path) -> l
         for option in SWEEP_OPTIONS:
             if option.name in settings:
                 args += option_args(option, settings[option.name])
-        args += ["--out", str(model), "--history", str(history)]
+        args += [*data_args, "--out", str(model), "--history", str(history)]
         jobs.append(Job(name, values, args, model, history))
     return jobs
 

@@ -25,7 +25,7 @@ import numpy as np
 from .. import __version__
 from ..core.errors import BptrainError, ModelFileError, PathClash
 from ..core.network import MLP
-from ..data.model_io import load_model
+from ..data.model_io import class_names, load_model
 from .paths import same_file
 
 #: The operator set the graph is written in: current enough for every op used, old enough for runtimes years old.
@@ -50,19 +50,6 @@ def require_onnx():
     except ImportError:
         raise BptrainError(MISSING_ONNX) from None
     return onnx
-
-
-def class_names(meta: dict, n_outputs: int, where: str = "the model") -> list[str]:
-    """The names of the output units: the metadata's ``class_names`` (strings, one per unit), else "0".."n-1"."""
-    names = meta.get("class_names")
-    if names is None:
-        return [str(i) for i in range(n_outputs)]
-    if not (isinstance(names, list) and all(isinstance(name, str) for name in names)):
-        raise ModelFileError(f"{where}: class_names in the model metadata is not a list of strings")
-    if len(names) != n_outputs:
-        raise ModelFileError(f"{where}: the model metadata names {len(names)} classes but the network has "
-                             f"{n_outputs} outputs")
-    return names
 
 
 def describe_input(n_inputs: int) -> str:
@@ -146,7 +133,7 @@ def export_onnx(model_path, out_path) -> Path:
     check_new_file(out_path)
     require_onnx()
     model, meta = load_model(model_path)
-    proto = onnx_model(model, class_names(meta, model.sizes[-1], str(model_path)), str(model_path))
+    proto = onnx_model(model, class_names(meta, model.sizes[-1]), str(model_path))  # checked by load_model
     write_new_file(out_path, proto.SerializeToString())
     return out_path
 

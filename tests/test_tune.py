@@ -274,7 +274,7 @@ def test_a_bad_space_is_one_line(tmp_path, runner, data, text, phrase):
 
 def test_a_space_that_is_a_fifo_or_missing_is_one_line(tmp_path):
     os.mkfifo(tmp_path / "fifo")
-    with pytest.raises(SpaceError, match="not a file"):
+    with pytest.raises(SpaceError, match="not a regular file"):
         read_space(tmp_path / "fifo")
     with pytest.raises(SpaceError, match="cannot read"):
         read_space(tmp_path / "missing.toml")

@@ -60,3 +60,16 @@ def open_regular(path: str | os.PathLike, error: type[BptrainError], what: str =
     except BaseException:
         os.close(fd)
         raise
+
+
+def read_small(path: str | os.PathLike, error: type[BptrainError], what: str, limit: int) -> bytes:
+    """The bytes of a small file a user named (a workbook, a search space), read at most ``limit`` of them:
+    refused in one line (``error``) when it is missing, not a regular file (never waited on) or longer."""
+    try:
+        with open_regular(path, error, f"{what} ") as handle:
+            data = handle.read(limit + 1)
+    except OSError as exc:
+        raise error(f"cannot read {what} {os.fspath(path)}: {exc.strerror or exc}") from None
+    if len(data) > limit:
+        raise error(f"{what} {os.fspath(path)} is more than {limit:,} bytes; {what} is far smaller")
+    return data

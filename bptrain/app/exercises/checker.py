@@ -9,9 +9,7 @@ exception in the learner's code is shown with the frames of their own code only.
 from __future__ import annotations
 
 import itertools
-import os
 import signal
-import stat
 import threading
 import traceback
 import types
@@ -21,6 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ...data.regular import read_small
 from . import mistakes
 from .cases import Case, arguments, cases_for, core_line, reference, rel_error
 from .workbook import BY_NAME, EXERCISES, WorkbookError
@@ -61,17 +60,10 @@ def load_workbook(path: Path) -> tuple[dict, str | None]:
     """(the workbook's names, None) or ({}, why it did not load); a file the checker cannot read at all is
     a :class:`WorkbookError`. The file is compiled under its own path, so that frames name it."""
     path = Path(path)
+    raw = read_small(path, WorkbookError, "the workbook", MAX_WORKBOOK_BYTES)
     try:
-        info = os.stat(path)
-    except OSError as exc:
-        raise WorkbookError(f"cannot read the workbook {path}: {exc.strerror or exc}") from None
-    if not stat.S_ISREG(info.st_mode):
-        raise WorkbookError(f"the workbook {path} is not a regular file")
-    if info.st_size > MAX_WORKBOOK_BYTES:
-        raise WorkbookError(f"the workbook {path} is {info.st_size} bytes; a workbook is far smaller")
-    try:
-        source = path.read_bytes()[:MAX_WORKBOOK_BYTES + 1].decode("utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
+        source = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
         raise WorkbookError(f"cannot read the workbook {path}: {exc}") from None
     filename = str(path.resolve())
     try:

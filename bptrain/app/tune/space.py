@@ -18,12 +18,12 @@ from __future__ import annotations
 
 import json
 import math
-import stat
 import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 
 from ...core.errors import BptrainError, ConfigError
+from ...data.regular import read_small
 from ..config import check_config
 from ..options import PATH
 from ..sweep.grid import SWEEP_OPTIONS, is_sweepable
@@ -65,23 +65,13 @@ class Param:
 def read_space(path: Path) -> dict[str, Param]:
     """The space in ``path``, checked; {setting: Param} in the file's order."""
     path = Path(path)
+    text = read_small(path, SpaceError, "the space", MAX_SPACE_BYTES)
     try:
-        info = path.stat()
-    except OSError as exc:
-        raise SpaceError(f"cannot read the space {path}: {exc.strerror or exc}") from None
-    if not stat.S_ISREG(info.st_mode):
-        raise SpaceError(f"the space {path} is not a file")
-    if info.st_size > MAX_SPACE_BYTES:
-        raise SpaceError(f"the space {path} is {info.st_size} bytes; a space is a TOML file of a few lines")
-    try:
-        with open(path, "rb") as handle:
-            raw = tomllib.loads(handle.read(MAX_SPACE_BYTES + 1).decode("utf-8"))
+        raw = tomllib.loads(text.decode("utf-8"))
     except UnicodeDecodeError:
         raise SpaceError(f"the space {path} is not UTF-8 text") from None
     except tomllib.TOMLDecodeError as exc:
         raise SpaceError(f"the space {path} is not valid TOML: {exc}") from None
-    except OSError as exc:
-        raise SpaceError(f"cannot read the space {path}: {exc.strerror or exc}") from None
     return check_space(raw, str(path))
 
 

@@ -147,3 +147,10 @@ def test_every_subpackage_is_packaged():
     found = {".".join(path.parent.relative_to(PACKAGE.parent).parts) for path in PACKAGE.rglob("__init__.py")}
     found |= {"bptrain.app.web"}  # the page's files: data, no __init__.py
     assert found == listed
+
+
+def test_no_test_file_does_more_than_one_job():
+    """Test files are split by what they test: past MAX_MODULE_LINES lines, one is testing several things."""
+    long = {path.name: n for path in sorted(Path(__file__).resolve().parent.glob("*.py"))
+            if (n := len(path.read_text().splitlines())) > MAX_MODULE_LINES}
+    assert not long, f"test files over {MAX_MODULE_LINES} lines: {long}"

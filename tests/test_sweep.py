@@ -23,7 +23,7 @@ from bptrain.app.compare import DIGEST_KEY
 from bptrain.app.run_identity import parameters_sha256
 from bptrain.data.model_io import load_model
 from bptrain.core.network import MLP
-from bptrain.app.options import TRAIN_OPTIONS
+from bptrain.app.options import DATA_FORMAT_OPTIONS, TRAIN_OPTIONS
 from bptrain.app.commands.sweep import sweep_command
 from bptrain.app.sweep.cores import plan_cores
 from bptrain.app.sweep.grid import Job
@@ -59,7 +59,8 @@ def statuses(folder: Path) -> dict:
 def test_every_train_option_but_the_outputs_is_a_sweep_option():
     """The sweep's options are read from the options table, not written out again."""
     params = {param.name for param in sweep_command.params}
-    own = {"out_dir", "jobs", "scheduler", "print_commands", "force", "yes", "quiet", "config"}
+    own = {"out_dir", "jobs", "scheduler", "print_commands", "force", "yes", "quiet", "config",
+           *DATA_FORMAT_OPTIONS}  # how to read the data, handed to every run
     switches = {"no_" + o.name for o in TRAIN_OPTIONS if o.flag is not None and "/" in o.flag}
     expected = {o.name for o in TRAIN_OPTIONS if o.name not in ("out", "history", "quiet")}
     assert params == expected | own | switches

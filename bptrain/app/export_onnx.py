@@ -14,10 +14,8 @@ The ``onnx`` package is an extra: only this module imports it, and only when an 
 
 from __future__ import annotations
 
-import errno
 import json
 import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -25,7 +23,7 @@ import numpy as np
 from .. import __version__
 from ..core.errors import BptrainError, ModelFileError, PathClash
 from ..core.network import MLP
-from ..data.model_io import class_names, load_model
+from ..data.model_io import class_names, load_model, write_new
 from .paths import same_file
 
 #: The operator set the graph is written in: current enough for every op used, old enough for runtimes years old.
@@ -149,42 +147,12 @@ def check_new_file(path: Path) -> None:
 
 
 def write_new_file(path: Path, data: bytes) -> None:
-    """Write ``data`` to a temporary file beside ``path``, fsync it, then link it into place: the link fails
-    if ``path`` exists by then, so a file created meanwhile is never replaced and a reader never sees half a file."""
-    directory = path.parent if str(path.parent) else Path(".")
+    """Write ``data`` to ``path`` whole or not at all, never replacing a file created meanwhile
+    (:func:`bptrain.data.model_io.write_new`)."""
     try:
-        fd, temp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=directory)
-    except OSError as exc:
-        raise BptrainError(f"cannot write in {directory}: {exc.strerror or exc}") from None
-    try:
-        mask = os.umask(0)
-        os.umask(mask)
-        os.fchmod(fd, 0o666 & ~mask)  # mkstemp makes 0600; an exported model is a file like any other
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        _link_new(temp_name, path)
+        write_new(path, data)
     except FileExistsError:
         raise PathClash(f"--out {path} appeared while exporting; it was left as it is: choose another --out",
                         field="out") from None
     except OSError as exc:
         raise BptrainError(f"cannot write {path}: {exc.strerror or exc}") from None
-    finally:
-        try:
-            os.unlink(temp_name)
-        except FileNotFoundError:
-            pass
-
-
-def _link_new(temp_name: str, path: Path) -> None:
-    """Give the finished temporary file the name ``path``, never replacing a file of that name."""
-    try:
-        os.link(temp_name, path)
-        return
-    except OSError as exc:
-        if exc.errno not in (errno.EPERM, errno.ENOTSUP, errno.EOPNOTSUPP, errno.EMLINK):
-            raise
-    # a file system without hard links: claim the name exclusively, then rename the full file onto the claim
-    os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
-    os.replace(temp_name, path)

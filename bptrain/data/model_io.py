@@ -12,6 +12,7 @@ renamed over the target, so an interrupted save never leaves a broken model.
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import tempfile
@@ -93,6 +94,32 @@ def atomic_write(path: Path, write) -> None:
         except FileNotFoundError:
             pass
         raise
+
+
+def write_new(path: Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` whole or not at all, never replacing a file of that name: a temporary file
+    beside it, fsynced, then linked to the name (the link fails if the name exists by then: FileExistsError).
+    On a file system without hard links the name is claimed exclusively first, then the file renamed onto it."""
+    directory = path.parent if str(path.parent) else Path(".")
+    fd, temp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=directory)
+    try:
+        os.fchmod(fd, 0o666 & ~_current_umask())  # mkstemp makes 0600; the file is like any the user makes
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        try:
+            os.link(temp_name, path)
+        except OSError as exc:
+            if exc.errno not in (errno.EPERM, errno.ENOTSUP, errno.EOPNOTSUPP, errno.EMLINK):
+                raise
+            os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
+            os.replace(temp_name, path)
+    finally:
+        try:
+            os.unlink(temp_name)
+        except FileNotFoundError:
+            pass
 
 
 def _current_umask() -> int:

@@ -9,13 +9,12 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 import textwrap
 from dataclasses import dataclass
 from pathlib import Path
 
 from ...core.errors import BptrainError
-from ...data.model_io import atomic_write
+from ...data.model_io import atomic_write, write_new as write_file_new
 
 WORKBOOK_NAME = "backprop.py"
 NOTEBOOK_NAME = "backprop.ipynb"
@@ -170,33 +169,19 @@ def function_text(number: int, exercise: Exercise) -> str:
 
 
 def write_new(path: Path, text: str) -> Path:
-    """Write ``text`` to ``path`` whole or not at all, never replacing a file that is there (a temporary
-    file in the same folder, fsynced, then hard-linked to its name: the link fails if the name exists)."""
+    """Write ``text`` to ``path`` whole or not at all, never replacing a file that is there
+    (:func:`bptrain.data.model_io.write_new`)."""
     path = Path(path)
     folder = path.parent if str(path.parent) else Path(".")
     if not folder.is_dir():
         raise WorkbookError(f"cannot write {path}: {folder} is not a directory")
     try:
-        fd, temp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=folder)
-    except OSError as exc:
-        raise WorkbookError(f"cannot write {path}: {exc.strerror or exc}") from None
-    try:
-        os.fchmod(fd, 0o644)  # mkstemp makes 0600: the learner's file is like any file they make
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(text)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.link(temp, path)
+        write_file_new(path, text.encode("utf-8"))
     except FileExistsError:
         raise WorkbookError(f"{path} already exists; it is yours, so it is left as it is (give another folder, "
                             "or remove it to start again)") from None
     except OSError as exc:
         raise WorkbookError(f"cannot write {path}: {exc.strerror or exc}") from None
-    finally:
-        try:
-            os.unlink(temp)
-        except OSError:
-            pass
     return path
 
 

@@ -76,11 +76,12 @@ class FastEngine:
 
     def run_epoch(self, x: np.ndarray, y_onehot: np.ndarray, steps: EpochSteps) -> float:
         """The core's ``ReferenceEngine.run_epoch``: one pass in mini-batches; returns the mean training loss."""
+        network, optimizer, batch_size = self.network, self.optimizer, steps.batch_size
         prepared = self._images if self._images is not None and self._images.x is x else None
-        work = self.network.workspace(steps.batch_size)
+        work = network.workspace(batch_size)
         # Each step leaves its output layer in these rows; the loss of a whole group of
         # steps is then one computation (FastNetwork.loss_sum) instead of three small ones per step.
-        group_rows = steps.batches_per_group * steps.batch_size
+        group_rows = steps.batches_per_group * batch_size
         outputs = aligned_empty((group_rows, self.model.sizes[-1]), self.model.dtype)
         row_sums = aligned_empty((group_rows, 1), self.model.dtype)
         loss_sum = 0.0
@@ -92,28 +93,23 @@ class FastEngine:
                 if prepared is not None:
                     prepared.wait_for(stop)                                    # the group's images are ready
 
-                def step(first, end):                                          # one batch: forward, backward, update
-                    self._step(x[first:end], y_onehot[first:end], lr, work, outputs, row_sums, first - start)
+                def step(first, end):                                          # one batch of the group's rows
+                    xb, yb, row = x[first:end], y_onehot[first:end], first - start
+                    batch = work if end - first == batch_size else work.first_rows(end - first)
+                    output = outputs[row:row + end - first], row_sums[row:row + end - first]
+                    activations = network.forward(xb, batch, output)           # forward, Z_L into the group's rows
+                    deltas = network.backward(activations, yb, batch, lr)      # backward, ηΔ_l
+                    optimizer.step(activations, deltas, batch, lr)             # update
+                    self._last_step = activations, deltas, batch
 
-                self.threads.run(step, start, stop, steps.batch_size, prepared)  # on the count chosen now
+                self.threads.run(step, start, stop, batch_size, prepared)      # on the count chosen now
                 if group.sample_speed:
                     self._record_speed(steps, *self._last_step, lr)
-                rows = stop - start
-                loss_sum += self.network.loss_sum(outputs[:rows], row_sums[:rows], y_onehot[start:stop])
+                loss_sum += network.loss_sum(outputs[:stop - start], row_sums[:stop - start], y_onehot[start:stop])
                 if prepared is not None:
                     prepared.release(stop)                                     # the next epoch may use its rows
                 steps.group_done(stop, loss_sum)
         return loss_sum / len(x)
-
-    def _step(self, xb, yb, lr: float, work, outputs, row_sums, row: int) -> None:
-        """One step on a batch, its output layer left in rows ``row``.. of the group's ``outputs``."""
-        if len(xb) != work.batch_size:
-            work = work.first_rows(len(xb))
-        output = outputs[row:row + len(xb)], row_sums[row:row + len(xb)]
-        activations = self.network.forward(xb, work, output)           # forward
-        deltas = self.network.backward(activations, yb, work, lr)      # backward, ηΔ_l
-        self.optimizer.step(activations, deltas, work, lr)             # update
-        self._last_step = activations, deltas, work
 
     def _record_speed(self, steps: EpochSteps, activations, deltas, work, lr: float) -> None:
         """∂C/∂W_l = A_{l-1}ᵀ Δ_l and ∂C/∂b_l = Σ_rows Δ_l of the group's last step, from its ηΔ_l."""

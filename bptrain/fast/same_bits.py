@@ -73,8 +73,10 @@ class PiecewiseProduct:
         self._checked = {}       # (shapes, orders) -> that dict, kept for shapes met again (evaluation's chunks)
 
     def __call__(self, a: np.ndarray, b: np.ndarray, out: np.ndarray) -> np.ndarray:
-        if a is not self._a or b is not self._b or out is not self._out:
+        if b is not self._b or out is not self._out or not _same_layout(a, self._a):
             self._prepare(a, b, out)
+        elif a is not self._a:  # the next batch: its address goes into the calls if the pieces run
+            self._a, self._addressed = a, False
         if self._calls is None:
             return self._numpy(a, b, out)
         count = blas.threads()

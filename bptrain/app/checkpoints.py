@@ -178,18 +178,17 @@ def read(path: Path) -> Checkpoint:
     return Checkpoint(Path(path), run, model, state)
 
 
-def check_plan_kept(checkpoint: Checkpoint, values: dict, given, spell) -> list[str]:
-    """The run a checkpoint continues keeps its plan: a setting the user gave that differs is refused,
-    except :data:`CHANGEABLE` ones, which are taken and said. Returns the lines that say so."""
+def check_plan_kept(checkpoint: Checkpoint, request, spell) -> list[str]:
+    """The run a checkpoint continues keeps its plan: a setting the user gave (in ``request``, a
+    :class:`.run_request.RunRequest`) that differs is refused, except :data:`CHANGEABLE` ones, which are
+    taken and said. Returns the lines that say so."""
     recorded = {**checkpoint.run["settings"], **{key: checkpoint.run[key] for key in RUN_KEYS}}
     recorded["sizes"] = tuple(recorded["sizes"])
     notes = []
-    for name in sorted(given):
+    for name in sorted(request.given):
         if name not in recorded:
             continue
-        value = tuple(values[name]) if name == "sizes" else values[name]
-        if name == "lr" and value is None:
-            continue
+        value = request.value(name)
         if value == recorded[name]:
             continue
         if name == "epochs":

@@ -20,12 +20,12 @@ import functools
 import os
 import shutil
 import tempfile
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from ..core.errors import BptrainError, DataError, SettingError
 from ..core.network import AUTO_INIT, DTYPES, MLP, default_init
-from ..core.optimizers import DEFAULT_LR, check_adam, check_sgd
+from ..core.optimizers import check_adam, check_sgd
 from ..core.training import DISTORTION_SETTINGS, LoopState, TrainSettings
 from ..data.checkpoint_io import CheckpointError, is_checkpoint_file
 from ..data.loader import resolve_data_path
@@ -37,7 +37,7 @@ from .checkpoints import checkpoint_path
 from .exercises.checker import load_checked, passes
 from .history import history_path, load_history
 from .memory import MemoryLimitError
-from .options import SETTINGS_FIELDS
+from .run_request import RunRequest
 from .paths import check_no_clash, check_replaceable, data_files, is_history_file, is_model_file
 
 #: What a continued network keeps: (setting, how a message names it).
@@ -148,15 +148,13 @@ def check_files(inputs: dict, outputs: dict, allow=(), replaceable=(), show=str)
 
 
 # ------------------------------------------------------------------ the network
-def check_continued_model(model: MLP, values: dict, given, spell=flag, resuming: bool = True) -> None:
+def check_continued_model(model: MLP, request: RunRequest, spell=flag, resuming: bool = True) -> None:
     """A run that continues ``model`` keeps its sizes, loss and hidden units: a setting the user gave
-    (its name in ``given``) that says otherwise is refused."""
+    that says otherwise is refused."""
     how = ("resumed", "drop {} when resuming") if resuming else ("continued", "leave {} out when continuing")
     for name, words in KEPT_BY_A_CONTINUED_MODEL:
-        value, kept = values.get(name), getattr(model, name)
-        if name == "sizes" and value is not None:
-            value = tuple(value)
-        if name in given and value != kept:
+        value, kept = request.value(name), getattr(model, name)
+        if name in request.given and value != kept:
             shown = (lambda v: ",".join(map(str, v))) if name == "sizes" else str
             raise SettingError(f"{spell(name)} {shown(value)} conflicts with the {how[0]} model's {words} "
                                f"{shown(kept)}; {how[1].format(spell(name))}", field=name)
@@ -197,31 +195,31 @@ def new_network(sizes, loss: str, activation: str, init: str, dtype: str, seed: 
 
 
 # ------------------------------------------------------------------ settings
-def augment_for(values: dict, n_features: int, given, spell=flag) -> int:
+def augment_for(settings: TrainSettings, n_features: int, given, spell=flag) -> int:
     """The shift (``augment``) the run uses: shifts and distortions move square images.
 
     Distortions asked for on other inputs are refused; a shift the user gave is refused too, while the
     default shift is turned off (0 is returned; the caller may say so).
     """
     if is_square_image(n_features):
-        return values.get("augment", 0)
-    used = [name for name in DISTORTION_SETTINGS if values.get(name)]
+        return settings.augment
+    used = [name for name in DISTORTION_SETTINGS if getattr(settings, name)]
     if used:
         raise SettingError(f"{', '.join(map(spell, used))} distort square images, but the inputs have "
                            f"{n_features} features", field=used[0])
-    if values.get("augment") and "augment" in given:
+    if settings.augment and "augment" in given:
         raise SettingError(f"{spell('augment')} shifts square images, but the inputs have {n_features} features; "
                            f"use {spell('augment')} 0", field="augment")
     return 0
 
 
-def check_optimizer(values: dict) -> None:
+def check_optimizer(settings: TrainSettings) -> None:
     """The optimizer's settings go together (e.g. Nesterov needs a momentum): :func:`~bptrain.core.optimizers.check_sgd`
     or :func:`~bptrain.core.optimizers.check_adam`."""
-    if values.get("optimizer", "sgd") == "sgd":
-        check_sgd(values["momentum"], values["nesterov"], values["weight_decay"])
+    if settings.optimizer == "sgd":
+        check_sgd(settings.momentum, settings.nesterov, settings.weight_decay)
     else:
-        check_adam(values["beta1"], values["beta2"], values["eps"], values["weight_decay"])
+        check_adam(settings.beta1, settings.beta2, settings.eps, settings.weight_decay)
 
 
 #: What a workbook cannot do: (setting, the value it trains with, why a given other value is refused).
@@ -231,25 +229,26 @@ WORKBOOK_FIXED = (("optimizer", "sgd", "its sgd_step is plain SGD"), ("momentum"
                   ("activation", "sigmoid", "its hidden units are sigmoid"))
 
 
-def workbook_values(values: dict, given, spell=flag, momentum: bool = False) -> dict:
+def workbook_request(request: RunRequest, spell=flag, momentum: bool = False) -> RunRequest:
     """The settings of a run with the learner's workbook: plain SGD, or momentum when the workbook's
     ``momentum`` step passes; sigmoid, softmax and cross-entropy. A setting the user gave that the workbook
     cannot do is refused; the defaults it cannot do are changed."""
     for name, value in (("resume", "a new run"), ("engine", "the engine")):
-        if name in given and values.get(name) is not None:
+        if name in request.given and request.value(name) is not None:
             raise SettingError(f"{spell('workbook')} is {value}: drop {spell(name)}", field=name)
-    changed = dict(values)
+    changed = {}
     for name, kept, why in WORKBOOK_FIXED:
         if name == "momentum" and momentum:
             continue  # its momentum_step passes: any μ, the default's too
-        if name in given and values.get(name) != kept:
-            shown = values.get(name) if not isinstance(values.get(name), bool) else ""
+        value = request.value(name)
+        if name in request.given and value != kept:
+            shown = value if not isinstance(value, bool) else ""
             more = "; its momentum_step, once it passes, would add momentum" if name == "momentum" else ""
             raise SettingError(f"{spell(name)} {shown}".rstrip() + f" is more than {spell('workbook')} can do ({why}"
                                f"{more}); drop {spell(name)}", field=name)
         changed[name] = kept
     changed["engine"] = "reference"  # the workbook's steps allocate as the readable engine's do
-    return changed
+    return request.with_values(changed)
 
 
 # ------------------------------------------------------------------ a `train` run, all of it
@@ -293,61 +292,80 @@ class TrainingPlan:
                 "history": os.path.relpath(os.path.abspath(self.history), os.path.abspath(self.out.parent))}
 
 
-def plan_training(values: dict, given, load_data, *, config: Path | None = None,
-                  data_label: str = "--data") -> TrainingPlan:
-    """Check a ``train`` run before any work, cheapest first, and set it up: the files, the settings, then
-    the data (``load_data(path_or_None, no_download)``), the memory, the network and what the data allows.
+@dataclass
+class Preflight:
+    """A run checked as far as it can be without its data: the request as a workbook or a checkpoint leaves
+    it, and where the data is (the command loads it: :attr:`data`)."""
 
-    ``values``: every option of ``train`` by name; ``given``: the names the user set (a config counts).
-    ``--resume`` of a checkpoint continues its run: its plan, unless ``given`` changes what may change.
-    """
+    request: RunRequest
+    out: Path
+    history: Path
+    checkpoint: checkpoints.Checkpoint | None = None  # the run it continues exactly
+    workbook: dict | None = None   # the learner's functions, checked
+    notes: list = field(default_factory=list)
+    data_source: str | None = None  # the data as the continued run recorded it (read from where it began)
+    started_in: str | None = None
+
+    @property
+    def data(self) -> Path | None:
+        """The data to load: --data, or the continued run's."""
+        return self.request.data
+
+
+def check_before_data(request: RunRequest, *, config: Path | None = None, data_label: str = "--data") -> Preflight:
+    """Check a ``train`` run before its data is loaded, cheapest first: the workbook, the checkpoint it
+    continues (its plan, unless what may change is given), the files, the optimizer's settings."""
     functions = None
-    if values.get("workbook") is not None:  # the learner's functions, checked, and what they can do
-        functions = load_checked(Path(values["workbook"]))
-        values = workbook_values(values, given, momentum=passes("momentum_step", functions))
-    resume, data = values.get("resume"), values.get("data")
-    checkpoint = _read_checkpoint(Path(resume)) if resume is not None and checkpoints.is_checkpoint_name(resume) \
-        else None
+    if request.workbook is not None:  # the learner's functions, checked, and what they can do
+        functions = load_checked(request.workbook)
+        request = workbook_request(request, momentum=passes("momentum_step", functions))
+    resume = request.resume
+    checkpoint = _read_checkpoint(resume) if resume is not None and checkpoints.is_checkpoint_name(resume) else None
     notes, data_source, started_in = [], None, None
     if checkpoint is not None:
-        notes += [(line, True) for line in checkpoints.check_plan_kept(checkpoint, values, given, flag)]
-        run = checkpoint.run
-        values = {**values, **run["settings"], **{key: run[key] for key in checkpoints.RUN_KEYS},
-                  "epochs": values["epochs"] if "epochs" in given else run["settings"]["epochs"]}
+        notes += [(line, True) for line in checkpoints.check_plan_kept(checkpoint, request, flag)]
+        run, given = checkpoint.run, request.given
+        kept = {**run["settings"], **{key: run[key] for key in checkpoints.RUN_KEYS},
+                "epochs": request.settings.epochs if "epochs" in given else run["settings"]["epochs"]}
         # the run's own files, unless given: beside the checkpoint; a new --out gets its own history
         if "out" not in given:
-            values["out"] = checkpoint.out
+            kept["out"] = checkpoint.out
         if "history" not in given:
-            values["history"] = checkpoint.history if "out" not in given else None
+            kept["history"] = checkpoint.history if "out" not in given else None
         if "data" not in given and checkpoint.data is not None:
-            values["data"], data_source = Path(checkpoint.data), run["data"]
+            kept["data"], data_source = Path(checkpoint.data), run["data"]
             started_in = run.get("cwd") if checkpoint.data != run["data"] else None
-        data = values["data"]
-    out = Path(values["out"])
-    history = Path(values["history"]) if values.get("history") else history_path(out)
+        request = request.with_values(kept)
+    out = request.out
+    history = request.history or history_path(out)
     check_writable(out, "model file", "out")
     check_writable(history, "history file", "history")
     check_writable(checkpoint_path(out), "its checkpoint", "out")
-    workbook = values.get("workbook")
-    check_files(inputs={data_label: data_files(resolve_data_path(data)), "--config": [config], "--resume": [resume],
-                        "--workbook": [workbook]},
+    check_files(inputs={data_label: data_files(resolve_data_path(request.data)), "--config": [config],
+                        "--resume": [resume], "--workbook": [request.workbook]},
                 outputs={"--out": [out], "--history": [history], "its checkpoint": [checkpoint_path(out)]},
                 allow={("--out", "--resume"), ("its checkpoint", "--resume")},  # continuing in place
                 replaceable=[("--out", out, is_model_file, "a bptrain model"),
                              ("--history", history, is_history_file, "a bptrain history JSON"),
                              ("--out", checkpoint_path(out), is_checkpoint_file, "a bptrain checkpoint",
                               f"its checkpoint {checkpoint_path(out)}")])
-    check_optimizer(values)  # settings each option allows but not together, e.g. --nesterov with --momentum 0
-    dataset = load_data(data, values.get("no_download", False))
-    if data_source is not None:  # read where the run started: recorded as the run recorded it
-        dataset = dataset._replace(source=data_source)
-    if "sizes" not in given and resume is None and checkpoint is None:
-        values = {**values, "sizes": sizes_for_data(values["sizes"], dataset)}
-    learning = {name: values[name] for name in SETTINGS_FIELDS & values.keys()
-                if name not in ("epochs", "batch_size", "seed", "augment")}
+    check_optimizer(request.settings)  # settings each option allows but not together, e.g. --nesterov with --momentum 0
+    return Preflight(request, out, history, checkpoint, functions, notes, data_source, started_in)
+
+
+def plan_training(preflight: Preflight, dataset) -> TrainingPlan:
+    """Set up a checked run on its loaded ``dataset``: the memory, the network (new, continued or the
+    checkpoint's) and what the data allows (the network's ends, the shift, the batch size)."""
+    request, checkpoint, notes = preflight.request, preflight.checkpoint, list(preflight.notes)
+    resume, settings, out, history = request.resume, request.settings, preflight.out, preflight.history
+    if preflight.data_source is not None:  # read where the run started: recorded as the run recorded it
+        dataset = dataset._replace(source=preflight.data_source)
+    if "sizes" not in request.given and resume is None:
+        request = request.with_values({"sizes": sizes_for_data(request.sizes, dataset)})
     warning = memory.check_fits(memory.training_estimate(
-        values["sizes"], values["batch_size"], resume=None if checkpoint else resume, dtype=values["dtype"],
-        augment=values["augment"], data=memory.DataShape.of(dataset), engine=values["engine"], **learning))
+        request.sizes, settings.batch_size, resume=None if checkpoint else resume, dtype=request.dtype,
+        augment=settings.augment, data=memory.DataShape.of(dataset), engine=request.engine,
+        **{name: getattr(settings, name) for name in DISTORTION_SETTINGS + ("optimizer", "momentum")}))
     if warning:
         notes.append((f"warning: {warning}", True))
     if checkpoint is not None:
@@ -355,37 +373,36 @@ def plan_training(values: dict, given, load_data, *, config: Path | None = None,
         model, init, first_epoch = checkpoint.model, checkpoint.run["init"], checkpoint.run["first_epoch"]
         run_id, initial_sha256, state = checkpoint.run["run_id"], checkpoint.run["initial_sha256"], checkpoint.state
         notes.append((f"continuing the run of {checkpoint.path} exactly: epoch {state.epoch + 1} of "
-                      f"{first_epoch + values['epochs'] - 1}, with its optimizer state, schedule and random streams; "
+                      f"{first_epoch + settings.epochs - 1}, with its optimizer state, schedule and random streams; "
                       f"writing {out} and {history}", False))
     else:
         state, run_id = None, None
         if resume is None:
-            model = new_network(values["sizes"], values["loss"], values["activation"], values["init"],
-                                values["dtype"], values["seed"])
-            init, first_epoch = initialisation(values["activation"], values["init"]), 1
+            model = new_network(request.sizes, request.loss, request.activation, request.init, request.dtype,
+                                settings.seed)
+            init, first_epoch = initialisation(request.activation, request.init), 1
         else:
-            model, meta = load_model(resume, dtype=DTYPES[values["dtype"]])
-            check_continued_model(model, values, given)
+            model, meta = load_model(resume, dtype=DTYPES[request.dtype])
+            check_continued_model(model, request)
             init, first_epoch = meta.get("init"), int(meta.get("epochs_trained", 0)) + 1
-            notes.append((_fresh_start_note(Path(resume), meta, values), False))
+            notes.append((_fresh_start_note(resume, meta, settings), False))
         initial_sha256 = run_identity.parameters_sha256(model.weights, model.biases)
         if checkpoint_path(out).is_file():
             notes.append((f"note: {checkpoint_path(out)} holds a stopped run; this run replaces it at the end of its "
                            f"first epoch (--resume {checkpoint_path(out)} would continue that run instead)", True))
     check_model_fits_data(model.sizes, dataset, "--sizes" if resume is None else str(resume))
-    augment = augment_for(values, dataset.n_features, given)
-    if augment != values["augment"]:
+    augment = augment_for(settings, dataset.n_features, request.given)
+    if augment != settings.augment:
         notes.append((f"note: the {dataset.n_features}-feature inputs are not square images; augmentation is off",
                       False))
-    batch_size, n_train = values["batch_size"], len(dataset.train.x)
+    batch_size, n_train = settings.batch_size, len(dataset.train.x)
     if batch_size > n_train:
         notes.append((f"note: --batch-size {batch_size} is larger than the {n_train} training samples; using "
                       f"{n_train}", True))  # it changes what the user asked for
         batch_size = n_train
-    settings = TrainSettings(**{**{name: values[name] for name in SETTINGS_FIELDS & values.keys()},
-                                "batch_size": batch_size, "augment": augment})
-    plan = TrainingPlan(model, init, first_epoch, dataset, settings, values["engine"], initial_sha256, out, history,
-                        run_id, state, notes=notes, started_in=started_in, workbook=functions)
+    settings = replace(settings, batch_size=batch_size, augment=augment)
+    plan = TrainingPlan(model, init, first_epoch, dataset, settings, request.engine, initial_sha256, out, history,
+                        run_id, state, notes=notes, started_in=preflight.started_in, workbook=preflight.workbook)
     plan.run_id = plan.run_id or run_identity.run_id(plan.run_record())
     check_disk(plan)
     return plan
@@ -418,12 +435,11 @@ def _check_latest(checkpoint, out: Path) -> None:
                               "checkpoint")
 
 
-def _fresh_start_note(path: Path, meta: dict, values: dict) -> str:
+def _fresh_start_note(path: Path, meta: dict, settings: TrainSettings) -> str:
     """What continuing from a model file alone does: a new plan from its weights, said with the rates."""
-    settings = meta.get("settings") or {}
-    last = last_lr(path, settings)
+    last = last_lr(path, meta.get("settings") or {})
     was = f" (it last trained at {last:.4g})" if last is not None else ""
-    lr = values.get("lr") if values.get("lr") is not None else DEFAULT_LR[values.get("optimizer", "sgd")]
+    lr = settings.lr
     return (f"note: continuing {path}'s weights with a new plan: the schedule starts again at lr {lr:g}{was}, the "
             "momentum from zero and the random streams from --seed; a checkpoint (NAME.checkpoint.npz) would "
             "continue a run exactly")

@@ -13,6 +13,7 @@ from ...core.training import TrainResult, restore
 from ...data.model_io import save_model
 from ...engines import train
 from .. import runs
+from ..run_request import RunRequest
 from ..checkpoints import CheckpointWriteError, CheckpointWriter
 from ..exercises.engine import WorkbookEngine
 from ..history import training_metadata, write_history
@@ -47,9 +48,10 @@ def train_command(**values):
     quiet = values["quiet"]
     say = (lambda *a, **k: None) if quiet else click.echo
     progress = not quiet and sys.stderr.isatty()
-    given_names = {name for name in values if given(ctx, name)}
-    plan = runs.plan_training(values, given_names, lambda data, no_download: obtain_dataset(data, no_download, progress),
-                              config=ctx.meta.get(CONFIG_PATH_KEY), data_label=data_label(values["data"]))
+    request = RunRequest.from_options(values, {name for name in values if given(ctx, name)})
+    preflight = runs.check_before_data(request, config=ctx.meta.get(CONFIG_PATH_KEY),
+                                       data_label=data_label(values["data"]))
+    plan = runs.plan_training(preflight, obtain_dataset(preflight.data, values["no_download"], progress))
     for text, even_quiet in plan.notes:
         if even_quiet or not quiet:
             click.echo(text, err=True)
@@ -59,8 +61,8 @@ def train_command(**values):
     checkpoint = CheckpointWriter(plan.checkpoint, plan.run_record(), model, resumed=plan.resume)
     if plan.workbook is not None:
         update = f"momentum_step (momentum {settings.momentum:g})" if settings.momentum else "sgd_step (plain SGD)"
-        say(f"training with your workbook {values['workbook']}: its forward, backward and {update}")
-        engine = WorkbookEngine(model, plan.workbook, str(Path(values["workbook"]).resolve()), settings.momentum)
+        say(f"training with your workbook {request.workbook}: its forward, backward and {update}")
+        engine = WorkbookEngine(model, plan.workbook, str(request.workbook.resolve()), settings.momentum)
     say(f"training {'-'.join(map(str, model.sizes))} ({model.activation} hidden, {model.loss}, {model.dtype.name}) "
         f"on {len(dataset.train.x)} images from {dataset.source}: {settings.epochs} epoch{'' if settings.epochs == 1 else 's'}, batch "
         f"{settings.batch_size}, {settings.optimizer}, lr {settings.lr:g}"

@@ -22,12 +22,13 @@ from ...core.errors import BptrainError, SettingError
 from ...core.network import DTYPES, MLP
 from ...core.optimizers import check_new_momentum
 from ...core.schedules import learning_rate
-from ...core.training import LoopState, TrainResult
+from ...core.training import LoopState, TrainResult, TrainSettings
 from ...data.model_io import save_model
 from .. import memory, runs
 from ..history import history_path, write_history
 from ..options import OPTIONS_BY_NAME
 from ..paths import is_history_file, is_model_file
+from ..run_request import RunRequest
 from .errors import Conflict, NotFound, Unavailable, WriteFailed
 from .events import EventLog
 from .form import PAGE_NAMES, PAGE_OPTIONS, check_run_fits, page_form, read_settings, train_settings
@@ -79,7 +80,8 @@ class LiveTraining:
         self.presets = {option.name: option.default_value() for option in PAGE_OPTIONS}
         self.presets.update({k: v for k, v in (presets or {}).items() if k in PAGE_NAMES})
         if dataset is not None and "augment" not in (presets or {}):  # as train: the default shift needs square images
-            self.presets["augment"] = runs.augment_for({"augment": self.presets["augment"]}, dataset.n_features, ())
+            self.presets["augment"] = runs.augment_for(TrainSettings(augment=self.presets["augment"]),
+                                                       dataset.n_features, ())
         self.out_dir, self.out = Path(out_dir), out
         self.inputs = {option: [Path(p) for p in paths if p is not None] for option, paths in (inputs or {}).items()}
         self.say = say or (lambda message: None)
@@ -159,14 +161,14 @@ class LiveTraining:
                 raise SettingError("there is no model to continue: start serve with a MODEL, or train one first",
                                    field="continue")
             model, trained, base_init = base
-            runs.check_continued_model(model, values, given, runs.plain, resuming=False)
+            runs.check_continued_model(model, RunRequest.from_options(values, given), runs.plain, resuming=False)
             sizes = model.sizes
         else:
             sizes = tuple(values["sizes"])
         runs.check_model_fits_data(sizes, data, "sizes")
-        values["augment"] = runs.augment_for(values, data.n_features, given, runs.plain)
-        runs.check_optimizer(values)
+        values["augment"] = runs.augment_for(train_settings(values), data.n_features, given, runs.plain)
         settings = train_settings(values)
+        runs.check_optimizer(settings)
         check_run_fits(sizes, settings, len(data.train.x), data, values["engine"])
         if continuing:
             try:

@@ -128,7 +128,7 @@ def train(model: MLP, data, settings: TrainSettings, *, engine=DEFAULT_ENGINE, p
     saved model (see :func:`bptrain.core.training.train`); ``resume``, a run's state at the end of an
     epoch (a checkpoint's), goes on from there exactly: its optimizer state and random stream included.
     """
-    x, labels = data.train
+    x, labels = data.train  # read once: the loop takes it from the epochs' images
     batch_size = min(settings.batch_size, len(x))
     distortion = distortion_of(settings)
     distorter = Distorter(x.shape[1], distortion) if distortion.active else None

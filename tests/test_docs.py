@@ -58,11 +58,11 @@ CORE_LINES = [
     ("bptrain/core/optimizers.py", 113, "theta -= lr * (m_hat / (np.sqrt(v_hat) + self.eps) + decay * theta)"),
     ("bptrain/core/schedules.py", 21, "base_lr * gamma ** (epoch // step_size)"),
     ("bptrain/core/schedules.py", 23, "math.cos(math.pi * epoch / epochs)"),
-    ("bptrain/core/training.py", 188, "model.forward(xb)"),
-    ("bptrain/core/training.py", 189, "model.backward(activations, yb)"),
-    ("bptrain/core/training.py", 190, "self.optimizer.step(grads.weights, grads.biases, steps.lr)"),
-    ("bptrain/core/training.py", 265, "for epoch in range("),
-    ("bptrain/core/training.py", 274, "engine.run_epoch("),
+    ("bptrain/core/training.py", 189, "model.forward(xb)"),
+    ("bptrain/core/training.py", 190, "model.backward(activations, yb)"),
+    ("bptrain/core/training.py", 191, "self.optimizer.step(grads.weights, grads.biases, steps.lr)"),
+    ("bptrain/core/training.py", 268, "for epoch in range("),
+    ("bptrain/core/training.py", 277, "engine.run_epoch("),
     ("bptrain/engines.py", 46, "def make_engine("),
 ]
 

@@ -156,6 +156,7 @@ class ShuffledEpochs:
     """
 
     def __init__(self, x: np.ndarray, labels: np.ndarray, n_classes: int, dtype, rng: np.random.Generator):
+        self.training_set = x, labels  # as given: what the loop's fixed batch is taken from
         self.x, self.labels, self.n_classes, self.rng = np.asarray(x, dtype), labels, n_classes, rng
 
     def next(self) -> tuple[np.ndarray, np.ndarray]:
@@ -232,19 +233,21 @@ def train(model: MLP, data, settings: TrainSettings, engine=None, epoch_images=N
     ``data``: ((x_train, labels_train), (x_val, labels_val)), or anything with ``train`` and
     ``validation`` pairs (a :class:`bptrain.Dataset`). ``engine`` runs the steps
     (:class:`ReferenceEngine` when None, or the fast one); ``epoch_images`` hands out each epoch's
-    shuffled training set, (x, Y) with ``next()``, and is closed at the end (when None:
+    shuffled training set, (x, Y) with ``next()``, holds the set it draws from as ``training_set``
+    (then ``data``'s training pair is not read), and is closed at the end (when None:
     :class:`ShuffledEpochs` from ``settings.seed``). Epochs are numbered from ``first_epoch``; above 1
     the run continues a saved model, whose own validation accuracy is the one to beat. A Ctrl-C
     (KeyboardInterrupt) ends training cleanly: the result says ``interrupted`` and the model holds the
     best parameters seen (or the current ones if no epoch finished). ``resume``: a run's :class:`LoopState`
     to go on from exactly (the model, the optimizer and ``epoch_images`` already restored to it).
     """
-    (x_train, y_train), (x_val, y_val) = (data.train, data.validation) if hasattr(data, "train") else data
+    x_val, y_val = data.validation if hasattr(data, "validation") else data[1]
+    if epoch_images is None:  # the plain way: the training set in a new order each epoch
+        epoch_images = ShuffledEpochs(*(data.train if hasattr(data, "train") else data[0]), model.sizes[-1],
+                                      model.dtype, np.random.default_rng(settings.seed))
+    x_train, y_train = epoch_images.training_set
     batch_size = min(settings.batch_size, len(x_train))
     engine = engine if engine is not None else ReferenceEngine(model, settings)
-    if epoch_images is None:
-        epoch_images = ShuffledEpochs(x_train, y_train, model.sizes[-1], model.dtype,
-                                      np.random.default_rng(settings.seed))
     result = TrainResult()
     best = _snapshot(model)
     fixed_x, fixed_y = x_train[:INITIAL_BATCH], y_train[:INITIAL_BATCH]

@@ -109,6 +109,7 @@ class EpochImages:
     def __init__(self, x: np.ndarray, labels: np.ndarray, n_classes: int, dtype, rng: np.random.Generator,
                  epochs: int, **preparation):
         self.preparation = EpochPreparation(x, labels, n_classes, dtype, rng, **preparation)
+        self.training_set = x, labels  # as given: what the epochs are drawn from
         self.epochs = epochs
         self.x, self.y = self.preparation.x, self.preparation.y
         self.epoch = -1  # the epoch the reader is in (0-based)

@@ -47,7 +47,7 @@ class BackgroundEpochImages:
 
     def __init__(self, images: EpochImages, *, background: bool = True, threads=None, gate=None):
         self.images, self.preparation = images, images.preparation
-        self.x, self.y, self.epochs = images.x, images.y, images.epochs
+        self.x, self.y, self.epochs, self.training_set = images.x, images.y, images.epochs, images.training_set
         self.epoch = -1
         self._threads = threads  # inline: how many BLAS threads the preparation may use now (None: any)
         self._gate = gate        # () -> whether the thread may work beside the steps now (None: always)

@@ -50,12 +50,13 @@ def train_command(**values):
     progress = not quiet and sys.stderr.isatty()
     request = RunRequest.from_options(values, {name for name in values if given(ctx, name)})
     preflight = runs.check_before_data(request, config=ctx.meta.get(CONFIG_PATH_KEY),
-                                       data_label=data_label(values["data"]))
-    plan = runs.plan_training(preflight, obtain_dataset(preflight.data, values["no_download"], progress))
+                                       data_label=data_label(request.data))
+    dataset = obtain_dataset(preflight.data, values["no_download"], progress)  # the command loads the data
+    plan = runs.plan_training(preflight, dataset)
     for text, even_quiet in plan.notes:
         if even_quiet or not quiet:
             click.echo(text, err=True)
-    _note_unused_options(ctx, values["optimizer"])
+    _note_unused_options(ctx, request.settings.optimizer)
     model, dataset, settings, out, history, engine = (plan.model, plan.dataset, plan.settings, plan.out, plan.history,
                                                       plan.engine)
     checkpoint = CheckpointWriter(plan.checkpoint, plan.run_record(), model, resumed=plan.resume)

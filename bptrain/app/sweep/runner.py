@@ -178,23 +178,30 @@ class Sweep:
                     running.append(job)
                 self.read_events(timeout=0.2)
                 if stop.signum is not None and self.signum is None:
-                    self.signum = stop.signum
-                    self.display.say(f"{self.stopped_by()}: stopping the {len(running)} running run(s); "
-                                     "each saves its best model so far")
-                    for job in running:
-                        if job.process.poll() is None:
-                            job.process.send_signal(stop.signum)
+                    self.stop_running(running, stop.signum, "run(s); each saves its best model so far")
                     for job in waiting:
                         job.state = "done"
                         job.result = Run(job.name, status="not started", settings=dict(job.values))
                         self.on_done(job)
                     waiting.clear()
-                for job in list(running):
-                    if job.process.poll() is not None and job.open_streams == 0:
-                        running.remove(job)
-                        self.finish(job)
+                self.reap(running)
                 self.display.draw()
         return self.signum
+
+    def stop_running(self, running: list[Job], signum: int, what: str) -> None:
+        """Pass a stop signal on to the running jobs, once, and say so."""
+        self.signum = signum
+        self.display.say(f"{self.stopped_by()}: stopping the {len(running)} running {what}")
+        for job in running:
+            if job.process.poll() is None:
+                job.process.send_signal(signum)
+
+    def reap(self, running: list[Job]) -> None:
+        """Finish the jobs whose process has ended and whose output has all been read."""
+        for job in list(running):
+            if job.process.poll() is not None and job.open_streams == 0:
+                running.remove(job)
+                self.finish(job)
 
     def stopped_by(self) -> str:
         return "interrupted" if self.signum == signal.SIGINT else f"terminated by {signal_name(self.signum)}"
@@ -205,10 +212,13 @@ class Sweep:
         job.process = self.launch(job, self.events)
         self.display.event(job, getattr(job.process, "start_text", "started"))
 
+    def command(self, job: Job) -> list[str]:
+        """The local process that runs ``job``: ``bptrain train`` with the run's arguments."""
+        return [sys.executable, "-m", "bptrain", *job.args]
+
     def start_process(self, job: Job, events: queue.Queue) -> subprocess.Popen:
-        process = subprocess.Popen([sys.executable, "-m", "bptrain", *job.args], stdout=subprocess.PIPE,
-                                   stderr=subprocess.PIPE, stdin=subprocess.DEVNULL, text=True, env=self.env,
-                                   bufsize=1, errors="replace")
+        process = subprocess.Popen(self.command(job), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                   stdin=subprocess.DEVNULL, text=True, env=self.env, bufsize=1, errors="replace")
         job.open_streams = 2
         for stream, kind in ((process.stdout, "out"), (process.stderr, "err")):
             threading.Thread(target=_read_lines, args=(stream, events, job, kind), daemon=True).start()

@@ -11,9 +11,7 @@ from __future__ import annotations
 
 import os
 import signal
-import subprocess
 import sys
-import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,7 +26,7 @@ from ..paths import is_history_file, is_model_file
 from ..stopping import StopSignals
 from ..sweep.cluster import CHILD_CODE
 from ..sweep.grid import SWEEP_OPTIONS, Job, option_args
-from ..sweep.runner import EPOCH_LINE, Display, Sweep, _read_lines
+from ..sweep.runner import EPOCH_LINE, Display, Sweep
 from .space import suggest
 from .study import HEARTBEAT_SECONDS, OWNER_KEY, REASON_KEY, make_sampler, owner, quiet_optuna
 
@@ -115,16 +113,9 @@ class Tuner(Sweep):
                     for job in running:
                         self.storage.record_heartbeat(job.trial._trial_id)
                 if stop.signum is not None and self.signum is None:
-                    self.signum = stop.signum
-                    self.display.say(f"{self.stopped_by()}: stopping the {len(running)} running trial(s); each "
-                                     "saves its best model so far and is recorded as failed")
-                    for job in running:
-                        if job.process.poll() is None:
-                            job.process.send_signal(stop.signum)
-                for job in list(running):
-                    if job.process.poll() is not None and job.open_streams == 0:
-                        running.remove(job)
-                        self.finish(job)
+                    self.stop_running(running, stop.signum,
+                                      "trial(s); each saves its best model so far and is recorded as failed")
+                self.reap(running)
                 self.display.draw()
         return self.signum
 
@@ -148,15 +139,9 @@ class Tuner(Sweep):
         self.jobs.append(job)
         return job
 
-    def start_process(self, job, events) -> subprocess.Popen:
+    def command(self, job) -> list[str]:
         """As a sweep's, but the run dies with this process: a killed study leaves no trial training."""
-        process = subprocess.Popen([sys.executable, "-c", CHILD_CODE, str(os.getpid()), *job.args],
-                                   stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL,
-                                   text=True, env=self.env, bufsize=1, errors="replace")
-        job.open_streams = 2
-        for stream, kind in ((process.stdout, "out"), (process.stderr, "err")):
-            threading.Thread(target=_read_lines, args=(stream, events, job, kind), daemon=True).start()
-        return process
+        return [sys.executable, "-c", CHILD_CODE, str(os.getpid()), *job.args]
 
     # ----------------------------------------------------------------- each epoch
     def handle(self, job: TrialJob, kind: str, line: str) -> None:

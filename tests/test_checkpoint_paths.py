@@ -99,3 +99,32 @@ def test_resuming_a_finished_run_says_it_finished_and_where_its_model_is(runner,
     assert done.exit_code == 0, done.output
     line = assert_clean_error(invoke(runner, "train", "--resume", "runs/m.checkpoint.npz"), exit_code=1)
     assert "finished" in line and "runs/m.npy" in line and "--resume runs/m.npy" in line, line
+
+
+def test_a_resumed_run_reads_its_data_as_it_was_read(runner, monkeypatch, tmp_path):
+    """A CSV whose labels are its last column (--label-column 16): the resumed run reads it so without being
+    told again, and ends where the run that was never stopped ends."""
+    from test_data_formats import blobs
+
+    x, y = blobs(60, 3)
+    folder = tmp_path / "csv"
+    (folder / "runs").mkdir(parents=True)
+    (folder / "last.csv").write_text("".join(",".join(map(str, row)) + f",{label}\n"
+                                             for row, label in zip(x.reshape(60, -1), y)))
+    args = ["--data", "last.csv", "--label-column", "16", "--sizes", "16,12,3", "--batch-size", "4", "--epochs", "4"]
+    monkeypatch.chdir(folder)
+    whole = invoke(runner, "train", *args, "--out", "runs/whole.npy", "-q")
+    assert whole.exit_code == 0, whole.output + whole.stderr
+
+    from bptrain.app.commands import train as train_module
+    real = train_module.train
+    monkeypatch.setattr(train_module, "train",
+                        lambda *a, callbacks=(), **kw: real(*a, callbacks=[*callbacks, StopAfter(2)], **kw))
+    stopped = invoke(runner, "train", *args, "--out", "runs/m.npy", "-q")
+    monkeypatch.setattr(train_module, "train", real)
+    assert stopped.exit_code == 130, stopped.output + stopped.stderr
+    resumed = invoke(runner, "train", "--resume", "runs/m.checkpoint.npz", "-q")
+    assert resumed.exit_code == 0, resumed.output + resumed.stderr
+    resumed_model, whole_model = (load_model(folder / "runs" / name)[0] for name in ("m.npy", "whole.npy"))
+    assert all((p == q).all() for p, q in zip(resumed_model.weights + resumed_model.biases,
+                                              whole_model.weights + whole_model.biases))

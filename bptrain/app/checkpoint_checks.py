@@ -16,6 +16,7 @@ import numpy as np
 
 from ..core.network import ACTIVATIONS, DTYPES, LOSSES
 from ..core.training import EpochRecord, TrainSettings
+from ..data.loader import MAX_IMAGE_SIDE, DataOptions
 from ..engines import ENGINES
 from .options import OPTIONS_BY_NAME
 
@@ -80,6 +81,24 @@ def check_run(run) -> None:
     for key in ("run_id", "initial_sha256", "init", "data", "cwd"):
         if run.get(key) is not None and not isinstance(run[key], str):
             raise Untrusted(f"its {key} {_shown(run[key])} is not text")
+    check_data_options(run.get("data_options", {}))
+
+
+def check_data_options(options) -> None:
+    """The data options the run was given: each of train's, of its kind."""
+    if not isinstance(options, dict) or not set(options) <= set(DataOptions._fields):
+        raise Untrusted(f"its data options {_shown(options)} are not train's")
+    for key in ("label_column", "class_names"):
+        if key in options and (not isinstance(options[key], str) or not options[key] or "\0" in options[key]):
+            raise Untrusted(f"its {key} {_shown(options[key])} is not text")
+    if "transposed" in options and not isinstance(options["transposed"], bool):
+        raise Untrusted(f"its transposed {_shown(options['transposed'])} is not true or false")
+    if "resize" in options:
+        resize = options["resize"]
+        if not isinstance(resize, list) or len(resize) != 2:
+            raise Untrusted(f"its resize {_shown(resize)} is not an image size")
+        for side in resize:
+            _integer(side, "a resize side", 1, MAX_IMAGE_SIDE)
 
 
 def check_arrays(run, arrays, optimizer_arrays: int) -> None:

@@ -23,6 +23,7 @@ from ..core.errors import BptrainError, SettingError
 from ..core.network import MLP
 from ..core.training import Callbacks, EpochRecord, LoopState, TrainSettings
 from ..data.checkpoint_io import SUFFIX, CheckpointError, load_checkpoint, save_checkpoint
+from ..data.loader import DataOptions
 from . import checkpoint_checks
 
 #: What a resumed run may change of its plan (said in one line); any other setting is refused.
@@ -84,6 +85,14 @@ class Checkpoint:
         return Path(os.path.normpath(self.path.parent / recorded))
 
     @property
+    def data_options(self) -> DataOptions:
+        """How the run read its data (:func:`recorded_data_options`; older checkpoints: as the files say)."""
+        recorded = self.run.get("data_options") or {}
+        resize, names = recorded.get("resize"), recorded.get("class_names")
+        return DataOptions(recorded.get("label_column"), recorded.get("transposed"),
+                           tuple(resize) if resize is not None else None, Path(names) if names is not None else None)
+
+    @property
     def data(self) -> str | None:
         """Where to read the run's data: a relative path as it was read where the run started (if that
         is still there), else as recorded. The run records (and names) it as it did."""
@@ -123,6 +132,16 @@ class CheckpointWriter(Callbacks):
     def remove(self) -> None:
         """The run completed: its checkpoint is no live one any more."""
         self.path.unlink(missing_ok=True)
+
+
+def recorded_data_options(options: DataOptions) -> dict:
+    """The data options a run was given, as its checkpoint records them (a class-names file by its whole path)."""
+    recorded = {name: value for name, value in options._asdict().items() if value is not None}
+    if "resize" in recorded:
+        recorded["resize"] = list(recorded["resize"])
+    if "class_names" in recorded:
+        recorded["class_names"] = str(Path(recorded["class_names"]).resolve())
+    return recorded
 
 
 def write(path: Path, run: dict, model: MLP, state: LoopState) -> int:

@@ -12,6 +12,7 @@ from pathlib import Path
 
 from ..core.network import AUTO_INIT
 from ..core.training import TrainSettings
+from ..data.loader import DataOptions
 from .options import SETTINGS_FIELDS
 
 
@@ -31,17 +32,19 @@ class RunRequest:
     history: Path | None = None
     resume: Path | None = None
     workbook: Path | None = None
+    data_options: DataOptions = DataOptions()  # how to read the data, those given (None: not given)
     given: frozenset[str] = field(default_factory=frozenset)  # what the user set (a config counts), by name
 
     @classmethod
-    def from_options(cls, values: dict, given=()) -> RunRequest:
+    def from_options(cls, values: dict, given=(), data_options: DataOptions = DataOptions()) -> RunRequest:
         """The request of ``values`` (every option by name; the page's lack the files)."""
         settings = TrainSettings(**{name: values[name] for name in SETTINGS_FIELDS & values.keys()})
         network = {name: values[name] for name in ("loss", "activation", "init", "dtype", "engine")
                    if values.get(name) is not None}
         files = {name: Path(values[name]) for name in ("data", "out", "history", "resume", "workbook")
                  if values.get(name) is not None}
-        return cls(settings, tuple(values["sizes"]), **network, **files, given=frozenset(given))
+        return cls(settings, tuple(values["sizes"]), **network, **files, data_options=data_options,
+                   given=frozenset(given))
 
     def value(self, name: str):
         """A setting by its option's name, as asked."""

@@ -28,7 +28,7 @@ from ..core.network import AUTO_INIT, DTYPES, MLP, default_init
 from ..core.optimizers import check_adam, check_sgd
 from ..core.training import DISTORTION_SETTINGS, LoopState, TrainSettings
 from ..data.checkpoint_io import CheckpointError, is_checkpoint_file
-from ..data.loader import resolve_data_path
+from ..data.loader import DataOptions, resolve_data_path
 from ..data.model_io import load_model, read_model_record
 from ..data.npyfile import format_bytes
 from ..data.shifts import is_square_image
@@ -270,6 +270,7 @@ class TrainingPlan:
     started_in: str | None = None  # the folder a relative --data is read from (a continued run's: where it began)
     notes: list = field(default_factory=list)  # (text, shown even when quiet): what changed of what was asked
     workbook: dict | None = None  # the learner's functions (--workbook), checked: they run the steps
+    data_options: DataOptions = DataOptions()  # how the data was read (a CSV's label column, ...): resumes read it so
 
     @property
     def last_epoch(self) -> int:
@@ -286,6 +287,7 @@ class TrainingPlan:
                 "dtype": model.dtype.name, "init": self.init, "engine": self.engine,
                 "settings": self.settings.to_dict(), "first_epoch": self.first_epoch,
                 "initial_sha256": self.initial_sha256, "data": str(self.dataset.source),
+                "data_options": checkpoints.recorded_data_options(self.data_options),
                 # the files belong beside the checkpoint: the model by its name, the history from the model's
                 # folder; "cwd" finds a relative --data from wherever the run is continued
                 "out": self.out.name, "cwd": self.started_in or os.getcwd(),
@@ -335,6 +337,9 @@ def check_before_data(request: RunRequest, *, config: Path | None = None, data_l
         if "data" not in given and checkpoint.data is not None:
             kept["data"], data_source = Path(checkpoint.data), run["data"]
             started_in = run.get("cwd") if checkpoint.data != run["data"] else None
+        # the data is read as the run read it, but for the data options given now
+        kept["data_options"] = DataOptions(*(now if now is not None else then for now, then in
+                                             zip(request.data_options, checkpoint.data_options)))
         request = request.with_values(kept)
     out = request.out
     history = request.history or history_path(out)
@@ -402,7 +407,8 @@ def plan_training(preflight: Preflight, dataset) -> TrainingPlan:
         batch_size = n_train
     settings = replace(settings, batch_size=batch_size, augment=augment)
     plan = TrainingPlan(model, init, first_epoch, dataset, settings, request.engine, initial_sha256, out, history,
-                        run_id, state, notes=notes, started_in=preflight.started_in, workbook=preflight.workbook)
+                        run_id, state, notes=notes, started_in=preflight.started_in, workbook=preflight.workbook,
+                        data_options=request.data_options)
     plan.run_id = plan.run_id or run_identity.run_id(plan.run_record())
     check_disk(plan)
     return plan

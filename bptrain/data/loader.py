@@ -118,6 +118,10 @@ class Dataset(NamedTuple):
         return meta
 
 
+#: The longest side --resize may bring an image folder's images to.
+MAX_IMAGE_SIDE = 1024
+
+
 class DataOptions(NamedTuple):
     """How to read data the files do not describe themselves (each a command-line option)."""
 

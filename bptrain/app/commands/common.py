@@ -15,7 +15,14 @@ import click
 
 from ...core.errors import BptrainError
 from ...data.download import ensure_data
-from ...data.loader import DATA_ENV_VAR, DEFAULT_DATA_PATH, DataOptions, load_dataset, resolve_data_path
+from ...data.loader import (
+    DATA_ENV_VAR,
+    DEFAULT_DATA_PATH,
+    MAX_IMAGE_SIDE,
+    DataOptions,
+    load_dataset,
+    resolve_data_path,
+)
 from ...data.model_io import class_names, label_values
 from ...data.splits import CLASSES_FILE
 from .. import memory
@@ -108,8 +115,6 @@ def parse_image_size(text: str) -> tuple[int, int]:
     return width, height
 
 
-MAX_IMAGE_SIDE = 1024
-
 
 def data_format(ctx: click.Context | None = None) -> DataOptions:
     """The data options the command was given."""
@@ -118,19 +123,21 @@ def data_format(ctx: click.Context | None = None) -> DataOptions:
 
 
 def obtain_dataset(data: Path | None, no_download: bool, progress: bool, n_classes: int | None = None,
-                   model_meta: dict | None = None):
-    """Find the data (downloading the default file if allowed) and load it, as the data options say and
-    as predict reads image files; ``model_meta``: a model's metadata, whose classes the labels then map to."""
+                   model_meta: dict | None = None, options: DataOptions | None = None):
+    """Find the data (downloading the default file if allowed) and load it, as the data options say (the
+    command's, or ``options``) and as predict reads image files; ``model_meta``: a model's metadata, whose
+    classes the labels then map to."""
     path = resolve_data_path(data)
     if not path.exists():
         path = stoppable_download(ensure_data, path, allow_download=not no_download, progress=progress)
-    return load_data_at(path, n_classes=n_classes, model_meta=model_meta)
+    return load_data_at(path, n_classes=n_classes, model_meta=model_meta, options=options)
 
 
-def load_data_at(path: Path, n_classes: int | None = None, model_meta: dict | None = None):
+def load_data_at(path: Path, n_classes: int | None = None, model_meta: dict | None = None,
+                 options: DataOptions | None = None):
     """Load the data at ``path`` as the data options say, its images read as predict reads image files, a
     file refused up front when it would not fit in the memory available."""
-    return load_dataset(path, n_classes=n_classes, options=data_format(), read_image=load_grayscale,
+    return load_dataset(path, n_classes=n_classes, options=options or data_format(), read_image=load_grayscale,
                         max_bytes=memory.available_bytes(), **model_classes(model_meta))
 
 

@@ -13,15 +13,16 @@ from ...core.training import TrainResult, restore
 from ...data.model_io import save_model
 from ...engines import train
 from .. import runs
-from ..run_request import RunRequest
 from ..checkpoints import CheckpointWriteError, CheckpointWriter
 from ..exercises.engine import WorkbookEngine
 from ..history import training_metadata, write_history
 from ..options import TRAIN_OPTIONS, GroupedHelpCommand, click_options
+from ..run_request import RunRequest
 from ..stopping import Stopped, StopSignals, exit_status
 from .common import (
     CONFIG_PATH_KEY,
     EXIT_INTERRUPTED,
+    data_format,
     data_format_options,
     data_label,
     given,
@@ -48,10 +49,11 @@ def train_command(**values):
     quiet = values["quiet"]
     say = (lambda *a, **k: None) if quiet else click.echo
     progress = not quiet and sys.stderr.isatty()
-    request = RunRequest.from_options(values, {name for name in values if given(ctx, name)})
+    request = RunRequest.from_options(values, {name for name in values if given(ctx, name)}, data_format(ctx))
     preflight = runs.check_before_data(request, config=ctx.meta.get(CONFIG_PATH_KEY),
                                        data_label=data_label(request.data))
-    dataset = obtain_dataset(preflight.data, values["no_download"], progress)  # the command loads the data
+    dataset = obtain_dataset(preflight.data, values["no_download"], progress,  # the command loads the data
+                             options=preflight.request.data_options)
     plan = runs.plan_training(preflight, dataset)
     for text, even_quiet in plan.notes:
         if even_quiet or not quiet:

@@ -1,30 +1,13 @@
 """How many BLAS threads the fast engine's steps run on, and when the epoch thread may work beside them.
 
-The one place that decides it. The engine asks one object, :class:`StepThreads`: ``run`` a
-group of steps (it picks the count, times the group, and now and then probes the other
-count), ``may_prepare`` (whether the epoch thread may work beside the steps now), and
-``count`` (what validation runs on). The measurements behind every constant are in
-benchmarks/README.md ("Threads"); what keeps the numbers the same on any count is
-:mod:`.same_bits`.
-
-The plan, from sizes alone (:func:`step_threads`): steps too small for a second thread run
-on one (:data:`ONE_THREAD_BELOW`, by the optimizer's ``update_kind``: "gemm" is plain SGD's
-one product, "gemm+axpy" momentum's, "ufuncs" Adam's element-wise passes); distorted
-epochs of small networks leave a core to the epoch thread (:data:`CORE_FOR_DISTORTIONS_UP_TO`);
-the rest may use the most threads there are (:func:`most_threads`) and adapt to the load.
-
-Adapting (:class:`ThreadPolicy`): on a busy machine the threads of one product wait for
-each other whenever one is descheduled, and one thread is often several times faster. So
-the steps start on one thread, and whole groups of steps (about 1/100 of an epoch) are
-timed: now and then a group is a probe of the other count, and the faster count wins. A
-probe of more threads is skipped while other processes hold the cores
-(:class:`OtherProcesses`). Until the epoch thread has written the first epoch, the steps
-stay on one thread (steps on several would wait for it alone).
-
-The gate (:meth:`StepThreads.may_prepare`): steps on several threads have no core to spare,
-so while they adapt and run on several (or probe), the epoch thread works only when the
-steps wait for its rows. OpenBLAS's idle threads spin before they sleep; the command line
-shortens that (:func:`bptrain.environment.shorten_idle_spin`).
+The one place that decides it. The engine asks one object, :class:`StepThreads`: ``run`` a group
+of steps on the count chosen now, ``may_prepare`` (the epoch thread's gate) and ``count`` (what
+validation runs on). From sizes alone (:func:`step_threads`), steps too small for a second thread
+run on one and distorted epochs of small networks leave a core to the epoch thread; the rest adapt
+(:class:`ThreadPolicy`): on a busy machine one thread is often several times faster than two that
+wait for each other, so groups of steps are timed, now and then one is a probe of the other count,
+and the faster count wins. The same numbers on any count: :mod:`.same_bits`. The measurements
+behind every constant: benchmarks/README.md ("A busy machine").
 """
 
 from __future__ import annotations
@@ -396,24 +379,12 @@ class OtherProcesses:
             return None
         try:
             with open(self._stat_path) as stat:
-                lines = stat.read().splitlines()
-        except OSError:
+                rows = [line.split() for line in stat if line.startswith("cpu") and not line.startswith("cpu ")]
+            ticks = [sum(int(row[1 + i]) for i in BUSY_COLUMNS if 1 + i < len(row)) for row in rows
+                     if self._cores is None or int(row[0][3:]) in self._cores]
+        except (OSError, ValueError):
             return None
-        ticks, seen = 0, False
-        for line in lines:
-            name, _, rest = line.partition(" ")
-            if not name.startswith("cpu") or name == "cpu":
-                continue
-            try:
-                core = int(name[3:])
-                columns = [int(value) for value in rest.split()]
-            except ValueError:
-                return None
-            if self._cores is not None and core not in self._cores:
-                continue
-            ticks += sum(columns[i] for i in BUSY_COLUMNS if i < len(columns))
-            seen = True
-        return ticks / self._tick if seen else None
+        return sum(ticks) / self._tick if ticks else None
 
 
 def _process_seconds() -> float:

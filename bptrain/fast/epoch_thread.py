@@ -1,27 +1,18 @@
 """The next epoch's images, prepared in a thread while this epoch trains.
 
-The data side's preparation (:class:`bptrain.data.epochs.EpochPreparation`: same random
-draws, same arrays), overlapped with the steps: NumPy releases the GIL inside
-its large array operations, so with a free core it costs the steps nothing.
-
-One buffer, not two (a second 50,000-image buffer would cost 157 MB): the
-thread writes the rows of epoch e + 1 into the rows that epoch e has finished
-with, and the steps wait (rarely) for rows not yet written. Two counters, in
-rows since the start of training, say how far each side is::
+The data side's preparation (:class:`bptrain.data.epochs.EpochPreparation`: the same random draws,
+the same arrays), overlapped with the steps: NumPy releases the GIL in large array operations.
+One buffer, not two (a second 50,000-image one would cost 157 MB): the thread writes epoch e + 1's
+rows into those epoch e has finished with. Two counters, in rows since the start of training::
 
     produced   rows written   (epoch p, row r  ->  p·n + r)
     consumed   rows released by the steps (``release``)
 
-The thread writes rows [a, b) of epoch p once consumed ≥ (p − 1)·n + b; the
-steps read rows below ``stop`` of epoch c once produced ≥ c·n + stop (``wait_for``).
-
-A ``gate`` says whether the thread may work beside the steps now (the thread
-controller's, :mod:`.threads`): steps on several BLAS threads have no core to
-spare. While it is shut the thread works only when the steps wait for its rows
-(then it runs alone, as inline preparation would, and prepares the rest of the
-epoch), and it times those chunks: what preparing costs steps that leave it no
-core (:meth:`BackgroundEpochImages.serial_seconds_per_row`), from the second
-epoch on (the first writes a buffer the system has not mapped yet).
+The thread writes rows [a, b) of epoch p once consumed ≥ (p − 1)·n + b; the steps read rows below
+``stop`` of epoch c once produced ≥ c·n + stop (``wait_for``). A ``gate`` (:mod:`.threads`) says
+whether the thread may work beside the steps now: steps on several BLAS threads leave no core.
+Behind a shut gate it works only while the steps wait for it, and times those chunks
+(:meth:`BackgroundEpochImages.serial_seconds_per_row`).
 """
 
 from __future__ import annotations
@@ -187,7 +178,8 @@ class BackgroundEpochImages:
 
     def _claim_rows(self, epoch: int, stop: int) -> bool:
         """Wait until rows [.., stop) of ``epoch`` are free and the thread may work; whether to time the chunk:
-        only one the steps wait for with the gate shut (then it runs alone), and not the first epoch's."""
+        only one the steps wait for with the gate shut (then it runs alone), and not the first epoch's
+        (it writes pages the system has not mapped yet)."""
         n = self.preparation.n
         with self._changed:
             while not (self._consumed >= (epoch - 1) * n + stop and self._may_work()):

@@ -1,12 +1,9 @@
 """The same bits on any BLAS thread count: the steps' count follows the load (:mod:`.threads`); a run's numbers must not.
 
-Three things keep them. OpenBLAS cuts a long inner dimension (784 inputs, 1000 units) into
-blocks, and its one-thread and many-thread drivers cut it differently, so such sums would
-differ in the last bits: :class:`PiecewiseProduct` computes them in pieces each short enough
-to be one block on any count. Momentum keeps one form for the whole run, chosen from the
-quiet machine's count (:class:`.optimizers.SGD`, :func:`.threads.plan`). And before the
-count first moves, :func:`step_agrees` checks that one step gives the same bits on both
-counts (the pieces are sized for the kernels measured; another BLAS may sum otherwise).
+OpenBLAS's one-thread and many-thread drivers cut a long inner dimension (784 inputs, 1000 units)
+into different blocks: :class:`PiecewiseProduct` sums it in pieces that are one block on any count.
+Momentum keeps one form for the whole run (:class:`.optimizers.SGD`). And before the count first
+moves, :func:`step_agrees` checks one step on both counts (another BLAS may sum otherwise).
 """
 
 from __future__ import annotations
@@ -19,9 +16,8 @@ from . import blas
 from .blas import NO_TRANS, ROW_MAJOR, TRANS, address, matmul_into
 
 
-#: The longest inner dimension a product is computed in one gemm call; longer ones are cut into
-#: equal pieces of at most this many, added up in a fixed order (below the block size of the x86
-#: kernels measured).
+#: The longest inner dimension computed in one gemm call (below the x86 kernels' block size); longer
+#: ones are cut into equal pieces of at most this many, added up in a fixed order.
 PIECE_MOST = {np.dtype(np.float32): 400, np.dtype(np.float64): 256}
 
 
@@ -50,17 +46,12 @@ def _layout(x: np.ndarray):
 class PiecewiseProduct:
     """out = a·b (or a·bᵀ), with the inner dimension in :func:`pieces`: the same bits on any number of threads.
 
-    One per product of the network (a layer's forward or backward product). A product whose
-    inner dimension is one piece is :func:`matmul_into`'s. Several pieces are one gemm each,
-    the first writing ``out`` (β = 0), the others adding into it (β = 1), with arguments built
-    once (as :class:`.blas.PreparedGemmAtB`): the next input batch, or the next rows of a group's
-    outputs, only move an address. Without the bundled OpenBLAS the pieces are NumPy's.
-
-    Where OpenBLAS's own blocking of the whole product already sums in these pieces (its
-    many-thread driver cuts 784 into 392 + 392, as the pieces do), one call gives the same bits
-    for less: a gemm call fewer, and on several threads one wait for each other fewer. Whether
-    it does is checked once per shape and thread count, on random operands
-    (:meth:`_one_call_agrees`), and the product makes the cheaper call only where it does.
+    One per long product of the network. The pieces are one gemm each, the first writing ``out``
+    (β = 0), the others adding into it, with arguments built once: the next batch only moves an
+    address. Without the bundled OpenBLAS the pieces are NumPy's. Where OpenBLAS's own blocking
+    already sums in these pieces (its many-thread driver cuts 784 into 392 + 392), one call gives
+    the same bits for a gemm call fewer: checked once per shape and thread count on random operands
+    (:meth:`_one_call_agrees`).
     """
 
     def __init__(self, transpose_b: bool = False):
@@ -191,8 +182,7 @@ def _same_layout(x: np.ndarray, y) -> bool:
 
 
 def _address_of_view(x: np.ndarray) -> int:
-    """Where a (possibly non-contiguous) view's first element is: :func:`_address` where it can (a
-    third of the cost), else from the array interface."""
+    """Where a (possibly non-contiguous) view's first element is: :func:`.blas.address` where it can (cheaper)."""
     if x.flags.c_contiguous and x.flags.writeable and x.size:
         return address(x)
     return x.__array_interface__["data"][0]

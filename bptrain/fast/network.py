@@ -1,16 +1,10 @@
 """The network's forward and backward pass in preallocated buffers: the core's formulas, no allocation.
 
-Computes what :class:`bptrain.core.network.MLP` computes (the same Z_l, A_l,
-Δ_l; the tests hold them equal), differently in three ways:
-
-- every array a step needs lives in a :class:`Workspace` made once per batch
-  size, and every operation writes into it with ``out=``: a step allocates
-  nothing, which is most of what makes small batches fast;
-- the deltas come out multiplied by the learning rate (ηΔ_l): scaling the small
-  Δ_L is cheaper than scaling every weight gradient, and the chain rule carries
-  η to every layer, so the optimizer's update is one fused product
-  (:mod:`bptrain.fast.optimizers`);
-- the loss of many steps is computed at once from their kept output rows.
+Computes what :class:`bptrain.core.network.MLP` computes (the tests hold them equal), but every
+array a step needs lives in a :class:`Workspace` made once per batch size (a step allocates
+nothing: most of what makes small batches fast); the deltas come out times η (scaling the small
+Δ_L is cheaper than every weight gradient, and the chain rule carries η to every layer); and the
+loss of many steps is computed at once from their kept output rows.
 """
 
 from __future__ import annotations
@@ -64,11 +58,8 @@ class Workspace:
 
 
 def sigmoid(z: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
-    """σ(z) = 1 / (1 + e^{-z}), in place when ``out is z``.
-
-    For z below about -88 (float32) e^{-z} overflows to inf and 1/(1+inf) = 0,
-    which is the exact limit; the overflow flag is silenced, not the result.
-    """
+    """σ(z) = 1 / (1 + e^{-z}), in place when ``out is z``. Below z ≈ −88 (float32) e^{-z} overflows
+    to inf and 1/(1+inf) = 0, the exact limit: the overflow flag is silenced, not the result."""
     with np.errstate(over="ignore", under="ignore"):
         return _sigmoid(z, out)
 
@@ -97,11 +88,6 @@ def sigmoid_prime_from_output(a: np.ndarray, out: np.ndarray) -> np.ndarray:
     return out
 
 
-def _tanh(z, out):
-    """tanh(z), in place when ``out is z``; never overflows (it saturates at ±1)."""
-    return np.tanh(z, out=out)
-
-
 def tanh_prime_from_output(a: np.ndarray, out: np.ndarray) -> np.ndarray:
     """tanh'(z) written with the layer's output a = tanh(z): tanh'(z) = 1 − a²."""
     np.multiply(a, a, out=out)
@@ -128,7 +114,7 @@ _ZEROS = {np.dtype(t): np.zeros((), t) for t in (np.float32, np.float64)}
 #: f works in place (out is z). As scikit-learn's ``neural_network._base``.
 HIDDEN_ACTIVATIONS = {
     "sigmoid": (_sigmoid, sigmoid_prime_from_output),  # σ(z) = 1/(1 + e^{-z}),  σ' = a (1 − a) ≤ 1/4
-    "tanh": (_tanh, tanh_prime_from_output),            # tanh(z),                tanh' = 1 − a²  ≤ 1
+    "tanh": (np.tanh, tanh_prime_from_output),          # tanh(z),                tanh' = 1 − a²  ≤ 1
     "relu": (_relu, relu_prime_from_output),            # max(z, 0),              relu' = [a > 0]
 }
 
@@ -163,7 +149,7 @@ class FastNetwork:
         self._activate, self._derivative = HIDDEN_ACTIVATIONS[model.activation]
         self._workspaces: dict[int, Workspace] = {}
         # Products whose inner dimension (a layer's inputs forward, its units backward) is long are
-        # summed in fixed pieces, so that their bits do not depend on the BLAS threads (bptrain.fast.threads).
+        # summed in fixed pieces: their bits do not depend on the BLAS threads (.same_bits).
         pieced = [len(pieces(n, model.dtype)) > 1 for n in self.sizes]
         self._forward_products = [PiecewiseProduct() if pieced[l] else None for l in range(len(self.sizes) - 1)]
         self._backward_products = [PiecewiseProduct(transpose_b=True) if pieced[l + 1] else None

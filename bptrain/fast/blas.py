@@ -1,4 +1,4 @@
-"""The updates C ← α·AᵀB + β·C, (x, y) ← H·(x, y) and y ← α·x + β·y in one BLAS call each, with NumPy fallbacks.
+"""The updates C ← α·AᵀB + β·C, (x, y) ← H·(x, y) and y ← α·x + β·y in one BLAS call each, or in NumPy.
 
 Why: NumPy's ``matmul`` cannot accumulate into its output, so the SGD update W ← W − Aᵀ(ηΔ) would
 stream the weights three times; gemm (ger for one row) adds the product into C as it forms it. The
@@ -39,14 +39,11 @@ class _Routines:
     """cblas ?gemm, ?ger and ?rotm of one library for one float type."""
 
     def __init__(self, library: ctypes.CDLL, prefix: str, suffix: str, integer, letter: str, scalar):
-        self.gemm = getattr(library, f"{prefix}{letter}gemm{suffix}")
-        self.gemm.restype = None
-        self.gemm.argtypes = [ctypes.c_int, ctypes.c_int, ctypes.c_int, integer, integer, integer, scalar,
-                              ctypes.c_void_p, integer, ctypes.c_void_p, integer, scalar, ctypes.c_void_p, integer]
-        self.ger = getattr(library, f"{prefix}{letter}ger{suffix}")
-        self.ger.restype = None
-        self.ger.argtypes = [ctypes.c_int, integer, integer, scalar, ctypes.c_void_p, integer, ctypes.c_void_p,
-                             integer, ctypes.c_void_p, integer]
+        self.gemm = _raw(library, f"{prefix}{letter}gemm{suffix}",
+                         [ctypes.c_int, ctypes.c_int, ctypes.c_int, integer, integer, integer, scalar,
+                          ctypes.c_void_p, integer, ctypes.c_void_p, integer, scalar, ctypes.c_void_p, integer])
+        self.ger = _raw(library, f"{prefix}{letter}ger{suffix}", [ctypes.c_int, integer, integer, scalar,
+                        ctypes.c_void_p, integer, ctypes.c_void_p, integer, ctypes.c_void_p, integer])
         # Called with ready-made ctypes arguments only: no argtypes to check on every call.
         self.raw_gemm = _raw(library, f"{prefix}{letter}gemm{suffix}")
         self.raw_rotm = _raw(library, f"{prefix}{letter}rotm{suffix}")
@@ -60,11 +57,9 @@ class _Routines:
         if k == 1:
             _scale(c, beta)
             self.ger(ROW_MAJOR, m, n, alpha, address(a), 1, address(b), 1, address(c), n)
-        elif a.flags.c_contiguous:
-            self.gemm(ROW_MAJOR, TRANS, NO_TRANS, m, n, k, alpha, address(a), m, address(b), n,
-                      beta, address(c), n)
-        else:  # Fortran order: aᵀ is a C-contiguous (m, k) matrix
-            self.gemm(ROW_MAJOR, NO_TRANS, NO_TRANS, m, n, k, alpha, address(a), k, address(b), n,
+        else:  # aᵀ of a C-ordered a is gemm's "transposed" operand; of a Fortran-ordered one, a plain (m, k) matrix
+            transpose, lda = (TRANS, m) if a.flags.c_contiguous else (NO_TRANS, k)
+            self.gemm(ROW_MAJOR, transpose, NO_TRANS, m, n, k, alpha, address(a), lda, address(b), n,
                       beta, address(c), n)
 
 
@@ -76,10 +71,13 @@ def _scale(c: np.ndarray, beta: float) -> None:
         c *= beta
 
 
-def _raw(library: ctypes.CDLL, name: str):
-    """A fresh handle on ``name`` without argtypes (``library[name]`` is not cached, unlike ``library.name``)."""
+def _raw(library: ctypes.CDLL, name: str, argtypes=None):
+    """A fresh handle on ``name`` (``library[name]`` is not cached, unlike ``library.name``), with ``argtypes``
+    to check if given."""
     function = library[name]
     function.restype = None
+    if argtypes is not None:
+        function.argtypes = argtypes
     return function
 
 

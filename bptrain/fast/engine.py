@@ -1,15 +1,9 @@
 """The fast engine: the reference engine's epoch of steps, in preallocated buffers on tuned BLAS threads.
 
-Same interface as :class:`bptrain.core.training.ReferenceEngine` (``run_epoch``,
-``evaluate``), same results (the tests hold them equal); the training loop
-around it is the core's. What it does differently, each in its own module:
-
-- :mod:`.network`: forward and backward into workspaces, deltas times η;
-- :mod:`.optimizers`: updates fused into gemm, rotm, axpy calls (:mod:`.blas`);
-- :mod:`.threads`: how many BLAS threads the steps get, and whether the next
-  epoch is prepared meanwhile in a thread (:mod:`.epoch_thread`);
-- :mod:`.same_bits`: the same numbers whichever count the steps run on;
-- :mod:`.aligned`: every buffer on a cache line.
+Same interface and results as :class:`bptrain.core.training.ReferenceEngine`. What differs, by module:
+:mod:`.network` (workspaces, deltas times η), :mod:`.optimizers` (updates fused into :mod:`.blas`
+calls), :mod:`.threads` (the steps' BLAS threads, and whether :mod:`.epoch_thread` prepares the next
+epoch meanwhile), :mod:`.same_bits` (the same numbers on any count), :mod:`.aligned` (cache lines).
 """
 
 from __future__ import annotations

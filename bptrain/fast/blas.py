@@ -89,12 +89,6 @@ def address(array: np.ndarray) -> int:
         return array.ctypes.data
 
 
-def _load(library: ctypes.CDLL, prefix: str, suffix: str, integer) -> dict:
-    """The routines of ``library``, keyed by the NumPy dtype they work on."""
-    return {np.dtype(np.float32): _Routines(library, prefix, suffix, integer, "s", ctypes.c_float),
-            np.dtype(np.float64): _Routines(library, prefix, suffix, integer, "d", ctypes.c_double)}
-
-
 def _self_test(routines) -> bool:
     """Compare with NumPy in both dtypes (one-row and several-row products, rotm) before trusting the library."""
     rng = np.random.default_rng(0)
@@ -138,8 +132,9 @@ def _find_routines():
     if os.environ.get("BPTRAIN_NO_FUSED_BLAS"):
         return None
     for library, prefix, suffix, integer in _bundled_libraries():
-        try:
-            routines = _load(library, prefix, suffix, integer)
+        try:  # keyed by the NumPy dtype they work on
+            routines = {np.dtype(np.float32): _Routines(library, prefix, suffix, integer, "s", ctypes.c_float),
+                        np.dtype(np.float64): _Routines(library, prefix, suffix, integer, "d", ctypes.c_double)}
         except AttributeError:
             continue
         if _self_test(routines):

@@ -29,12 +29,9 @@ class _Stopped(Exception):
 
 
 class BackgroundEpochImages:
-    """The epochs of ``images`` (an :class:`EpochImages`), prepared ahead by a thread (``background=False``:
-    inline, as ``images`` itself does, on at most ``threads()`` BLAS threads).
-
-    The reader calls ``wait_for(stop)`` before reading rows below ``stop`` and
-    ``release(stop)`` when done with them (the fast engine's steps do both).
-    """
+    """The epochs of ``images``, prepared ahead by a thread (``background=False``: inline, on at most
+    ``threads()`` BLAS threads). The reader calls ``wait_for(stop)`` before reading rows below ``stop``
+    and ``release(stop)`` when done with them."""
 
     def __init__(self, images: EpochImages, *, background: bool = True, threads=None, gate=None):
         self.images, self.preparation = images, images.preparation
@@ -91,11 +88,9 @@ class BackgroundEpochImages:
         return self.preparation.rng_after(self.epoch)
 
     def wait_for(self, stop: int) -> None:
-        """Block until rows [0, stop) of the current epoch are prepared; re-raise the thread's error.
-
-        Behind a shut gate, a wait is for the whole epoch: the steps then wait once an epoch, not once
-        a chunk (each wait lets OpenBLAS's threads fall asleep, and waking them costs more than a chunk).
-        """
+        """Block until rows [0, stop) of the current epoch are prepared; re-raise the thread's error. Behind a
+        shut gate, wait for the whole epoch: each wait lets OpenBLAS's threads fall asleep, and waking them
+        costs more than a chunk."""
         if self._thread is None:
             return  # inline: next() prepared the whole epoch
         n = self.preparation.n
@@ -128,12 +123,8 @@ class BackgroundEpochImages:
                 self._changed.wait()
 
     def release(self, stop: int) -> None:
-        """The reader is done with rows [0, stop) of the current epoch: the thread may overwrite them.
-
-        The thread hears of it only if it may work now: behind a shut gate it would wake just to look
-        and sleep again, and each look takes the GIL from the steps. A gate that opens is seen at the
-        next release.
-        """
+        """The reader is done with rows [0, stop) of the current epoch: the thread may overwrite them. It is
+        told only if it may work now (behind a shut gate each look would take the GIL from the steps)."""
         with self._changed:
             self._consumed = max(self._consumed, self.epoch * self.preparation.n + stop)
             if self._may_work():

@@ -341,9 +341,12 @@ class OtherProcesses:
     def __init__(self, stat_path: str = "/proc/stat", process_seconds=None, clock=time.monotonic,
                  cores: set[int] | None = None):
         self._stat_path = stat_path
-        self._process_seconds = process_seconds or _process_seconds
+        self._process_seconds = process_seconds or (lambda: sum(os.times()[:2]))  # user + system, all threads
         self._clock = clock
-        self._tick = _clock_ticks()
+        try:
+            self._tick = float(os.sysconf("SC_CLK_TCK"))
+        except (AttributeError, ValueError, OSError):
+            self._tick = None
         if cores is None:
             try:
                 cores = os.sched_getaffinity(0)
@@ -386,15 +389,3 @@ class OtherProcesses:
             return None
         return sum(ticks) / self._tick if ticks else None
 
-
-def _process_seconds() -> float:
-    """CPU seconds of every thread of this process (not of its children)."""
-    times = os.times()
-    return times.user + times.system
-
-
-def _clock_ticks() -> float | None:
-    try:
-        return float(os.sysconf("SC_CLK_TCK"))
-    except (AttributeError, ValueError, OSError):
-        return None

@@ -207,12 +207,9 @@ def available() -> bool:
 
 
 def matmul_into(a: np.ndarray, b: np.ndarray, out: np.ndarray) -> np.ndarray:
-    """out = a·b, as ``np.matmul(a, b, out=out)`` at half the call cost.
-
-    ``ndarray.dot`` calls BLAS directly where ``np.matmul`` goes through the generalised-ufunc
-    machinery. ``dot`` writes only C-ordered outputs, so a column-major ``out`` is filled as
-    outᵀ = bᵀaᵀ; anything else it refuses goes to ``np.matmul``.
-    """
+    """out = a·b, as ``np.matmul(a, b, out=out)`` at half the call cost: ``ndarray.dot`` calls BLAS directly.
+    It writes only C-ordered outputs, so a column-major ``out`` is filled as outᵀ = bᵀaᵀ; anything else it
+    refuses goes to ``np.matmul``."""
     try:
         if out.flags.c_contiguous:
             a.dot(b, out)
@@ -331,10 +328,9 @@ def _numpy_axpby(x: np.ndarray, y: np.ndarray, alpha: float, beta: float) -> Non
 class PairUpdate:
     """x, y ← h11·x + h12·y, h21·x + h22·y: element-wise and in place, both from the old values.
 
-    Momentum's one-thread form (:class:`bptrain.fast.optimizers.SGD`) updates velocity and weights
-    together: BLAS's rotm (the "modified Givens rotation", which with flag −1 applies any 2x2 matrix
-    H) reads and writes each once, where NumPy streams them three times. Without the bundled
-    OpenBLAS, NumPy does it (one temporary).
+    Momentum's one-thread form (:class:`bptrain.fast.optimizers.SGD`): BLAS's rotm (the "modified Givens
+    rotation", with flag −1 any 2x2 matrix H) reads and writes each array once, where NumPy streams them
+    three times. Without the bundled OpenBLAS, NumPy does it (one temporary).
     """
 
     def __init__(self, x: np.ndarray, y: np.ndarray, scratch: np.ndarray):

@@ -58,10 +58,6 @@ class BackgroundEpochImages:
     def background(self) -> bool:
         return self._thread is not None
 
-    @property
-    def distorts(self) -> bool:
-        return self.preparation.distorts
-
     def first_epoch_prepared(self) -> bool:
         """Whether the thread has written the whole first epoch (inline: always). Until then, steps that
         shut the gate would wait for it alone, page faults and all."""

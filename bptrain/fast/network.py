@@ -20,12 +20,10 @@ from .same_bits import PiecewiseProduct, pieces
 
 
 class Workspace:
-    """Preallocated arrays for one batch size, reused by every step of that size.
+    """Preallocated arrays for one batch size, reused by every step of that size (layers 1..L as 0..L-1).
 
-    ``z[l]`` holds Z_l and then, in place, A_l = f(Z_l); ``delta[l]`` holds ηΔ_l;
-    ``scratch[l]`` holds f'(A_l) and the softmax output. Index l runs over layers
-    1..L as 0..L-1. Every array starts a cache line (:mod:`bptrain.fast.aligned`).
-    """
+    ``z[l]`` holds Z_l and then, in place, A_l = f(Z_l); ``delta[l]`` holds ηΔ_l; ``scratch[l]``
+    holds f'(A_l) and the softmax output. Every array starts a cache line."""
 
     def __init__(self, z, delta, scratch, ones, row, scale):
         self.batch_size = len(ones)
@@ -120,11 +118,8 @@ HIDDEN_ACTIVATIONS = {
 
 
 def softmax(z: np.ndarray, work_row: np.ndarray, out: np.ndarray) -> np.ndarray:
-    """Row-wise softmax. Shifts z by its row maximum first (in place) so exp never overflows.
-
-    Afterwards ``z`` holds the shifted logits and ``work_row`` the row sums, from
-    which the cross-entropy is exact: −log a_y = log Σ − (z_y − max).
-    """
+    """Row-wise softmax, z shifted in place by its row maximum first so exp never overflows. Then ``z`` holds
+    the shifted logits and ``work_row`` the row sums, from which −log a_y = log Σ − (z_y − max) is exact."""
     # ufunc.reduce directly: np.max / np.sum add microseconds of Python wrapping per call
     np.maximum.reduce(z, axis=1, keepdims=True, out=work_row)
     z -= work_row
@@ -135,11 +130,8 @@ def softmax(z: np.ndarray, work_row: np.ndarray, out: np.ndarray) -> np.ndarray:
 
 
 class FastNetwork:
-    """The forward and backward pass of ``model`` in workspaces; the parameters stay the model's own.
-
-    It moves the model's parameters onto cache lines once (the same values in
-    new arrays): build it before anything else holds on to them.
-    """
+    """The forward and backward pass of ``model`` in workspaces; the parameters stay the model's own. It moves
+    them onto cache lines once (the same values in new arrays): build it before anything holds on to them."""
 
     def __init__(self, model: MLP):
         model.weights[:] = [aligned_copy(w, model.dtype) for w in model.weights]
@@ -165,11 +157,9 @@ class FastNetwork:
     def forward(self, x: np.ndarray, work: Workspace, output=None) -> list[np.ndarray]:
         """[A_0 = X, A_1, ..., A_L], computed into ``work`` (the core's ``MLP.forward``).
 
-        ``output``: a (Z_L rows, row-sum rows) pair for the output layer instead of
-        the workspace's own, so that a group of steps leaves its outputs side by
-        side for one loss computation (:meth:`loss_sum`). Call it inside
-        ``np.errstate(over="ignore", under="ignore")``: saturated sigmoids overflow e^{-z} harmlessly.
-        """
+        ``output``: (Z_L rows, row-sum rows) for the output layer instead of the workspace's own, so that a
+        group of steps leaves its outputs side by side for one :meth:`loss_sum`. Call it inside
+        ``np.errstate(over="ignore", under="ignore")``: saturated sigmoids overflow e^{-z} harmlessly."""
         weights, biases = self.model.weights, self.model.biases
         activations = [x]
         last = len(weights) - 1
@@ -215,12 +205,9 @@ class FastNetwork:
         return work.delta
 
     def loss_sum(self, outputs: np.ndarray, row_sums: np.ndarray, y_onehot: np.ndarray) -> float:
-        """The loss summed over rows, from what :meth:`forward` left in the output layer.
-
-        For "mse" ``outputs`` holds A_L and the loss is ½‖A_L − Y‖². For "ce" it holds the
-        shifted logits Z_L − max and ``row_sums`` the softmax denominators Σ_j e^{z_j − max},
-        so −log a_y = log Σ − (z_y − max): exact even where a_y underflows to 0.
-        """
+        """The loss summed over rows, from what :meth:`forward` left in the output layer: for "mse" ``outputs``
+        holds A_L and the loss is ½‖A_L − Y‖²; for "ce" the shifted logits Z_L − max, and ``row_sums`` the
+        softmax denominators, so −log a_y = log Σ − (z_y − max): exact even where a_y underflows to 0."""
         if self.loss == "mse":
             error = outputs - y_onehot
             return 0.5 * float(np.vdot(error, error))

@@ -1,10 +1,7 @@
 """The core's update rules (:mod:`bptrain.core.optimizers`), fused into few passes over memory.
 
-The fast network hands over deltas already multiplied by the learning rate
-(:meth:`bptrain.fast.network.FastNetwork.backward`), so the plain SGD update of
-a layer is one gemm that adds the product into the weights as it forms it,
-W ← W − A_{l-1}ᵀ(ηΔ_l): the gradient is never stored. Each class computes what
-its namesake in the core computes (the tests hold them equal step by step).
+The deltas come in times η, so plain SGD's update of a layer is one gemm that adds the product into
+the weights, W ← W − A_{l-1}ᵀ(ηΔ_l). Each class computes what its namesake in the core computes.
 """
 
 from __future__ import annotations
@@ -17,9 +14,8 @@ from ..core.optimizers import check_adam, check_new_momentum, check_sgd
 from .aligned import aligned_empty, aligned_zeros
 from .blas import Axpby, Axpy, PairUpdate, PreparedGemmAtB
 
-#: Below this η (a step schedule can decay it that far) float32 deltas times η underflow, so the
-#: gradient cannot be recovered from them; Adam skips such steps (they would move no parameter
-#: by more than ~η anyway) and the speed recorder ignores them.
+#: Below this η float32 deltas times η underflow, so no gradient can be recovered from them: Adam skips
+#: such steps (they would move no parameter by more than ~η) and the speed recorder ignores them.
 NEGLIGIBLE_LR = 1e-30
 
 

@@ -112,7 +112,8 @@ class PiecewiseProduct:
         OpenBLAS has now. Random operands: on the real ones (an input of small integers, say) every order
         of summation may happen to agree."""
         rng = np.random.default_rng(0)
-        ra, rb = _random_like(a, rng), _random_like(b, rng)
+        ra, rb = np.empty_like(a), np.empty_like(b)  # in the operands' memory orders
+        ra[...], rb[...] = rng.standard_normal(a.shape), rng.standard_normal(b.shape)
         whole, pieced = np.empty_like(out), np.empty_like(out)
         matmul_into(ra, rb.T if self.transpose_b else rb, whole)
         return PiecewiseProduct(self.transpose_b).in_pieces(ra, rb, pieced) and identical(whole, pieced)
@@ -170,13 +171,6 @@ def identical(x: np.ndarray, y: np.ndarray) -> bool:
     return np.array_equal(np.ascontiguousarray(x).view(np.uint8), np.ascontiguousarray(y).view(np.uint8))
 
 
-def _random_like(x: np.ndarray, rng) -> np.ndarray:
-    """Standard normal numbers in an array of ``x``'s shape, dtype and memory order."""
-    copy = np.empty_like(x)
-    copy[...] = rng.standard_normal(x.shape)
-    return copy
-
-
 def _same_layout(x: np.ndarray, y) -> bool:
     return y is not None and x.shape == y.shape and x.strides == y.strides and x.dtype == y.dtype
 
@@ -189,12 +183,9 @@ def _address_of_view(x: np.ndarray) -> int:
 
 
 def step_agrees(step, params, optimizer, count: int) -> bool:
-    """Whether ``step()`` gives the same bits on one BLAS thread and on ``count``.
-
-    It runs on one thread, everything it changes (``params``, the optimizer's :meth:`state`) is
-    rewound, and it runs again on ``count``. Where the two differ, the one-thread result is kept:
-    the numbers of a run on one thread, whenever the check ran.
-    """
+    """Whether ``step()`` gives the same bits on one BLAS thread and on ``count``: it runs on one, what it
+    changes (``params``, the optimizer's :meth:`state`) is rewound, and it runs on ``count``. Where the two
+    differ, the one-thread result is kept: a run's numbers on one thread, whenever the check ran."""
     before = _saved(params, optimizer)
     blas.set_threads(1)
     step()

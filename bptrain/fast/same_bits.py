@@ -78,15 +78,6 @@ class PiecewiseProduct:
             return matmul_into(a, b.T if self.transpose_b else b, out)
         return self._call_pieces(a, out)
 
-    def in_pieces(self, a: np.ndarray, b: np.ndarray, out: np.ndarray) -> bool:
-        """out = a·b in BLAS calls, one per piece, whatever OpenBLAS's own blocking; False: no BLAS to call."""
-        if a is not self._a or b is not self._b or out is not self._out:
-            self._prepare(a, b, out)
-        if self._calls is None:
-            return False
-        self._call_pieces(a, out)
-        return True
-
     def _call_pieces(self, a: np.ndarray, out: np.ndarray) -> np.ndarray:
         if not self._addressed:
             self._readdress(a, out)
@@ -116,7 +107,9 @@ class PiecewiseProduct:
         ra[...], rb[...] = rng.standard_normal(a.shape), rng.standard_normal(b.shape)
         whole, pieced = np.empty_like(out), np.empty_like(out)
         matmul_into(ra, rb.T if self.transpose_b else rb, whole)
-        return PiecewiseProduct(self.transpose_b).in_pieces(ra, rb, pieced) and identical(whole, pieced)
+        in_pieces = PiecewiseProduct(self.transpose_b)  # one BLAS call per piece, whatever OpenBLAS's blocking
+        in_pieces._prepare(ra, rb, pieced)
+        return in_pieces._calls is not None and identical(whole, in_pieces._call_pieces(ra, pieced))
 
     def _prepare(self, a: np.ndarray, b: np.ndarray, out: np.ndarray) -> None:
         previous_a, previous_b, previous_out = self._a, self._b, self._out

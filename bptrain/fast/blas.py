@@ -1,13 +1,10 @@
 """The updates C ← α·AᵀB + β·C, (x, y) ← H·(x, y) and y ← α·x + β·y in one BLAS call each, or in NumPy.
 
-Why: NumPy's ``matmul`` cannot accumulate into its output, so the SGD update W ← W − Aᵀ(ηΔ) would
-stream the weights three times; gemm (ger for one row) adds the product into C as it forms it. The
-prepared classes build their ctypes arguments once, cheap enough for the smallest layers too.
-
-How: NumPy's wheels bundle OpenBLAS as ``scipy_openblas`` with prefixed CBLAS symbols, called here
-through ctypes after a self-test against NumPy; only libraries whose integer width the symbol names
-tell are used. Without one (MKL, Accelerate, a system BLAS) or with ``BPTRAIN_NO_FUSED_BLAS=1``,
-NumPy does the same: the same result up to rounding, slower.
+Why: NumPy's ``matmul`` cannot accumulate into its output, so W ← W − Aᵀ(ηΔ) would stream the weights
+three times; gemm (ger for one row) adds the product into C as it forms it. The prepared classes build
+their ctypes arguments once. How: NumPy's wheels bundle OpenBLAS as ``scipy_openblas`` with prefixed
+CBLAS symbols, called through ctypes after a self-test against NumPy. Without it (MKL, Accelerate, a
+system BLAS) or with ``BPTRAIN_NO_FUSED_BLAS=1``, NumPy does the same: equal up to rounding, slower.
 """
 
 from __future__ import annotations
@@ -232,10 +229,8 @@ def matmul_at_b(a: np.ndarray, b: np.ndarray, out: np.ndarray) -> np.ndarray:
 
 def gemm_at_b(c: np.ndarray, a: np.ndarray, b: np.ndarray, alpha: float, beta: float,
               scratch: np.ndarray) -> np.ndarray:
-    """C ← alpha·aᵀb + beta·C, in place. ``scratch`` (shaped like C) is used only by the NumPy path.
-
-    a: (rows, m), b: (rows, n), C: (m, n).
-    """
+    """C ← alpha·aᵀb + beta·C in place, for a (rows, m), b (rows, n), C (m, n). ``scratch`` (shaped like C):
+    for the NumPy path."""
     routines = _ROUTINES.get(c.dtype) if _ROUTINES is not None and c.size >= FUSED_MIN_SIZE else None
     if (routines is not None and a.dtype == b.dtype == c.dtype and c.flags.c_contiguous
             and (a.flags.c_contiguous or a.flags.f_contiguous) and b.flags.c_contiguous):
@@ -255,10 +250,9 @@ def gemm_at_b(c: np.ndarray, a: np.ndarray, b: np.ndarray, alpha: float, beta: f
 class PreparedGemmAtB:
     """C ← α·aᵀb + β·C for one fixed C, as :func:`gemm_at_b`, with gemm's arguments built once.
 
-    Converting a ctypes call's 14 arguments costs more than the small layers' whole products. C
-    never moves, and a and b are the same workspace arrays step after step, except the input batch
-    A_0, whose address alone is renewed. One-row batches and operands gemm cannot take go through
-    :func:`gemm_at_b` (ger, or NumPy).
+    Converting a ctypes call's 14 arguments costs more than the small layers' whole products. C never
+    moves, and a and b are the same workspace arrays step after step, but for the input batch A_0, whose
+    address alone is renewed. One-row batches and operands gemm cannot take go through :func:`gemm_at_b`.
     """
 
     def __init__(self, c: np.ndarray, scratch: np.ndarray):

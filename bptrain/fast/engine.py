@@ -23,10 +23,8 @@ from .threads import StepThreads
 
 
 class FastEngine:
-    """Runs the steps of ``model``'s epochs at ``batch_size`` with ``settings``' optimizer.
-
-    ``distorts``: the epochs are distorted, so their preparation is worth a core of its own.
-    """
+    """Runs the steps of ``model``'s epochs at ``batch_size`` with ``settings``' optimizer (``distorts``: the
+    epochs are distorted, so their preparation is worth a core of its own)."""
 
     name = "fast"
     #: Float arrays per parameter the optimizers keep: SGD's velocity; Adam's m, v and its flat gradient
@@ -37,9 +35,8 @@ class FastEngine:
 
     @classmethod
     def memory(cls, sizes, batch_size: int, optimizer: str, itemsize: int, group_rows: int) -> dict:
-        """Bytes the engine allocates to train ``sizes`` at ``batch_size``, by what they hold: the optimizer's
-        state, and per layer Z_l (then A_l in place), Δ_l and a scratch, with the rows a group's loss is read
-        from (:class:`.network.Workspace`)."""
+        """Bytes the engine allocates to train ``sizes`` at ``batch_size``: the optimizer's state, and per layer
+        Z_l (then A_l), Δ_l and a scratch (:class:`.network.Workspace`), with the rows a group's loss is read from."""
         params = sum(m * n + n for m, n in zip(sizes[:-1], sizes[1:]))
         return {"optimizer state": cls.OPTIMIZER_ARRAYS[optimizer] * params * itemsize,
                 "per-batch workspace": (cls.activations(sizes, batch_size, 3)

@@ -1,18 +1,16 @@
 """The next epoch's images, prepared in a thread while this epoch trains.
 
-The data side's preparation (:class:`bptrain.data.epochs.EpochPreparation`: the same random draws,
-the same arrays), overlapped with the steps: NumPy releases the GIL in large array operations.
-One buffer, not two (a second 50,000-image one would cost 157 MB): the thread writes epoch e + 1's
-rows into those epoch e has finished with. Two counters, in rows since the start of training::
+The data side's preparation (:class:`bptrain.data.epochs.EpochPreparation`), overlapped with the steps
+(NumPy releases the GIL in large array operations), in one buffer (a second would cost 157 MB): the
+thread writes epoch e + 1's rows into those epoch e has finished with. Two counters, in rows since the start of training::
 
     produced   rows written   (epoch p, row r  ->  p·n + r)
     consumed   rows released by the steps (``release``)
 
 The thread writes rows [a, b) of epoch p once consumed ≥ (p − 1)·n + b; the steps read rows below
-``stop`` of epoch c once produced ≥ c·n + stop (``wait_for``). A ``gate`` (:mod:`.threads`) says
-whether the thread may work beside the steps now: steps on several BLAS threads leave no core.
-Behind a shut gate it works only while the steps wait for it, and times those chunks
-(:meth:`BackgroundEpochImages.serial_seconds_per_row`).
+``stop`` of epoch c once produced ≥ c·n + stop (``wait_for``). Steps on several BLAS threads leave
+no core: behind their shut ``gate`` (:mod:`.threads`) the thread works only while the steps wait for
+it, and times those chunks (:meth:`BackgroundEpochImages.serial_seconds_per_row`).
 """
 
 from __future__ import annotations

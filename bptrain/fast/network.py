@@ -99,10 +99,8 @@ def _relu(z, out):
 
 
 def relu_prime_from_output(a: np.ndarray, out: np.ndarray) -> np.ndarray:
-    """relu'(z) written with the layer's output a = max(z, 0): relu'(z) = [a > 0] (1 or 0).
-
-    At z = 0 exactly the derivative is undefined; like every library we use 0 there.
-    """
+    """relu'(z) written with the layer's output a = max(z, 0): relu'(z) = [a > 0] (1 or 0). At z = 0 it is
+    undefined; like every library we use 0 there."""
     return np.greater(a, _ZEROS.get(a.dtype, 0), out=out)
 
 

@@ -22,21 +22,19 @@ NEGLIGIBLE_LR = 1e-30
 class SGD:
     """Mini-batch SGD with optional momentum (classical or Nesterov) and L2 weight decay.
 
-    It receives the batch's activations A_{l-1} and deltas times η, so the scaled gradient of W_l is
-    g_l = A_{l-1}ᵀ(ηΔ_l) (of b_l, Σ_rows ηΔ_l). With momentum μ, velocity v and L2 coefficient λ
-    (weights only), as PyTorch's SGD with the learning rate inside the velocity::
+    With g = A_{l-1}ᵀ(ηΔ_l) (for b_l: Σ_rows ηΔ_l), momentum μ, velocity v and L2 coefficient λ (weights
+    only), as PyTorch's SGD with the learning rate inside the velocity::
 
         plain:      W ← (1 − ηλ) W − g
         classical:  v ← μ v + g + ηλ W;     W ← W − v
         Nesterov:   v ← μ v + g + ηλ W;     W ← (1 − ηλ) W − g − μ v
 
-    g is never stored: gemm adds it into W or v as it forms it. Momentum has two forms, each faster
-    on its number of BLAS threads; they round differently, so :meth:`prepare` picks one for the whole
-    run, from the threads the steps would use on a quiet machine. One thread (:meth:`_update`):
-    the arrays hold s = μv, the gemm only adds (β = 1), and one rotm pass (:class:`PairUpdate`) maps
-    the old (s, W) to the new. Several threads (:meth:`_update_split`): the arrays hold v, and every
-    operation is a gemm or an axpy, which OpenBLAS splits between its threads alike. The derivation:
-    docs/fast-engine.md.
+    g is never stored: gemm adds it into W or v as it forms it. Momentum has two forms, each faster on
+    its number of BLAS threads; they round differently, so :meth:`prepare` picks one for the whole run,
+    from the threads the steps would use on a quiet machine. One thread (:meth:`_update`): the arrays
+    hold s = μv, the gemm only adds (β = 1), and one rotm pass (:class:`PairUpdate`) maps the old
+    (s, W) to the new. Several threads (:meth:`_update_split`): the arrays hold v, and every operation
+    is a gemm or an axpy, which OpenBLAS splits between its threads alike (docs/fast-engine.md).
     """
 
     def __init__(self, weights, biases, momentum: float = 0.0, nesterov: bool = False, weight_decay: float = 0.0):
@@ -145,9 +143,9 @@ class Adam:
         m ← β1 m + (1 − β1) g          v ← β2 v + (1 − β2) g²
         θ ← θ − η m̂ / (√v̂ + ε)         m̂ = m / (1 − β1ᵗ),  v̂ = v / (1 − β2ᵗ);  W ← W − ηλW
 
-    Scale: the network hands over s = ηg, and ε must keep the paper's meaning while η changes, so the
-    moments are kept as M = ηm/(1 − β1) and V = η²v/(1 − β2), updated from s alone and rescaled when
-    η changes; the step is then exactly Adam's (derivation: docs/fast-engine.md)::
+    Scale: the network hands over s = ηg, and ε must keep its meaning while η changes, so the moments
+    are M = ηm/(1 − β1) and V = η²v/(1 − β2), updated from s alone and rescaled when η changes; the step
+    is then exactly Adam's (docs/fast-engine.md)::
 
         M ← β1 M + s                    V ← β2 V + s²
         θ ← θ − α M / (√V + ε')   with   α = η (1 − β1) √(1 − β2ᵗ) / ((1 − β1ᵗ) √(1 − β2)),

@@ -46,12 +46,10 @@ def _layout(x: np.ndarray):
 class PiecewiseProduct:
     """out = a·b (or a·bᵀ), with the inner dimension in :func:`pieces`: the same bits on any number of threads.
 
-    One per long product of the network. The pieces are one gemm each, the first writing ``out``
-    (β = 0), the others adding into it, with arguments built once: the next batch only moves an
-    address. Without the bundled OpenBLAS the pieces are NumPy's. Where OpenBLAS's own blocking
-    already sums in these pieces (its many-thread driver cuts 784 into 392 + 392), one call gives
-    the same bits for a gemm call fewer: checked once per shape and thread count on random operands
-    (:meth:`_one_call_agrees`).
+    The pieces are one gemm each, the first writing ``out`` (β = 0), the others adding into it, with
+    arguments built once (without the bundled OpenBLAS: NumPy's). Where OpenBLAS's own blocking already
+    sums in these pieces (its many-thread driver cuts 784 into 392 + 392), one call gives the same bits
+    for a gemm call fewer: checked once per shape and thread count (:meth:`_one_call_agrees`).
     """
 
     def __init__(self, transpose_b: bool = False):

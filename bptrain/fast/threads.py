@@ -1,13 +1,12 @@
 """How many BLAS threads the fast engine's steps run on, and when the epoch thread may work beside them.
 
-The one place that decides it. The engine asks one object, :class:`StepThreads`: ``run`` a group
-of steps on the count chosen now, ``may_prepare`` (the epoch thread's gate) and ``count`` (what
-validation runs on). From sizes alone (:func:`step_threads`), steps too small for a second thread
-run on one and distorted epochs of small networks leave a core to the epoch thread; the rest adapt
-(:class:`ThreadPolicy`): on a busy machine one thread is often several times faster than two that
-wait for each other, so groups of steps are timed, now and then one is a probe of the other count,
-and the faster count wins. The same numbers on any count: :mod:`.same_bits`. The measurements
-behind every constant: benchmarks/README.md ("A busy machine").
+The engine asks one object, :class:`StepThreads`: ``run`` a group of steps on the count chosen now,
+``may_prepare`` (the epoch thread's gate) and ``count`` (what validation runs on). From sizes alone
+(:func:`step_threads`), steps too small for two threads run on one, and distorted epochs of small
+networks leave a core to the epoch thread; the rest adapt (:class:`ThreadPolicy`): on a busy machine
+one thread is often several times faster, so groups of steps are timed, now and then one probes the
+other count, and the faster wins. The same numbers on any count: :mod:`.same_bits`. The measurements
+behind the constants: benchmarks/README.md ("A busy machine").
 """
 
 from __future__ import annotations
@@ -89,9 +88,7 @@ def describe(sizes, batch_size: int, update_kind: str = "ufuncs", distorts: bool
 # ------------------------------------------------------------------ the engine's one object
 class StepThreads:
     """The count the steps of ``optimizer`` (over parameters ``params``) run on, group by group; the gate.
-
-    ``policy``: a :class:`ThreadPolicy` to use instead of the plan's (the tests' made-up ones).
-    """
+    ``policy``: a :class:`ThreadPolicy` to use instead of the plan's (the tests' made-up ones)."""
 
     #: What a probe leaves of its group is timed only if it is at least this share of the group.
     SHARE_TO_JUDGE = 0.5
@@ -185,19 +182,17 @@ class StepThreads:
 class ThreadPolicy:
     """One BLAS thread or ``most``, whichever is faster now, from the times of whole groups of steps.
 
-    A probe runs one group on the other count and compares its seconds per row with the current
-    count's last :attr:`BASELINE_GROUPS` groups (:meth:`baseline`), each with the next epoch's
-    preparation that steps on several threads leave undone (:attr:`serial_per_row`). It stops at
-    :attr:`CLEAR` times what the current count would have taken (:meth:`clear`). The first group
-    after a move goes back if the count it left was faster. One thread must be
-    :attr:`ONE_THREAD_MARGIN` faster than several to take over (a group's time leaves out part
-    of what several threads save). Each win of the current count doubles the groups before the
-    next probe, from :attr:`FIRST_WAIT` to :attr:`LONGEST_WAIT`, and a probe that lost time Δ
-    waits at least Δ / :attr:`BUDGET` seconds. A group more than :attr:`CHANGED` from the baseline
-    is set aside; a second in a row on the same side starts a new baseline and a probe. A probe
-    of more threads is skipped, as if lost, unless :attr:`FREE_SHARE` of the cores it would add are
-    free (``others()``: cores other processes kept busy lately, or None). It only reads ``clock``
-    and the times it is given: the tests drive it with made-up ones.
+    A probe runs one group on the other count and compares its seconds per row with the current count's last
+    :attr:`BASELINE_GROUPS` groups (:meth:`baseline`), each with the next epoch's preparation that steps on
+    several threads leave undone (:attr:`serial_per_row`). It stops at :attr:`CLEAR` times what the current
+    count would have taken (:meth:`clear`). The first group after a move goes back if the count it left was
+    faster. One thread must be :attr:`ONE_THREAD_MARGIN` faster than several to take over (a group's time leaves
+    out part of what several threads save). Each win of the current count doubles the groups before the next
+    probe, from :attr:`FIRST_WAIT` to :attr:`LONGEST_WAIT`, and a probe that lost time Δ waits at least Δ /
+    :attr:`BUDGET` seconds. A group more than :attr:`CHANGED` from the baseline is set aside; a second in a row
+    on the same side starts a new baseline and a probe. A probe of more threads is skipped, as if lost, unless
+    :attr:`FREE_SHARE` of the cores it would add are free (``others()``: cores other processes kept busy lately,
+    or None). It only reads ``clock`` and the times it is given: the tests drive it with made-up ones.
     """
 
     CLEAR = 2.0
@@ -332,11 +327,9 @@ BUSY_COLUMNS = (0, 1, 2, 5, 6, 7)
 
 
 class OtherProcesses:
-    """Cores of this process's CPU affinity that other processes kept busy lately: Linux's /proc/stat, less
-    this process's own CPU time (what is left is the other processes', and a hypervisor's steal).
-
-    ``stat_path``, ``process_seconds``, ``clock`` and ``cores`` are for the tests.
-    """
+    """Cores of this process's CPU affinity that other processes kept busy lately: Linux's /proc/stat less
+    this process's own CPU time (the rest is other processes' and a hypervisor's steal). The arguments:
+    for the tests."""
 
     def __init__(self, stat_path: str = "/proc/stat", process_seconds=None, clock=time.monotonic,
                  cores: set[int] | None = None):

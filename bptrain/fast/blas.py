@@ -69,8 +69,7 @@ def _scale(c: np.ndarray, beta: float) -> None:
 
 
 def _raw(library: ctypes.CDLL, name: str, argtypes=None):
-    """A fresh handle on ``name`` (``library[name]`` is not cached, unlike ``library.name``), with ``argtypes``
-    to check if given."""
+    """A fresh handle on ``name`` (``library[name]``, unlike ``library.name``, is not cached), checking ``argtypes``."""
     function = library[name]
     function.restype = None
     if argtypes is not None:
@@ -187,8 +186,7 @@ def threads() -> int:
 
 
 def set_threads(count: int) -> None:
-    """Let OpenBLAS split the next products between ``count`` threads (inside :func:`threads_at_most`,
-    which restores the count it found; with another BLAS: nothing)."""
+    """Let OpenBLAS split the next products between ``count`` threads (inside :func:`threads_at_most`)."""
     if _THREADS is not None:
         _THREADS[1](count)
 
@@ -238,12 +236,7 @@ def gemm_at_b(c: np.ndarray, a: np.ndarray, b: np.ndarray, alpha: float, beta: f
         return c
     matmul_at_b(a, b, scratch)
     _scale(c, beta)
-    if alpha == -1.0:
-        c -= scratch
-    else:
-        if alpha != 1.0:
-            scratch *= alpha
-        c += scratch
+    _numpy_axpby(scratch, c, alpha, 1.0)
     return c
 
 

@@ -70,8 +70,7 @@ class FastEngine:
         network, optimizer, batch_size = self.network, self.optimizer, steps.batch_size
         prepared = self._images if self._images is not None and self._images.x is x else None
         work = network.workspace(batch_size)
-        # Each step leaves its output layer in these rows; the loss of a whole group of
-        # steps is then one computation (FastNetwork.loss_sum) instead of three small ones per step.
+        # Each step leaves its output layer in these rows: one loss computation per group (FastNetwork.loss_sum).
         group_rows = steps.batches_per_group * batch_size
         outputs = aligned_empty((group_rows, self.model.sizes[-1]), self.model.dtype)
         row_sums = aligned_empty((group_rows, 1), self.model.dtype)

@@ -37,9 +37,8 @@ class Workspace:
     def allocate(cls, sizes: Sequence[int], batch_size: int, dtype) -> "Workspace":
         widths = sizes[1:]
         last = len(widths) - 1
-        # A hidden layer wider than the batch is stored column-major: its product is then computed
-        # as the transpose, Z_lᵀ = W_lᵀ A_{l-1}ᵀ (blas.matmul_into), which OpenBLAS splits between
-        # its threads along the wide side.
+        # A hidden layer wider than the batch is stored column-major: its product is computed as the transpose,
+        # Z_lᵀ = W_lᵀ A_{l-1}ᵀ (blas.matmul_into), which OpenBLAS splits between its threads along the wide side.
         z = [aligned_empty((batch_size, n), dtype, order="F" if batch_size < n and l < last else "C")
              for l, n in enumerate(widths)]
         delta = [aligned_empty((batch_size, n), dtype) for n in widths]
@@ -70,8 +69,7 @@ def _sigmoid(z, out):
     return np.reciprocal(out, out=out)
 
 
-# NumPy converts a Python scalar operand on every call (a microsecond, as much as
-# the whole operation on a small batch); a 0-d array of the right type is free.
+# NumPy converts a Python scalar operand on every call; a 0-d array of the right type needs no conversion.
 _ONES = {np.dtype(t): np.ones((), t) for t in (np.float32, np.float64)}
 
 

@@ -1,8 +1,8 @@
 """The next epoch's images, prepared in a thread while this epoch trains.
 
-The data side's preparation (:class:`bptrain.data.epochs.EpochPreparation`), overlapped with the steps
+The data side's preparation (:class:`bptrain.data.epochs.EpochPreparation`) overlapped with the steps
 (NumPy releases the GIL in large array operations), in one buffer (a second would cost 157 MB): the
-thread writes epoch e + 1's rows into those epoch e has finished with. Two counters, in rows since the start of training::
+thread writes epoch e + 1's rows into those epoch e is done with. Two counters, in rows since training began::
 
     produced   rows written   (epoch p, row r  ->  p·n + r)
     consumed   rows released by the steps (``release``)

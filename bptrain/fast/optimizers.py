@@ -176,7 +176,7 @@ class Adam:
         self._into_m = Axpby(self._grad, self.m)
         self._into_v = Axpby(self._grad, self.v)
         self._into_param = [Axpby(param_step, param) for param, _, param_step in self._views]
-        # s = A_{l-1}ᵀ(ηΔ_l) for W_l and 1ᵀ(ηΔ_l) for b_l (a one-row matrix), by gemm with β = 0 (scratch: NumPy's)
+        # s = A_{l-1}ᵀ(ηΔ_l) for W_l, 1ᵀ(ηΔ_l) for b_l (a one-row matrix): gemm, β = 0 (scratch: NumPy's)
         self._into_grad = [PreparedGemmAtB(as_matrix(grad), np.empty_like(as_matrix(grad))) for _, grad, _ in self._views]
 
     #: How its update uses the cores (bptrain.fast.threads): NumPy's element-wise passes, on one core.

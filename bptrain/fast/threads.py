@@ -125,10 +125,8 @@ class StepThreads:
             yield
 
     def run(self, step, start: int, stop: int, batch_size: int, preparation=None) -> None:
-        """The steps of the group of rows [start, stop), ``step(first, end)`` one batch, on the count chosen now.
-
-        ``preparation``: the engine's :class:`.epoch_thread.BackgroundEpochImages`, if any.
-        """
+        """The steps of the group of rows [start, stop), ``step(first, end)`` one batch, on the count chosen now;
+        ``preparation``: the engine's :class:`.epoch_thread.BackgroundEpochImages`, if any."""
         policy = self.policy
         full = start + (stop - start) // batch_size * batch_size
         self._first_epoch_ready = (self._first_epoch_ready or preparation is None

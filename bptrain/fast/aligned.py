@@ -1,10 +1,8 @@
 """Arrays that start on a cache line.
 
-NumPy puts a large array 16 bytes into a page (glibc's mmap header), so on a
-CPU with AVX-512 every 64-byte vector load or store of the BLAS kernels and
-ufuncs straddles two cache lines. The fast engine keeps the network's,
-optimizer's, workspace's and epoch buffers on cache-line boundaries instead,
-which makes a default epoch measurably faster there (benchmarks/README.md).
+NumPy puts a large array 16 bytes into a page (glibc's mmap header), so with AVX-512 every 64-byte
+load or store of the BLAS kernels and ufuncs would straddle two cache lines. The fast engine's
+buffers start on cache lines instead (benchmarks/README.md).
 """
 
 from __future__ import annotations

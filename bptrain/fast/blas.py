@@ -1,21 +1,10 @@
-"""The updates C ← α·AᵀB + β·C and (x, y) ← H·(x, y) in one BLAS call each, with NumPy fallbacks.
+"""The updates C ← α·AᵀB + β·C, (x, y) ← H·(x, y) and y ← α·x + β·y in one BLAS call each, or in NumPy.
 
-Why: the SGD update of a layer is W ← W − Aᵀ(ηΔ). NumPy's ``matmul`` cannot
-accumulate into its output, so NumPy needs a product into a scratch matrix and
-a subtraction, streaming the weights three times; BLAS's gemm takes β and adds
-the product into C as it goes (for a one-row batch, ger). With momentum and
-weight decay one rotm applies the rest to velocity and weights together
-(:class:`PairUpdate`). The prepared classes build their ctypes arguments once,
-which makes a call cheap enough for the smallest layers too (figures:
-benchmarks/README.md, "The fused updates").
-
-How: NumPy wheels bundle OpenBLAS as ``scipy_openblas`` with prefixed CBLAS
-symbols; we call its ``cblas_?gemm``, ``cblas_?ger`` and ``cblas_?rotm`` through ctypes. Only
-libraries whose integer width is known from the symbol name are used, and a
-self-test against NumPy runs before first use. Where none is found (NumPy
-built against MKL, Accelerate, a system BLAS, ...) NumPy does the
-same: same result up to float rounding, just slower.
-``BPTRAIN_NO_FUSED_BLAS=1`` forces the NumPy path.
+Why: NumPy's ``matmul`` cannot accumulate into its output, so W ← W − Aᵀ(ηΔ) would stream the weights
+three times; gemm (ger for one row) adds the product into C as it forms it. The prepared classes build
+their ctypes arguments once. How: NumPy's wheels bundle OpenBLAS as ``scipy_openblas`` with prefixed
+CBLAS symbols, called through ctypes after a self-test against NumPy. Without it (MKL, Accelerate, a
+system BLAS) or with ``BPTRAIN_NO_FUSED_BLAS=1``, NumPy does the same: equal up to rounding, slower.
 """
 
 from __future__ import annotations
@@ -39,7 +28,7 @@ _CANDIDATES = (
 )
 
 #: Below this many elements in C the NumPy path is faster than :func:`gemm_at_b`, which builds its
-#: ctypes arguments anew on every call (the optimizer uses it for one-row batches only).
+#: ctypes arguments anew on every call.
 FUSED_MIN_SIZE = 16384
 
 
@@ -47,16 +36,12 @@ class _Routines:
     """cblas ?gemm, ?ger and ?rotm of one library for one float type."""
 
     def __init__(self, library: ctypes.CDLL, prefix: str, suffix: str, integer, letter: str, scalar):
-        self.gemm = getattr(library, f"{prefix}{letter}gemm{suffix}")
-        self.gemm.restype = None
-        self.gemm.argtypes = [ctypes.c_int, ctypes.c_int, ctypes.c_int, integer, integer, integer, scalar,
-                              ctypes.c_void_p, integer, ctypes.c_void_p, integer, scalar, ctypes.c_void_p, integer]
-        self.ger = getattr(library, f"{prefix}{letter}ger{suffix}")
-        self.ger.restype = None
-        self.ger.argtypes = [ctypes.c_int, integer, integer, scalar, ctypes.c_void_p, integer, ctypes.c_void_p,
-                             integer, ctypes.c_void_p, integer]
-        # Called with ready-made ctypes arguments only (see PreparedGemmAtB, PairUpdate): no argtypes to
-        # check, which saves ~3 µs a call. The types are kept here for those callers.
+        self.gemm = _raw(library, f"{prefix}{letter}gemm{suffix}",
+                         [ctypes.c_int, ctypes.c_int, ctypes.c_int, integer, integer, integer, scalar,
+                          ctypes.c_void_p, integer, ctypes.c_void_p, integer, scalar, ctypes.c_void_p, integer])
+        self.ger = _raw(library, f"{prefix}{letter}ger{suffix}", [ctypes.c_int, integer, integer, scalar,
+                        ctypes.c_void_p, integer, ctypes.c_void_p, integer, ctypes.c_void_p, integer])
+        # Called with ready-made ctypes arguments only: no argtypes to check on every call.
         self.raw_gemm = _raw(library, f"{prefix}{letter}gemm{suffix}")
         self.raw_rotm = _raw(library, f"{prefix}{letter}rotm{suffix}")
         self.raw_axpby = _raw(library, f"{prefix}{letter}axpby{suffix}")  # OpenBLAS's extension to BLAS
@@ -67,39 +52,37 @@ class _Routines:
         """C ← alpha·aᵀb + beta·C for a (k, m) in C or Fortran order, C-contiguous b (k, n) and C (m, n)."""
         (m, n), k = c.shape, len(a)
         if k == 1:
-            if beta == 0.0:
-                c.fill(0)  # as gemm does for β = 0: whatever C held (even NaN) is not read
-            elif beta != 1.0:
-                c *= beta
+            _scale(c, beta)
             self.ger(ROW_MAJOR, m, n, alpha, address(a), 1, address(b), 1, address(c), n)
-        elif a.flags.c_contiguous:
-            self.gemm(ROW_MAJOR, TRANS, NO_TRANS, m, n, k, alpha, address(a), m, address(b), n,
-                      beta, address(c), n)
-        else:  # Fortran order: aᵀ is a C-contiguous (m, k) matrix
-            self.gemm(ROW_MAJOR, NO_TRANS, NO_TRANS, m, n, k, alpha, address(a), k, address(b), n,
+        else:  # aᵀ of a C-ordered a is gemm's "transposed" operand; of a Fortran-ordered one, a plain (m, k) matrix
+            transpose, lda = (TRANS, m) if a.flags.c_contiguous else (NO_TRANS, k)
+            self.gemm(ROW_MAJOR, transpose, NO_TRANS, m, n, k, alpha, address(a), lda, address(b), n,
                       beta, address(c), n)
 
 
-def _raw(library: ctypes.CDLL, name: str):
-    """A fresh handle on ``name`` without argtypes (``library[name]`` is not cached, unlike ``library.name``)."""
+def _scale(c: np.ndarray, beta: float) -> None:
+    """C ← β·C, as gemm does it: for β = 0 whatever C held (even NaN) is not read."""
+    if beta == 0.0:
+        c.fill(0)
+    elif beta != 1.0:
+        c *= beta
+
+
+def _raw(library: ctypes.CDLL, name: str, argtypes=None):
+    """A fresh handle on ``name`` (``library[name]``, unlike ``library.name``, is not cached), checking ``argtypes``."""
     function = library[name]
     function.restype = None
+    if argtypes is not None:
+        function.argtypes = argtypes
     return function
 
 
 def address(array: np.ndarray) -> int:
-    """Where ``array``'s data starts. ``ndarray.ctypes.data`` builds a helper object (3 µs);
-    taking the address of a ctypes view of the buffer costs a third of that."""
+    """Where ``array``'s data starts (cheaper than ``ndarray.ctypes.data``, which builds a helper object)."""
     try:
         return ctypes.addressof(ctypes.c_char.from_buffer(array))
     except (TypeError, ValueError):  # read-only or empty buffers
         return array.ctypes.data
-
-
-def _load(library: ctypes.CDLL, prefix: str, suffix: str, integer) -> dict:
-    """The routines of ``library``, keyed by the NumPy dtype they work on."""
-    return {np.dtype(np.float32): _Routines(library, prefix, suffix, integer, "s", ctypes.c_float),
-            np.dtype(np.float64): _Routines(library, prefix, suffix, integer, "d", ctypes.c_double)}
 
 
 def _self_test(routines) -> bool:
@@ -115,22 +98,17 @@ def _self_test(routines) -> bool:
             if not np.allclose(c, expected, rtol=1e-4, atol=1e-5):
                 return False
         x, y = rng.standard_normal((2, 7)).astype(dtype)
+        n, one, px, py, scalar = functions.integer(7), functions.integer(1), address(x), address(y), functions.scalar
         expected_x, expected_y = 0.5 * x + 2.0 * y, -1.0 * x + 0.25 * y
-        functions.raw_rotm(functions.integer(7), ctypes.c_void_p(address(x)), functions.integer(1),
-                           ctypes.c_void_p(address(y)), functions.integer(1),
-                           (functions.scalar * 5)(-1.0, 0.5, -1.0, 2.0, 0.25))
-        if not (np.allclose(x, expected_x, rtol=1e-5) and np.allclose(y, expected_y, rtol=1e-5)):
-            return False
+        functions.raw_rotm(n, ctypes.c_void_p(px), one, ctypes.c_void_p(py), one,
+                           (scalar * 5)(-1.0, 0.5, -1.0, 2.0, 0.25))
+        good = np.allclose(x, expected_x, rtol=1e-5) and np.allclose(y, expected_y, rtol=1e-5)
         expected_y = -0.5 * x + 0.75 * y
-        functions.raw_axpby(functions.integer(7), functions.scalar(-0.5), ctypes.c_void_p(address(x)),
-                            functions.integer(1), functions.scalar(0.75), ctypes.c_void_p(address(y)),
-                            functions.integer(1))
-        if not np.allclose(y, expected_y, rtol=1e-5):
-            return False
+        functions.raw_axpby(n, scalar(-0.5), ctypes.c_void_p(px), one, scalar(0.75), ctypes.c_void_p(py), one)
+        good = good and np.allclose(y, expected_y, rtol=1e-5)
         expected_y = 2.0 * x + y
-        functions.raw_axpy(functions.integer(7), functions.scalar(2.0), ctypes.c_void_p(address(x)),
-                           functions.integer(1), ctypes.c_void_p(address(y)), functions.integer(1))
-        if not np.allclose(y, expected_y, rtol=1e-5):
+        functions.raw_axpy(n, scalar(2.0), ctypes.c_void_p(px), one, ctypes.c_void_p(py), one)
+        if not (good and np.allclose(y, expected_y, rtol=1e-5)):
             return False
     return True
 
@@ -150,8 +128,9 @@ def _find_routines():
     if os.environ.get("BPTRAIN_NO_FUSED_BLAS"):
         return None
     for library, prefix, suffix, integer in _bundled_libraries():
-        try:
-            routines = _load(library, prefix, suffix, integer)
+        try:  # keyed by the NumPy dtype they work on
+            routines = {np.dtype(np.float32): _Routines(library, prefix, suffix, integer, "s", ctypes.c_float),
+                        np.dtype(np.float64): _Routines(library, prefix, suffix, integer, "d", ctypes.c_double)}
         except AttributeError:
             continue
         if _self_test(routines):
@@ -186,10 +165,7 @@ _THREADS = _find_thread_control()
 
 @contextlib.contextmanager
 def threads_at_most(limit: int | None):
-    """Run the block with OpenBLAS using at most ``limit`` threads (None: unchanged), then restore.
-
-    ``run_epoch`` uses it to train small steps on one thread (see :mod:`bptrain.fast.threads`).
-    """
+    """Run the block with OpenBLAS using at most ``limit`` threads (None: unchanged), then restore."""
     if limit is None or _THREADS is None:
         yield
         return
@@ -210,8 +186,7 @@ def threads() -> int:
 
 
 def set_threads(count: int) -> None:
-    """Let OpenBLAS split the next products between ``count`` threads (inside :func:`threads_at_most`,
-    which restores the count it found; with another BLAS: nothing)."""
+    """Let OpenBLAS split the next products between ``count`` threads (inside :func:`threads_at_most`)."""
     if _THREADS is not None:
         _THREADS[1](count)
 
@@ -227,14 +202,9 @@ def available() -> bool:
 
 
 def matmul_into(a: np.ndarray, b: np.ndarray, out: np.ndarray) -> np.ndarray:
-    """out = a·b, the same product as ``np.matmul(a, b, out=out)`` at half the call cost.
-
-    Why: ``ndarray.dot`` calls BLAS directly (~1.2 µs on a small product here),
-    where ``np.matmul`` goes through the generalised-ufunc machinery (~2.7 µs).
-    A step at batch size 1 or 10 has up to ten such products. ``dot`` writes
-    only C-ordered outputs, so a column-major ``out`` is filled as outᵀ = bᵀaᵀ;
-    anything else it refuses goes to ``np.matmul``.
-    """
+    """out = a·b, as ``np.matmul(a, b, out=out)`` at half the call cost: ``ndarray.dot`` calls BLAS directly.
+    It writes only C-ordered outputs, so a column-major ``out`` is filled as outᵀ = bᵀaᵀ; anything else it
+    refuses goes to ``np.matmul``."""
     try:
         if out.flags.c_contiguous:
             a.dot(b, out)
@@ -257,39 +227,25 @@ def matmul_at_b(a: np.ndarray, b: np.ndarray, out: np.ndarray) -> np.ndarray:
 
 def gemm_at_b(c: np.ndarray, a: np.ndarray, b: np.ndarray, alpha: float, beta: float,
               scratch: np.ndarray) -> np.ndarray:
-    """C ← alpha·aᵀb + beta·C, in place. ``scratch`` (shaped like C) is used only by the NumPy path.
-
-    a: (rows, m), b: (rows, n), C: (m, n).
-    """
+    """C ← alpha·aᵀb + beta·C in place, for a (rows, m), b (rows, n), C (m, n). ``scratch`` (shaped like C):
+    for the NumPy path."""
     routines = _ROUTINES.get(c.dtype) if _ROUTINES is not None and c.size >= FUSED_MIN_SIZE else None
     if (routines is not None and a.dtype == b.dtype == c.dtype and c.flags.c_contiguous
             and (a.flags.c_contiguous or a.flags.f_contiguous) and b.flags.c_contiguous):
         routines.update(c, a, b, alpha, beta)
         return c
     matmul_at_b(a, b, scratch)
-    if beta == 0.0:
-        c.fill(0)  # as gemm does for β = 0: whatever C held (even NaN) is not read
-    elif beta != 1.0:
-        c *= beta
-    if alpha == -1.0:
-        c -= scratch
-    else:
-        if alpha != 1.0:
-            scratch *= alpha
-        c += scratch
+    _scale(c, beta)
+    _numpy_axpby(scratch, c, alpha, 1.0)
     return c
 
 
 class PreparedGemmAtB:
-    """C ← α·aᵀb + β·C for one fixed C, as :func:`gemm_at_b`, at a fraction of its call cost.
+    """C ← α·aᵀb + β·C for one fixed C, as :func:`gemm_at_b`, with gemm's arguments built once.
 
-    Why: a ctypes call that converts its 14 arguments and looks up three
-    addresses costs ~4 µs here, more than the whole product on the small layers
-    of an MNIST network (the 64x10 layer's takes ~1 µs). Here the arguments are
-    built once and reused: C never moves, and a and b are the same workspace
-    arrays step after step, except the input batch A_0, whose address alone is
-    renewed. One-row batches and operands gemm cannot take go through
-    :func:`gemm_at_b` (ger, or NumPy).
+    Converting a ctypes call's 14 arguments costs more than the small layers' whole products. C never
+    moves, and a and b are the same workspace arrays step after step, but for the input batch A_0, whose
+    address alone is renewed. One-row batches and operands gemm cannot take go through :func:`gemm_at_b`.
     """
 
     def __init__(self, c: np.ndarray, scratch: np.ndarray):
@@ -359,13 +315,9 @@ def _numpy_axpby(x: np.ndarray, y: np.ndarray, alpha: float, beta: float) -> Non
 class PairUpdate:
     """x, y ← h11·x + h12·y, h21·x + h22·y: element-wise and in place, both from the old values.
 
-    Why: with momentum and weight decay the update after the gradient product is
-    v ← v + ηλW followed by W ← W − v (see :class:`bptrain.fast.optimizers.SGD`). In NumPy
-    that streams the two matrices three times (with ηλW through a scratch
-    array); BLAS's rotm (the "modified Givens rotation", which with flag −1
-    applies any 2x2 matrix H) reads and writes each of them once. On the 784x128
-    first layer that is ~15 µs instead of ~30 µs, and no scratch array to keep
-    in cache. Without the bundled OpenBLAS, NumPy does it (one temporary).
+    Momentum's one-thread form (:class:`bptrain.fast.optimizers.SGD`): BLAS's rotm (the "modified Givens
+    rotation", with flag −1 any 2x2 matrix H) reads and writes each array once, where NumPy streams them
+    three times. Without the bundled OpenBLAS, NumPy does it (one temporary).
     """
 
     def __init__(self, x: np.ndarray, y: np.ndarray, scratch: np.ndarray):
@@ -394,21 +346,18 @@ class PairUpdate:
 
 
 class Axpby:
-    """y ← α·x + β·y, element-wise and in place: one pass over x and y (OpenBLAS's ?axpby).
-
-    Why: NumPy needs two, ``y *= β`` then ``y += x`` (three with a scratch
-    array for α·x). Adam does this to its two moments and every parameter each
-    step (:class:`bptrain.fast.optimizers.Adam`). Without the bundled OpenBLAS, NumPy does it.
-    """
+    """y ← α·x + β·y, element-wise and in place: one pass over x and y (OpenBLAS's ?axpby, where NumPy
+    takes two). Adam does this to its moments and every parameter each step. Without the bundled
+    OpenBLAS, NumPy does it."""
 
     def __init__(self, x: np.ndarray, y: np.ndarray):
         self.x, self.y = x, y
-        routines = self._routines = _elementwise_routines("Axpby", x, y)
+        routines = self._routines = _elementwise_routines(type(self).__name__, x, y)
         if routines is not None:
             integer, scalar = routines.integer, routines.scalar
             self._args = [integer(x.size), scalar(1.0), ctypes.c_void_p(address(x)), integer(1), scalar(1.0),
                           ctypes.c_void_p(address(y)), integer(1)]
-            self._scalars = (1.0, 1.0)
+            self._call, self._scalars = routines.raw_axpby, (1.0, 1.0)
 
     def __call__(self, alpha: float, beta: float) -> None:
         if self._routines is None:
@@ -418,33 +367,24 @@ class Axpby:
             scalar = self._routines.scalar
             self._args[1], self._args[4] = scalar(alpha), scalar(beta)
             self._scalars = alpha, beta
-        self._routines.raw_axpby(*self._args)
+        self._call(*self._args)
 
 
-class Axpy:
-    """y ← α·x + y, element-wise and in place, through ?axpy: one pass, split between OpenBLAS's threads.
-
-    Why not :class:`Axpby` with β = 1: OpenBLAS runs axpby on one thread, but
-    splits axpy (above 10,000 elements) into halves the way it splits a
-    gemm's output, so after a two-thread gemm each core passes over the half
-    it just wrote (:class:`bptrain.fast.optimizers.SGD` with several threads). On 100,352
-    floats: 4.7-5.8 µs on two threads, 9.1 µs on one. Without the bundled OpenBLAS, NumPy does it.
-    """
+class Axpy(Axpby):
+    """y ← α·x + y through ?axpy, which OpenBLAS splits between its threads (axpby it runs on one): after
+    a two-thread gemm each core passes over the half it just wrote (momentum's form for several threads)."""
 
     def __init__(self, x: np.ndarray, y: np.ndarray):
-        self.x, self.y = x, y
-        routines = self._routines = _elementwise_routines("Axpy", x, y)
-        if routines is not None:
-            integer = routines.integer
-            self._args = [integer(x.size), routines.scalar(1.0), ctypes.c_void_p(address(x)), integer(1),
-                          ctypes.c_void_p(address(y)), integer(1)]
-            self._alpha = 1.0
+        super().__init__(x, y)
+        if self._routines is not None:
+            del self._args[4]  # axpy has no β
+            self._call, self._scalars = self._routines.raw_axpy, 1.0
 
     def __call__(self, alpha: float) -> None:
         if self._routines is None:
             _numpy_axpby(self.x, self.y, alpha, 1.0)
             return
-        if alpha != self._alpha:
+        if alpha != self._scalars:
             self._args[1] = self._routines.scalar(alpha)
-            self._alpha = alpha
-        self._routines.raw_axpy(*self._args)
+            self._scalars = alpha
+        self._call(*self._args)

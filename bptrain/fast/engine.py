@@ -1,15 +1,9 @@
 """The fast engine: the reference engine's epoch of steps, in preallocated buffers on tuned BLAS threads.
 
-Same interface as :class:`bptrain.core.training.ReferenceEngine` (``run_epoch``,
-``evaluate``), same results (the tests hold them equal); the training loop
-around it is the core's. What it does differently, each in its own module:
-
-- :mod:`.network`: forward and backward into workspaces, deltas times η;
-- :mod:`.optimizers`: updates fused into gemm, rotm, axpy calls (:mod:`.blas`);
-- :mod:`.threads`: how many BLAS threads the steps get, and whether the next
-  epoch is prepared meanwhile in a thread (:mod:`.epoch_thread`);
-- :mod:`.same_bits`: the same numbers whichever count the steps run on;
-- :mod:`.aligned`: every buffer on a cache line.
+Same interface and results as :class:`bptrain.core.training.ReferenceEngine`. What differs, by module:
+:mod:`.network` (workspaces, deltas times η), :mod:`.optimizers` (updates fused into :mod:`.blas`
+calls), :mod:`.threads` (the steps' BLAS threads, and whether :mod:`.epoch_thread` prepares the next
+epoch meanwhile), :mod:`.same_bits` (the same numbers on any count), :mod:`.aligned` (cache lines).
 """
 
 from __future__ import annotations
@@ -29,10 +23,8 @@ from .threads import StepThreads
 
 
 class FastEngine:
-    """Runs the steps of ``model``'s epochs at ``batch_size`` with ``settings``' optimizer.
-
-    ``distorts``: the epochs are distorted, so their preparation is worth a core of its own.
-    """
+    """Runs the steps of ``model``'s epochs at ``batch_size`` with ``settings``' optimizer (``distorts``: the
+    epochs are distorted, so their preparation is worth a core of its own)."""
 
     name = "fast"
     #: Float arrays per parameter the optimizers keep: SGD's velocity; Adam's m, v and its flat gradient
@@ -43,9 +35,8 @@ class FastEngine:
 
     @classmethod
     def memory(cls, sizes, batch_size: int, optimizer: str, itemsize: int, group_rows: int) -> dict:
-        """Bytes the engine allocates to train ``sizes`` at ``batch_size``, by what they hold: the optimizer's
-        state, and per layer Z_l (then A_l in place), Δ_l and a scratch, with the rows a group's loss is read
-        from (:class:`.network.Workspace`)."""
+        """Bytes the engine allocates to train ``sizes`` at ``batch_size``: the optimizer's state, and per layer
+        Z_l (then A_l), Δ_l and a scratch (:class:`.network.Workspace`), with the rows a group's loss is read from."""
         params = sum(m * n + n for m, n in zip(sizes[:-1], sizes[1:]))
         return {"optimizer state": cls.OPTIMIZER_ARRAYS[optimizer] * params * itemsize,
                 "per-batch workspace": (cls.activations(sizes, batch_size, 3)
@@ -79,8 +70,7 @@ class FastEngine:
         network, optimizer, batch_size = self.network, self.optimizer, steps.batch_size
         prepared = self._images if self._images is not None and self._images.x is x else None
         work = network.workspace(batch_size)
-        # Each step leaves its output layer in these rows; the loss of a whole group of
-        # steps is then one computation (FastNetwork.loss_sum) instead of three small ones per step.
+        # Each step leaves its output layer in these rows: one loss computation per group (FastNetwork.loss_sum).
         group_rows = steps.batches_per_group * batch_size
         outputs = aligned_empty((group_rows, self.model.sizes[-1]), self.model.dtype)
         row_sums = aligned_empty((group_rows, 1), self.model.dtype)

@@ -1,27 +1,16 @@
 """The next epoch's images, prepared in a thread while this epoch trains.
 
-The data side's preparation (:class:`bptrain.data.epochs.EpochPreparation`: same random
-draws, same arrays), overlapped with the steps: NumPy releases the GIL inside
-its large array operations, so with a free core it costs the steps nothing.
-
-One buffer, not two (a second 50,000-image buffer would cost 157 MB): the
-thread writes the rows of epoch e + 1 into the rows that epoch e has finished
-with, and the steps wait (rarely) for rows not yet written. Two counters, in
-rows since the start of training, say how far each side is::
+The data side's preparation (:class:`bptrain.data.epochs.EpochPreparation`) overlapped with the steps
+(NumPy releases the GIL in large array operations), in one buffer (a second would cost 157 MB): the
+thread writes epoch e + 1's rows into those epoch e is done with. Two counters, in rows since training began::
 
     produced   rows written   (epoch p, row r  ->  p·n + r)
     consumed   rows released by the steps (``release``)
 
-The thread writes rows [a, b) of epoch p once consumed ≥ (p − 1)·n + b; the
-steps read rows below ``stop`` of epoch c once produced ≥ c·n + stop (``wait_for``).
-
-A ``gate`` says whether the thread may work beside the steps now (the thread
-controller's, :mod:`.threads`): steps on several BLAS threads have no core to
-spare. While it is shut the thread works only when the steps wait for its rows
-(then it runs alone, as inline preparation would, and prepares the rest of the
-epoch), and it times those chunks: what preparing costs steps that leave it no
-core (:meth:`BackgroundEpochImages.serial_seconds_per_row`), from the second
-epoch on (the first writes a buffer the system has not mapped yet).
+The thread writes rows [a, b) of epoch p once consumed ≥ (p − 1)·n + b; the steps read rows below
+``stop`` of epoch c once produced ≥ c·n + stop (``wait_for``). Steps on several BLAS threads leave
+no core: behind their shut ``gate`` (:mod:`.threads`) the thread works only while the steps wait for
+it, and times those chunks (:meth:`BackgroundEpochImages.serial_seconds_per_row`).
 """
 
 from __future__ import annotations
@@ -38,12 +27,9 @@ class _Stopped(Exception):
 
 
 class BackgroundEpochImages:
-    """The epochs of ``images`` (an :class:`EpochImages`), prepared ahead by a thread (``background=False``:
-    inline, as ``images`` itself does, on at most ``threads()`` BLAS threads).
-
-    The reader calls ``wait_for(stop)`` before reading rows below ``stop`` and
-    ``release(stop)`` when done with them (the fast engine's steps do both).
-    """
+    """The epochs of ``images``, prepared ahead by a thread (``background=False``: inline, on at most
+    ``threads()`` BLAS threads). The reader calls ``wait_for(stop)`` before reading rows below ``stop``
+    and ``release(stop)`` when done with them."""
 
     def __init__(self, images: EpochImages, *, background: bool = True, threads=None, gate=None):
         self.images, self.preparation = images, images.preparation
@@ -69,10 +55,6 @@ class BackgroundEpochImages:
     @property
     def background(self) -> bool:
         return self._thread is not None
-
-    @property
-    def distorts(self) -> bool:
-        return self.preparation.distorts
 
     def first_epoch_prepared(self) -> bool:
         """Whether the thread has written the whole first epoch (inline: always). Until then, steps that
@@ -100,11 +82,9 @@ class BackgroundEpochImages:
         return self.preparation.rng_after(self.epoch)
 
     def wait_for(self, stop: int) -> None:
-        """Block until rows [0, stop) of the current epoch are prepared; re-raise the thread's error.
-
-        Behind a shut gate, a wait is for the whole epoch: the steps then wait once an epoch, not once
-        a chunk (each wait lets OpenBLAS's threads fall asleep, and waking them costs more than a chunk).
-        """
+        """Block until rows [0, stop) of the current epoch are prepared; re-raise the thread's error. Behind a
+        shut gate, wait for the whole epoch: each wait lets OpenBLAS's threads fall asleep, and waking them
+        costs more than a chunk."""
         if self._thread is None:
             return  # inline: next() prepared the whole epoch
         n = self.preparation.n
@@ -137,12 +117,8 @@ class BackgroundEpochImages:
                 self._changed.wait()
 
     def release(self, stop: int) -> None:
-        """The reader is done with rows [0, stop) of the current epoch: the thread may overwrite them.
-
-        The thread hears of it only if it may work now: behind a shut gate it would wake just to look
-        and sleep again, and each look takes the GIL from the steps. A gate that opens is seen at the
-        next release.
-        """
+        """The reader is done with rows [0, stop) of the current epoch: the thread may overwrite them. It is
+        told only if it may work now (behind a shut gate each look would take the GIL from the steps)."""
         with self._changed:
             self._consumed = max(self._consumed, self.epoch * self.preparation.n + stop)
             if self._may_work():
@@ -187,7 +163,8 @@ class BackgroundEpochImages:
 
     def _claim_rows(self, epoch: int, stop: int) -> bool:
         """Wait until rows [.., stop) of ``epoch`` are free and the thread may work; whether to time the chunk:
-        only one the steps wait for with the gate shut (then it runs alone), and not the first epoch's."""
+        only one the steps wait for with the gate shut (then it runs alone), and not the first epoch's
+        (it writes pages the system has not mapped yet)."""
         n = self.preparation.n
         with self._changed:
             while not (self._consumed >= (epoch - 1) * n + stop and self._may_work()):

@@ -1,16 +1,10 @@
 """The network's forward and backward pass in preallocated buffers: the core's formulas, no allocation.
 
-Computes what :class:`bptrain.core.network.MLP` computes (the same Z_l, A_l,
-Δ_l; the tests hold them equal), differently in three ways:
-
-- every array a step needs lives in a :class:`Workspace` made once per batch
-  size, and every operation writes into it with ``out=``: a step allocates
-  nothing, which is most of what makes small batches fast;
-- the deltas come out multiplied by the learning rate (ηΔ_l): scaling the small
-  Δ_L is cheaper than scaling every weight gradient, and the chain rule carries
-  η to every layer, so the optimizer's update is one fused product
-  (:mod:`bptrain.fast.optimizers`);
-- the loss of many steps is computed at once from their kept output rows.
+Computes what :class:`bptrain.core.network.MLP` computes (the tests hold them equal), but every
+array a step needs lives in a :class:`Workspace` made once per batch size (a step allocates
+nothing: most of what makes small batches fast); the deltas come out times η (scaling the small
+Δ_L is cheaper than every weight gradient, and the chain rule carries η to every layer); and the
+loss of many steps is computed at once from their kept output rows.
 """
 
 from __future__ import annotations
@@ -26,12 +20,10 @@ from .same_bits import PiecewiseProduct, pieces
 
 
 class Workspace:
-    """Preallocated arrays for one batch size, reused by every step of that size.
+    """Preallocated arrays for one batch size, reused by every step of that size (layers 1..L as 0..L-1).
 
-    ``z[l]`` holds Z_l and then, in place, A_l = f(Z_l); ``delta[l]`` holds ηΔ_l;
-    ``scratch[l]`` holds f'(A_l) and the softmax output. Index l runs over layers
-    1..L as 0..L-1. Every array starts a cache line (:mod:`bptrain.fast.aligned`).
-    """
+    ``z[l]`` holds Z_l and then, in place, A_l = f(Z_l); ``delta[l]`` holds ηΔ_l; ``scratch[l]``
+    holds f'(A_l) and the softmax output. Every array starts a cache line."""
 
     def __init__(self, z, delta, scratch, ones, row, scale):
         self.batch_size = len(ones)
@@ -45,9 +37,8 @@ class Workspace:
     def allocate(cls, sizes: Sequence[int], batch_size: int, dtype) -> "Workspace":
         widths = sizes[1:]
         last = len(widths) - 1
-        # A hidden layer wider than the batch is stored column-major: its product is then computed
-        # as the transpose, Z_lᵀ = W_lᵀ A_{l-1}ᵀ (blas.matmul_into), which OpenBLAS splits between
-        # its threads along the wide side.
+        # A hidden layer wider than the batch is stored column-major: its product is computed as the transpose,
+        # Z_lᵀ = W_lᵀ A_{l-1}ᵀ (blas.matmul_into), which OpenBLAS splits between its threads along the wide side.
         z = [aligned_empty((batch_size, n), dtype, order="F" if batch_size < n and l < last else "C")
              for l, n in enumerate(widths)]
         delta = [aligned_empty((batch_size, n), dtype) for n in widths]
@@ -64,11 +55,8 @@ class Workspace:
 
 
 def sigmoid(z: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
-    """σ(z) = 1 / (1 + e^{-z}), in place when ``out is z``.
-
-    For z below about -88 (float32) e^{-z} overflows to inf and 1/(1+inf) = 0,
-    which is the exact limit; the overflow flag is silenced, not the result.
-    """
+    """σ(z) = 1 / (1 + e^{-z}), in place when ``out is z``. Below z ≈ −88 (float32) e^{-z} overflows
+    to inf and 1/(1+inf) = 0, the exact limit: the overflow flag is silenced, not the result."""
     with np.errstate(over="ignore", under="ignore"):
         return _sigmoid(z, out)
 
@@ -81,8 +69,7 @@ def _sigmoid(z, out):
     return np.reciprocal(out, out=out)
 
 
-# NumPy converts a Python scalar operand on every call (a microsecond, as much as
-# the whole operation on a small batch); a 0-d array of the right type is free.
+# NumPy converts a Python scalar operand on every call; a 0-d array of the right type needs no conversion.
 _ONES = {np.dtype(t): np.ones((), t) for t in (np.float32, np.float64)}
 
 
@@ -95,11 +82,6 @@ def sigmoid_prime_from_output(a: np.ndarray, out: np.ndarray) -> np.ndarray:
     np.subtract(_one(a.dtype), a, out=out)
     out *= a
     return out
-
-
-def _tanh(z, out):
-    """tanh(z), in place when ``out is z``; never overflows (it saturates at ±1)."""
-    return np.tanh(z, out=out)
 
 
 def tanh_prime_from_output(a: np.ndarray, out: np.ndarray) -> np.ndarray:
@@ -115,10 +97,8 @@ def _relu(z, out):
 
 
 def relu_prime_from_output(a: np.ndarray, out: np.ndarray) -> np.ndarray:
-    """relu'(z) written with the layer's output a = max(z, 0): relu'(z) = [a > 0] (1 or 0).
-
-    At z = 0 exactly the derivative is undefined; like every library we use 0 there.
-    """
+    """relu'(z) written with the layer's output a = max(z, 0): relu'(z) = [a > 0] (1 or 0). At z = 0 it is
+    undefined; like every library we use 0 there."""
     return np.greater(a, _ZEROS.get(a.dtype, 0), out=out)
 
 
@@ -128,17 +108,14 @@ _ZEROS = {np.dtype(t): np.zeros((), t) for t in (np.float32, np.float64)}
 #: f works in place (out is z). As scikit-learn's ``neural_network._base``.
 HIDDEN_ACTIVATIONS = {
     "sigmoid": (_sigmoid, sigmoid_prime_from_output),  # σ(z) = 1/(1 + e^{-z}),  σ' = a (1 − a) ≤ 1/4
-    "tanh": (_tanh, tanh_prime_from_output),            # tanh(z),                tanh' = 1 − a²  ≤ 1
+    "tanh": (np.tanh, tanh_prime_from_output),          # tanh(z),                tanh' = 1 − a²  ≤ 1
     "relu": (_relu, relu_prime_from_output),            # max(z, 0),              relu' = [a > 0]
 }
 
 
 def softmax(z: np.ndarray, work_row: np.ndarray, out: np.ndarray) -> np.ndarray:
-    """Row-wise softmax. Shifts z by its row maximum first (in place) so exp never overflows.
-
-    Afterwards ``z`` holds the shifted logits and ``work_row`` the row sums, from
-    which the cross-entropy is exact: −log a_y = log Σ − (z_y − max).
-    """
+    """Row-wise softmax, z shifted in place by its row maximum first so exp never overflows. Then ``z`` holds
+    the shifted logits and ``work_row`` the row sums, from which −log a_y = log Σ − (z_y − max) is exact."""
     # ufunc.reduce directly: np.max / np.sum add microseconds of Python wrapping per call
     np.maximum.reduce(z, axis=1, keepdims=True, out=work_row)
     z -= work_row
@@ -149,11 +126,8 @@ def softmax(z: np.ndarray, work_row: np.ndarray, out: np.ndarray) -> np.ndarray:
 
 
 class FastNetwork:
-    """The forward and backward pass of ``model`` in workspaces; the parameters stay the model's own.
-
-    It moves the model's parameters onto cache lines once (the same values in
-    new arrays): build it before anything else holds on to them.
-    """
+    """The forward and backward pass of ``model`` in workspaces; the parameters stay the model's own. It moves
+    them onto cache lines once (the same values in new arrays): build it before anything holds on to them."""
 
     def __init__(self, model: MLP):
         model.weights[:] = [aligned_copy(w, model.dtype) for w in model.weights]
@@ -163,7 +137,7 @@ class FastNetwork:
         self._activate, self._derivative = HIDDEN_ACTIVATIONS[model.activation]
         self._workspaces: dict[int, Workspace] = {}
         # Products whose inner dimension (a layer's inputs forward, its units backward) is long are
-        # summed in fixed pieces, so that their bits do not depend on the BLAS threads (bptrain.fast.threads).
+        # summed in fixed pieces: their bits do not depend on the BLAS threads (.same_bits).
         pieced = [len(pieces(n, model.dtype)) > 1 for n in self.sizes]
         self._forward_products = [PiecewiseProduct() if pieced[l] else None for l in range(len(self.sizes) - 1)]
         self._backward_products = [PiecewiseProduct(transpose_b=True) if pieced[l + 1] else None
@@ -179,11 +153,9 @@ class FastNetwork:
     def forward(self, x: np.ndarray, work: Workspace, output=None) -> list[np.ndarray]:
         """[A_0 = X, A_1, ..., A_L], computed into ``work`` (the core's ``MLP.forward``).
 
-        ``output``: a (Z_L rows, row-sum rows) pair for the output layer instead of
-        the workspace's own, so that a group of steps leaves its outputs side by
-        side for one loss computation (:meth:`loss_sum`). Call it inside
-        ``np.errstate(over="ignore", under="ignore")``: saturated sigmoids overflow e^{-z} harmlessly.
-        """
+        ``output``: (Z_L rows, row-sum rows) for the output layer instead of the workspace's own, so that a
+        group of steps leaves its outputs side by side for one :meth:`loss_sum`. Call it inside
+        ``np.errstate(over="ignore", under="ignore")``: saturated sigmoids overflow e^{-z} harmlessly."""
         weights, biases = self.model.weights, self.model.biases
         activations = [x]
         last = len(weights) - 1
@@ -229,12 +201,9 @@ class FastNetwork:
         return work.delta
 
     def loss_sum(self, outputs: np.ndarray, row_sums: np.ndarray, y_onehot: np.ndarray) -> float:
-        """The loss summed over rows, from what :meth:`forward` left in the output layer.
-
-        For "mse" ``outputs`` holds A_L and the loss is ½‖A_L − Y‖². For "ce" it holds the
-        shifted logits Z_L − max and ``row_sums`` the softmax denominators Σ_j e^{z_j − max},
-        so −log a_y = log Σ − (z_y − max): exact even where a_y underflows to 0.
-        """
+        """The loss summed over rows, from what :meth:`forward` left in the output layer: for "mse" ``outputs``
+        holds A_L and the loss is ½‖A_L − Y‖²; for "ce" the shifted logits Z_L − max, and ``row_sums`` the
+        softmax denominators, so −log a_y = log Σ − (z_y − max): exact even where a_y underflows to 0."""
         if self.loss == "mse":
             error = outputs - y_onehot
             return 0.5 * float(np.vdot(error, error))

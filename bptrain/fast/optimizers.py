@@ -1,10 +1,7 @@
 """The core's update rules (:mod:`bptrain.core.optimizers`), fused into few passes over memory.
 
-The fast network hands over deltas already multiplied by the learning rate
-(:meth:`bptrain.fast.network.FastNetwork.backward`), so the plain SGD update of
-a layer is one gemm that adds the product into the weights as it forms it,
-W ← W − A_{l-1}ᵀ(ηΔ_l): the gradient is never stored. Each class computes what
-its namesake in the core computes (the tests hold them equal step by step).
+The deltas come in times η, so plain SGD's update of a layer is one gemm that adds the product into
+the weights, W ← W − A_{l-1}ᵀ(ηΔ_l). Each class computes what its namesake in the core computes.
 """
 
 from __future__ import annotations
@@ -17,59 +14,27 @@ from ..core.optimizers import check_adam, check_new_momentum, check_sgd
 from .aligned import aligned_empty, aligned_zeros
 from .blas import Axpby, Axpy, PairUpdate, PreparedGemmAtB
 
-#: Below this η (a step schedule can decay it that far) float32 deltas times η underflow, so the
-#: gradient cannot be recovered from them; Adam skips such steps (they would move no parameter
-#: by more than ~η anyway) and the speed recorder ignores them.
+#: Below this η float32 deltas times η underflow, so no gradient can be recovered from them: Adam skips
+#: such steps (they would move no parameter by more than ~η) and the speed recorder ignores them.
 NEGLIGIBLE_LR = 1e-30
 
 
 class SGD:
     """Mini-batch SGD with optional momentum (classical or Nesterov) and L2 weight decay.
 
-    It receives the batch's activations A_{l-1} and deltas Δ_l, the latter
-    already multiplied by the learning rate η, so the scaled gradient of W_l is
-    g_l = A_{l-1}ᵀ(ηΔ_l) and of b_l it is Σ_rows ηΔ_l. With momentum μ, velocity
-    v and L2 coefficient λ (weights only; biases are not decayed):
+    With g = A_{l-1}ᵀ(ηΔ_l) (for b_l: Σ_rows ηΔ_l), momentum μ, velocity v and L2 coefficient λ (weights
+    only), as PyTorch's SGD with the learning rate inside the velocity::
 
         plain:      W ← (1 − ηλ) W − g
         classical:  v ← μ v + g + ηλ W;     W ← W − v
         Nesterov:   v ← μ v + g + ηλ W;     W ← (1 − ηλ) W − g − μ v
 
-    This is PyTorch's SGD with the learning rate inside the velocity.
-
-    How it is computed, streaming W and v as few times as possible. The
-    product g is never stored: gemm adds it into W or v as it forms it. Plain
-    SGD is that one gemm into W. With momentum there are two ways, each faster
-    on its number of BLAS threads, and :meth:`prepare` picks one for a whole
-    run: the one for the threads the steps would use on a quiet machine
-    (:func:`bptrain.fast.threads.several_threads`). The two round differently,
-    so the form must not follow the count a busy machine makes the steps use.
-
-    One thread: the optimizer keeps s = μv, the velocity already multiplied by
-    the momentum, so that the gemm only adds (β = 1; OpenBLAS scales C in a
-    pass of its own for any other β: 3-5% of a default epoch at batch size
-    10-32). One pass over (s, W) together (:class:`bptrain.fast.blas.PairUpdate`:
-    the 2x2 map below, applied to the old s and W) does the rest:
-
-        classical:  s ← s + g                  (= v' − ηλW, with v' the new v)     one gemm into s
-                    (s, W) ← (μs + μηλW, −s + (1 − ηλ)W)   (= μv', W − v')         one pass
-        Nesterov:   s ← s + g                  (= v' − ηλW)                         one gemm into s
-                    (s, W) ← (μs + μηλW, −μs + (1 − ηλ − μηλ)W)   (= μv', (1 − ηλ)W − μv')   one pass
-                    W ← W − g                                                       one gemm into W
-
-    Several threads: that pass would run on one core, which must first pull
-    across the half of s and W the other thread's gemm just wrote. So the
-    optimizer keeps v itself, and every operation is one OpenBLAS splits
-    between its threads alike (gemm, and axpy: :class:`bptrain.fast.blas.Axpy`):
-
-        classical:  v ← μ v + g        one gemm into v (β = μ)
-                    v ← v + ηλ W       one axpy
-                    W ← W − v          one axpy
-        Nesterov:   v ← μ v + g;  v ← v + ηλ W   as above
-                    W ← (1 − ηλ) W − g  one gemm into W (β = 1 − ηλ)
-                    W ← W − μ v        one axpy
-
-    Each array's gemm, pair-update and axpy arguments are prepared once, here.
+    g is never stored: gemm adds it into W or v as it forms it. Momentum has two forms, each faster on
+    its number of BLAS threads; they round differently, so :meth:`prepare` picks one for the whole run,
+    from the threads the steps would use on a quiet machine. One thread (:meth:`_update`): the arrays
+    hold s = μv, the gemm only adds (β = 1), and one rotm pass (:class:`PairUpdate`) maps the old
+    (s, W) to the new. Several threads (:meth:`_update_split`): the arrays hold v, and every operation
+    is a gemm or an axpy, which OpenBLAS splits between its threads alike (docs/fast-engine.md).
     """
 
     def __init__(self, weights, biases, momentum: float = 0.0, nesterov: bool = False, weight_decay: float = 0.0):
@@ -84,7 +49,7 @@ class SGD:
         scratch = [aligned_empty(p.shape, p.dtype) for p in params]  # used only where NumPy does an update
         self._into_param = [PreparedGemmAtB(p, s) for p, s in zip(params, scratch)]
         if momentum:
-            # s = μv (one thread) or v (several) for each W_l and b_l, see above
+            # s = μv (one thread) or v (several) for each W_l and b_l
             self.velocity_w = [aligned_zeros(w.shape, w.dtype) for w in self.weights]  # bptrain.fast.aligned
             self.velocity_b = [aligned_zeros(b.shape, b.dtype) for b in self.biases]
             velocities = self.velocity_w + self.velocity_b
@@ -176,27 +141,17 @@ class Adam:
     For every parameter θ with gradient g = ∂C/∂θ, at step t = 1, 2, ...::
 
         m ← β1 m + (1 − β1) g          v ← β2 v + (1 − β2) g²
-        m̂ = m / (1 − β1ᵗ)              v̂ = v / (1 − β2ᵗ)
-        θ ← θ − η m̂ / (√v̂ + ε)         and for weights (not biases)  W ← W − ηλW
+        θ ← θ − η m̂ / (√v̂ + ε)         m̂ = m / (1 − β1ᵗ),  v̂ = v / (1 − β2ᵗ);  W ← W − ηλW
 
-    The decay is decoupled: it shrinks the weights directly instead of adding
-    λW to g, where Adam's division by √v̂ would weaken it wherever gradients are large.
-
-    Scale. The network hands us deltas times η, so what we can form is s = ηg.
-    Adam's step would not change if g were scaled by a constant c, except through
-    ε (√v̂ scales by c too), but η changes between epochs under a schedule, and
-    ε must mean what it means in the paper. So the moments are kept as M = ηm/(1 − β1)
-    and V = η²v/(1 − β2), whose updates need s alone (no pass to divide it by η)::
+    Scale: the network hands over s = ηg, and ε must keep its meaning while η changes, so the moments
+    are M = ηm/(1 − β1) and V = η²v/(1 − β2), updated from s alone and rescaled when η changes; the step
+    is then exactly Adam's (docs/fast-engine.md)::
 
         M ← β1 M + s                    V ← β2 V + s²
-
-    and are rescaled (once) when η changes. Substituting m and v gives the step
-
         θ ← θ − α M / (√V + ε')   with   α = η (1 − β1) √(1 − β2ᵗ) / ((1 − β1ᵗ) √(1 − β2)),
-                                         ε' = ε η √(1 − β2ᵗ) / √(1 − β2),
+                                         ε' = ε η √(1 − β2ᵗ) / √(1 − β2)
 
-    exactly Adam's. All layers' M, V and s live in one flat buffer each, so each
-    of these element-wise operations is one NumPy call over every parameter.
+    M, V and s of all layers live in one flat buffer each: one call per element-wise operation.
     """
 
     def __init__(self, weights, biases, beta1: float = 0.9, beta2: float = 0.999, eps: float = 1e-8,
@@ -221,8 +176,7 @@ class Adam:
         self._into_m = Axpby(self._grad, self.m)
         self._into_v = Axpby(self._grad, self.v)
         self._into_param = [Axpby(param_step, param) for param, _, param_step in self._views]
-        # s = A_{l-1}ᵀ(ηΔ_l) for W_l and 1ᵀ(ηΔ_l) for b_l (a one-row matrix), written by gemm (β = 0) with
-        # arguments built once, like SGD's updates; scratch only for the NumPy fallback
+        # s = A_{l-1}ᵀ(ηΔ_l) for W_l, 1ᵀ(ηΔ_l) for b_l (a one-row matrix): gemm, β = 0 (scratch: NumPy's)
         self._into_grad = [PreparedGemmAtB(as_matrix(grad), np.empty_like(as_matrix(grad))) for _, grad, _ in self._views]
 
     #: How its update uses the cores (bptrain.fast.threads): NumPy's element-wise passes, on one core.
@@ -249,8 +203,7 @@ class Adam:
         step += self.eps * lr * correction                          # √V + ε'
         np.divide(alpha, step, out=step)                             # α / (√V + ε')
         step *= m                                                    # α M / (√V + ε')
-        # (α/d)·M rather than (M/d)·α: M holds subnormal floats where a gradient has been 0 for a
-        # while (2% of them on MNIST), and a division by them is 3x slower here; a product is not.
+        # (α/d)·M rather than (M/d)·α: M holds subnormal floats, and dividing them is slow; multiplying is not.
         keep = 1.0 - lr * self.weight_decay
         for k, into_param in enumerate(self._into_param):
             # θ ← θ − α M / (√V + ε'), and for weights (even k) first W ← W − ηλW

@@ -1,12 +1,9 @@
 """The same bits on any BLAS thread count: the steps' count follows the load (:mod:`.threads`); a run's numbers must not.
 
-Three things keep them. OpenBLAS cuts a long inner dimension (784 inputs, 1000 units) into
-blocks, and its one-thread and many-thread drivers cut it differently, so such sums would
-differ in the last bits: :class:`PiecewiseProduct` computes them in pieces each short enough
-to be one block on any count. Momentum keeps one form for the whole run, chosen from the
-quiet machine's count (:class:`.optimizers.SGD`, :func:`.threads.plan`). And before the
-count first moves, :func:`step_agrees` checks that one step gives the same bits on both
-counts (the pieces are sized for the kernels measured; another BLAS may sum otherwise).
+OpenBLAS's one-thread and many-thread drivers cut a long inner dimension (784 inputs, 1000 units)
+into different blocks: :class:`PiecewiseProduct` sums it in pieces that are one block on any count.
+Momentum keeps one form for the whole run (:class:`.optimizers.SGD`). And before the count first
+moves, :func:`step_agrees` checks one step on both counts (another BLAS may sum otherwise).
 """
 
 from __future__ import annotations
@@ -19,9 +16,8 @@ from . import blas
 from .blas import NO_TRANS, ROW_MAJOR, TRANS, address, matmul_into
 
 
-#: The longest inner dimension a product is computed in one gemm call; longer ones are cut into
-#: equal pieces of at most this many, added up in a fixed order (below the block size of the x86
-#: kernels measured).
+#: The longest inner dimension computed in one gemm call (below the x86 kernels' block size); longer
+#: ones are cut into equal pieces of at most this many, added up in a fixed order.
 PIECE_MOST = {np.dtype(np.float32): 400, np.dtype(np.float64): 256}
 
 
@@ -50,17 +46,10 @@ def _layout(x: np.ndarray):
 class PiecewiseProduct:
     """out = a·b (or a·bᵀ), with the inner dimension in :func:`pieces`: the same bits on any number of threads.
 
-    One per product of the network (a layer's forward or backward product). A product whose
-    inner dimension is one piece is :func:`matmul_into`'s. Several pieces are one gemm each,
-    the first writing ``out`` (β = 0), the others adding into it (β = 1), with arguments built
-    once (as :class:`.blas.PreparedGemmAtB`): the next input batch, or the next rows of a group's
-    outputs, only move an address. Without the bundled OpenBLAS the pieces are NumPy's.
-
-    Where OpenBLAS's own blocking of the whole product already sums in these pieces (its
-    many-thread driver cuts 784 into 392 + 392, as the pieces do), one call gives the same bits
-    for less: a gemm call fewer, and on several threads one wait for each other fewer. Whether
-    it does is checked once per shape and thread count, on random operands
-    (:meth:`_one_call_agrees`), and the product makes the cheaper call only where it does.
+    The pieces are one gemm each, the first writing ``out`` (β = 0), the others adding into it, with
+    arguments built once (without the bundled OpenBLAS: NumPy's). Where OpenBLAS's own blocking already
+    sums in these pieces (its many-thread driver cuts 784 into 392 + 392), one call gives the same bits
+    for a gemm call fewer: checked once per shape and thread count (:meth:`_one_call_agrees`).
     """
 
     def __init__(self, transpose_b: bool = False):
@@ -87,15 +76,6 @@ class PiecewiseProduct:
             return matmul_into(a, b.T if self.transpose_b else b, out)
         return self._call_pieces(a, out)
 
-    def in_pieces(self, a: np.ndarray, b: np.ndarray, out: np.ndarray) -> bool:
-        """out = a·b in BLAS calls, one per piece, whatever OpenBLAS's own blocking; False: no BLAS to call."""
-        if a is not self._a or b is not self._b or out is not self._out:
-            self._prepare(a, b, out)
-        if self._calls is None:
-            return False
-        self._call_pieces(a, out)
-        return True
-
     def _call_pieces(self, a: np.ndarray, out: np.ndarray) -> np.ndarray:
         if not self._addressed:
             self._readdress(a, out)
@@ -121,10 +101,13 @@ class PiecewiseProduct:
         OpenBLAS has now. Random operands: on the real ones (an input of small integers, say) every order
         of summation may happen to agree."""
         rng = np.random.default_rng(0)
-        ra, rb = _random_like(a, rng), _random_like(b, rng)
+        ra, rb = np.empty_like(a), np.empty_like(b)  # in the operands' memory orders
+        ra[...], rb[...] = rng.standard_normal(a.shape), rng.standard_normal(b.shape)
         whole, pieced = np.empty_like(out), np.empty_like(out)
         matmul_into(ra, rb.T if self.transpose_b else rb, whole)
-        return PiecewiseProduct(self.transpose_b).in_pieces(ra, rb, pieced) and identical(whole, pieced)
+        in_pieces = PiecewiseProduct(self.transpose_b)  # one BLAS call per piece, whatever OpenBLAS's blocking
+        in_pieces._prepare(ra, rb, pieced)
+        return in_pieces._calls is not None and identical(whole, in_pieces._call_pieces(ra, pieced))
 
     def _prepare(self, a: np.ndarray, b: np.ndarray, out: np.ndarray) -> None:
         previous_a, previous_b, previous_out = self._a, self._b, self._out
@@ -179,32 +162,21 @@ def identical(x: np.ndarray, y: np.ndarray) -> bool:
     return np.array_equal(np.ascontiguousarray(x).view(np.uint8), np.ascontiguousarray(y).view(np.uint8))
 
 
-def _random_like(x: np.ndarray, rng) -> np.ndarray:
-    """Standard normal numbers in an array of ``x``'s shape, dtype and memory order."""
-    copy = np.empty_like(x)
-    copy[...] = rng.standard_normal(x.shape)
-    return copy
-
-
 def _same_layout(x: np.ndarray, y) -> bool:
     return y is not None and x.shape == y.shape and x.strides == y.strides and x.dtype == y.dtype
 
 
 def _address_of_view(x: np.ndarray) -> int:
-    """Where a (possibly non-contiguous) view's first element is: :func:`_address` where it can (a
-    third of the cost), else from the array interface."""
+    """Where a (possibly non-contiguous) view's first element is: :func:`.blas.address` where it can (cheaper)."""
     if x.flags.c_contiguous and x.flags.writeable and x.size:
         return address(x)
     return x.__array_interface__["data"][0]
 
 
 def step_agrees(step, params, optimizer, count: int) -> bool:
-    """Whether ``step()`` gives the same bits on one BLAS thread and on ``count``.
-
-    It runs on one thread, everything it changes (``params``, the optimizer's :meth:`state`) is
-    rewound, and it runs again on ``count``. Where the two differ, the one-thread result is kept:
-    the numbers of a run on one thread, whenever the check ran.
-    """
+    """Whether ``step()`` gives the same bits on one BLAS thread and on ``count``: it runs on one, what it
+    changes (``params``, the optimizer's :meth:`state`) is rewound, and it runs on ``count``. Where the two
+    differ, the one-thread result is kept: a run's numbers on one thread, whenever the check ran."""
     before = _saved(params, optimizer)
     blas.set_threads(1)
     step()

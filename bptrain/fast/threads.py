@@ -1,30 +1,12 @@
 """How many BLAS threads the fast engine's steps run on, and when the epoch thread may work beside them.
 
-The one place that decides it. The engine asks one object, :class:`StepThreads`: ``run`` a
-group of steps (it picks the count, times the group, and now and then probes the other
-count), ``may_prepare`` (whether the epoch thread may work beside the steps now), and
-``count`` (what validation runs on). The measurements behind every constant are in
-benchmarks/README.md ("Threads"); what keeps the numbers the same on any count is
-:mod:`.same_bits`.
-
-The plan, from sizes alone (:func:`step_threads`): steps too small for a second thread run
-on one (:data:`ONE_THREAD_BELOW`, by the optimizer's ``update_kind``: "gemm" is plain SGD's
-one product, "gemm+axpy" momentum's, "ufuncs" Adam's element-wise passes); distorted
-epochs of small networks leave a core to the epoch thread (:data:`CORE_FOR_DISTORTIONS_UP_TO`);
-the rest may use the most threads there are (:func:`most_threads`) and adapt to the load.
-
-Adapting (:class:`ThreadPolicy`): on a busy machine the threads of one product wait for
-each other whenever one is descheduled, and one thread is often several times faster. So
-the steps start on one thread, and whole groups of steps (about 1/100 of an epoch) are
-timed: now and then a group is a probe of the other count, and the faster count wins. A
-probe of more threads is skipped while other processes hold the cores
-(:class:`OtherProcesses`). Until the epoch thread has written the first epoch, the steps
-stay on one thread (steps on several would wait for it alone).
-
-The gate (:meth:`StepThreads.may_prepare`): steps on several threads have no core to spare,
-so while they adapt and run on several (or probe), the epoch thread works only when the
-steps wait for its rows. OpenBLAS's idle threads spin before they sleep; the command line
-shortens that (:func:`bptrain.environment.shorten_idle_spin`).
+The engine asks one object, :class:`StepThreads`: ``run`` a group of steps on the count chosen now,
+``may_prepare`` (the epoch thread's gate) and ``count`` (what validation runs on). From sizes alone
+(:func:`step_threads`), steps too small for two threads run on one, and distorted epochs of small
+networks leave a core to the epoch thread; the rest adapt (:class:`ThreadPolicy`): on a busy machine
+one thread is often several times faster, so groups of steps are timed, now and then one probes the
+other count, and the faster wins. The same numbers on any count: :mod:`.same_bits`. The measurements
+behind the constants: benchmarks/README.md ("A busy machine").
 """
 
 from __future__ import annotations
@@ -106,9 +88,7 @@ def describe(sizes, batch_size: int, update_kind: str = "ufuncs", distorts: bool
 # ------------------------------------------------------------------ the engine's one object
 class StepThreads:
     """The count the steps of ``optimizer`` (over parameters ``params``) run on, group by group; the gate.
-
-    ``policy``: a :class:`ThreadPolicy` to use instead of the plan's (the tests' made-up ones).
-    """
+    ``policy``: a :class:`ThreadPolicy` to use instead of the plan's (the tests' made-up ones)."""
 
     #: What a probe leaves of its group is timed only if it is at least this share of the group.
     SHARE_TO_JUDGE = 0.5
@@ -145,10 +125,8 @@ class StepThreads:
             yield
 
     def run(self, step, start: int, stop: int, batch_size: int, preparation=None) -> None:
-        """The steps of the group of rows [start, stop), ``step(first, end)`` one batch, on the count chosen now.
-
-        ``preparation``: the engine's :class:`.epoch_thread.BackgroundEpochImages`, if any.
-        """
+        """The steps of the group of rows [start, stop), ``step(first, end)`` one batch, on the count chosen now;
+        ``preparation``: the engine's :class:`.epoch_thread.BackgroundEpochImages`, if any."""
         policy = self.policy
         full = start + (stop - start) // batch_size * batch_size
         self._first_epoch_ready = (self._first_epoch_ready or preparation is None
@@ -202,19 +180,17 @@ class StepThreads:
 class ThreadPolicy:
     """One BLAS thread or ``most``, whichever is faster now, from the times of whole groups of steps.
 
-    A probe runs one group on the other count and compares its seconds per row with the current
-    count's last :attr:`BASELINE_GROUPS` groups (:meth:`baseline`), each with the next epoch's
-    preparation that steps on several threads leave undone (:attr:`serial_per_row`). It stops at
-    :attr:`CLEAR` times what the current count would have taken (:meth:`clear`). The first group
-    after a move goes back if the count it left was faster. One thread must be
-    :attr:`ONE_THREAD_MARGIN` faster than several to take over (a group's time leaves out part
-    of what several threads save). Each win of the current count doubles the groups before the
-    next probe, from :attr:`FIRST_WAIT` to :attr:`LONGEST_WAIT`, and a probe that lost time Δ
-    waits at least Δ / :attr:`BUDGET` seconds. A group more than :attr:`CHANGED` from the baseline
-    is set aside; a second in a row on the same side starts a new baseline and a probe. A probe
-    of more threads is skipped, as if lost, unless :attr:`FREE_SHARE` of the cores it would add are
-    free (``others()``: cores other processes kept busy lately, or None). It only reads ``clock``
-    and the times it is given: the tests drive it with made-up ones.
+    A probe runs one group on the other count and compares its seconds per row with the current count's last
+    :attr:`BASELINE_GROUPS` groups (:meth:`baseline`), each with the next epoch's preparation that steps on
+    several threads leave undone (:attr:`serial_per_row`). It stops at :attr:`CLEAR` times what the current
+    count would have taken (:meth:`clear`). The first group after a move goes back if the count it left was
+    faster. One thread must be :attr:`ONE_THREAD_MARGIN` faster than several to take over (a group's time leaves
+    out part of what several threads save). Each win of the current count doubles the groups before the next
+    probe, from :attr:`FIRST_WAIT` to :attr:`LONGEST_WAIT`, and a probe that lost time Δ waits at least Δ /
+    :attr:`BUDGET` seconds. A group more than :attr:`CHANGED` from the baseline is set aside; a second in a row
+    on the same side starts a new baseline and a probe. A probe of more threads is skipped, as if lost, unless
+    :attr:`FREE_SHARE` of the cores it would add are free (``others()``: cores other processes kept busy lately,
+    or None). It only reads ``clock`` and the times it is given: the tests drive it with made-up ones.
     """
 
     CLEAR = 2.0
@@ -349,18 +325,19 @@ BUSY_COLUMNS = (0, 1, 2, 5, 6, 7)
 
 
 class OtherProcesses:
-    """Cores of this process's CPU affinity that other processes kept busy lately: Linux's /proc/stat, less
-    this process's own CPU time (what is left is the other processes', and a hypervisor's steal).
-
-    ``stat_path``, ``process_seconds``, ``clock`` and ``cores`` are for the tests.
-    """
+    """Cores of this process's CPU affinity that other processes kept busy lately: Linux's /proc/stat less
+    this process's own CPU time (the rest is other processes' and a hypervisor's steal). The arguments:
+    for the tests."""
 
     def __init__(self, stat_path: str = "/proc/stat", process_seconds=None, clock=time.monotonic,
                  cores: set[int] | None = None):
         self._stat_path = stat_path
-        self._process_seconds = process_seconds or _process_seconds
+        self._process_seconds = process_seconds or (lambda: sum(os.times()[:2]))  # user + system, all threads
         self._clock = clock
-        self._tick = _clock_ticks()
+        try:
+            self._tick = float(os.sysconf("SC_CLK_TCK"))
+        except (AttributeError, ValueError, OSError):
+            self._tick = None
         if cores is None:
             try:
                 cores = os.sched_getaffinity(0)
@@ -396,34 +373,10 @@ class OtherProcesses:
             return None
         try:
             with open(self._stat_path) as stat:
-                lines = stat.read().splitlines()
-        except OSError:
+                rows = [line.split() for line in stat if line.startswith("cpu") and not line.startswith("cpu ")]
+            ticks = [sum(int(row[1 + i]) for i in BUSY_COLUMNS if 1 + i < len(row)) for row in rows
+                     if self._cores is None or int(row[0][3:]) in self._cores]
+        except (OSError, ValueError):
             return None
-        ticks, seen = 0, False
-        for line in lines:
-            name, _, rest = line.partition(" ")
-            if not name.startswith("cpu") or name == "cpu":
-                continue
-            try:
-                core = int(name[3:])
-                columns = [int(value) for value in rest.split()]
-            except ValueError:
-                return None
-            if self._cores is not None and core not in self._cores:
-                continue
-            ticks += sum(columns[i] for i in BUSY_COLUMNS if i < len(columns))
-            seen = True
-        return ticks / self._tick if seen else None
+        return sum(ticks) / self._tick if ticks else None
 
-
-def _process_seconds() -> float:
-    """CPU seconds of every thread of this process (not of its children)."""
-    times = os.times()
-    return times.user + times.system
-
-
-def _clock_ticks() -> float | None:
-    try:
-        return float(os.sysconf("SC_CLK_TCK"))
-    except (AttributeError, ValueError, OSError):
-        return None

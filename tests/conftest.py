@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import gzip
+import importlib
 import http.server
 import os
 import threading
@@ -266,3 +267,11 @@ def ended_at_exit(process, watchdog=None):
         if process.poll() is None:
             process.kill()
             process.communicate()
+
+
+def require_test_extra(name: str):
+    """Import ``name``, a module of the test extra: skip the file without it locally, fail under CI=true (a CI
+    without the test extra is a broken CI, not a skip)."""
+    if os.environ.get("CI"):
+        return importlib.import_module(name)
+    return pytest.importorskip(name, reason=f"`{name}` is missing: pip install -e '.[test]'")

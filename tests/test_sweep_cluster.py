@@ -27,12 +27,9 @@ from pathlib import Path
 
 import pytest
 
-try:
-    import distributed
-except ImportError:  # in the test extra; a CI without it is a broken CI, not a skip
-    if os.environ.get("CI"):
-        raise
-    pytest.skip("`distributed` is missing: pip install -e '.[test]'", allow_module_level=True)
+from conftest import require_test_extra
+
+distributed = require_test_extra("distributed")
 
 import dask  # noqa: E402
 import psutil  # noqa: E402 (a dependency of distributed)

@@ -13,14 +13,9 @@ import threading
 
 import pytest
 
-try:
-    import distributed  # noqa: F401
-except ImportError:  # in the test extra; a CI without it is a broken CI, not a skip
-    if os.environ.get("CI"):
-        raise
-    pytest.skip("`distributed` is missing: pip install -e '.[test]'", allow_module_level=True)
+from conftest import make_blobs, require_test_extra, write_py2_pickle
 
-from conftest import make_blobs, write_py2_pickle  # noqa: E402
+require_test_extra("distributed")  # the scheduler and worker these tests start
 
 TINY = ("--sizes", "20,16,3", "--batch-size", "8")
 ENV = {**os.environ, "PYTHONUNBUFFERED": "1"}

@@ -10,9 +10,9 @@ import pytest
 
 from bptrain.app.commands import train as train_module
 from bptrain.core.network import MLP
-from bptrain.core.training import Callbacks
 from bptrain.data.model_io import load_model
 from conftest import assert_clean_error, invoke
+from test_checkpoints import StopAfter
 
 SOLVED = (Path(__file__).parent / "workbook_solved.py").read_text()
 #: The solved workbook without its optional momentum_step: it trains with plain SGD.
@@ -93,17 +93,6 @@ def test_the_workbook_is_an_input_never_an_output(runner, tmp_path, synthetic_da
                     "--out", solved)
     assert_clean_error(result)
     assert solved.read_text() == PLAIN
-
-
-class StopAfter(Callbacks):
-    """Ctrl-C in epoch ``k`` + 1, as in tests/test_checkpoints.py."""
-
-    def __init__(self, k):
-        self.k = k
-
-    def progress(self, epoch, batches_done, running_loss):
-        if epoch > self.k:
-            raise KeyboardInterrupt
 
 
 def test_a_stopped_workbook_run_continues_exactly_with_the_reference_engine(runner, tmp_path, synthetic_data, solved,
